@@ -3,7 +3,10 @@
 //! The input is `tests/fixtures/ese_reference_error_codes.txt`, extracted from the reference
 //! (not from the engine's table), so a wrong number in the engine fails here.
 
-#![allow(clippy::unwrap_used, reason = "a malformed fixture line should fail the test loudly")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a malformed fixture line should fail the test loudly"
+)]
 
 use ese_core::{Error, ErrorKind};
 

@@ -88,7 +88,11 @@ impl Lgpos {
 
 impl fmt::Display for Lgpos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({:08X},{:04X},{:04X})", self.generation, self.isec, self.ib)
+        write!(
+            f,
+            "({:08X},{:04X},{:04X})",
+            self.generation, self.isec, self.ib
+        )
     }
 }
 
@@ -187,7 +191,10 @@ mod tests {
     #[test]
     fn ids_round_trip() {
         assert_eq!(Pgno::from_bytes(Pgno(7).to_bytes()), Pgno(7));
-        assert_eq!(DbTime::from_bytes(DbTime(u64::MAX).to_bytes()), DbTime(u64::MAX));
+        assert_eq!(
+            DbTime::from_bytes(DbTime(u64::MAX).to_bytes()),
+            DbTime(u64::MAX)
+        );
         assert_eq!(TrxId(3).to_bytes(), [3, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(ObjId(2).to_string(), "2");
     }

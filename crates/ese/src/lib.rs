@@ -1,11 +1,35 @@
 //! An embedded, transactional storage engine with the semantics of Microsoft's Extensible
 //! Storage Engine (ESE, "JET Blue").
 //!
-//! This crate will be the public API: `Instance` (init with recovery, term, stop service,
-//! backup, restore), `Session`, databases, the catalog, tables, typed columns, indexes, cursors
-//! and temp tables, with names that follow JET in Rust case. Today it re-exports the error type
-//! every call returns.
+//! Names follow JET in Rust case, and every public item says which JET function it
+//! corresponds to. Errors are [`Error`]s whose [`code`](Error::code) is ESE's number.
+//!
+//! ```
+//! use ese::{Instance, TermGrbit, CommitGrbit, EndSessionGrbit};
+//! # fn main() -> ese::Result<()> {
+//! let dir = tempfile::tempdir().expect("tempdir");
+//! let instance = Instance::builder("demo")
+//!     .system_path(dir.path())
+//!     .log_path(dir.path())
+//!     .create()?;
+//! instance.init()?;
+//! let session = instance.begin_session()?;
+//! session.begin_transaction()?;
+//! session.commit_transaction(CommitGrbit::empty())?;
+//! // Term ends remaining sessions.
+//! instance.term(TermGrbit::empty())?;
+//! assert_eq!(session.transaction_level().unwrap_err().code(), -1029); // NotInitialized
+//! # Ok(()) }
+//! ```
 
 #![deny(unsafe_code)]
 
+mod grbit;
+mod instance;
+mod session;
+
 pub use ese_core::{Error, ErrorKind, Result};
+pub use ese_session::{InstanceState, Sesid};
+pub use grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit, TermGrbit};
+pub use instance::{Instance, InstanceBuilder};
+pub use session::Session;

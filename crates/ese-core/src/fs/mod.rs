@@ -21,13 +21,13 @@
 //! or hard link it is opened through. The lock is released when the handle is dropped.
 
 mod os;
-// mod sim;
+mod sim;
 
 use std::fmt;
 use std::path::Path;
 
 pub use os::OsFs;
-// pub use sim::{CrashModel, Fault, FaultError, OpCounts, OpKind, SimFs};
+pub use sim::{CrashModel, Fault, FaultError, OpCounts, OpKind, SimFs};
 
 use crate::error::{Error, ErrorKind, Result};
 

@@ -1,0 +1,70 @@
+//! Option bits ("grbits") of the JET calls, named after the JET bits with their values.
+
+use bitflags::bitflags;
+
+bitflags! {
+    /// Options of [`Instance::term`](crate::Instance::term) (JetTerm2's grbit).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct TermGrbit: u32 {
+        /// `JET_bitTermComplete` (0x1): a clean term (the default, like grbit 0).
+        const COMPLETE = 0x1;
+        /// `JET_bitTermAbrupt` (0x2): skip cleanup that can be skipped; still refuses with
+        /// `TooManyActiveUsers` while a transaction is open, as ESE's source does.
+        const ABRUPT = 0x2;
+        /// `JET_bitTermStopBackup` (0x4): abort a running backup.
+        const STOP_BACKUP = 0x4;
+        /// `JET_bitTermDirty` (0x8): leave the databases dirty for recovery; term then returns
+        /// `DirtyShutdown` (-1116).
+        const DIRTY = 0x8;
+    }
+}
+
+bitflags! {
+    /// Options of [`Session::end`](crate::Session::end) (JetEndSession's grbit).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct EndSessionGrbit: u32 {
+        /// `JET_bitForceSessionClosed` (0x1): accepted and ignored, as in ESE.
+        const FORCE_SESSION_CLOSED = 0x1;
+    }
+}
+
+bitflags! {
+    /// Options of [`Session::begin_transaction2`](crate::Session::begin_transaction2).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct BeginTransactionGrbit: u32 {
+        /// `JET_bitTransactionReadOnly` (0x1): a read-only transaction; honoured only at level
+        /// 0; an update inside it fails with `TransReadOnly` (-1110).
+        const READ_ONLY = 0x1;
+    }
+}
+
+bitflags! {
+    /// Options of [`Session::commit_transaction`](crate::Session::commit_transaction).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct CommitGrbit: u32 {
+        /// `JET_bitCommitLazyFlush` (0x1): return before the commit record is durable; the
+        /// transaction may be lost in a crash, never partially.
+        const LAZY_FLUSH = 0x1;
+        /// `JET_bitWaitLastLevel0Commit` (0x2): used alone, outside a transaction: wait until
+        /// this session's last lazy commit is durable.
+        const WAIT_LAST_LEVEL0_COMMIT = 0x2;
+        /// `JET_bitWaitAllLevel0Commit` (0x8): used alone: wait until every commit so far is
+        /// durable.
+        const WAIT_ALL_LEVEL0_COMMIT = 0x8;
+        /// `JET_bitForceNewLog` (0x10): used alone: start a new log generation and wait.
+        const FORCE_NEW_LOG = 0x10;
+        /// `JET_bitCommitRedoCallback` (0x20): accepted for compatibility; no effect.
+        const REDO_CALLBACK = 0x20;
+    }
+}
+
+bitflags! {
+    /// Options of [`Session::rollback`](crate::Session::rollback).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct RollbackGrbit: u32 {
+        /// `JET_bitRollbackAll` (0x1): roll back every level, not just the innermost.
+        const ALL = 0x1;
+        /// `JET_bitRollbackRedoCallback` (0x20): accepted for compatibility; no effect.
+        const REDO_CALLBACK = 0x20;
+    }
+}

@@ -1,0 +1,193 @@
+//! Sessions (JET_SESID) and their transactions.
+
+use std::sync::Arc;
+
+use ese_core::{Error, ErrorKind, Result};
+use ese_session::SessionCore;
+
+use crate::grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit};
+use crate::instance::{Instance, InstanceInner};
+
+/// A session (ESE's `JET_SESID`): the context in which transactions run.
+///
+/// A cheap handle: `Clone + Send + Sync`; clones are the same sesid. The engine enforces ESE's
+/// rules at run time: a second thread entering while a call is in flight gets
+/// `SessionSharingViolation` (-1910); a transaction is bound to the thread that began it, or to
+/// the session context ([`Session::set_context`]) if one was set before the level-0 begin;
+/// after [`Session::end`] every call on every clone returns `InvalidSesid` (-1104).
+///
+/// # Drop semantics
+/// Dropping handles does not end the session (a sesid is a handle, not an owner): call
+/// [`Session::end`], which rolls back open transactions and closes everything the session
+/// holds. Term ends every remaining session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    inst: Arc<InstanceInner>,
+    core: Arc<SessionCore>,
+}
+
+impl Session {
+    pub(crate) fn new(inst: Arc<InstanceInner>, core: Arc<SessionCore>) -> Session {
+        Session { inst, core }
+    }
+
+    /// The session id (ESE's `JET_SESID` value).
+    pub fn sesid(&self) -> ese_session::Sesid {
+        self.core.sesid()
+    }
+
+    /// The instance this session belongs to.
+    pub fn instance(&self) -> Instance {
+        Instance {
+            inner: Arc::clone(&self.inst),
+        }
+    }
+
+    /// Ends the session (JetEndSession): rolls back every open transaction level, closes
+    /// everything the session holds and frees it; every later call on any clone returns
+    /// `InvalidSesid` (-1104). `grbit` is accepted and ignored, as in ESE.
+    ///
+    /// # Errors
+    /// `SessionInUse` (-1914) while a session context is set (reset it first); the session
+    /// stays usable. `SessionSharingViolation` (-1910) if another thread is inside a call on
+    /// the session, or if the open transaction is bound to another thread (a transaction bound
+    /// to a session context can be rolled back from any thread); the session is unchanged.
+    /// `InvalidSesid` (-1104) if it already ended; `NotInitialized` (-1029),
+    /// `TermInProgress` (-1000), `RestoreInProgress` (-506), `InstanceUnavailable` (-1090).
+    /// Stop service does not block it.
+    pub fn end(&self, grbit: EndSessionGrbit) -> Result<()> {
+        let _ = grbit;
+        let call = self.core.enter(&self.inst.gate, true)?;
+        call.lock_for_end()?;
+        while self.core.level() > 0 {
+            call.pop_level();
+        }
+        drop(call);
+        self.inst.sessions.remove(&self.core);
+        Ok(())
+    }
+
+    /// Begins a new session on the same instance (JetDupSession). Nothing is copied: no
+    /// transaction, no open databases.
+    ///
+    /// # Errors
+    /// The session errors of [`Session::end`] (except `SessionInUse`), then those of
+    /// [`Instance::begin_session`], including `OutOfSessions` (-1101).
+    pub fn dup(&self) -> Result<Session> {
+        let _call = self.core.enter(&self.inst.gate, false)?;
+        self.instance().begin_session()
+    }
+
+    /// Associates the session with the calling thread under `context` (JetSetSessionContext),
+    /// so a transaction begun afterwards may continue on whichever thread sets the same context
+    /// next. Thread safe: when many threads race on one session exactly one wins, the others
+    /// get `SessionContextAlreadySet`, so a pool of sessions needs no other bookkeeping.
+    ///
+    /// # Errors
+    /// `InvalidParameter` (-1003) for 0 or `usize::MAX`; `SessionContextAlreadySet` (-1912) if
+    /// a context is set; `InvalidSesid` (-1104) after end; `NotInitialized` (-1029),
+    /// `TermInProgress` (-1000), `RestoreInProgress` (-506), `ClientRequestToStopJetService`
+    /// (-1329), `InstanceUnavailable` (-1090). On failure nothing changes.
+    pub fn set_context(&self, context: usize) -> Result<()> {
+        self.core.set_context(&self.inst.gate, context)
+    }
+
+    /// Disassociates the session from the calling thread (JetResetSessionContext).
+    ///
+    /// # Errors
+    /// `SessionContextNotSetByThisThread` (-1913) if no context is set or another thread set
+    /// it; `InvalidSesid` (-1104) after end; `NotInitialized` (-1029), `TermInProgress`
+    /// (-1000), `RestoreInProgress` (-506), `InstanceUnavailable` (-1090). Stop service does
+    /// not block it. On failure nothing changes.
+    pub fn reset_context(&self) -> Result<()> {
+        self.core.reset_context(&self.inst.gate)
+    }
+
+    /// Begins a transaction, or a nested level (JetBeginTransaction).
+    ///
+    /// # Errors
+    /// See [`Session::begin_transaction2`].
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.begin_transaction2(BeginTransactionGrbit::empty())
+    }
+
+    /// Begins a transaction, or a nested level, with options (JetBeginTransaction2). A level-0
+    /// begin binds the transaction to the session context if one is set, else to the calling
+    /// thread.
+    ///
+    /// # Errors
+    /// `InvalidGrbit` (-900) for unknown bits; `TransTooDeep` (-1103) at level 7;
+    /// `SessionSharingViolation` (-1910) for a nested begin from a thread the transaction is
+    /// not bound to, or while another thread is inside a call on the session; `InvalidSesid`
+    /// (-1104); the instance errors (`NotInitialized`, `TermInProgress`, `RestoreInProgress`,
+    /// `ClientRequestToStopJetService`, `InstanceUnavailable`).
+    pub fn begin_transaction2(&self, grbit: BeginTransactionGrbit) -> Result<()> {
+        if BeginTransactionGrbit::from_bits(grbit.bits()).is_none() {
+            return Err(Error::new(ErrorKind::InvalidGrbit));
+        }
+        let call = self.core.enter(&self.inst.gate, false)?;
+        call.check_begin()?;
+        call.push_level();
+        Ok(())
+    }
+
+    /// Commits the innermost transaction level (JetCommitTransaction). Committing a nested
+    /// level merges it into its parent; only the level-0 commit ends the transaction.
+    ///
+    /// # Errors
+    /// `InvalidGrbit` (-900) for unknown bits, or when `WAIT_LAST_LEVEL0_COMMIT`,
+    /// `WAIT_ALL_LEVEL0_COMMIT` or `FORCE_NEW_LOG` is combined with another bit;
+    /// `NotInTransaction` (-1054) outside a transaction; `SessionSharingViolation` (-1910) from
+    /// a thread the transaction is not bound to; `InvalidSesid` (-1104); the instance errors.
+    pub fn commit_transaction(&self, grbit: CommitGrbit) -> Result<()> {
+        let alone = CommitGrbit::WAIT_LAST_LEVEL0_COMMIT
+            | CommitGrbit::WAIT_ALL_LEVEL0_COMMIT
+            | CommitGrbit::FORCE_NEW_LOG;
+        if CommitGrbit::from_bits(grbit.bits()).is_none()
+            || (grbit.intersects(alone) && grbit.bits().count_ones() != 1)
+        {
+            return Err(Error::new(ErrorKind::InvalidGrbit));
+        }
+        let call = self.core.enter(&self.inst.gate, false)?;
+        if grbit.intersects(alone) {
+            return Ok(());
+        }
+        call.check_commit_or_rollback()?;
+        call.pop_level();
+        Ok(())
+    }
+
+    /// Rolls back the innermost transaction level, or every level with
+    /// [`RollbackGrbit::ALL`] (JetRollback).
+    ///
+    /// # Errors
+    /// `InvalidGrbit` (-900) for unknown bits; `NotInTransaction` (-1054) outside a
+    /// transaction; `SessionSharingViolation` (-1910) from a thread the transaction is not
+    /// bound to; `InvalidSesid` (-1104); the instance errors except stop service (rollback is
+    /// exempt).
+    pub fn rollback(&self, grbit: RollbackGrbit) -> Result<()> {
+        if RollbackGrbit::from_bits(grbit.bits()).is_none() {
+            return Err(Error::new(ErrorKind::InvalidGrbit));
+        }
+        let call = self.core.enter(&self.inst.gate, true)?;
+        call.check_commit_or_rollback()?;
+        if grbit.contains(RollbackGrbit::ALL) {
+            while self.core.level() > 0 {
+                call.pop_level();
+            }
+        } else {
+            call.pop_level();
+        }
+        Ok(())
+    }
+
+    /// The current transaction level, 0 outside a transaction (JetGetSessionInfo's level).
+    ///
+    /// # Errors
+    /// `SessionSharingViolation` (-1910) while another thread is inside a call on the session;
+    /// `InvalidSesid` (-1104); the instance errors except stop service (exempt).
+    pub fn transaction_level(&self) -> Result<u32> {
+        let _call = self.core.enter(&self.inst.gate, true)?;
+        Ok(self.core.level())
+    }
+}
