@@ -1,7 +1,24 @@
-//! Versioned transactions of the engine.
+//! Versioned transactions of the engine, with ESE's semantics.
 //!
-//! This crate will own: transaction ids and levels (nesting to 7), the version store (snapshot
-//! isolation, first-writer-wins write conflicts, escrow deltas, rollback), undo for recovery,
-//! version cleanup and the version-store budget (`VersionStoreOutOfMemory`).
+//! - [`VersionStore`]: the version store and transaction table of an instance (ESE's `VER`):
+//!   snapshots, revision control entries, first-writer-wins conflicts, escrow deltas, cleanup
+//!   and its byte budget.
+//! - [`Transaction`]: one session's transaction: nested levels up to 7, reads through its
+//!   snapshot, insert/replace/delete/escrow/lock, commit (durable or lazy) and rollback.
+//! - [`RecoveryUndo`]: the undo phase of recovery, through the same undo as a live rollback.
+//! - [`TxnStore`]: what this layer needs from the page store; [`TxnRecord`]: the undo
+//!   annotations and records it logs.
 
 #![deny(unsafe_code)]
+
+mod record;
+mod rollback;
+mod store;
+mod transaction;
+mod version_store;
+
+pub use record::{TxnRecord, Undo};
+pub use rollback::{RecoveryUndo, UndoStats};
+pub use store::{PhysState, TxnStore};
+pub use transaction::{CommitInfo, MAX_LEVEL, Transaction};
+pub use version_store::{ReadView, VersionStore, VersionStoreStats};

@@ -1,0 +1,70 @@
+//! What the transaction layer needs from the page store below it.
+//!
+//! The B+tree always holds the newest version of every record, committed or not (as in ESE):
+//! an insert puts the record in the tree, a replace overwrites it, a delete only flags it
+//! deleted (so older snapshots can still find it) and version cleanup removes it physically
+//! once no snapshot can see it. The transaction layer keeps, in memory, what is needed to
+//! reconstruct older versions and to roll back.
+
+use ese_core::{Lgpos, ObjId, Result};
+
+/// The physical state of one key in a tree, as the page store holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PhysState {
+    /// No node with this key.
+    Absent,
+    /// A node flag-deleted (ESE's `fDeleted`): the data stays until version cleanup.
+    Deleted(Vec<u8>),
+    /// A live record with this data.
+    Present(Vec<u8>),
+}
+
+impl PhysState {
+    /// The record's data as a reader sees it: `Some` only for a live record.
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            PhysState::Present(v) => Some(v),
+            PhysState::Absent | PhysState::Deleted(_) => None,
+        }
+    }
+
+    /// Bytes of data held (for the version-store budget).
+    pub fn data_len(&self) -> usize {
+        match self {
+            PhysState::Absent => 0,
+            PhysState::Deleted(v) | PhysState::Present(v) => v.len(),
+        }
+    }
+}
+
+/// The page store under the transaction layer: reads and writes of physical key states, each
+/// write logged with an opaque annotation from this layer (undo information, compensation
+/// markers) in the same log record as the page change, so both are redone or lost together.
+pub trait TxnStore: Send + Sync {
+    /// The current physical state of `key` in `tree`.
+    ///
+    /// # Errors
+    /// The page store's errors (`ReadVerifyFailure`, `DiskIO`, `ObjectNotFound`, ...).
+    fn read(&self, tree: ObjId, key: &[u8]) -> Result<PhysState>;
+
+    /// Makes the physical state of `key` in `tree` be `state`, logging the change with
+    /// `annotation`; returns the log position of that record.
+    ///
+    /// # Errors
+    /// The page store's and the log's errors; `KeyDuplicate` is never returned (the caller
+    /// checked the state under its own lock).
+    fn write(&self, tree: ObjId, key: &[u8], state: &PhysState, annotation: &[u8])
+    -> Result<Lgpos>;
+
+    /// Appends a record of this layer alone (commit, end of rollback) to the log.
+    ///
+    /// # Errors
+    /// The log's errors (`LogWriteFail`, `LogDiskFull`).
+    fn log(&self, record: &[u8]) -> Result<Lgpos>;
+
+    /// Waits until every record up to `lgpos` is durable (group commit).
+    ///
+    /// # Errors
+    /// The log's errors.
+    fn flush(&self, lgpos: Lgpos) -> Result<()>;
+}

@@ -1,0 +1,542 @@
+//! Transactions: begin (snapshot), nested levels, reads through the version store, writes with
+//! first-writer-wins conflict detection, commit (durable or lazy) and rollback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
+
+use crate::record::{TxnRecord, Undo};
+use crate::store::PhysState;
+use crate::version_store::{
+    ABORTED, ACTIVE, Before, Oper, ReadView, TrxState, VKey, VersionStore, apply_delta,
+    reconstruct, undo_state,
+};
+
+/// The deepest level (ESE's `levelUserMost`).
+pub const MAX_LEVEL: u32 = 7;
+
+#[derive(Debug)]
+struct OpRef {
+    vkey: VKey,
+    seq: u32,
+    level: u32,
+}
+
+/// An open transaction of one session (ESE's transaction state in the `PIB`: `trxBegin0`,
+/// level, the session's RCE list).
+///
+/// It is begun at level 1 by [`VersionStore::begin`]; [`Transaction::begin_level`] nests,
+/// [`Transaction::commit_level`] and [`Transaction::rollback_level`] close the innermost
+/// level. When the last level closes the transaction is over and [`Transaction::is_open`]
+/// turns false.
+#[derive(Debug)]
+pub struct Transaction {
+    vs: Arc<VersionStore>,
+    state: Arc<TrxState>,
+    level: u32,
+    read_only: bool,
+    next_seq: u32,
+    ops: Vec<OpRef>,
+    first_lgpos: Option<Lgpos>,
+}
+
+/// The outcome of a level-0 commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The commit record's log position (`None` if the transaction wrote nothing, so nothing
+    /// was logged).
+    pub lgpos: Option<Lgpos>,
+    /// The commit timestamp (snapshots at or above it see the transaction).
+    pub commit_ts: u64,
+}
+
+/// How a write changes a record.
+enum Change<'a> {
+    Insert(&'a [u8]),
+    Replace(&'a [u8]),
+    Delete,
+    Delta { offset: u32, width: u8, delta: i64 },
+    Lock { write: bool },
+}
+
+impl VersionStore {
+    /// Begins a transaction at level 0 (JetBeginTransaction at level 0): takes the snapshot
+    /// every read of the transaction will use. `owner` names the session for diagnostics
+    /// (`VersionStoreOutOfMemory` names the oldest transaction's owner).
+    pub fn begin(self: &Arc<Self>, owner: String, read_only: bool) -> Transaction {
+        let id = TrxId(self.next_trx.fetch_add(1, Ordering::Relaxed));
+        let state = {
+            let mut active = self.active.lock();
+            let state = Arc::new(TrxState {
+                id,
+                snapshot: self.last_commit.load(Ordering::Acquire),
+                commit_ts: AtomicU64::new(ACTIVE),
+                owner,
+            });
+            active.insert(id, Arc::clone(&state));
+            state
+        };
+        Transaction {
+            vs: Arc::clone(self),
+            state,
+            level: 1,
+            read_only,
+            next_seq: 0,
+            ops: Vec::new(),
+            first_lgpos: None,
+        }
+    }
+
+    /// The log position of the first change of the oldest open transaction that changed
+    /// anything: recovery must start at or before it, so the checkpoint may not pass it.
+    pub fn oldest_active_lgpos(&self) -> Option<Lgpos> {
+        self.oldest_lgpos.lock().values().copied().min()
+    }
+}
+
+impl Transaction {
+    /// The transaction id.
+    pub fn id(&self) -> TrxId {
+        self.state.id
+    }
+
+    /// Open levels (1 to 7); 0 once the transaction ended.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Whether the transaction is still open.
+    pub fn is_open(&self) -> bool {
+        self.level > 0
+    }
+
+    /// Whether it is read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Number of changes made so far.
+    pub fn change_count(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The view the transaction reads with: its snapshot plus its own changes.
+    pub fn read_view(&self) -> ReadView {
+        ReadView {
+            snapshot: self.state.snapshot,
+            own: Some(self.state.id),
+        }
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.level == 0 {
+            return Err(Error::new(ErrorKind::NotInTransaction));
+        }
+        Ok(())
+    }
+
+    /// Opens a nested level (a savepoint).
+    ///
+    /// # Errors
+    /// `TransTooDeep` (-1103) at level 7; `NotInTransaction` (-1054) once ended.
+    pub fn begin_level(&mut self) -> Result<()> {
+        self.ensure_open()?;
+        if self.level >= MAX_LEVEL {
+            return Err(Error::new(ErrorKind::TransTooDeep));
+        }
+        self.level += 1;
+        Ok(())
+    }
+
+    /// Reads `key` of `tree` as this transaction sees it.
+    ///
+    /// # Errors
+    /// The page store's errors.
+    pub fn read(&self, tree: ObjId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let state = self.vs.read(tree, key, &self.read_view())?;
+        Ok(match state {
+            PhysState::Present(v) => Some(v),
+            PhysState::Absent | PhysState::Deleted(_) => None,
+        })
+    }
+
+    /// Inserts a record.
+    ///
+    /// # Errors
+    /// `KeyDuplicate` (-1605) if the transaction sees a record with this key;
+    /// `WriteConflict` (-1102) if another transaction changed the key and has not committed,
+    /// or committed after this transaction began; `TransReadOnly` (-1110);
+    /// `VersionStoreOutOfMemory` (-1069); the page store's errors.
+    pub fn insert(&mut self, tree: ObjId, key: &[u8], value: &[u8]) -> Result<()> {
+        self.change(tree, key, &Change::Insert(value)).map(|_| ())
+    }
+
+    /// Replaces a record's data.
+    ///
+    /// # Errors
+    /// `RecordNotFound` (-1601) if the transaction sees no record with this key; otherwise as
+    /// [`Transaction::insert`].
+    pub fn replace(&mut self, tree: ObjId, key: &[u8], value: &[u8]) -> Result<()> {
+        self.change(tree, key, &Change::Replace(value)).map(|_| ())
+    }
+
+    /// Deletes a record (flag-delete; version cleanup removes it once no snapshot sees it).
+    ///
+    /// # Errors
+    /// As [`Transaction::replace`].
+    pub fn delete(&mut self, tree: ObjId, key: &[u8]) -> Result<()> {
+        self.change(tree, key, &Change::Delete).map(|_| ())
+    }
+
+    /// Adds `delta` to the little-endian signed integer of `width` bytes (4 or 8) at `offset`
+    /// of the record (JetEscrowUpdate); returns the value before the update, as this
+    /// transaction saw it. Escrow updates of different transactions do not conflict.
+    ///
+    /// # Errors
+    /// `InvalidParameter` (-1003) for a width other than 4 or 8 or a field outside the
+    /// record; otherwise as [`Transaction::replace`] (a non-escrow change by another active
+    /// transaction is a `WriteConflict`).
+    pub fn escrow(
+        &mut self,
+        tree: ObjId,
+        key: &[u8],
+        offset: u32,
+        width: u8,
+        delta: i64,
+    ) -> Result<i64> {
+        self.change(
+            tree,
+            key,
+            &Change::Delta {
+                offset,
+                width,
+                delta,
+            },
+        )
+    }
+
+    /// Takes a write lock (or a read lock) on a record without changing it (JetGetLock).
+    ///
+    /// # Errors
+    /// As [`Transaction::replace`]; a read lock conflicts only with writes.
+    pub fn lock(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<()> {
+        self.change(tree, key, &Change::Lock { write }).map(|_| ())
+    }
+
+    fn change(&mut self, tree: ObjId, key: &[u8], change: &Change<'_>) -> Result<i64> {
+        self.ensure_open()?;
+        if self.read_only && !matches!(change, Change::Lock { write: false }) {
+            return Err(Error::new(ErrorKind::TransReadOnly));
+        }
+        if let Change::Delta { width, .. } = change
+            && *width != 4
+            && *width != 8
+        {
+            return Err(Error::new(ErrorKind::InvalidParameter)
+                .with_message("escrow width must be 4 or 8 bytes"));
+        }
+        let oper = match change {
+            Change::Insert(_) => Oper::Insert,
+            Change::Replace(_) => Oper::Replace,
+            Change::Delete => Oper::Delete,
+            Change::Delta { .. } => Oper::Delta,
+            Change::Lock { write: true } => Oper::WriteLock,
+            Change::Lock { write: false } => Oper::ReadLock,
+        };
+        // At most two attempts: the second after a cleanup freed budget.
+        for attempt in 0..2 {
+            let vs = Arc::clone(&self.vs);
+            let mut shard = vs.shard(tree, key);
+            let probe: (ObjId, Box<[u8]>) = (tree, key.into());
+            let chain = shard.map.get(&probe);
+            VersionStore::check_conflict(chain, &self.state, oper)?;
+            let phys = vs.store.read(tree, key)?;
+            let mine = match chain {
+                Some(c) => reconstruct(c, phys.clone(), &self.read_view()),
+                None => phys.clone(),
+            };
+            let mut result = 0i64;
+            let (new_phys, before, undo) = match change {
+                Change::Insert(v) => {
+                    if mine.value().is_some() || phys.value().is_some() {
+                        return Err(Error::new(ErrorKind::KeyDuplicate));
+                    }
+                    (
+                        Some(PhysState::Present(v.to_vec())),
+                        Before::State(phys.clone()),
+                        Undo::Restore(phys.clone()),
+                    )
+                }
+                Change::Replace(v) => {
+                    if mine.value().is_none() {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    }
+                    (
+                        Some(PhysState::Present(v.to_vec())),
+                        Before::State(phys.clone()),
+                        Undo::Restore(phys.clone()),
+                    )
+                }
+                Change::Delete => {
+                    let PhysState::Present(data) = &phys else {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    };
+                    if mine.value().is_none() {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    }
+                    (
+                        Some(PhysState::Deleted(data.clone())),
+                        Before::State(phys.clone()),
+                        Undo::Restore(phys.clone()),
+                    )
+                }
+                Change::Delta {
+                    offset,
+                    width,
+                    delta,
+                } => {
+                    let (Some(seen), PhysState::Present(data)) = (mine.value(), &phys) else {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    };
+                    result = read_int(seen, *offset, *width).ok_or_else(|| {
+                        Error::new(ErrorKind::InvalidParameter)
+                            .with_message("escrow field outside the record")
+                    })?;
+                    let mut updated = data.clone();
+                    if !apply_delta(&mut updated, *offset, *width, *delta) {
+                        return Err(Error::new(ErrorKind::InvalidParameter)
+                            .with_message("escrow field outside the record"));
+                    }
+                    (
+                        Some(PhysState::Present(updated)),
+                        Before::Delta {
+                            offset: *offset,
+                            width: *width,
+                            delta: *delta,
+                        },
+                        Undo::Delta {
+                            offset: *offset,
+                            width: *width,
+                            delta: *delta,
+                        },
+                    )
+                }
+                Change::Lock { .. } => {
+                    if mine.value().is_none() {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    }
+                    (None, Before::Unchanged, Undo::Nothing)
+                }
+            };
+            let charge = match vs.try_charge(oper, &before) {
+                Some(c) => c,
+                None if attempt == 0 => {
+                    drop(shard);
+                    vs.cleanup()?;
+                    continue;
+                }
+                None => return Err(vs.out_of_memory()),
+            };
+            let seq = self.next_seq;
+            if let Some(new_phys) = &new_phys {
+                let annotation = TxnRecord::Op {
+                    trx: self.state.id,
+                    seq,
+                    tree,
+                    key: key.to_vec(),
+                    undo,
+                }
+                .encode();
+                match vs.store.write(tree, key, new_phys, &annotation) {
+                    Ok(lgpos) => {
+                        if self.first_lgpos.is_none() {
+                            self.first_lgpos = Some(lgpos);
+                            vs.oldest_lgpos.lock().insert(self.state.id, lgpos);
+                        }
+                    }
+                    Err(e) => {
+                        vs.uncharge(charge);
+                        return Err(e);
+                    }
+                }
+            }
+            self.next_seq += 1;
+            let vkey = VersionStore::vkey(tree, key);
+            let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
+            vs.push_rce(&mut shard, &vkey, rce);
+            self.ops.push(OpRef {
+                vkey,
+                seq,
+                level: self.level,
+            });
+            return Ok(result);
+        }
+        Err(self.vs.out_of_memory())
+    }
+
+    /// Commits the innermost level (JetCommitTransaction). A nested level merges into its
+    /// parent. The last level commits the transaction: its commit record is logged and, unless
+    /// `lazy`, made durable before this returns (group commit). Returns the commit's details
+    /// when the transaction ended.
+    ///
+    /// # Errors
+    /// `NotInTransaction` (-1054) once ended; the log's errors (`LogWriteFail`, `DiskIO`,
+    /// `LogDiskFull`) when the commit record cannot be written or flushed: if appending fails
+    /// the transaction is still open; if only the flush fails the commit is done but its
+    /// durability unknown (the caller makes the instance unavailable).
+    pub fn commit_level(&mut self, lazy: bool) -> Result<Option<CommitInfo>> {
+        self.ensure_open()?;
+        if self.level > 1 {
+            let l = self.level;
+            for op in self.ops.iter_mut().rev() {
+                if op.level != l {
+                    break;
+                }
+                op.level = l - 1;
+            }
+            self.level -= 1;
+            return Ok(None);
+        }
+        let vs = Arc::clone(&self.vs);
+        let (lgpos, ts) = {
+            let _order = vs.commit_lock.lock();
+            let lgpos = if self.ops.is_empty() {
+                None
+            } else {
+                Some(
+                    vs.store
+                        .log(&TxnRecord::Commit0 { trx: self.state.id }.encode())?,
+                )
+            };
+            let ts = vs.last_commit.load(Ordering::Acquire) + 1;
+            self.state.commit_ts.store(ts, Ordering::Release);
+            vs.last_commit.store(ts, Ordering::Release);
+            (lgpos, ts)
+        };
+        self.finish();
+        let keys = self.ops.drain(..).map(|o| o.vkey).collect();
+        vs.committed(ts, keys);
+        self.level = 0;
+        if let (Some(l), false) = (lgpos, lazy) {
+            vs.store.flush(l)?;
+        }
+        Ok(Some(CommitInfo {
+            lgpos,
+            commit_ts: ts,
+        }))
+    }
+
+    fn finish(&self) {
+        self.vs.active.lock().remove(&self.state.id);
+        self.vs.oldest_lgpos.lock().remove(&self.state.id);
+    }
+
+    /// Rolls back the innermost level (JetRollback): every change made in it is undone, in
+    /// reverse order, each undo logged with a compensation annotation. Rolling back the last
+    /// level ends the transaction.
+    ///
+    /// # Errors
+    /// `NotInTransaction` (-1054) once ended; the page store's or log's errors if an undo
+    /// cannot be written (ESE then makes the instance unavailable: the caller must).
+    pub fn rollback_level(&mut self) -> Result<()> {
+        self.ensure_open()?;
+        let l = self.level;
+        while let Some(op) = self.ops.last() {
+            if op.level != l {
+                break;
+            }
+            self.undo_last()?;
+        }
+        self.level -= 1;
+        if self.level == 0 {
+            if self.next_seq > 0 {
+                self.vs
+                    .store
+                    .log(&TxnRecord::Rollback0 { trx: self.state.id }.encode())?;
+            }
+            self.state.commit_ts.store(ABORTED, Ordering::Release);
+            self.finish();
+        }
+        Ok(())
+    }
+
+    /// Rolls back every level.
+    ///
+    /// # Errors
+    /// As [`Transaction::rollback_level`].
+    pub fn rollback_all(&mut self) -> Result<()> {
+        while self.level > 0 {
+            self.rollback_level()?;
+        }
+        Ok(())
+    }
+
+    fn undo_last(&mut self) -> Result<()> {
+        let Some(op) = self.ops.last() else {
+            return Ok(());
+        };
+        let (tree, key) = (op.vkey.0, op.vkey.1.clone());
+        let vs = Arc::clone(&self.vs);
+        let mut shard = vs.shard(tree, &key);
+        let seq = op.seq;
+        let Some(rce) = vs.take_rce(&mut shard, &op.vkey, self.state.id, seq) else {
+            self.ops.pop();
+            return Ok(());
+        };
+        // A flag-deleted record nobody can still see (no entry left on the key) is removed
+        // for good instead of being restored as deleted: cleanup would never visit it again.
+        let unseen = !shard.map.contains_key(&op.vkey);
+        let restored = match &rce.before {
+            Before::Unchanged => None,
+            Before::State(PhysState::Deleted(_)) if unseen => Some(PhysState::Absent),
+            Before::State(s) => Some(s.clone()),
+            Before::Delta { .. } => {
+                let phys = vs.store.read(tree, &key)?;
+                Some(undo_state(phys, &rce.before))
+            }
+        };
+        if let Some(state) = restored {
+            let clr = TxnRecord::Clr {
+                trx: self.state.id,
+                seq,
+            }
+            .encode();
+            vs.store.write(tree, &key, &state, &clr)?;
+        }
+        self.ops.pop();
+        Ok(())
+    }
+}
+
+impl Drop for Transaction {
+    /// A transaction dropped while open is rolled back (the session layer ends sessions
+    /// through explicit rollback; this is the safety net). Errors cannot be reported here.
+    fn drop(&mut self) {
+        if self.level > 0 {
+            let _ = self.rollback_all();
+            if self.level > 0 {
+                self.state.commit_ts.store(ABORTED, Ordering::Release);
+                self.finish();
+            }
+        }
+    }
+}
+
+fn read_int(v: &[u8], offset: u32, width: u8) -> Option<i64> {
+    let start = offset as usize;
+    let f = v.get(start..start + width as usize)?;
+    match width {
+        4 => {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(f);
+            Some(i64::from(i32::from_le_bytes(a)))
+        }
+        8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(f);
+            Some(i64::from_le_bytes(a))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,582 @@
+//! The version store (ESE's `VER`): revision control entries (RCEs) for every record a live
+//! transaction changed, used for snapshot reads, write-conflict detection and rollback.
+//!
+//! # Visibility
+//! A transaction's snapshot is the commit timestamp of the last transaction committed when it
+//! began at level 0. An RCE is visible to a reader if it belongs to the reader's own
+//! transaction, or its transaction committed with a timestamp at or below the reader's
+//! snapshot. To read a key, start from the physical state in the tree (the newest version)
+//! and walk the key's RCEs from newest to oldest, undoing each invisible one (restoring its
+//! before-image, or subtracting its escrow delta) until a visible one is met.
+//!
+//! # Conflicts (ESE's `FVERIWriteConflict`, first writer wins, no waiting)
+//! A write conflicts when another transaction holds an *active* RCE on the key: uncommitted,
+//! or committed after the writer's snapshot. Escrow deltas commute with escrow deltas and read
+//! locks with read locks; every other combination is `WriteConflict` (-1102).
+//!
+//! # Cleanup and budget
+//! An RCE whose transaction committed at or below the oldest live snapshot is visible to every
+//! reader and conflicts with no writer: cleanup drops it (and every older RCE of the key), and
+//! physically removes a flag-deleted record whose delete it was. The budget counts the bytes
+//! of before-images and deltas plus a fixed overhead per entry for replaces, deletes, deltas and
+//! locks (ESE's `JET_paramMaxVerPages` role). An insert's entry holds only its key and is not
+//! charged, so a bulk load in one transaction does not exhaust the budget; its memory is
+//! reported by [`VersionStoreStats::insert_entries`].
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::store::{PhysState, TxnStore};
+
+/// `commit_ts` of a transaction still running.
+pub(crate) const ACTIVE: u64 = 0;
+/// `commit_ts` of a transaction rolled back.
+pub(crate) const ABORTED: u64 = u64::MAX;
+/// Snapshot that sees every committed transaction (reads outside a transaction).
+pub(crate) const LATEST: u64 = u64::MAX - 1;
+
+/// Fixed overhead charged to the budget per non-insert RCE (bytes).
+const RCE_OVERHEAD: u64 = 64;
+
+/// Number of independently locked shards of the key map. A power of two; 64 keeps contention
+/// between writers on different keys negligible at the session counts ESE allows by default.
+const SHARDS: usize = 64;
+
+/// The state shared by a transaction and its RCEs (ESE's `PIB` fields `trxBegin0` and
+/// `trxCommit0`).
+#[derive(Debug)]
+pub(crate) struct TrxState {
+    pub(crate) id: TrxId,
+    pub(crate) snapshot: u64,
+    pub(crate) commit_ts: AtomicU64,
+    /// Who owns the transaction, for `VersionStoreOutOfMemory` reports (ESE's event 623).
+    pub(crate) owner: String,
+}
+
+impl TrxState {
+    pub(crate) fn commit_ts(&self) -> u64 {
+        self.commit_ts.load(Ordering::Acquire)
+    }
+}
+
+/// The operation an RCE records (ESE's `m_oper`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Oper {
+    Insert,
+    Replace,
+    Delete,
+    Delta,
+    WriteLock,
+    ReadLock,
+}
+
+/// How to reconstruct the state before an RCE.
+#[derive(Clone, Debug)]
+pub(crate) enum Before {
+    State(PhysState),
+    Delta { offset: u32, width: u8, delta: i64 },
+    Unchanged,
+}
+
+/// A revision control entry.
+#[derive(Debug)]
+pub(crate) struct Rce {
+    pub(crate) trx: Arc<TrxState>,
+    pub(crate) seq: u32,
+    pub(crate) oper: Oper,
+    pub(crate) before: Before,
+    charge: u64,
+}
+
+/// A key of the version store: tree and record key.
+pub(crate) type VKey = Arc<(ObjId, Box<[u8]>)>;
+
+/// Who is reading: the snapshot, and the reader's own transaction (whose changes it sees).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadView {
+    pub(crate) snapshot: u64,
+    pub(crate) own: Option<TrxId>,
+}
+
+impl ReadView {
+    /// A view that sees every committed transaction and no uncommitted one (a read outside a
+    /// transaction).
+    pub const fn latest() -> ReadView {
+        ReadView {
+            snapshot: LATEST,
+            own: None,
+        }
+    }
+
+    fn sees(&self, rce: &Rce) -> bool {
+        if Some(rce.trx.id) == self.own {
+            return true;
+        }
+        let ts = rce.trx.commit_ts();
+        ts != ACTIVE && ts != ABORTED && ts <= self.snapshot
+    }
+}
+
+/// Figures of the version store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VersionStoreStats {
+    /// Bytes charged to the budget now.
+    pub bytes_used: u64,
+    /// The budget in bytes.
+    pub budget: u64,
+    /// Entries for inserts (key only, not charged).
+    pub insert_entries: u64,
+    /// Entries of every kind.
+    pub entries: u64,
+    /// Keys with at least one entry.
+    pub keys: u64,
+    /// Entries dropped by cleanup so far.
+    pub cleaned: u64,
+}
+
+struct Committed {
+    ts: u64,
+    keys: Vec<VKey>,
+}
+
+pub(crate) struct Shard {
+    pub(crate) map: HashMap<VKey, Vec<Rce>>,
+}
+
+/// The version store and transaction table of one instance.
+pub struct VersionStore {
+    pub(crate) store: Arc<dyn TxnStore>,
+    pub(crate) next_trx: AtomicU64,
+    pub(crate) last_commit: AtomicU64,
+    /// Serializes the commit record append with the commit timestamp, so commit timestamps
+    /// follow log order.
+    pub(crate) commit_lock: Mutex<()>,
+    pub(crate) active: Mutex<HashMap<TrxId, Arc<TrxState>>>,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    committed: Mutex<VecDeque<Committed>>,
+    budget: u64,
+    used: AtomicU64,
+    insert_entries: AtomicU64,
+    entries: AtomicU64,
+    cleaned: AtomicU64,
+    /// Serializes cleanup passes.
+    cleanup_lock: Mutex<()>,
+    /// First log position of each open transaction that changed something.
+    pub(crate) oldest_lgpos: Mutex<HashMap<TrxId, ese_core::Lgpos>>,
+}
+
+impl std::fmt::Debug for VersionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionStore")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VersionStore {
+    /// A version store over `store`, with a budget of `budget_bytes`, whose transaction ids
+    /// start at `first_trx` (choose a value above every id in the log this store will share,
+    /// e.g. from the log generation, so ids never repeat in one log stream).
+    pub fn new(store: Arc<dyn TxnStore>, budget_bytes: u64, first_trx: TrxId) -> VersionStore {
+        VersionStore {
+            store,
+            next_trx: AtomicU64::new(first_trx.0.max(1)),
+            last_commit: AtomicU64::new(1),
+            commit_lock: Mutex::new(()),
+            active: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                    })
+                })
+                .collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            committed: Mutex::new(VecDeque::new()),
+            budget: budget_bytes,
+            used: AtomicU64::new(0),
+            insert_entries: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            cleaned: AtomicU64::new(0),
+            cleanup_lock: Mutex::new(()),
+            oldest_lgpos: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The page store below.
+    pub fn store(&self) -> &Arc<dyn TxnStore> {
+        &self.store
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> VersionStoreStats {
+        let keys = self.shards.iter().map(|s| s.lock().map.len() as u64).sum();
+        VersionStoreStats {
+            bytes_used: self.used.load(Ordering::Relaxed),
+            budget: self.budget,
+            insert_entries: self.insert_entries.load(Ordering::Relaxed),
+            entries: self.entries.load(Ordering::Relaxed),
+            keys,
+            cleaned: self.cleaned.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn vkey(tree: ObjId, key: &[u8]) -> VKey {
+        Arc::new((tree, key.into()))
+    }
+
+    pub(crate) fn shard(&self, tree: ObjId, key: &[u8]) -> MutexGuard<'_, Shard> {
+        let mut h = self.hasher.build_hasher();
+        tree.hash(&mut h);
+        key.hash(&mut h);
+        let i = (h.finish() as usize) & (SHARDS - 1);
+        #[expect(
+            clippy::indexing_slicing,
+            reason = "i is masked below SHARDS, the slice length"
+        )]
+        self.shards[i].lock()
+    }
+
+    /// The oldest snapshot any live transaction reads at; versions committed at or below it
+    /// are visible to everyone.
+    pub(crate) fn horizon(&self) -> u64 {
+        let active = self.active.lock();
+        let latest = self.last_commit.load(Ordering::Acquire);
+        active
+            .values()
+            .map(|t| t.snapshot)
+            .min()
+            .unwrap_or(latest)
+            .min(latest)
+    }
+
+    /// The state of `key` of `tree` as `view` sees it. `read_phys` reads the physical state
+    /// from the page store; it runs while the key's version chain is locked, so no writer can
+    /// change or roll back the key between the physical read and the reconstruction (reading
+    /// an uncommitted value and then missing its version entry would be a dirty read).
+    ///
+    /// # Errors
+    /// Whatever `read_phys` returns.
+    pub fn visible_with(
+        &self,
+        tree: ObjId,
+        key: &[u8],
+        view: &ReadView,
+        read_phys: impl FnOnce() -> Result<PhysState>,
+    ) -> Result<PhysState> {
+        let shard = self.shard(tree, key);
+        let phys = read_phys()?;
+        let probe: (ObjId, Box<[u8]>) = (tree, key.into());
+        Ok(match shard.map.get(&probe) {
+            None => phys,
+            Some(chain) => reconstruct(chain, phys, view),
+        })
+    }
+
+    /// The state of `key` of `tree` as `view` sees it, read from the page store below.
+    ///
+    /// # Errors
+    /// The page store's errors.
+    pub fn read(&self, tree: ObjId, key: &[u8], view: &ReadView) -> Result<PhysState> {
+        self.visible_with(tree, key, view, || self.store.read(tree, key))
+    }
+
+    /// Whether any transaction holds versions of `key` (a cheap check before
+    /// [`VersionStore::visible`]).
+    pub fn has_versions(&self, tree: ObjId, key: &[u8]) -> bool {
+        let probe: (ObjId, Box<[u8]>) = (tree, key.into());
+        self.shard(tree, key).map.contains_key(&probe)
+    }
+
+    /// Checks that `trx` may perform `oper` on the key whose chain is `chain`.
+    pub(crate) fn check_conflict(
+        chain: Option<&Vec<Rce>>,
+        me: &TrxState,
+        oper: Oper,
+    ) -> Result<()> {
+        let Some(chain) = chain else { return Ok(()) };
+        for r in chain.iter().rev() {
+            if r.trx.id == me.id {
+                continue;
+            }
+            let ts = r.trx.commit_ts();
+            let active = ts == ACTIVE || (ts != ABORTED && ts > me.snapshot);
+            if !active {
+                continue;
+            }
+            let commutes = matches!(
+                (r.oper, oper),
+                (Oper::Delta, Oper::Delta) | (Oper::ReadLock, Oper::ReadLock)
+            );
+            if !commutes {
+                return Err(Error::new(ErrorKind::WriteConflict).with_message(format!(
+                    "the record is being modified by transaction {} ({})",
+                    r.trx.id.0, r.trx.owner
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Charges an RCE to the budget; `None` if it does not fit.
+    pub(crate) fn try_charge(&self, oper: Oper, before: &Before) -> Option<u64> {
+        if oper == Oper::Insert {
+            return Some(0);
+        }
+        let bytes = RCE_OVERHEAD
+            + match before {
+                Before::State(s) => s.data_len() as u64,
+                Before::Delta { .. } | Before::Unchanged => 0,
+            };
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used + bytes > self.budget {
+                return None;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(bytes),
+                Err(u) => used = u,
+            }
+        }
+    }
+
+    /// Returns a charge taken by [`VersionStore::try_charge`] for an RCE never added.
+    pub(crate) fn uncharge(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn out_of_memory(&self) -> Error {
+        let oldest = self
+            .active
+            .lock()
+            .values()
+            .min_by_key(|t| (t.snapshot, t.id))
+            .map(|t| {
+                format!(
+                    "the oldest transaction is {} ({}), begun at snapshot {}",
+                    t.id.0, t.owner, t.snapshot
+                )
+            });
+        Error::new(ErrorKind::VersionStoreOutOfMemory).with_message(format!(
+            "the version store is full ({} of {} bytes); {}",
+            self.used.load(Ordering::Relaxed),
+            self.budget,
+            oldest.unwrap_or_else(|| "no transaction is open".to_owned())
+        ))
+    }
+
+    /// Adds an RCE to a chain (the caller holds the shard lock).
+    pub(crate) fn push_rce(&self, shard: &mut Shard, vkey: &VKey, rce: Rce) {
+        if rce.oper == Oper::Insert {
+            self.insert_entries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        shard.map.entry(Arc::clone(vkey)).or_default().push(rce);
+    }
+
+    pub(crate) fn new_rce(
+        trx: &Arc<TrxState>,
+        seq: u32,
+        oper: Oper,
+        before: Before,
+        charge: u64,
+    ) -> Rce {
+        Rce {
+            trx: Arc::clone(trx),
+            seq,
+            oper,
+            before,
+            charge,
+        }
+    }
+
+    /// Removes the RCE `(trx, seq)` of `vkey` and returns it (rollback).
+    pub(crate) fn take_rce(
+        &self,
+        shard: &mut Shard,
+        vkey: &VKey,
+        trx: TrxId,
+        seq: u32,
+    ) -> Option<Rce> {
+        let chain = shard.map.get_mut(vkey)?;
+        let pos = chain
+            .iter()
+            .rposition(|r| r.trx.id == trx && r.seq == seq)?;
+        let rce = chain.remove(pos);
+        if chain.is_empty() {
+            shard.map.remove(vkey);
+        }
+        self.release(&rce, 1);
+        Some(rce)
+    }
+
+    fn release(&self, rce: &Rce, n: u64) {
+        self.used.fetch_sub(rce.charge, Ordering::Relaxed);
+        if rce.oper == Oper::Insert {
+            self.insert_entries.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.entries.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Records a level-0 commit's keys for cleanup.
+    pub(crate) fn committed(&self, ts: u64, keys: Vec<VKey>) {
+        if !keys.is_empty() {
+            self.committed.lock().push_back(Committed { ts, keys });
+        }
+    }
+
+    /// Drops every version no live snapshot needs and physically removes records whose
+    /// committed delete no snapshot can still see (ESE's RCE cleanup). Runs in the background
+    /// and when the budget is exceeded. Returns the number of entries dropped.
+    ///
+    /// # Errors
+    /// The page store's errors while removing flag-deleted records; the entries dropped so far
+    /// stay dropped.
+    pub fn cleanup(&self) -> Result<u64> {
+        let _one = self.cleanup_lock.lock();
+        let horizon = self.horizon();
+        let mut dropped = 0;
+        loop {
+            let batch = {
+                let mut q = self.committed.lock();
+                match q.front() {
+                    Some(c) if c.ts <= horizon => q.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(batch) = batch else { break };
+            for vkey in &batch.keys {
+                dropped += self.clean_key(vkey, horizon)?;
+            }
+        }
+        self.cleaned.fetch_add(dropped, Ordering::Relaxed);
+        Ok(dropped)
+    }
+
+    fn clean_key(&self, vkey: &VKey, horizon: u64) -> Result<u64> {
+        let (tree, key) = (vkey.0, &vkey.1);
+        let mut shard = self.shard(tree, key);
+        let Some(chain) = shard.map.get_mut(vkey) else {
+            return Ok(0);
+        };
+        let clean = |r: &Rce| {
+            let ts = r.trx.commit_ts();
+            ts != ACTIVE && ts != ABORTED && ts <= horizon
+        };
+        // Everything older than the newest cleanable before-image entry is needed by no one
+        // (conflict rules leave no active entry under a committed non-escrow change); of the
+        // rest, cleanable escrow deltas and locks go one by one, since an older active delta
+        // of another transaction may sit under a committed one.
+        let cut = chain
+            .iter()
+            .rposition(|r| clean(r) && matches!(r.before, Before::State(_)))
+            .map_or(0, |i| i + 1);
+        let mut removed: Vec<Rce> = chain.drain(..cut).collect();
+        let mut i = 0;
+        while i < chain.len() {
+            if chain.get(i).is_some_and(&clean) {
+                removed.push(chain.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        let now_empty = chain.is_empty();
+        if now_empty {
+            shard.map.remove(vkey);
+        }
+        let mut n = 0;
+        for r in &removed {
+            self.release(r, 1);
+            n += 1;
+        }
+        let last_was_delete = removed
+            .iter()
+            .rev()
+            .find(|r| matches!(r.before, Before::State(_)))
+            .is_some_and(|r| r.oper == Oper::Delete);
+        if now_empty
+            && last_was_delete
+            && let PhysState::Deleted(_) = self.store.read(tree, key)?
+        {
+            self.store.write(tree, key, &PhysState::Absent, &[])?;
+        }
+        Ok(n)
+    }
+}
+
+/// The state a view sees, from the physical state and the key's chain (oldest first).
+pub(crate) fn reconstruct(chain: &[Rce], phys: PhysState, view: &ReadView) -> PhysState {
+    // Newest first: undo every invisible entry. A visible before-image entry fixes the state
+    // (older entries no longer matter); visible escrow deltas commute with invisible ones, so
+    // the walk goes on past them.
+    let mut state = phys;
+    for r in chain.iter().rev() {
+        if view.sees(r) {
+            if matches!(r.before, Before::State(_)) {
+                break;
+            }
+            continue;
+        }
+        state = undo_state(state, &r.before);
+    }
+    state
+}
+
+/// The state before an RCE, given the state after it.
+pub(crate) fn undo_state(after: PhysState, before: &Before) -> PhysState {
+    match before {
+        Before::State(s) => s.clone(),
+        Before::Unchanged => after,
+        Before::Delta {
+            offset,
+            width,
+            delta,
+        } => match after {
+            PhysState::Present(mut v) => {
+                apply_delta(&mut v, *offset, *width, delta.wrapping_neg());
+                PhysState::Present(v)
+            }
+            other => other,
+        },
+    }
+}
+
+/// Adds `delta` to the little-endian integer of `width` bytes at `offset`; out-of-range
+/// fields are left alone (the caller validated them when the delta was applied).
+pub(crate) fn apply_delta(v: &mut [u8], offset: u32, width: u8, delta: i64) -> bool {
+    let start = offset as usize;
+    let Some(field) = v.get_mut(start..start + width as usize) else {
+        return false;
+    };
+    match width {
+        4 => {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(field);
+            let n = i32::from_le_bytes(a).wrapping_add(delta as i32);
+            field.copy_from_slice(&n.to_le_bytes());
+            true
+        }
+        8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(field);
+            let n = i64::from_le_bytes(a).wrapping_add(delta);
+            field.copy_from_slice(&n.to_le_bytes());
+            true
+        }
+        _ => false,
+    }
+}
