@@ -10,6 +10,12 @@
     clippy::indexing_slicing,
     reason = "tests fail loudly"
 )]
+#![allow(
+    clippy::many_single_char_names,
+    clippy::type_complexity,
+    clippy::match_same_arms,
+    reason = "a model test reads best as one loop over terse state"
+)]
 
 mod common;
 
