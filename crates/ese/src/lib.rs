@@ -24,12 +24,16 @@
 
 #![deny(unsafe_code)]
 
+mod column;
 mod grbit;
 mod instance;
+mod record;
 mod session;
 
+pub use column::{CodePage, ColumnDef, ColumnGrbit, ColumnType, validate_name};
 pub use ese_core::{Error, ErrorKind, Result};
 pub use ese_session::{InstanceState, Sesid};
 pub use grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit, TermGrbit};
 pub use instance::{Instance, InstanceBuilder};
+pub use record::{Record, RecordLayout, TaggedValue};
 pub use session::Session;

@@ -1,0 +1,504 @@
+//! The record format: a fixed area, a variable area and a tagged area, as ESE lays records
+//! out (ESE-REFERENCE §4.3), in this engine's own byte format.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | format version (1) |
+//! | 1 | 1 | `F`: highest fixed column id present (0–127) |
+//! | 2 | 1 | `V`: variable column slots present (ids 128 to 127 + `V`, 0–128) |
+//! | 3 | 1 | reserved, 0 |
+//! | 4 | ⌈F/8⌉ | fixed null bitmap (bit set = null), column id 1 is bit 0 of byte 0 |
+//! | … | Σ sizes | fixed values for ids 1..=F, each of its column's size (zeros when null) |
+//! | … | 2·V | variable end offsets (u16, relative to the start of the variable data; bit 15 = null) |
+//! | … | … | variable data |
+//! | … | 2 | `T`: number of tagged entries (u16) |
+//! | … | 5·T | tagged entries: column id (u16), flags (u8: bit 0 = separated long value), end offset (u16, relative to the start of the tagged data) |
+//! | … | … | tagged data |
+//!
+//! Tagged entries are sorted by column id; the values of a multi-valued column follow each
+//! other in `itagSequence` order. A separated long value's data is its long-value id (u64)
+//! and total size in bytes (u64). All integers little-endian.
+
+#![deny(clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+
+use ese_core::{Error, ErrorKind, Result};
+
+use crate::column::{ColumnArea, FIRST_VARIABLE, area_of};
+
+const FORMAT_VERSION: u8 = 1;
+const NULL_BIT: u16 = 0x8000;
+/// Tagged flag: the value is a reference to a long value stored in the long-value tree.
+pub(crate) const TAG_SEPARATED: u8 = 0x1;
+
+/// What decoding needs to know of a table's schema: the size of every fixed column id (a
+/// deleted fixed column keeps its slot and size, as in ESE).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordLayout {
+    /// `fixed_sizes[i]` is the size in bytes of fixed column id `i + 1`.
+    pub fixed_sizes: Vec<u32>,
+}
+
+/// One value of a tagged column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedValue {
+    /// The bytes stored in the record (for a separated long value: its reference).
+    pub data: Vec<u8>,
+    /// Whether `data` is a reference to a separated long value.
+    pub separated: bool,
+}
+
+/// A decoded record: every column value present, by column id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Fixed values, index `id - 1`.
+    fixed: Vec<Option<Vec<u8>>>,
+    /// Variable values, index `id - 128`.
+    var: Vec<Option<Vec<u8>>>,
+    /// Tagged values by column id, in `itagSequence` order.
+    tagged: BTreeMap<u32, Vec<TaggedValue>>,
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorKind::DatabaseCorrupted).with_message(format!("record: {what}"))
+}
+
+fn bad_column(id: u32) -> Error {
+    Error::new(ErrorKind::BadColumnId).with_message(format!("column id {id}"))
+}
+
+impl Record {
+    /// An empty record.
+    pub fn new() -> Record {
+        Record::default()
+    }
+
+    /// The number of values column `id` has (0 when null; more than 1 only for multi-valued
+    /// tagged columns).
+    pub fn count(&self, id: u32) -> usize {
+        match area_of(id) {
+            Some(ColumnArea::Fixed) => {
+                usize::from(self.fixed.get(id as usize - 1).is_some_and(Option::is_some))
+            }
+            Some(ColumnArea::Variable) => usize::from(
+                self.var
+                    .get((id - FIRST_VARIABLE) as usize)
+                    .is_some_and(Option::is_some),
+            ),
+            Some(ColumnArea::Tagged) => self.tagged.get(&id).map_or(0, Vec::len),
+            None => 0,
+        }
+    }
+
+    /// Value `itag` (1-based, `itagSequence`) of column `id`, or `None` when there is none.
+    pub fn get(&self, id: u32, itag: usize) -> Option<TaggedValue> {
+        if itag == 0 {
+            return None;
+        }
+        match area_of(id)? {
+            ColumnArea::Fixed => {
+                if itag != 1 {
+                    return None;
+                }
+                self.fixed
+                    .get(id as usize - 1)?
+                    .clone()
+                    .map(|data| TaggedValue {
+                        data,
+                        separated: false,
+                    })
+            }
+            ColumnArea::Variable => {
+                if itag != 1 {
+                    return None;
+                }
+                self.var
+                    .get((id - FIRST_VARIABLE) as usize)?
+                    .clone()
+                    .map(|data| TaggedValue {
+                        data,
+                        separated: false,
+                    })
+            }
+            ColumnArea::Tagged => self.tagged.get(&id)?.get(itag - 1).cloned(),
+        }
+    }
+
+    /// Sets value `itag` of column `id` (ESE's `JetSetColumn` with `itagSequence`): `itag`
+    /// 0 or one past the last value appends a value (tagged columns); an existing `itag`
+    /// replaces it; `None` removes it (the following values move up). Fixed and variable
+    /// columns have exactly one value: `itag` must be 0 or 1.
+    ///
+    /// # Errors
+    /// `BadColumnId` (-1517) for an id outside every area; `BadItagSequence` (-1518) for an
+    /// `itag` more than one past the last value, or other than 0/1 on a non-tagged column.
+    pub fn set(&mut self, id: u32, itag: usize, value: Option<TaggedValue>) -> Result<()> {
+        let area = area_of(id).ok_or_else(|| bad_column(id))?;
+        match area {
+            ColumnArea::Fixed | ColumnArea::Variable => {
+                if itag > 1 {
+                    return Err(Error::new(ErrorKind::BadItagSequence));
+                }
+                let (slots, i) = if area == ColumnArea::Fixed {
+                    (&mut self.fixed, id as usize - 1)
+                } else {
+                    (&mut self.var, (id - FIRST_VARIABLE) as usize)
+                };
+                if slots.len() <= i {
+                    if value.is_none() {
+                        return Ok(());
+                    }
+                    slots.resize(i + 1, None);
+                }
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = value.map(|v| v.data);
+                }
+                while slots.last().is_some_and(Option::is_none) {
+                    slots.pop();
+                }
+            }
+            ColumnArea::Tagged => {
+                let values = self.tagged.entry(id).or_default();
+                let n = values.len();
+                match (itag, value) {
+                    (0, Some(v)) => values.push(v),
+                    (0, None) => {}
+                    (i, Some(v)) if i <= n => {
+                        if let Some(slot) = values.get_mut(i - 1) {
+                            *slot = v;
+                        }
+                    }
+                    (i, Some(v)) if i == n + 1 => values.push(v),
+                    (i, None) if i <= n => {
+                        values.remove(i - 1);
+                    }
+                    (i, None) if i == n + 1 => {}
+                    _ => return Err(Error::new(ErrorKind::BadItagSequence)),
+                }
+                if values.is_empty() {
+                    self.tagged.remove(&id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (column id, values) pair present, in column id order.
+    pub fn columns(&self) -> Vec<(u32, Vec<TaggedValue>)> {
+        let mut out = Vec::new();
+        for (i, v) in self.fixed.iter().enumerate() {
+            if let Some(d) = v {
+                out.push((
+                    i as u32 + 1,
+                    vec![TaggedValue {
+                        data: d.clone(),
+                        separated: false,
+                    }],
+                ));
+            }
+        }
+        for (i, v) in self.var.iter().enumerate() {
+            if let Some(d) = v {
+                out.push((
+                    i as u32 + FIRST_VARIABLE,
+                    vec![TaggedValue {
+                        data: d.clone(),
+                        separated: false,
+                    }],
+                ));
+            }
+        }
+        for (id, vals) in &self.tagged {
+            out.push((*id, vals.clone()));
+        }
+        out
+    }
+
+    /// The encoded bytes.
+    ///
+    /// # Errors
+    /// `BadColumnId` (-1517) if a fixed value's column has no size in `layout`;
+    /// `InvalidBufferSize` (-1047) if a fixed value has the wrong size; `RecordTooBig`
+    /// (-1026) if an area passes 32 KiB (the offsets are 16-bit) — the table layer checks the
+    /// page's limit.
+    pub fn encode(&self, layout: &RecordLayout) -> Result<Vec<u8>> {
+        let f = self.fixed.len();
+        let v = self.var.len();
+        let mut out = Vec::with_capacity(64);
+        out.push(FORMAT_VERSION);
+        out.push(f as u8);
+        out.push(v as u8);
+        out.push(0);
+        let mut bitmap = vec![0u8; f.div_ceil(8)];
+        let mut fixed_data = Vec::new();
+        for (i, val) in self.fixed.iter().enumerate() {
+            let size = *layout
+                .fixed_sizes
+                .get(i)
+                .ok_or_else(|| bad_column(i as u32 + 1))? as usize;
+            if let Some(d) = val {
+                if d.len() != size {
+                    return Err(
+                        Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
+                            "fixed column {} takes {size} bytes, got {}",
+                            i + 1,
+                            d.len()
+                        )),
+                    );
+                }
+                fixed_data.extend_from_slice(d);
+            } else {
+                if let Some(b) = bitmap.get_mut(i / 8) {
+                    *b |= 1 << (i % 8);
+                }
+                fixed_data.resize(fixed_data.len() + size, 0);
+            }
+        }
+        out.extend_from_slice(&bitmap);
+        out.extend_from_slice(&fixed_data);
+        let mut var_data = Vec::new();
+        let mut offsets = Vec::with_capacity(v * 2);
+        for val in &self.var {
+            if let Some(d) = val {
+                var_data.extend_from_slice(d);
+            }
+            let end = u16::try_from(var_data.len())
+                .ok()
+                .filter(|e| *e < NULL_BIT)
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::RecordTooBig).with_message("variable area over 32 KiB")
+                })?;
+            let word = if val.is_some() { end } else { end | NULL_BIT };
+            offsets.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&offsets);
+        out.extend_from_slice(&var_data);
+        let count: usize = self.tagged.values().map(Vec::len).sum();
+        let count16 = u16::try_from(count).map_err(|_| {
+            Error::new(ErrorKind::RecordTooBig).with_message("too many tagged values")
+        })?;
+        out.extend_from_slice(&count16.to_le_bytes());
+        let mut tag_data = Vec::new();
+        let mut entries = Vec::with_capacity(count * 5);
+        for (id, vals) in &self.tagged {
+            let id16 = u16::try_from(*id).map_err(|_| bad_column(*id))?;
+            for val in vals {
+                tag_data.extend_from_slice(&val.data);
+                let end = u16::try_from(tag_data.len()).map_err(|_| {
+                    Error::new(ErrorKind::RecordTooBig).with_message("tagged area over 64 KiB")
+                })?;
+                entries.extend_from_slice(&id16.to_le_bytes());
+                entries.push(if val.separated { TAG_SEPARATED } else { 0 });
+                entries.extend_from_slice(&end.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&entries);
+        out.extend_from_slice(&tag_data);
+        Ok(out)
+    }
+
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// `DatabaseCorrupted` (-1206) if the bytes are not a well-formed record for `layout`.
+    pub fn decode(bytes: &[u8], layout: &RecordLayout) -> Result<Record> {
+        let mut r = Cursor { b: bytes, at: 0 };
+        if r.u8()? != FORMAT_VERSION {
+            return Err(corrupt("unknown format version"));
+        }
+        let f = r.u8()? as usize;
+        let v = r.u8()? as usize;
+        let _reserved = r.u8()?;
+        if f > 127 || v > 128 {
+            return Err(corrupt("area counts out of range"));
+        }
+        let bitmap = r.take(f.div_ceil(8))?;
+        let mut fixed = Vec::with_capacity(f);
+        for i in 0..f {
+            let size = *layout
+                .fixed_sizes
+                .get(i)
+                .ok_or_else(|| corrupt("fixed column beyond the schema"))?
+                as usize;
+            let d = r.take(size)?;
+            let null = bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
+            fixed.push(if null { None } else { Some(d.to_vec()) });
+        }
+        let offs = r.take(v * 2)?;
+        let var_len = offs.chunks_exact(2).last().map_or(0, |c| {
+            usize::from(
+                u16::from_le_bytes([
+                    c.first().copied().unwrap_or(0),
+                    c.get(1).copied().unwrap_or(0),
+                ]) & !NULL_BIT,
+            )
+        });
+        let var_data = r.take(var_len)?;
+        let mut var = Vec::with_capacity(v);
+        let mut start = 0usize;
+        for c in offs.chunks_exact(2) {
+            let word = u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ]);
+            let end = usize::from(word & !NULL_BIT);
+            if end < start {
+                return Err(corrupt("variable offsets out of order"));
+            }
+            let d = var_data
+                .get(start..end)
+                .ok_or_else(|| corrupt("variable offset past the data"))?;
+            var.push(if word & NULL_BIT != 0 {
+                None
+            } else {
+                Some(d.to_vec())
+            });
+            start = end;
+        }
+        let count = usize::from(r.u16()?);
+        let entries = r.take(count * 5)?;
+        let tag_data = r.rest();
+        let mut tagged: BTreeMap<u32, Vec<TaggedValue>> = BTreeMap::new();
+        let mut start = 0usize;
+        let mut last_id = 0u32;
+        for e in entries.chunks_exact(5) {
+            let [i0, i1, flags, e0, e1] =
+                <[u8; 5]>::try_from(e).map_err(|_| corrupt("tagged entry"))?;
+            let id = u32::from(u16::from_le_bytes([i0, i1]));
+            let end = usize::from(u16::from_le_bytes([e0, e1]));
+            if id < 256 || id < last_id || end < start {
+                return Err(corrupt("tagged entries out of order"));
+            }
+            let d = tag_data
+                .get(start..end)
+                .ok_or_else(|| corrupt("tagged offset past the data"))?;
+            tagged.entry(id).or_default().push(TaggedValue {
+                data: d.to_vec(),
+                separated: flags & TAG_SEPARATED != 0,
+            });
+            start = end;
+            last_id = id;
+        }
+        if start != tag_data.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        while var.last().is_some_and(Option::is_none) {
+            var.pop();
+        }
+        while fixed.last().is_some_and(Option::is_none) {
+            fixed.pop();
+        }
+        Ok(Record { fixed, var, tagged })
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let s = self
+            .b
+            .get(self.at..self.at + n)
+            .ok_or_else(|| corrupt("truncated"))?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+    fn u16(&mut self) -> Result<u16> {
+        let s = self.take(2)?;
+        Ok(u16::from_le_bytes([
+            s.first().copied().unwrap_or(0),
+            s.get(1).copied().unwrap_or(0),
+        ]))
+    }
+    fn rest(&self) -> &'a [u8] {
+        self.b.get(self.at..).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[expect(
+        clippy::unnecessary_wraps,
+        reason = "reads like the Option that set() takes"
+    )]
+    fn tv(d: &[u8]) -> Option<TaggedValue> {
+        Some(TaggedValue {
+            data: d.to_vec(),
+            separated: false,
+        })
+    }
+
+    #[test]
+    fn round_trip_all_areas() {
+        let layout = RecordLayout {
+            fixed_sizes: vec![4, 8, 1],
+        };
+        let mut r = Record::new();
+        r.set(1, 1, tv(&7i32.to_le_bytes())).unwrap();
+        r.set(3, 0, tv(&[1])).unwrap();
+        r.set(128, 1, tv(b"hello")).unwrap();
+        r.set(130, 1, tv(b"")).unwrap();
+        r.set(256, 0, tv(b"a")).unwrap();
+        r.set(256, 0, tv(b"bb")).unwrap();
+        r.set(
+            300,
+            0,
+            Some(TaggedValue {
+                data: vec![9; 16],
+                separated: true,
+            }),
+        )
+        .unwrap();
+        let bytes = r.encode(&layout).unwrap();
+        let back = Record::decode(&bytes, &layout).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.get(2, 1), None);
+        assert_eq!(back.get(129, 1), None);
+        assert_eq!(back.get(130, 1).unwrap().data, b"");
+        assert_eq!(back.count(256), 2);
+        assert_eq!(back.get(256, 2).unwrap().data, b"bb");
+        assert!(back.get(300, 1).unwrap().separated);
+    }
+
+    #[test]
+    fn multi_value_itag_rules() {
+        let mut r = Record::new();
+        r.set(256, 1, tv(b"x")).unwrap();
+        r.set(256, 2, tv(b"y")).unwrap();
+        r.set(256, 1, tv(b"X")).unwrap();
+        assert_eq!(r.set(256, 4, tv(b"z")).unwrap_err().code(), -1518);
+        r.set(256, 1, None).unwrap();
+        assert_eq!(r.get(256, 1).unwrap().data, b"y");
+        assert_eq!(r.set(1, 2, tv(b"1234")).unwrap_err().code(), -1518);
+        assert_eq!(r.set(0, 1, tv(b"1")).unwrap_err().code(), -1517);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_errors_never_panics() {
+        let layout = RecordLayout {
+            fixed_sizes: vec![4, 8],
+        };
+        let mut r = Record::new();
+        r.set(1, 1, tv(&[1, 2, 3, 4])).unwrap();
+        r.set(129, 1, tv(b"abc")).unwrap();
+        r.set(400, 0, tv(b"zz")).unwrap();
+        let bytes = r.encode(&layout).unwrap();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                let _ = Record::decode(&b, &layout);
+            }
+            let _ = Record::decode(&bytes[..i], &layout);
+        }
+    }
+}
