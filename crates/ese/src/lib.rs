@@ -27,6 +27,7 @@
 mod column;
 mod grbit;
 mod instance;
+mod key;
 mod record;
 mod session;
 
@@ -35,5 +36,6 @@ pub use ese_core::{Error, ErrorKind, Result};
 pub use ese_session::{InstanceState, Sesid};
 pub use grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit, TermGrbit};
 pub use instance::{Instance, InstanceBuilder};
+pub use key::{SegmentSpec, fold_text, normalize_segment, truncate_key};
 pub use record::{Record, RecordLayout, TaggedValue};
 pub use session::Session;

@@ -1,0 +1,396 @@
+//! Key normalization: every column type maps to a byte string whose bytewise order is the
+//! column's order, so B+trees compare keys with `memcmp` (ESE's normalized keys).
+//!
+//! # Segment encoding
+//! Each index segment is one prefix byte followed by the value's bytes:
+//! - prefix `0x00` null (nulls sort first), `0x7F` a value; with `SortNullsHigh` a null is
+//!   `0xFF` (nulls sort last). The prefix is never inverted, so null placement is the same
+//!   for ascending and descending segments.
+//! - a descending segment inverts (bitwise NOT) every value byte after the prefix.
+//!
+//! # Value encodings
+//! | type | bytes |
+//! |---|---|
+//! | Bit | 1 byte: 0x00 false, 0x01 true |
+//! | UnsignedByte, UnsignedShort, UnsignedLong, UnsignedLongLong | big-endian |
+//! | Short, Long, LongLong, Currency | big-endian with the sign bit flipped |
+//! | IEEESingle, IEEEDouble, DateTime | IEEE bits big-endian; positive values get the sign bit set, negative values are inverted; `-0.0` is encoded as `+0.0` (equal keys); every NaN is one canonical NaN that sorts above `+inf` |
+//! | GUID | bytes 10–15, 8–9, 6–7, 4–5, 0–3 of the 16-byte value (the order ESE and SQL Server give GUIDs) |
+//! | Binary, LongBinary | groups of 8 bytes, each followed by a count byte: 1–8 = bytes used in a last group (zero-padded), 9 = a full group with more to follow; an empty value is one group of zeros with count 0. This keeps order and makes the encoding prefix-free, so multi-segment keys compare segment by segment |
+//! | Text, LongText | the text folded to lower case (ASCII: `A`–`Z`; Unicode code page: Unicode simple lower-case mapping of each character of the UTF-16LE input), as UTF-8, then encoded as Binary. The collation is case-insensitive code-point order; it does not depend on the operating system's locale tables, so an OS upgrade never reorders an index (ESE's `SecondaryIndexCorrupted` after NLS changes cannot happen here) |
+//!
+//! Long values take part in a key up to the key's length limit, like ESE's.
+
+#![deny(clippy::indexing_slicing)]
+
+use ese_core::{Error, ErrorKind, Result};
+
+use crate::column::{CodePage, ColumnType};
+
+const PREFIX_NULL_LOW: u8 = 0x00;
+const PREFIX_VALUE: u8 = 0x7F;
+const PREFIX_NULL_HIGH: u8 = 0xFF;
+
+/// Bytes per group of the binary encoding.
+const GROUP: usize = 8;
+/// Count byte of a full group followed by more.
+const MORE: u8 = 9;
+
+/// How one segment of an index key is normalized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentSpec {
+    /// The column's type.
+    pub coltyp: ColumnType,
+    /// The column's code page (text).
+    pub code_page: CodePage,
+    /// Descending order (`-` in the key definition).
+    pub descending: bool,
+    /// Nulls sort after values (`JET_bitIndexSortNullsHigh`).
+    pub nulls_high: bool,
+}
+
+/// Appends the normalized form of `value` (or of null) for `spec` to `out`.
+///
+/// # Errors
+/// `InvalidBufferSize` (-1047) when a fixed-size type gets a value of the wrong size;
+/// `InvalidParameter` (-1003) for Unicode text of odd length.
+pub fn normalize_segment(out: &mut Vec<u8>, spec: SegmentSpec, value: Option<&[u8]>) -> Result<()> {
+    let Some(v) = value else {
+        out.push(if spec.nulls_high {
+            PREFIX_NULL_HIGH
+        } else {
+            PREFIX_NULL_LOW
+        });
+        return Ok(());
+    };
+    out.push(PREFIX_VALUE);
+    let start = out.len();
+    normalize_value(out, spec, v)?;
+    if spec.descending {
+        for b in out.get_mut(start..).unwrap_or_default() {
+            *b = !*b;
+        }
+    }
+    Ok(())
+}
+
+fn fixed<const N: usize>(v: &[u8], coltyp: ColumnType) -> Result<[u8; N]> {
+    <[u8; N]>::try_from(v).map_err(|_| {
+        Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
+            "a {coltyp:?} key segment takes {N} bytes, got {}",
+            v.len()
+        ))
+    })
+}
+
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "normalized keys compare bytewise, most significant byte first"
+)]
+fn normalize_value(out: &mut Vec<u8>, spec: SegmentSpec, v: &[u8]) -> Result<()> {
+    let t = spec.coltyp;
+    match t {
+        ColumnType::Bit => out.push(u8::from(
+            fixed::<1>(v, t)?.first().copied().unwrap_or(0) != 0,
+        )),
+        ColumnType::UnsignedByte => out.extend_from_slice(&fixed::<1>(v, t)?),
+        ColumnType::UnsignedShort => {
+            out.extend_from_slice(&u16::from_le_bytes(fixed(v, t)?).to_be_bytes());
+        }
+        ColumnType::UnsignedLong => {
+            out.extend_from_slice(&u32::from_le_bytes(fixed(v, t)?).to_be_bytes());
+        }
+        ColumnType::UnsignedLongLong => {
+            out.extend_from_slice(&u64::from_le_bytes(fixed(v, t)?).to_be_bytes());
+        }
+        ColumnType::Short => {
+            out.extend_from_slice(
+                &(i16::from_le_bytes(fixed(v, t)?).cast_unsigned() ^ 0x8000).to_be_bytes(),
+            );
+        }
+        ColumnType::Long => {
+            out.extend_from_slice(
+                &(i32::from_le_bytes(fixed(v, t)?).cast_unsigned() ^ 0x8000_0000).to_be_bytes(),
+            );
+        }
+        ColumnType::LongLong | ColumnType::Currency => {
+            out.extend_from_slice(
+                &(i64::from_le_bytes(fixed(v, t)?).cast_unsigned() ^ 0x8000_0000_0000_0000)
+                    .to_be_bytes(),
+            );
+        }
+        ColumnType::IEEESingle => {
+            let f = f32::from_le_bytes(fixed(v, t)?);
+            let bits = if f.is_nan() {
+                f32::NAN.to_bits() & 0x7FFF_FFFF
+            } else if f == 0.0 {
+                0
+            } else {
+                f.to_bits()
+            };
+            let key = if bits & 0x8000_0000 != 0 {
+                !bits
+            } else {
+                bits | 0x8000_0000
+            };
+            out.extend_from_slice(&key.to_be_bytes());
+        }
+        ColumnType::IEEEDouble | ColumnType::DateTime => {
+            let f = f64::from_le_bytes(fixed(v, t)?);
+            let bits = if f.is_nan() {
+                f64::NAN.to_bits() & 0x7FFF_FFFF_FFFF_FFFF
+            } else if f == 0.0 {
+                0
+            } else {
+                f.to_bits()
+            };
+            let key = if bits & 0x8000_0000_0000_0000 != 0 {
+                !bits
+            } else {
+                bits | 0x8000_0000_0000_0000
+            };
+            out.extend_from_slice(&key.to_be_bytes());
+        }
+        ColumnType::Guid => {
+            let g = fixed::<16>(v, t)?;
+            for range in [10..16, 8..10, 6..8, 4..6, 0..4] {
+                out.extend_from_slice(g.get(range).unwrap_or_default());
+            }
+        }
+        ColumnType::Binary | ColumnType::LongBinary => encode_groups(out, v),
+        ColumnType::Text | ColumnType::LongText => {
+            let folded = fold_text(v, spec.code_page)?;
+            encode_groups(out, &folded);
+        }
+    }
+    Ok(())
+}
+
+/// Text folded to lower case, as UTF-8 bytes (the collation described in the module docs).
+///
+/// # Errors
+/// `InvalidParameter` for Unicode text of odd length.
+pub fn fold_text(v: &[u8], cp: CodePage) -> Result<Vec<u8>> {
+    match cp {
+        CodePage::Ascii => Ok(v.iter().map(u8::to_ascii_lowercase).collect()),
+        CodePage::Unicode => {
+            if !v.len().is_multiple_of(2) {
+                return Err(Error::new(ErrorKind::InvalidParameter)
+                    .with_message("Unicode text has an even number of bytes (UTF-16LE)"));
+            }
+            let units = v.chunks_exact(2).map(|c| {
+                u16::from_le_bytes([
+                    c.first().copied().unwrap_or(0),
+                    c.get(1).copied().unwrap_or(0),
+                ])
+            });
+            let mut s = String::with_capacity(v.len());
+            for ch in char::decode_utf16(units) {
+                let ch = ch.unwrap_or(char::REPLACEMENT_CHARACTER);
+                s.extend(ch.to_lowercase());
+            }
+            Ok(s.into_bytes())
+        }
+    }
+}
+
+fn encode_groups(out: &mut Vec<u8>, v: &[u8]) {
+    if v.is_empty() {
+        out.extend_from_slice(&[0; GROUP]);
+        out.push(0);
+        return;
+    }
+    let mut chunks = v.chunks(GROUP).peekable();
+    while let Some(c) = chunks.next() {
+        out.extend_from_slice(c);
+        out.resize(out.len() + (GROUP - c.len()), 0);
+        out.push(if chunks.peek().is_some() {
+            MORE
+        } else {
+            c.len() as u8
+        });
+    }
+}
+
+/// Truncates a normalized key to `key_most` bytes as ESE does (ESE's `JET_cbKeyMost` and
+/// `JET_bitIndexKeyMost`); with `disallow_truncation` an over-long key is an error instead.
+///
+/// # Errors
+/// `KeyTruncated` (-346) when the key is longer and truncation is disallowed (the message
+/// gives both lengths).
+pub fn truncate_key(key: &mut Vec<u8>, key_most: usize, disallow_truncation: bool) -> Result<bool> {
+    if key.len() <= key_most {
+        return Ok(false);
+    }
+    if disallow_truncation {
+        return Err(Error::new(ErrorKind::KeyTruncated).with_message(format!(
+            "the key has {} bytes, the index allows {key_most}",
+            key.len()
+        )));
+    }
+    key.truncate(key_most);
+    Ok(true)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::many_single_char_names,
+    reason = "property tests name their random inputs"
+)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec(coltyp: ColumnType) -> SegmentSpec {
+        SegmentSpec {
+            coltyp,
+            code_page: CodePage::Ascii,
+            descending: false,
+            nulls_high: false,
+        }
+    }
+
+    fn key(s: SegmentSpec, v: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        normalize_segment(&mut out, s, v).unwrap();
+        out
+    }
+
+    fn check_order<T: PartialOrd + Copy + std::fmt::Debug>(
+        t: ColumnType,
+        a: T,
+        b: T,
+        enc: impl Fn(T) -> Vec<u8>,
+    ) {
+        let s = spec(t);
+        let (ka, kb) = (key(s, Some(&enc(a))), key(s, Some(&enc(b))));
+        if let Some(o) = a.partial_cmp(&b) {
+            assert_eq!(ka.cmp(&kb), o, "{t:?} {a:?} {b:?}")
+        }
+        let d = SegmentSpec {
+            descending: true,
+            ..s
+        };
+        let (da, db) = (key(d, Some(&enc(a))), key(d, Some(&enc(b))));
+        if let Some(o) = a.partial_cmp(&b) {
+            assert_eq!(da.cmp(&db), o.reverse(), "desc {t:?} {a:?} {b:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn integers_sort_like_values(a: i64, b: i64, c: i32, d: i32, e: i16, f: i16, g: u64, h: u64) {
+            check_order(ColumnType::LongLong, a, b, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::Currency, a, b, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::Long, c, d, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::Short, e, f, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::UnsignedLongLong, g, h, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::UnsignedLong, g as u32, h as u32, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::UnsignedShort, g as u16, h as u16, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::UnsignedByte, g as u8, h as u8, |x| vec![x]);
+        }
+
+        #[test]
+        fn floats_sort_like_values(a: f64, b: f64, c: f32, d: f32) {
+            check_order(ColumnType::IEEEDouble, a, b, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::DateTime, a, b, |x| x.to_le_bytes().to_vec());
+            check_order(ColumnType::IEEESingle, c, d, |x| x.to_le_bytes().to_vec());
+        }
+
+        #[test]
+        fn binary_sorts_bytewise_and_is_prefix_free(a: Vec<u8>, b: Vec<u8>, x: Vec<u8>, y: Vec<u8>) {
+            check_order(ColumnType::Binary, &a[..], &b[..], <[u8]>::to_vec);
+            // Two-segment keys compare by the first segment, then the second.
+            let s = spec(ColumnType::Binary);
+            let mut k1 = key(s, Some(&a));
+            k1.extend(key(s, Some(&x)));
+            let mut k2 = key(s, Some(&b));
+            k2.extend(key(s, Some(&y)));
+            prop_assert_eq!(k1.cmp(&k2), (a.as_slice(), x.as_slice()).cmp(&(b.as_slice(), y.as_slice())));
+        }
+
+        #[test]
+        fn text_sorts_case_insensitively(a in "[a-zA-Z0-9 ]{0,20}", b in "[a-zA-Z0-9 ]{0,20}") {
+            let s = spec(ColumnType::Text);
+            let (ka, kb) = (key(s, Some(a.as_bytes())), key(s, Some(b.as_bytes())));
+            prop_assert_eq!(ka.cmp(&kb), a.to_lowercase().cmp(&b.to_lowercase()));
+        }
+    }
+
+    #[test]
+    fn float_extremes() {
+        let s = spec(ColumnType::IEEEDouble);
+        let k = |f: f64| key(s, Some(&f.to_le_bytes()));
+        assert_eq!(k(0.0), k(-0.0));
+        assert!(k(f64::NEG_INFINITY) < k(-1.0));
+        assert!(k(f64::MAX) < k(f64::INFINITY));
+        assert!(k(f64::INFINITY) < k(f64::NAN));
+        assert_eq!(k(f64::NAN), k(-f64::NAN));
+    }
+
+    #[test]
+    fn nulls_low_or_high_in_both_directions() {
+        for desc in [false, true] {
+            let s = SegmentSpec {
+                descending: desc,
+                ..spec(ColumnType::Long)
+            };
+            let v = key(s, Some(&i32::MIN.to_le_bytes()));
+            assert!(key(s, None) < v);
+            let h = SegmentSpec {
+                nulls_high: true,
+                ..s
+            };
+            assert!(key(h, None) > key(h, Some(&i32::MAX.to_le_bytes())));
+        }
+    }
+
+    #[test]
+    fn unicode_text_folds_case() {
+        let s = SegmentSpec {
+            code_page: CodePage::Unicode,
+            ..spec(ColumnType::Text)
+        };
+        let utf16 = |t: &str| {
+            t.encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(key(s, Some(&utf16("ÉCOLE"))), key(s, Some(&utf16("école"))));
+        assert!(key(s, Some(&utf16("abc"))) < key(s, Some(&utf16("ABD"))));
+        let mut out = Vec::new();
+        assert_eq!(
+            normalize_segment(&mut out, s, Some(&[1, 2, 3]))
+                .unwrap_err()
+                .code(),
+            -1003
+        );
+    }
+
+    #[test]
+    fn guid_order_and_sizes() {
+        let s = spec(ColumnType::Guid);
+        let mut a = [0u8; 16];
+        let mut b = [0u8; 16];
+        a[0] = 0xFF; // least significant in ESE's GUID order
+        b[15] = 0x01; // most significant
+        assert!(key(s, Some(&a)) < key(s, Some(&b)));
+        let mut out = Vec::new();
+        assert_eq!(
+            normalize_segment(&mut out, spec(ColumnType::Long), Some(&[1]))
+                .unwrap_err()
+                .code(),
+            -1047
+        );
+    }
+
+    #[test]
+    fn truncation() {
+        let mut k = vec![1u8; 300];
+        assert!(truncate_key(&mut k, 255, false).unwrap());
+        assert_eq!(k.len(), 255);
+        let mut k = vec![1u8; 300];
+        assert_eq!(truncate_key(&mut k, 255, true).unwrap_err().code(), -346);
+        assert_eq!(k.len(), 300);
+    }
+}
