@@ -6,6 +6,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::many_single_char_names,
     missing_docs,
     reason = "benchmark harness"
 )]
