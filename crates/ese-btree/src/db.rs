@@ -1,0 +1,561 @@
+//! The database: file, headers, cache, dbtime, the tree directory and the space page.
+//!
+//! Fixed pages: page 1 is the root of the **tree directory** (objid 1, ESE's database root
+//! FDP): a B+tree mapping an objid (4 bytes, big-endian) to its root page (u32) and kind (u8).
+//! Page 2 is the **space page**: its external header holds the head of the free-page chain,
+//! the number of free pages, the highest page number ever allocated (`pgno_last`) and the last
+//! objid handed out. Pages above `pgno_last` up to the end of the file are available
+//! extension; free pages form a chain through their `next` field.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ese_core::fs::FileSystem;
+use ese_core::{DbTime, Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
+use parking_lot::{Mutex, RwLock};
+
+use crate::cache::{BufferCache, CacheStats};
+use crate::header::{DbFile, DbHeader, DbState, PAGE_SIZES};
+use crate::page::{Page, PageFlags};
+use crate::split::Work;
+use crate::tree::Tree;
+use crate::wal::Wal;
+
+/// Root page of the tree directory.
+pub(crate) const DIR_PGNO: Pgno = Pgno(1);
+/// The space page.
+pub(crate) const SPACE_PGNO: Pgno = Pgno(2);
+/// Objid of the tree directory (and of the space page).
+pub(crate) const DIR_OBJID: ObjId = ObjId(1);
+/// Largest objid (ESE's `objidFDPMax`).
+const OBJID_MAX: u32 = 0xFFFF_FF00;
+
+/// What a tree holds; sets the page flags of its pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TreeKind {
+    /// A table's clustered (primary) index.
+    Table,
+    /// A secondary index (pages flagged `fPageIndex`).
+    Index,
+    /// A long-value tree (pages flagged `fPageLongValue`).
+    LongValue,
+}
+
+impl TreeKind {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            TreeKind::Table => 1,
+            TreeKind::Index => 2,
+            TreeKind::LongValue => 3,
+        }
+    }
+    pub(crate) fn from_code(c: u8) -> Option<TreeKind> {
+        match c {
+            1 => Some(TreeKind::Table),
+            2 => Some(TreeKind::Index),
+            3 => Some(TreeKind::LongValue),
+            _ => None,
+        }
+    }
+    pub(crate) fn page_flags(self) -> PageFlags {
+        match self {
+            TreeKind::Table => PageFlags(0),
+            TreeKind::Index => PageFlags::INDEX,
+            TreeKind::LongValue => PageFlags::LONG_VALUE,
+        }
+    }
+}
+
+/// Options of an open database (ESE system parameters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbOptions {
+    pub(crate) page_size: u32,
+    pub(crate) cache_bytes: u64,
+    pub(crate) extension_pages: u32,
+    pub(crate) dbid: u32,
+}
+
+impl Default for DbOptions {
+    fn default() -> DbOptions {
+        DbOptions {
+            page_size: 8192,
+            cache_bytes: 64 << 20,
+            extension_pages: 256,
+            dbid: 0,
+        }
+    }
+}
+
+impl DbOptions {
+    /// Default options: 8 KiB pages, a 64 MiB cache, growth by 256 pages, dbid 0.
+    pub fn new() -> DbOptions {
+        DbOptions::default()
+    }
+
+    /// Page size in bytes (`JET_paramDatabasePageSize`): 4096, 8192 (default), 16384 or
+    /// 32768. Checked by [`Database::create`] and [`Database::open`] (`InvalidParameter`).
+    #[must_use]
+    pub fn page_size(mut self, bytes: u32) -> DbOptions {
+        self.page_size = bytes;
+        self
+    }
+
+    /// Cache budget in bytes (`JET_paramCacheSizeMax`, which ESE counts in pages). Default
+    /// 64 MiB; at least 64 pages are cached whatever the budget.
+    #[must_use]
+    pub fn cache_bytes(mut self, bytes: u64) -> DbOptions {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Pages added each time the file grows (`JET_paramDbExtensionSize`). Default 256,
+    /// minimum 1.
+    #[must_use]
+    pub fn extension_pages(mut self, pages: u32) -> DbOptions {
+        self.extension_pages = pages.max(1);
+        self
+    }
+
+    /// The database id written into every page record, so one log can serve several
+    /// databases (ESE's `dbid`). Default 0.
+    #[must_use]
+    pub fn dbid(mut self, dbid: u32) -> DbOptions {
+        self.dbid = dbid;
+        self
+    }
+}
+
+/// The space header on the space page (tag 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct SpaceHeader {
+    pub(crate) free_head: Pgno,
+    pub(crate) free_count: u32,
+    pub(crate) pgno_last: u32,
+    pub(crate) last_objid: u32,
+}
+
+impl SpaceHeader {
+    pub(crate) fn encode(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(16);
+        b.extend_from_slice(&self.free_head.to_bytes());
+        b.extend_from_slice(&self.free_count.to_le_bytes());
+        b.extend_from_slice(&self.pgno_last.to_le_bytes());
+        b.extend_from_slice(&self.last_objid.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(page: &Page) -> Result<SpaceHeader> {
+        let r = |o: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(page.ext.get(o..o + 4)?.try_into().ok()?))
+        };
+        let bad = || {
+            Error::new(ErrorKind::SPOwnExtCorrupted)
+                .with_pgno(page.pgno)
+                .with_message("bad space header")
+        };
+        if page.ext.len() != 16 || !page.flags.contains(PageFlags::SPACE_TREE) {
+            return Err(bad());
+        }
+        Ok(SpaceHeader {
+            free_head: Pgno(r(0).ok_or_else(bad)?),
+            free_count: r(4).ok_or_else(bad)?,
+            pgno_last: r(8).ok_or_else(bad)?,
+            last_objid: r(12).ok_or_else(bad)?,
+        })
+    }
+}
+
+/// State shared by every handle of one open database.
+pub(crate) struct DbShared {
+    pub(crate) cache: BufferCache,
+    /// Serialises page modifications (one writer at a time; readers run concurrently).
+    pub(crate) writer: Mutex<()>,
+    pub(crate) dbtime: AtomicU64,
+    pub(crate) header: Mutex<DbHeader>,
+    pub(crate) opts: DbOptions,
+    pub(crate) roots: RwLock<HashMap<ObjId, (Pgno, TreeKind)>>,
+}
+
+impl DbShared {
+    pub(crate) fn page_size(&self) -> usize {
+        self.cache.page_size()
+    }
+
+    /// The next dbtime (ESE's `DBTIME` counter).
+    pub(crate) fn next_dbtime(&self) -> Result<DbTime> {
+        let t = self.dbtime.fetch_add(1, Ordering::SeqCst) + 1;
+        if t >= u64::MAX - 1 {
+            return Err(Error::new(ErrorKind::OutOfDbtimeValues));
+        }
+        Ok(DbTime(t))
+    }
+
+    pub(crate) fn bump_dbtime(&self, t: DbTime) {
+        self.dbtime.fetch_max(t.0, Ordering::SeqCst);
+    }
+}
+
+/// An open database file with its buffer cache (ESE's attached database: `IFMP` and its
+/// `FMP`).
+///
+/// Cheap to clone; every clone is the same database. Page changes are logged through the
+/// [`Wal`] given at open.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) shared: Arc<DbShared>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.shared.cache.file.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_page_size(ps: u32) -> Result<()> {
+    if PAGE_SIZES.contains(&ps) {
+        Ok(())
+    } else {
+        Err(
+            Error::new(ErrorKind::InvalidParameter).with_message(format!(
+                "page size {ps}: must be 4096, 8192, 16384 or 32768"
+            )),
+        )
+    }
+}
+
+fn random_signature() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = fastrand::Rng::with_seed(now ^ u64::from(std::process::id()));
+    rng.fill(&mut s);
+    s
+}
+
+impl Database {
+    /// Creates a new database file at `path` (ESE `JetCreateDatabase`): both header pages,
+    /// the tree directory (page 1) and the space page (page 2), logged through `wal`, written
+    /// and synced.
+    ///
+    /// # Errors
+    /// `InvalidParameter` for a bad page size; `FileAlreadyExists` if the file exists;
+    /// `DiskFull`, `DiskIO`, `FileAccessDenied` from the file system; the WAL's errors.
+    pub fn create(
+        fs: &Arc<dyn FileSystem>,
+        path: &Path,
+        options: DbOptions,
+        wal: Arc<dyn Wal>,
+    ) -> Result<Database> {
+        check_page_size(options.page_size)?;
+        let mut header = DbHeader::new(options.page_size, random_signature());
+        header.last_objid = DIR_OBJID;
+        let file = DbFile::create(fs, path, options.page_size)?;
+        file.grow_to(options.extension_pages.max(2))?;
+        let db = Database::from_parts(file, header.clone(), options, wal);
+        {
+            let sh = &db.shared;
+            let _w = sh.writer.lock();
+            let mut work = Work::new(sh);
+            let mut dir = Page::new(
+                DIR_PGNO,
+                DIR_OBJID,
+                PageFlags::ROOT.with(PageFlags::LEAF, true),
+                0,
+            );
+            dir.dbtime = DbTime(0);
+            work.put_new(dir);
+            let mut space = Page::new(
+                SPACE_PGNO,
+                DIR_OBJID,
+                PageFlags::SPACE_TREE.with(PageFlags::ROOT, true),
+                0,
+            );
+            space.ext = SpaceHeader {
+                free_head: Pgno::NULL,
+                free_count: 0,
+                pgno_last: 2,
+                last_objid: DIR_OBJID.0,
+            }
+            .encode();
+            work.put_new(space);
+            work.commit()?;
+        }
+        db.shared.cache.flush_all()?;
+        // The headers last: until both are durable the file is not a database.
+        db.shared.cache.file.write_header_slot(&header, 0)?;
+        db.shared.cache.file.write_header_slot(&header, 1)?;
+        header.sequence = 1;
+        *db.shared.header.lock() = header;
+        Ok(db)
+    }
+
+    /// Opens an existing database file (ESE `JetAttachDatabase`). The header is read from the
+    /// newest valid of its two copies. If the database was not shut down cleanly the caller
+    /// runs redo ([`Database::redo`], [`Database::end_redo`]) before using it.
+    ///
+    /// # Errors
+    /// `PageSizeMismatch` when the file's page size differs from `options`; `InvalidDatabase`,
+    /// `InvalidDatabaseVersion`, `ReadVerifyFailure` when neither header copy is usable;
+    /// `FileNotFound`, `FileAccessDenied` (the file is locked by another handle), `DiskIO`.
+    pub fn open(
+        fs: &Arc<dyn FileSystem>,
+        path: &Path,
+        options: DbOptions,
+        wal: Arc<dyn Wal>,
+    ) -> Result<Database> {
+        check_page_size(options.page_size)?;
+        let (file, header) = DbFile::open(fs, path, false)?;
+        if header.page_size != options.page_size {
+            return Err(Error::new(ErrorKind::PageSizeMismatch)
+                .with_path(path)
+                .with_message(format!(
+                    "the file has {}-byte pages, the instance {}",
+                    header.page_size, options.page_size
+                )));
+        }
+        Ok(Database::from_parts(file, header, options, wal))
+    }
+
+    fn from_parts(file: DbFile, header: DbHeader, opts: DbOptions, wal: Arc<dyn Wal>) -> Database {
+        let cache = BufferCache::new(file, wal, opts.cache_bytes);
+        let mut roots = HashMap::new();
+        roots.insert(DIR_OBJID, (DIR_PGNO, TreeKind::Table));
+        Database {
+            shared: Arc::new(DbShared {
+                cache,
+                writer: Mutex::new(()),
+                dbtime: AtomicU64::new(header.dbtime.0),
+                header: Mutex::new(header),
+                opts,
+                roots: RwLock::new(roots),
+            }),
+        }
+    }
+
+    /// The page size in bytes.
+    pub fn page_size(&self) -> u32 {
+        self.shared.page_size() as u32
+    }
+
+    /// The longest key a tree accepts, in bytes (ESE's `JET_cbKeyMostMost` for the page
+    /// size): 1000 with 4 KiB pages, 2000 with larger pages.
+    pub fn max_key_len(&self) -> usize {
+        crate::tree::max_key_len(self.shared.page_size())
+    }
+
+    /// The largest key plus data a node may hold, in bytes (ESE's record size limit).
+    pub fn max_record_len(&self) -> usize {
+        crate::tree::max_record_len(self.shared.page_size())
+    }
+
+    /// A copy of the current header (ESE's `DBFILEHDR`).
+    pub fn header(&self) -> DbHeader {
+        self.shared.header.lock().clone()
+    }
+
+    /// The database's current dbtime.
+    pub fn dbtime(&self) -> DbTime {
+        DbTime(self.shared.dbtime.load(Ordering::SeqCst))
+    }
+
+    /// Updates the header with `f`, stamps the current dbtime and last objid, increases the
+    /// sequence and writes it to the older of the two header slots, synced (ESE
+    /// `ErrUtilWriteAttachedDatabaseHeaders`). Going to `CleanShutdown` first flushes every
+    /// dirty page.
+    ///
+    /// # Errors
+    /// `DiskIO`, `DiskFull` from the write or sync; `DatabaseUnavailable` after an earlier
+    /// write failure; the flush's errors.
+    pub fn write_header(&self, f: impl FnOnce(&mut DbHeader)) -> Result<()> {
+        let sh = &self.shared;
+        let mut h = sh.header.lock().clone();
+        f(&mut h);
+        if h.state == DbState::CleanShutdown {
+            sh.cache.flush_all()?;
+        }
+        sh.cache.check_failed()?;
+        h.dbtime = self.dbtime();
+        if let Ok(space) = self.space_header() {
+            h.last_objid = ObjId(space.last_objid);
+        }
+        h.sequence += 1;
+        let slot = (h.sequence % 2) as u32;
+        sh.cache.file.write_header_slot(&h, slot)?;
+        *sh.header.lock() = h;
+        Ok(())
+    }
+
+    pub(crate) fn space_header(&self) -> Result<SpaceHeader> {
+        let f = self.shared.cache.get(SPACE_PGNO)?;
+        let p = f.latch.read();
+        SpaceHeader::decode(&p)
+    }
+
+    /// Writes every dirty page (each after the log is durable up to its last change) and
+    /// syncs the file, so the checkpoint reaches the end of the log.
+    ///
+    /// # Errors
+    /// `DiskIO`, `DiskFull`; WAL flush errors; `DatabaseUnavailable` after an earlier failure.
+    pub fn flush(&self) -> Result<()> {
+        self.shared.cache.flush_all()
+    }
+
+    /// Syncs pages already written by eviction, letting the checkpoint pass them.
+    ///
+    /// # Errors
+    /// `DiskIO`; `DatabaseUnavailable` after an earlier failure.
+    pub fn sync(&self) -> Result<()> {
+        self.shared.cache.sync()
+    }
+
+    /// The checkpoint (ESE's `lgposCheckpoint` contribution of this database): redo must
+    /// start at or before this position to rebuild every page not yet durable in the file.
+    pub fn checkpoint(&self) -> Lgpos {
+        self.shared.cache.checkpoint()
+    }
+
+    /// Counters of the buffer cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.stats()
+    }
+
+    /// Drops every clean, unpinned page from the cache (so later reads go to the file).
+    pub fn drop_clean_pages(&self) {
+        self.shared.cache.drop_clean();
+    }
+
+    /// Creates a new, empty tree of `kind` with a fresh objid and its own root page (ESE
+    /// `ErrDIRCreateDirectory`). Logged as one record.
+    ///
+    /// # Errors
+    /// `OutOfObjectIDs` when objids run out; `OutOfDatabaseSpace`/`DiskFull` when the file
+    /// cannot grow; `DatabaseUnavailable` after an earlier write failure; page read errors.
+    pub fn create_tree(&self, kind: TreeKind) -> Result<Tree> {
+        let sh = &self.shared;
+        sh.cache.check_failed()?;
+        let _w = sh.writer.lock();
+        let mut work = Work::new(sh);
+        let mut space = work.space()?;
+        if space.last_objid >= OBJID_MAX {
+            return Err(Error::new(ErrorKind::OutOfObjectIDs));
+        }
+        space.last_objid += 1;
+        let objid = ObjId(space.last_objid);
+        work.set_space(space)?;
+        let root = work.alloc(
+            objid,
+            kind.page_flags()
+                .with(PageFlags::ROOT, true)
+                .with(PageFlags::LEAF, true),
+            0,
+        )?;
+        let mut data = root.to_bytes().to_vec();
+        data.push(kind.code());
+        crate::split::put(
+            &mut work,
+            DIR_PGNO,
+            DIR_OBJID,
+            &key_u32(objid.0),
+            crate::split::Change::Insert(data, crate::page::NodeFlags(0)),
+        )?;
+        work.commit()?;
+        sh.roots.write().insert(objid, (root, kind));
+        Ok(Tree::new(Arc::clone(sh), objid, root, kind))
+    }
+
+    /// Opens the tree `objid`.
+    ///
+    /// # Errors
+    /// `ObjectNotFound` if no such tree exists; `DatabaseCorrupted` for a bad directory
+    /// entry; page read errors.
+    pub fn open_tree(&self, objid: ObjId) -> Result<Tree> {
+        let sh = &self.shared;
+        if let Some(&(root, kind)) = sh.roots.read().get(&objid) {
+            return Ok(Tree::new(Arc::clone(sh), objid, root, kind));
+        }
+        let dir = Tree::new(Arc::clone(sh), DIR_OBJID, DIR_PGNO, TreeKind::Table);
+        let (data, _) = dir.get(&key_u32(objid.0)).map_err(|e| {
+            if e.kind() == ErrorKind::RecordNotFound {
+                Error::new(ErrorKind::ObjectNotFound)
+                    .with_message(format!("no tree with objid {objid}"))
+            } else {
+                e
+            }
+        })?;
+        let (root, kind) = parse_dir_entry(&data)?;
+        sh.roots.write().insert(objid, (root, kind));
+        Ok(Tree::new(Arc::clone(sh), objid, root, kind))
+    }
+
+    /// Every tree of the database (objid, root page, kind), in objid order.
+    ///
+    /// # Errors
+    /// Page read errors; `DatabaseCorrupted` for a bad directory entry.
+    pub fn trees(&self) -> Result<Vec<(ObjId, Pgno, TreeKind)>> {
+        let dir = Tree::new(
+            Arc::clone(&self.shared),
+            DIR_OBJID,
+            DIR_PGNO,
+            TreeKind::Table,
+        );
+        let mut out = Vec::new();
+        let mut c = dir.cursor();
+        let mut more = c.move_first()?;
+        while more {
+            let k: [u8; 4] = c.key().try_into().map_err(|_| {
+                Error::new(ErrorKind::DatabaseCorrupted).with_message("bad tree directory key")
+            })?;
+            let (root, kind) = parse_dir_entry(c.data())?;
+            out.push((ObjId(key_to_u32(k)), root, kind));
+            more = c.move_next()?;
+        }
+        Ok(out)
+    }
+}
+
+/// Big-endian encoding of a number inside a key: keys compare bytewise, so numbers in keys
+/// are big-endian (ESE's key normalisation does the same).
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "keys compare bytewise; numbers in keys are big-endian"
+)]
+pub(crate) fn key_u32(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+/// Inverse of [`key_u32`].
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "keys compare bytewise; numbers in keys are big-endian"
+)]
+pub(crate) fn key_to_u32(b: [u8; 4]) -> u32 {
+    u32::from_be_bytes(b)
+}
+
+/// Big-endian encoding of a u64 inside a key (see [`key_u32`]).
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "keys compare bytewise; numbers in keys are big-endian"
+)]
+pub(crate) fn key_u64(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub(crate) fn parse_dir_entry(data: &[u8]) -> Result<(Pgno, TreeKind)> {
+    let bad = || Error::new(ErrorKind::DatabaseCorrupted).with_message("bad tree directory entry");
+    let root: [u8; 4] = data
+        .get(..4)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(bad)?;
+    let kind = data
+        .get(4)
+        .copied()
+        .and_then(TreeKind::from_code)
+        .ok_or_else(bad)?;
+    Ok((Pgno::from_bytes(root), kind))
+}
