@@ -339,6 +339,9 @@ impl Transaction {
                 None => return Err(vs.out_of_memory()),
             };
             let seq = self.next_seq;
+            // Announce the change before any page sees it: readers that skip the version
+            // store for trees without versions must not miss it.
+            vs.pin_tree(tree);
             if let Some(new_phys) = &new_phys {
                 let annotation = TxnRecord::Op {
                     trx: self.state.id,
@@ -357,6 +360,7 @@ impl Transaction {
                     }
                     Err(e) => {
                         vs.uncharge(charge);
+                        vs.unpin_tree(tree);
                         return Err(e);
                     }
                 }

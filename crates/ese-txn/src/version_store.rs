@@ -169,6 +169,17 @@ pub struct VersionStore {
     cleanup_lock: Mutex<()>,
     /// First log position of each open transaction that changed something.
     pub(crate) oldest_lgpos: Mutex<HashMap<TrxId, ese_core::Lgpos>>,
+    /// Entries per tree slot (trees hashed into [`TREE_SLOTS`] slots): lets readers skip the
+    /// version store entirely for trees without versions (see [`VersionStore::may_have_versions`]).
+    tree_slots: Box<[AtomicU64]>,
+}
+
+/// Number of per-tree entry counters; trees that share a slot only cost each other a slower
+/// read path, never a wrong one.
+const TREE_SLOTS: usize = 256;
+
+fn tree_slot(tree: ObjId) -> usize {
+    (tree.0.wrapping_mul(0x9E37_79B9) >> 24) as usize % TREE_SLOTS
 }
 
 impl std::fmt::Debug for VersionStore {
@@ -206,6 +217,7 @@ impl VersionStore {
             cleaned: AtomicU64::new(0),
             cleanup_lock: Mutex::new(()),
             oldest_lgpos: Mutex::new(HashMap::new()),
+            tree_slots: (0..TREE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -285,6 +297,32 @@ impl VersionStore {
     /// The page store's errors.
     pub fn read(&self, tree: ObjId, key: &[u8], view: &ReadView) -> Result<PhysState> {
         self.visible_with(tree, key, view, || self.store.read(tree, key))
+    }
+
+    /// Whether `tree` may hold versions. `false` guarantees that every record of the tree as
+    /// the page store holds it is committed and visible to every snapshot, so a reader may use
+    /// it directly — provided it read the record *before* calling this: writers announce
+    /// themselves here before changing a page, so a reader that saw a changed page also sees
+    /// the announcement.
+    pub fn may_have_versions(&self, tree: ObjId) -> bool {
+        self.tree_slots
+            .get(tree_slot(tree))
+            .is_some_and(|c| c.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Announces a change to `tree` before it reaches a page (see
+    /// [`VersionStore::may_have_versions`]).
+    pub(crate) fn pin_tree(&self, tree: ObjId) {
+        if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Withdraws one announcement of [`VersionStore::pin_tree`].
+    pub(crate) fn unpin_tree(&self, tree: ObjId) {
+        if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Whether any transaction holds versions of `key` (a cheap check before
@@ -418,6 +456,7 @@ impl VersionStore {
             shard.map.remove(vkey);
         }
         self.release(&rce, 1);
+        self.unpin_tree(vkey.0);
         Some(rce)
     }
 
@@ -501,6 +540,7 @@ impl VersionStore {
         let mut n = 0;
         for r in &removed {
             self.release(r, 1);
+            self.unpin_tree(tree);
             n += 1;
         }
         let last_was_delete = removed

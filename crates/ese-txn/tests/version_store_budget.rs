@@ -74,9 +74,18 @@ fn inserts_are_not_charged_to_the_budget() {
     let s = vs.stats();
     assert_eq!(s.bytes_used, 0);
     assert_eq!(s.insert_entries, 20_000);
+    assert!(vs.may_have_versions(TREE));
     t.commit_level(false).unwrap();
+    assert!(
+        vs.may_have_versions(TREE),
+        "committed versions stay until cleanup"
+    );
     vs.cleanup().unwrap();
     assert_eq!(vs.stats().entries, 0);
+    assert!(
+        !vs.may_have_versions(TREE),
+        "no versions left: readers may skip the store"
+    );
 }
 
 #[test]
