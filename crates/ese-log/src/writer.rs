@@ -146,8 +146,8 @@ impl Log {
     /// file and the reserve logs) if the directory holds none.
     ///
     /// # Errors
-    /// - `InvalidParameter`: `config` is out of range, or its page size differs from the
-    ///   stream's.
+    /// - `InvalidParameter`: `config` is out of range.
+    /// - `PageSizeMismatch`: the stream serves databases of another page size.
     /// - `LogFilePathInUse`: another `Log` has the stream open (the checkpoint file is locked).
     /// - `MissingLogFile`: archived generations or a checkpoint exist but `edb.log` does not.
     /// - `LogFileCorrupt`, `BadLogVersion`: the current log's header is unreadable.
@@ -198,7 +198,7 @@ impl Log {
                     )));
             }
             if h.page_size != config.page_size {
-                return Err(Error::new(ErrorKind::InvalidParameter)
+                return Err(Error::new(ErrorKind::PageSizeMismatch)
                     .with_path(files.current())
                     .with_message(format!(
                         "the log serves {}-byte pages, the configuration says {}",

@@ -226,7 +226,7 @@ fn configuration_errors() {
     let e = Log::open(fs(), config(dir.path()).file_size_kib(128)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LogFileSizeMismatch);
     let e = Log::open(fs(), config(dir.path()).page_size(4096)).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidParameter);
+    assert_eq!(e.kind(), ErrorKind::PageSizeMismatch);
 }
 
 #[test]
