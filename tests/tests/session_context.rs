@@ -238,7 +238,7 @@ fn context_allows_thread_migration() {
     // ManagedEsent's VerifyJetSetSessionContextAllowsThreadMigration.
     let (inst, _d) = running_instance("migrate");
     let s = inst.begin_session().unwrap();
-    let ctx = 0xC0FFEE;
+    let ctx = 0x00C0_FFEE;
     let a = s.clone();
     thread::spawn(move || {
         a.set_context(ctx).unwrap();
