@@ -265,7 +265,7 @@ mod tests {
         let s = spec(t);
         let (ka, kb) = (key(s, Some(&enc(a))), key(s, Some(&enc(b))));
         if let Some(o) = a.partial_cmp(&b) {
-            assert_eq!(ka.cmp(&kb), o, "{t:?} {a:?} {b:?}")
+            assert_eq!(ka.cmp(&kb), o, "{t:?} {a:?} {b:?}");
         }
         let d = SegmentSpec {
             descending: true,
