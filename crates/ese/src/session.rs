@@ -181,6 +181,18 @@ impl Session {
         Ok(())
     }
 
+    /// Test hook: runs `f` while this thread is inside a call on the session, so a test can
+    /// observe what a concurrent caller gets (`SessionSharingViolation`).
+    ///
+    /// # Errors
+    /// The errors of entering a session call (see [`Session::begin_transaction2`]).
+    #[doc(hidden)]
+    pub fn with_call_held(&self, f: impl FnOnce()) -> Result<()> {
+        let _call = self.core.enter(&self.inst.gate, false)?;
+        f();
+        Ok(())
+    }
+
     /// The current transaction level, 0 outside a transaction (JetGetSessionInfo's level).
     ///
     /// # Errors
