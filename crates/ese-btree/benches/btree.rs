@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use ese_btree::{Database, DbOptions, MemWal, SeekOp, Tree, TreeKind};
 use ese_core::fs::{FileSystem, OsFs};
 
@@ -77,7 +79,11 @@ fn caches(n: u64) -> [(&'static str, u64); 2] {
 fn inserts(c: &mut Criterion) {
     let n = n();
     let mut g = c.benchmark_group("insert");
-    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    // One load per sample (flat sampling): ten loads of N keys per configuration.
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(n));
     let seq: Vec<u64> = (0..n).collect();
     let rnd = shuffled(n);
@@ -112,7 +118,9 @@ fn reads(c: &mut Criterion) {
         db.flush().unwrap();
     }
     let mut g = c.benchmark_group("read");
-    g.sample_size(20).measurement_time(Duration::from_secs(10));
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8));
     for (cname, cache) in caches(n) {
         let db = open(dir.path(), cache, false);
         let t = db.open_tree(ese_core::ObjId(2)).unwrap();
@@ -125,21 +133,33 @@ fn reads(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("point", cname), |b| {
             b.iter(|| black_box(t.get(&key(rng.u64(0..n))).unwrap()));
         });
-        g.throughput(Throughput::Elements(100));
-        g.bench_function(BenchmarkId::new("scan_100", cname), |b| {
+        // Zero-copy: the value is read in place under the leaf's latch.
+        g.bench_function(BenchmarkId::new("point_in_place", cname), |b| {
             b.iter(|| {
-                let mut cur = t.cursor();
-                cur.seek(&key(rng.u64(0..n)), SeekOp::Ge).unwrap();
-                let mut bytes = 0usize;
-                for _ in 0..100 {
-                    bytes += cur.data().len();
-                    if !cur.move_next().unwrap() {
-                        break;
-                    }
-                }
-                black_box(bytes)
+                black_box(
+                    t.with_data(&key(rng.u64(0..n)), |d, _| d.len())
+                        .unwrap()
+                        .unwrap(),
+                )
             });
         });
+        for steps in [10u64, 100] {
+            g.throughput(Throughput::Elements(steps));
+            g.bench_function(BenchmarkId::new(format!("scan_{steps}"), cname), |b| {
+                b.iter(|| {
+                    let mut cur = t.cursor();
+                    cur.seek(&key(rng.u64(0..n)), SeekOp::Ge).unwrap();
+                    let mut bytes = 0usize;
+                    for _ in 0..steps {
+                        bytes += cur.data().len();
+                        if !cur.move_next().unwrap() {
+                            break;
+                        }
+                    }
+                    black_box(bytes)
+                });
+            });
+        }
         eprintln!("{cname}: {:?}", db.cache_stats());
     }
     g.finish();

@@ -1,4 +1,4 @@
-//! The buffer cache (ESE's BF): decoded pages in frames, a byte budget, pins and latches, dirty
+//! The buffer cache (ESE's BF): pages (raw bytes) in frames, a byte budget, pins and latches, dirty
 //! tracking, write-back under the WAL rule and the checkpoint.
 //!
 //! - **Pin / latch.** A frame is pinned while someone holds an `Arc` to it (pinned frames are
@@ -11,6 +11,11 @@
 //!   probation without displacing the hot set. Probation is emptied first while it holds more
 //!   than a quarter of the budget (2Q's recommended `Kin` of 25%). Chosen over CLOCK-Pro for
 //!   its simplicity (no ghost lists) at a similar scan resistance for B+tree workloads.
+//! - **No I/O under the cache mutex.** A miss inserts a *loading* frame whose write latch
+//!   the reading thread holds, then reads and verifies the page outside the mutex; other
+//!   readers of that page find the frame and wait on its latch (one read per page). Dirty
+//!   pages chosen for eviction are written outside the mutex too, then evicted if still
+//!   clean and unpinned.
 //! - **WAL rule.** A dirty page is written only after `Wal::flush(last_lgpos)`.
 //! - **Checkpoint.** The oldest `first_dirty` position among pages that are dirty or written
 //!   but not yet synced; with none, the newest position logged. It only moves forward.
@@ -18,8 +23,9 @@
 //!   `needs_image`: its next change is logged as a full after-image (see `record.rs`).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use ese_core::{Error, ErrorKind, Lgpos, Pgno, Result};
 use parking_lot::{Mutex, RwLock};
@@ -37,6 +43,18 @@ pub(crate) struct Meta {
     pub(crate) needs_image: bool,
 }
 
+/// The frame's page is being read by the thread that created the frame (which holds its
+/// write latch meanwhile, so other readers of the page wait on the latch: one read per page).
+const LOADING: u8 = 0;
+/// The frame holds a verified page.
+const READY: u8 = 1;
+/// The read failed; the frame was removed from the map and waiters retry.
+const FAILED: u8 = 2;
+
+/// Attempts of [`BufferCache::get`] to find a page another thread failed to read before
+/// reading it itself (each retry is caused by a concurrent failed read, so a few suffice).
+const MAX_GET_ATTEMPTS: usize = 8;
+
 /// A cached page.
 #[derive(Debug)]
 pub(crate) struct Frame {
@@ -45,7 +63,57 @@ pub(crate) struct Frame {
     pub(crate) meta: Mutex<Meta>,
     referenced: AtomicBool,
     hot: AtomicBool,
+    state: AtomicU8,
 }
+
+impl Frame {
+    fn new(page: Page, state: u8) -> Arc<Frame> {
+        Arc::new(Frame {
+            pgno: page.pgno(),
+            latch: Arc::new(RwLock::new(page)),
+            meta: Mutex::new(Meta {
+                dirty: false,
+                first_dirty: Lgpos::MIN,
+                last_lgpos: Lgpos::MIN,
+                needs_image: true,
+            }),
+            referenced: AtomicBool::new(false),
+            hot: AtomicBool::new(false),
+            state: AtomicU8::new(state),
+        })
+    }
+
+    /// Waits until a loading frame is resolved; whether it holds its page.
+    fn wait_ready(&self) -> bool {
+        if self.state.load(Ordering::Acquire) == READY {
+            return true;
+        }
+        drop(self.latch.read());
+        self.state.load(Ordering::Acquire) == READY
+    }
+}
+
+/// Hasher for page numbers: one multiplication (Fibonacci hashing). Page numbers are not
+/// attacker-chosen keys of a long-lived map exposed to the network, and SipHash costs more
+/// than the rest of a cache hit.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PgnoHasher(u64);
+
+impl Hasher for PgnoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type PgnoMap<V> = HashMap<Pgno, V, BuildHasherDefault<PgnoHasher>>;
 
 /// Counters of the buffer cache (ESE's BF performance counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,7 +136,7 @@ pub struct CacheStats {
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<Pgno, Arc<Frame>>,
+    map: PgnoMap<Arc<Frame>>,
     probation: VecDeque<Pgno>,
     protected: VecDeque<Pgno>,
     dirty: BTreeSet<(Lgpos, Pgno)>,
@@ -146,23 +214,63 @@ impl BufferCache {
         e
     }
 
-    /// The frame of `pgno`, read and verified from the file on a miss.
+    /// The frame of `pgno`, read and verified from the file on a miss. The read happens
+    /// outside the cache mutex; a second reader of the same page waits for the first.
     pub(crate) fn get(&self, pgno: Pgno) -> Result<Arc<Frame>> {
-        let mut g = self.inner.lock();
-        if let Some(f) = g.map.get(&pgno) {
-            f.referenced.store(true, Ordering::Relaxed);
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Arc::clone(f));
+        for _ in 0..MAX_GET_ATTEMPTS {
+            let mut g = self.inner.lock();
+            if let Some(f) = g.map.get(&pgno) {
+                let f = Arc::clone(f);
+                drop(g);
+                f.referenced.store(true, Ordering::Relaxed);
+                if f.wait_ready() {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(f);
+                }
+                continue;
+            }
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            let victims = self.choose_victims(&mut g);
+            let frame = Frame::new(Page::placeholder(pgno), LOADING);
+            let mut guard = frame.latch.write_arc();
+            g.map.insert(pgno, Arc::clone(&frame));
+            g.probation.push_back(pgno);
+            drop(g);
+            let read = self.read_page(pgno);
+            match read {
+                Ok(page) => {
+                    *guard = page;
+                    frame.state.store(READY, Ordering::Release);
+                    drop(guard);
+                    self.evict_victims(victims)?;
+                    return Ok(frame);
+                }
+                Err(e) => {
+                    frame.state.store(FAILED, Ordering::Release);
+                    {
+                        let mut g = self.inner.lock();
+                        if g.map.get(&pgno).is_some_and(|f| Arc::ptr_eq(f, &frame)) {
+                            g.map.remove(&pgno);
+                        }
+                    }
+                    drop(guard);
+                    self.evict_victims(victims)?;
+                    return Err(e);
+                }
+            }
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        self.make_room(&mut g)?;
-        let mut buf = vec![0u8; self.page_size()];
+        Err(Error::new(ErrorKind::DiskIO)
+            .with_pgno(pgno)
+            .with_message("page read kept failing in other threads"))
+    }
+
+    fn read_page(&self, pgno: Pgno) -> Result<Page> {
+        let mut buf = vec![0u8; self.page_size()].into_boxed_slice();
         self.file
             .read_page(pgno, &mut buf)
             .map_err(|e| e.with_path(self.file.path()))?;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let page = Page::decode(&buf, pgno).map_err(|e| e.with_path(self.file.path()))?;
-        Ok(Self::insert_frame(&mut g, page))
+        Page::decode_owned(buf, pgno).map_err(|e| e.with_path(self.file.path()))
     }
 
     /// The frame of `pgno` if cached, otherwise a new frame holding `make()` (for pages that
@@ -172,46 +280,39 @@ impl BufferCache {
         pgno: Pgno,
         make: impl FnOnce() -> Page,
     ) -> Result<Arc<Frame>> {
-        let mut g = self.inner.lock();
-        if let Some(f) = g.map.get(&pgno) {
-            return Ok(Arc::clone(f));
-        }
-        self.make_room(&mut g)?;
-        Ok(Self::insert_frame(&mut g, make()))
-    }
-
-    fn insert_frame(g: &mut Inner, page: Page) -> Arc<Frame> {
-        let pgno = page.pgno;
-        let f = Arc::new(Frame {
-            pgno,
-            latch: Arc::new(RwLock::new(page)),
-            meta: Mutex::new(Meta {
-                dirty: false,
-                first_dirty: Lgpos::MIN,
-                last_lgpos: Lgpos::MIN,
-                needs_image: true,
-            }),
-            referenced: AtomicBool::new(false),
-            hot: AtomicBool::new(false),
-        });
-        g.map.insert(pgno, Arc::clone(&f));
-        g.probation.push_back(pgno);
-        f
-    }
-
-    fn make_room(&self, g: &mut Inner) -> Result<()> {
-        while g.map.len() >= self.budget_pages {
-            if !self.evict_one(g)? {
-                // Everything is pinned (or dirty during redo): run over budget rather than fail.
-                break;
+        let mut make = Some(make);
+        for _ in 0..MAX_GET_ATTEMPTS {
+            let mut g = self.inner.lock();
+            if let Some(f) = g.map.get(&pgno) {
+                let f = Arc::clone(f);
+                drop(g);
+                if f.wait_ready() {
+                    return Ok(f);
+                }
+                continue;
             }
+            let victims = self.choose_victims(&mut g);
+            let page = make.take().map_or_else(|| Page::placeholder(pgno), |m| m());
+            let frame = Frame::new(page, READY);
+            g.map.insert(pgno, Arc::clone(&frame));
+            g.probation.push_back(pgno);
+            drop(g);
+            self.evict_victims(victims)?;
+            return Ok(frame);
         }
-        Ok(())
+        Err(Error::new(ErrorKind::DiskIO)
+            .with_pgno(pgno)
+            .with_message("page read kept failing in other threads"))
     }
 
-    fn evict_one(&self, g: &mut Inner) -> Result<bool> {
-        let limit = 2 * (g.probation.len() + g.protected.len()) + 2;
-        for _ in 0..limit {
+    /// Makes room for one more frame: evicts clean, unpinned frames at once and returns the
+    /// dirty ones chosen (pinned by the returned `Arc`s) to be written outside the mutex.
+    fn choose_victims(&self, g: &mut Inner) -> Vec<Arc<Frame>> {
+        let mut dirty = Vec::new();
+        let mut need = (g.map.len() + 1).saturating_sub(self.budget_pages);
+        let mut budget = 2 * (g.probation.len() + g.protected.len()) + 2;
+        while need > 0 && budget > 0 {
+            budget -= 1;
             let from_probation =
                 g.probation.len() * 4 > self.budget_pages || g.protected.is_empty();
             let popped = if from_probation {
@@ -220,7 +321,7 @@ impl BufferCache {
                 g.protected.pop_front()
             };
             let Some(pgno) = popped else {
-                return Ok(false);
+                break;
             };
             let Some(frame) = g.map.get(&pgno).cloned() else {
                 continue;
@@ -233,7 +334,7 @@ impl BufferCache {
                 }
             };
             // Two strong references: the map's and `frame`; any more is a pin.
-            if Arc::strong_count(&frame) > 2 {
+            if Arc::strong_count(&frame) > 2 || frame.state.load(Ordering::Acquire) != READY {
                 requeue(g, frame.hot.load(Ordering::Relaxed));
                 continue;
             }
@@ -242,44 +343,78 @@ impl BufferCache {
                 requeue(g, true);
                 continue;
             }
-            let dirty = frame.meta.lock().dirty;
-            if dirty {
+            if frame.meta.lock().dirty {
                 if self.recovering.load(Ordering::Relaxed) {
                     requeue(g, frame.hot.load(Ordering::Relaxed));
                     continue;
                 }
-                let Some(page) = frame.latch.try_read() else {
-                    requeue(g, frame.hot.load(Ordering::Relaxed));
-                    continue;
-                };
-                self.write_locked(g, &frame, &page)?;
+                dirty.push(frame);
+                need -= 1;
+                continue;
             }
             g.map.remove(&pgno);
             self.evictions.fetch_add(1, Ordering::Relaxed);
-            return Ok(true);
+            need -= 1;
         }
-        Ok(false)
+        // Everything pinned (or dirty during redo): run over budget rather than fail.
+        dirty
     }
 
-    /// Writes a dirty frame's page (WAL rule first) and moves it from dirty to unsynced.
-    fn write_locked(&self, g: &mut Inner, frame: &Frame, page: &Page) -> Result<()> {
-        let mut meta = frame.meta.lock();
-        if !meta.dirty {
+    /// Writes the dirty victims (WAL rule first), then evicts those still unpinned and clean.
+    fn evict_victims(&self, victims: Vec<Arc<Frame>>) -> Result<()> {
+        if victims.is_empty() {
             return Ok(());
         }
+        let mut result = Ok(());
+        for f in &victims {
+            if result.is_ok() {
+                let page = f.latch.read();
+                result = self.write_frame(f, &page);
+            }
+        }
+        let mut g = self.inner.lock();
+        for f in victims {
+            let pgno = f.pgno;
+            let ours = g.map.get(&pgno).is_some_and(|m| Arc::ptr_eq(m, &f));
+            if ours && Arc::strong_count(&f) == 2 && !f.meta.lock().dirty {
+                g.map.remove(&pgno);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            } else if ours {
+                if f.hot.load(Ordering::Relaxed) {
+                    g.protected.push_back(pgno);
+                } else {
+                    g.probation.push_back(pgno);
+                }
+            }
+        }
+        result
+    }
+
+    /// Writes a dirty frame's page (WAL rule first) and moves it from dirty to unsynced. The
+    /// caller holds the page's read latch, so the page cannot change meanwhile.
+    fn write_frame(&self, frame: &Frame, page: &Page) -> Result<()> {
+        let (first, last) = {
+            let m = frame.meta.lock();
+            if !m.dirty {
+                return Ok(());
+            }
+            (m.first_dirty, m.last_lgpos)
+        };
         self.check_failed()?;
-        let bytes = page.encode(self.page_size())?;
-        self.wal
-            .flush(meta.last_lgpos)
-            .map_err(|e| self.latch_failure(e))?;
+        let bytes = page.sealed();
+        self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
         self.file
             .write_page(frame.pgno, &bytes)
             .map_err(|e| self.latch_failure(e.with_path(self.file.path())))?;
         self.writes.fetch_add(1, Ordering::Relaxed);
-        g.dirty.remove(&(meta.first_dirty, frame.pgno));
-        g.unsynced.insert((meta.first_dirty, frame.pgno));
-        meta.dirty = false;
-        meta.needs_image = true;
+        let mut g = self.inner.lock();
+        let mut meta = frame.meta.lock();
+        if meta.dirty {
+            g.dirty.remove(&(first, frame.pgno));
+            g.unsynced.insert((first, frame.pgno));
+            meta.dirty = false;
+            meta.needs_image = true;
+        }
         Ok(())
     }
 
@@ -350,8 +485,7 @@ impl BufferCache {
         };
         for f in frames {
             let page = f.latch.read();
-            let mut g = self.inner.lock();
-            self.write_locked(&mut g, &f, &page)?;
+            self.write_frame(&f, &page)?;
         }
         self.sync()
     }
@@ -371,7 +505,11 @@ impl BufferCache {
         let victims: Vec<Pgno> = g
             .map
             .iter()
-            .filter(|(_, f)| Arc::strong_count(f) == 1 && !f.meta.lock().dirty)
+            .filter(|(_, f)| {
+                Arc::strong_count(f) == 1
+                    && f.state.load(Ordering::Acquire) == READY
+                    && !f.meta.lock().dirty
+            })
             .map(|(p, _)| *p)
             .collect();
         for p in victims {

@@ -108,29 +108,29 @@ impl Checker<'_> {
         self.mark(pgno)?;
         let p = self.read(pgno)?;
         let is_root = depth == 0;
-        if p.objid != ts.objid {
+        if p.objid() != ts.objid {
             return Err(err(
                 ErrorKind::BadParentPageLink,
                 pgno,
-                format!("objid {} in tree {}", p.objid, ts.objid),
+                format!("objid {} in tree {}", p.objid(), ts.objid),
             ));
         }
-        if level.is_some_and(|l| l != p.level) {
+        if level.is_some_and(|l| l != p.level()) {
             return Err(err(
                 ErrorKind::BadParentPageLink,
                 pgno,
                 "child at the wrong level",
             ));
         }
-        let want = level_flags(root_flags, p.level).with(PageFlags::ROOT, is_root);
-        if p.flags != want {
+        let want = level_flags(root_flags, p.level()).with(PageFlags::ROOT, is_root);
+        if p.flags() != want {
             return Err(err(
                 ErrorKind::DatabaseCorrupted,
                 pgno,
-                format!("page flags {:#x}, expected {:#x}", p.flags.0, want.0),
+                format!("page flags {:#x}, expected {:#x}", p.flags().0, want.0),
             ));
         }
-        if !is_root && p.nodes.is_empty() {
+        if !is_root && p.count() == 0 {
             return Err(err(
                 ErrorKind::DatabaseCorrupted,
                 pgno,
@@ -140,20 +140,20 @@ impl Checker<'_> {
         ts.depth = ts.depth.max(depth as u32 + 1);
         ts.owned_pages += 1;
         // Sibling links, left to right per level.
-        let lvl = usize::from(p.level);
+        let lvl = usize::from(p.level());
         if self.last_at_level.len() <= lvl {
             self.last_at_level.resize(lvl + 1, None);
         }
         let prev = self.last_at_level.get(lvl).copied().flatten();
-        if p.prev != prev.unwrap_or(Pgno::NULL) {
+        if p.prev() != prev.unwrap_or(Pgno::NULL) {
             return Err(err(
                 ErrorKind::BadPageLink,
                 pgno,
-                format!("prev is {}, expected {:?}", p.prev, prev),
+                format!("prev is {}, expected {:?}", p.prev(), prev),
             ));
         }
         if let Some(pp) = prev {
-            let pn = self.read(pp)?.next;
+            let pn = self.read(pp)?.next();
             if pn != pgno {
                 return Err(err(
                     ErrorKind::BadPageLink,
@@ -166,14 +166,11 @@ impl Checker<'_> {
             *slot = Some(pgno);
         }
         // Key order and bounds.
-        let n = p.nodes.len();
-        for (i, nd) in p.nodes.iter().enumerate() {
-            let last_internal = p.level > 0 && i + 1 == n;
-            if i > 0
-                && !last_internal
-                && let Some(prev) = p.nodes.get(i - 1)
-                && prev.key >= nd.key
-            {
+        let n = p.count();
+        for i in 0..n {
+            let key = p.key(i);
+            let last_internal = p.level() > 0 && i + 1 == n;
+            if i > 0 && !last_internal && p.key(i - 1) >= key {
                 return Err(err(
                     ErrorKind::DatabaseCorrupted,
                     pgno,
@@ -182,14 +179,8 @@ impl Checker<'_> {
             }
             let routed = p.is_leaf() || i + 1 < n;
             if routed {
-                let below = lower.is_some_and(|l| nd.key.as_slice() < l);
-                let above = upper.is_some_and(|u| {
-                    if p.is_leaf() {
-                        nd.key.as_slice() >= u
-                    } else {
-                        nd.key.as_slice() > u
-                    }
-                });
+                let below = lower.is_some_and(|l| key < l);
+                let above = upper.is_some_and(|u| if p.is_leaf() { key >= u } else { key > u });
                 if below || above {
                     return Err(err(
                         ErrorKind::DatabaseCorrupted,
@@ -206,24 +197,20 @@ impl Checker<'_> {
             return Ok(());
         }
         for i in 0..n {
-            let nd = p
-                .nodes
-                .get(i)
-                .ok_or_else(|| err(ErrorKind::InternalError, pgno, "node"))?;
-            let child = nd
-                .child()
+            let child = p
+                .child(i)
                 .ok_or_else(|| err(ErrorKind::NodeCorrupted, pgno, "bad child pointer"))?;
-            let lo = if i == 0 {
-                lower
-            } else {
-                p.nodes.get(i - 1).map(|x| x.key.as_slice())
-            };
-            let hi = if i + 1 == n {
-                upper
-            } else {
-                Some(nd.key.as_slice())
-            };
-            self.walk(ts, child, Some(p.level - 1), lo, hi, depth + 1, root_flags)?;
+            let lo = if i == 0 { lower } else { Some(p.key(i - 1)) };
+            let hi = if i + 1 == n { upper } else { Some(p.key(i)) };
+            self.walk(
+                ts,
+                child,
+                Some(p.level() - 1),
+                lo,
+                hi,
+                depth + 1,
+                root_flags,
+            )?;
         }
         Ok(())
     }
@@ -242,7 +229,7 @@ impl Checker<'_> {
         };
         self.last_at_level.clear();
         let root_flags =
-            PageFlags(self.read(root)?.flags.0 & (PageFlags::INDEX.0 | PageFlags::LONG_VALUE.0));
+            PageFlags(self.read(root)?.flags().0 & (PageFlags::INDEX.0 | PageFlags::LONG_VALUE.0));
         if root_flags != kind.page_flags() {
             return Err(err(
                 ErrorKind::DatabaseCorrupted,
@@ -253,7 +240,7 @@ impl Checker<'_> {
         self.walk(&mut ts, root, None, None, None, 0, root_flags)?;
         for (lvl, last) in self.last_at_level.iter().enumerate() {
             if let Some(l) = last {
-                let next = self.read(*l)?.next;
+                let next = self.read(*l)?.next();
                 if next != Pgno::NULL {
                     return Err(err(
                         ErrorKind::BadPageLink,
@@ -325,7 +312,7 @@ impl Database {
                     .with_message(format!("free chain: {}", e.message().unwrap_or_default()))
             })?;
             let p = ck.read(fp)?;
-            if !p.flags.contains(PageFlags::EMPTY) {
+            if !p.flags().contains(PageFlags::EMPTY) {
                 return Err(err(
                     ErrorKind::SPAvailExtCorrupted,
                     fp,
@@ -333,7 +320,7 @@ impl Database {
                 ));
             }
             count += 1;
-            fp = p.next;
+            fp = p.next();
         }
         if count != space.free_count {
             return Err(err(

@@ -2,18 +2,23 @@
 //! backward, valid across concurrent changes.
 //!
 //! A cursor holds no latch between calls. It keeps a pin on its current page, the page's
-//! dbtime when it read it, the node index and a copy of the node. Moving is cheap while the
-//! page is unchanged (same dbtime); otherwise, or at a page boundary, the cursor re-seeks from
-//! the root by its remembered key (ESE's re-seek by bookmark). It therefore never holds a leaf
-//! while waiting for a sibling, which keeps writers free of deadlocks.
+//! dbtime when it read it, the node index and a copy of the node's key and data (in buffers
+//! it reuses, so moving allocates nothing). Moving is cheap while the page is unchanged (same
+//! dbtime). At the end of a leaf it steps to the sibling leaf with latch coupling, but only
+//! with a `try` latch on the sibling: a writer may hold that sibling while it waits for the
+//! leaf the cursor holds (writers latch by level and page number, not key order), so on
+//! contention the cursor lets go and re-seeks from the root past the leaf's last key. When the
+//! page changed since the cursor read it, it re-seeks by its remembered key (ESE's re-seek by
+//! bookmark). It therefore never waits for a latch while holding one, except down the tree.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use ese_core::{DbTime, Error, ErrorKind, Result};
+use ese_core::{DbTime, Error, ErrorKind, Pgno, Result};
 
 use crate::cache::Frame;
-use crate::page::{Node, NodeFlags};
-use crate::tree::{Leaf, Target, Tree};
+use crate::page::{NodeFlags, PageFlags};
+use crate::tree::{ReadGuard, Target, Tree};
 
 /// How [`Cursor::seek`] matches a key (ESE's `JET_bitSeek*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,7 +40,6 @@ struct Pos {
     frame: Arc<Frame>,
     dbtime: DbTime,
     idx: usize,
-    node: Node,
 }
 
 /// A cursor on a [`Tree`]. Not positioned until a seek or move succeeds.
@@ -43,8 +47,12 @@ struct Pos {
 pub struct Cursor {
     tree: Tree,
     pos: Option<Pos>,
-    /// The key of the last position, kept after moving off the end so `move_prev` can return.
-    last_key: Option<Vec<u8>>,
+    /// The key of the current node, kept after moving off the end so the cursor can return.
+    key: Vec<u8>,
+    /// Whether `key` holds a key (the cursor was positioned at least once).
+    has_key: bool,
+    data: Vec<u8>,
+    flags: NodeFlags,
     /// After moving off an end: `Some(true)` past the last node, `Some(false)` before the
     /// first; the next move in the other direction returns to the node at that end.
     off_end: Option<bool>,
@@ -54,76 +62,156 @@ pub struct Cursor {
 /// chain of empty leaves, which a valid tree never has).
 const MAX_HOPS: usize = 1 << 20;
 
+fn endless() -> Error {
+    Error::new(ErrorKind::DatabaseCorrupted).with_message("endless leaf chain")
+}
+
 impl Cursor {
     pub(crate) fn new(tree: Tree) -> Cursor {
         Cursor {
             tree,
             pos: None,
-            last_key: None,
+            key: Vec::new(),
+            has_key: false,
+            data: Vec::new(),
+            flags: NodeFlags::default(),
             off_end: None,
         }
     }
 
-    fn set(&mut self, leaf: &Leaf, idx: usize) -> bool {
-        match leaf.guard.nodes.get(idx) {
-            Some(n) => {
-                self.off_end = None;
-                self.last_key = Some(n.key.clone());
-                self.pos = Some(Pos {
-                    frame: Arc::clone(&leaf.frame),
-                    dbtime: leaf.guard.dbtime,
-                    idx,
-                    node: n.clone(),
-                });
-                true
+    /// Positions on node `idx` of the latched leaf; false if there is no such node.
+    fn set(&mut self, frame: &Arc<Frame>, guard: &ReadGuard, idx: usize) -> bool {
+        let Some(n) = guard.node(idx) else {
+            return false;
+        };
+        self.off_end = None;
+        self.key.clear();
+        self.key.extend_from_slice(n.key);
+        self.data.clear();
+        self.data.extend_from_slice(n.data);
+        self.flags = n.flags;
+        self.has_key = true;
+        match &mut self.pos {
+            Some(p) if Arc::ptr_eq(&p.frame, frame) => {
+                p.dbtime = guard.dbtime();
+                p.idx = idx;
             }
-            None => false,
+            _ => {
+                self.pos = Some(Pos {
+                    frame: Arc::clone(frame),
+                    dbtime: guard.dbtime(),
+                    idx,
+                });
+            }
         }
+        true
+    }
+
+    fn off(&mut self, past_end: bool) -> bool {
+        self.pos = None;
+        self.off_end = Some(past_end);
+        false
+    }
+
+    /// The sibling leaf `pgno` of the latched leaf `from`, read-latched without waiting;
+    /// `None` when the latch is taken (the caller re-seeks).
+    fn sibling(
+        &self,
+        from: Pgno,
+        pgno: Pgno,
+        next: bool,
+    ) -> Result<Option<(Arc<Frame>, ReadGuard)>> {
+        let frame = self.tree.sh.cache.get(pgno)?;
+        let Some(guard) = frame.latch.try_read_arc() else {
+            return Ok(None);
+        };
+        let back = if next { guard.prev() } else { guard.next() };
+        if guard.objid() != self.tree.objid()
+            || !guard.is_leaf()
+            || guard.flags().contains(PageFlags::EMPTY)
+            || back != from
+        {
+            return Err(Error::new(ErrorKind::BadPageLink)
+                .with_pgno(pgno)
+                .with_message(format!("sibling of leaf {from} does not link back")));
+        }
+        Ok(Some((frame, guard)))
     }
 
     /// Positions on the first node with key `> key` (or `>=` when `inclusive`).
     fn first_from(&mut self, key: &[u8], inclusive: bool) -> Result<bool> {
-        let mut target = key.to_vec();
+        let mut target = Cow::Borrowed(key);
         let mut inclusive = inclusive;
-        for _ in 0..MAX_HOPS {
+        let mut hops = 0;
+        while hops < MAX_HOPS {
             let leaf = self.tree.descend(Target::Key(&target))?;
-            let (i, found) = leaf.guard.search(&target);
-            let i = if found && !inclusive { i + 1 } else { i };
-            if self.set(&leaf, i) {
-                return Ok(true);
+            let (mut frame, mut guard) = (leaf.frame, leaf.guard);
+            let (i, found) = guard.search(&target);
+            let mut i = if found && !inclusive { i + 1 } else { i };
+            loop {
+                hops += 1;
+                if hops >= MAX_HOPS {
+                    return Err(endless());
+                }
+                if self.set(&frame, &guard, i) {
+                    return Ok(true);
+                }
+                let next = guard.next();
+                if next == Pgno::NULL {
+                    return Ok(self.off(true));
+                }
+                if let Some((f, g)) = self.sibling(frame.pgno, next, true)? {
+                    (frame, guard, i) = (f, g, 0);
+                    continue;
+                }
+                // Contended: re-seek past this leaf's last key.
+                let n = guard.count();
+                if n > 0 {
+                    target = Cow::Owned(guard.key(n - 1).to_vec());
+                    inclusive = false;
+                }
+                break;
             }
-            let Some(u) = leaf.upper.clone() else {
-                self.pos = None;
-                self.off_end = Some(true);
-                return Ok(false);
-            };
-            target = u;
-            inclusive = true;
         }
-        Err(Error::new(ErrorKind::DatabaseCorrupted).with_message("endless leaf chain"))
+        Err(endless())
     }
 
     /// Positions on the last node with key `< key` (or `<=` when `inclusive`).
     fn last_before(&mut self, key: &[u8], inclusive: bool) -> Result<bool> {
-        let mut leaf = self.tree.descend(Target::Key(key))?;
-        let (i, found) = leaf.guard.search(key);
-        let end = if found && inclusive { i + 1 } else { i };
-        if end > 0 && self.set(&leaf, end - 1) {
-            return Ok(true);
-        }
-        for _ in 0..MAX_HOPS {
-            let Some(lower) = leaf.lower.clone() else {
-                self.pos = None;
-                self.off_end = Some(false);
-                return Ok(false);
-            };
-            leaf = self.tree.descend(Target::Before(&lower))?;
-            let n = leaf.guard.search(&lower).0;
-            if n > 0 && self.set(&leaf, n - 1) {
-                return Ok(true);
+        let mut target = Cow::Borrowed(key);
+        let mut inclusive = inclusive;
+        let mut hops = 0;
+        while hops < MAX_HOPS {
+            let leaf = self.tree.descend(Target::Key(&target))?;
+            let (mut frame, mut guard) = (leaf.frame, leaf.guard);
+            let (i, found) = guard.search(&target);
+            let mut end = if found && inclusive { i + 1 } else { i };
+            loop {
+                hops += 1;
+                if hops >= MAX_HOPS {
+                    return Err(endless());
+                }
+                if end > 0 && self.set(&frame, &guard, end - 1) {
+                    return Ok(true);
+                }
+                let prev = guard.prev();
+                if prev == Pgno::NULL {
+                    return Ok(self.off(false));
+                }
+                if let Some((f, g)) = self.sibling(frame.pgno, prev, false)? {
+                    end = g.count();
+                    (frame, guard) = (f, g);
+                    continue;
+                }
+                // Contended: re-seek before this leaf's first key.
+                if guard.count() > 0 {
+                    target = Cow::Owned(guard.key(0).to_vec());
+                    inclusive = false;
+                }
+                break;
             }
         }
-        Err(Error::new(ErrorKind::DatabaseCorrupted).with_message("endless leaf chain"))
+        Err(endless())
     }
 
     /// Positions the cursor by key (ESE `JetSeek`). Returns `Ok(())` when positioned.
@@ -136,7 +224,7 @@ impl Cursor {
             SeekOp::Eq => {
                 let leaf = self.tree.descend(Target::Key(key))?;
                 match leaf.guard.search(key) {
-                    (i, true) => self.set(&leaf, i),
+                    (i, true) => self.set(&leaf.frame, &leaf.guard, i),
                     _ => false,
                 }
             }
@@ -167,10 +255,12 @@ impl Cursor {
     /// Page read errors.
     pub fn move_last(&mut self) -> Result<bool> {
         let leaf = self.tree.descend(Target::Last)?;
-        let n = leaf.guard.nodes.len();
-        if n > 0 && self.set(&leaf, n - 1) {
+        let n = leaf.guard.count();
+        if n > 0 && self.set(&leaf.frame, &leaf.guard, n - 1) {
             return Ok(true);
         }
+        drop(leaf);
+        // The rightmost leaf is empty only when it is the root: the tree is empty.
         self.pos = None;
         Ok(false)
     }
@@ -182,24 +272,29 @@ impl Cursor {
     /// `NoCurrentRecord` if the cursor was never positioned; page read errors.
     pub fn move_next(&mut self) -> Result<bool> {
         if let Some(p) = &self.pos {
-            let g = p.frame.latch.read();
-            if g.dbtime == p.dbtime
-                && let Some(n) = g.nodes.get(p.idx + 1)
-            {
-                let (node, idx) = (n.clone(), p.idx + 1);
-                drop(g);
-                self.last_key = Some(node.key.clone());
-                if let Some(p) = &mut self.pos {
-                    p.idx = idx;
-                    p.node = node;
+            let frame = Arc::clone(&p.frame);
+            let (dbtime, idx) = (p.dbtime, p.idx);
+            let g = frame.latch.read_arc();
+            if g.dbtime() == dbtime {
+                if self.set(&frame, &g, idx + 1) {
+                    return Ok(true);
                 }
-                return Ok(true);
+                let next = g.next();
+                if next == Pgno::NULL {
+                    return Ok(self.off(true));
+                }
+                if let Some((f, ng)) = self.sibling(frame.pgno, next, true)? {
+                    drop(g);
+                    if self.set(&f, &ng, 0) {
+                        return Ok(true);
+                    }
+                }
             }
         }
-        let key = self
-            .last_key
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
+        if !self.has_key {
+            return Err(Error::new(ErrorKind::NoCurrentRecord));
+        }
+        let key = self.key.clone();
         let inclusive = self.off_end == Some(false);
         self.first_from(&key, inclusive)
     }
@@ -210,25 +305,30 @@ impl Cursor {
     /// `NoCurrentRecord` if the cursor was never positioned; page read errors.
     pub fn move_prev(&mut self) -> Result<bool> {
         if let Some(p) = &self.pos {
-            let g = p.frame.latch.read();
-            if g.dbtime == p.dbtime
-                && p.idx > 0
-                && let Some(n) = g.nodes.get(p.idx - 1)
-            {
-                let (node, idx) = (n.clone(), p.idx - 1);
-                drop(g);
-                self.last_key = Some(node.key.clone());
-                if let Some(p) = &mut self.pos {
-                    p.idx = idx;
-                    p.node = node;
+            let frame = Arc::clone(&p.frame);
+            let (dbtime, idx) = (p.dbtime, p.idx);
+            let g = frame.latch.read_arc();
+            if g.dbtime() == dbtime {
+                if idx > 0 && self.set(&frame, &g, idx - 1) {
+                    return Ok(true);
                 }
-                return Ok(true);
+                let prev = g.prev();
+                if prev == Pgno::NULL {
+                    return Ok(self.off(false));
+                }
+                if let Some((f, pg)) = self.sibling(frame.pgno, prev, false)? {
+                    drop(g);
+                    let n = pg.count();
+                    if n > 0 && self.set(&f, &pg, n - 1) {
+                        return Ok(true);
+                    }
+                }
             }
         }
-        let key = self
-            .last_key
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
+        if !self.has_key {
+            return Err(Error::new(ErrorKind::NoCurrentRecord));
+        }
+        let key = self.key.clone();
         let inclusive = self.off_end == Some(true);
         self.last_before(&key, inclusive)
     }
@@ -240,23 +340,21 @@ impl Cursor {
 
     /// The current node's key (empty when not positioned).
     pub fn key(&self) -> &[u8] {
-        self.pos
-            .as_ref()
-            .map(|p| p.node.key.as_slice())
-            .unwrap_or_default()
+        if self.pos.is_some() { &self.key } else { &[] }
     }
 
     /// The current node's data as read when the cursor moved there (empty when not
     /// positioned).
     pub fn data(&self) -> &[u8] {
-        self.pos
-            .as_ref()
-            .map(|p| p.node.data.as_slice())
-            .unwrap_or_default()
+        if self.pos.is_some() { &self.data } else { &[] }
     }
 
     /// The current node's flags (flag-deleted, versioned).
     pub fn flags(&self) -> NodeFlags {
-        self.pos.as_ref().map(|p| p.node.flags).unwrap_or_default()
+        if self.pos.is_some() {
+            self.flags
+        } else {
+            NodeFlags::default()
+        }
     }
 }

@@ -148,14 +148,16 @@ impl SpaceHeader {
 
     pub(crate) fn decode(page: &Page) -> Result<SpaceHeader> {
         let r = |o: usize| -> Option<u32> {
-            Some(u32::from_le_bytes(page.ext.get(o..o + 4)?.try_into().ok()?))
+            Some(u32::from_le_bytes(
+                page.ext().get(o..o + 4)?.try_into().ok()?,
+            ))
         };
         let bad = || {
             Error::new(ErrorKind::SPOwnExtCorrupted)
-                .with_pgno(page.pgno)
+                .with_pgno(page.pgno())
                 .with_message("bad space header")
         };
-        if page.ext.len() != 16 || !page.flags.contains(PageFlags::SPACE_TREE) {
+        if page.ext().len() != 16 || !page.flags().contains(PageFlags::SPACE_TREE) {
             return Err(bad());
         }
         Ok(SpaceHeader {
@@ -261,27 +263,32 @@ impl Database {
             let sh = &db.shared;
             let _w = sh.writer.lock();
             let mut work = Work::new(sh);
+            let ps = sh.page_size();
             let mut dir = Page::new(
+                ps,
                 DIR_PGNO,
                 DIR_OBJID,
                 PageFlags::ROOT.with(PageFlags::LEAF, true),
                 0,
             );
-            dir.dbtime = DbTime(0);
+            dir.set_dbtime(DbTime(0));
             work.put_new(dir);
             let mut space = Page::new(
+                ps,
                 SPACE_PGNO,
                 DIR_OBJID,
                 PageFlags::SPACE_TREE.with(PageFlags::ROOT, true),
                 0,
             );
-            space.ext = SpaceHeader {
-                free_head: Pgno::NULL,
-                free_count: 0,
-                pgno_last: 2,
-                last_objid: DIR_OBJID.0,
-            }
-            .encode();
+            space.set_ext(
+                &SpaceHeader {
+                    free_head: Pgno::NULL,
+                    free_count: 0,
+                    pgno_last: 2,
+                    last_objid: DIR_OBJID.0,
+                }
+                .encode(),
+            )?;
             work.put_new(space);
             work.commit()?;
         }
@@ -461,7 +468,7 @@ impl Database {
             DIR_PGNO,
             DIR_OBJID,
             &key_u32(objid.0),
-            crate::split::Change::Insert(data, crate::page::NodeFlags(0)),
+            crate::split::Change::Insert(&data, crate::page::NodeFlags(0)),
         )?;
         work.commit()?;
         sh.roots.write().insert(objid, (root, kind));

@@ -49,6 +49,6 @@ pub use db::{Database, DbOptions, TreeKind};
 pub use header::{DB_FORMAT_VERSION, DB_MAGIC, DbHeader, DbState, PAGE_SIZES};
 pub use lv::{LV_MAX_LEN, LongValues};
 pub use page::{NodeFlags, PageFlags};
-pub use record::record_dbid;
-pub use tree::Tree;
+pub use record::{ANNOTATION_MAX, record_annotation, record_dbid};
+pub use tree::{NodeState, Tree};
 pub use wal::{MemWal, Wal};

@@ -1,10 +1,12 @@
 //! The page format: a 40-byte page header, nodes growing up from the header, and a tag array
 //! ("lines") growing down from the end of the page (ESE's `CPAGE`).
 //!
-//! In memory a page is kept decoded ([`Page`]: a header plus a `Vec` of [`Node`]s); it is
-//! encoded when written and decoded (and verified) when read. Encoding is compact: the nodes are
-//! stored in tag order with no gaps, so the free space of an encoded page is one contiguous
-//! hole between the last node and the tag array. Byte tables: `docs/format-database.md`.
+//! In memory a page is kept as its raw bytes ([`Page`]), exactly as on disk: it is verified
+//! once when read (checksum, then every tag and node header), and afterwards searched in place
+//! (binary search over the tag array) and changed in place (a new line goes into the hole
+//! between the node area and the tag array; a removed line leaves a zeroed fragment that a
+//! later compaction reclaims). Only the checksum is left stale in memory; it is computed when
+//! the page is written or logged. Byte tables: `docs/format-database.md`.
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -92,8 +94,8 @@ impl NodeFlags {
     }
 }
 
-/// One line of a page: flags, key and data. On internal pages the data is the child's page
-/// number (4 bytes, little-endian).
+/// One line of a page, owned: flags, key and data. On internal pages the data is the child's
+/// page number (4 bytes, little-endian). Used where whole pages are rebuilt (splits, merges).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Node {
     pub(crate) flags: NodeFlags,
@@ -106,29 +108,73 @@ impl Node {
     pub(crate) fn size(&self) -> usize {
         NODE_OVERHEAD + self.key.len() + self.data.len()
     }
+}
+
+/// One line of a page, borrowed from the page's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeRef<'a> {
+    pub(crate) flags: NodeFlags,
+    pub(crate) key: &'a [u8],
+    pub(crate) data: &'a [u8],
+}
+
+impl NodeRef<'_> {
+    /// Bytes this node takes on the page, tag included.
+    pub(crate) fn size(&self) -> usize {
+        NODE_OVERHEAD + self.key.len() + self.data.len()
+    }
 
     /// The child page of an internal node.
     pub(crate) fn child(&self) -> Option<Pgno> {
-        let b: [u8; 4] = self.data.as_slice().try_into().ok()?;
+        let b: [u8; 4] = self.data.try_into().ok()?;
         Some(Pgno::from_bytes(b))
+    }
+
+    pub(crate) fn to_node(self) -> Node {
+        Node {
+            flags: self.flags,
+            key: self.key.to_vec(),
+            data: self.data.to_vec(),
+        }
     }
 }
 
-/// A decoded page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+// Header field offsets (see the table above).
+const H_PGNO: usize = 4;
+const H_DBTIME: usize = 8;
+const H_PREV: usize = 16;
+const H_NEXT: usize = 20;
+const H_OBJID: usize = 24;
+const H_FLAGS: usize = 28;
+const H_NTAGS: usize = 32;
+const H_FREE: usize = 34;
+const H_MIC: usize = 36;
+const H_LEVEL: usize = 38;
+
+/// A page held as its raw bytes, exactly as on disk except for the checksum (computed when the
+/// page is written or logged). Nodes are read in place through the tag array; mutators keep
+/// the invariants `decode` checks (every line inside `[40, ibMicFree)`, the free-bytes field
+/// equal to what is free, the hole between the node area and the tag array all zero), so a
+/// page built in memory always passes `decode`. Lines may be out of tag order and deleted
+/// lines leave fragments; an insert that does not fit the hole compacts the page first.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Page {
-    pub(crate) pgno: Pgno,
-    pub(crate) dbtime: DbTime,
-    pub(crate) prev: Pgno,
-    pub(crate) next: Pgno,
-    pub(crate) objid: ObjId,
-    pub(crate) flags: PageFlags,
-    pub(crate) level: u8,
-    /// Tag 0: the external header (space header on the space page; empty on tree pages).
-    pub(crate) ext: Vec<u8>,
-    pub(crate) nodes: Vec<Node>,
-    /// Bytes used by the nodes (tags included), kept up to date by the mutators.
-    used: usize,
+    pgno: Pgno,
+    buf: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("pgno", &self.pgno)
+            .field("dbtime", &self.dbtime())
+            .field("objid", &self.objid())
+            .field("flags", &self.flags())
+            .field("level", &self.level())
+            .field("nodes", &self.count())
+            .field("free", &self.free())
+            .finish_non_exhaustive()
+    }
 }
 
 fn corrupt(kind: ErrorKind, pgno: Pgno, msg: impl Into<String>) -> Error {
@@ -145,162 +191,605 @@ fn rd_u64(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
+/// The keys of a page: the tag array (tag 0 last) and the page bytes.
+struct Keys<'a> {
+    buf: &'a [u8],
+    tags: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Keys<'a> {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The key of node `i` (tag `i + 1`, which sits `i + 2` slots from the array's end).
+    #[inline]
+    fn key(&self, i: usize) -> &'a [u8] {
+        let o = self.tags.len().wrapping_sub((i + 2) * TAG_LEN);
+        let (Some(cb), Some(ib)) = (rd_u16(self.tags, o), rd_u16(self.tags, o + 2)) else {
+            return &[];
+        };
+        let (cb, ib) = (usize::from(cb), usize::from(ib));
+        let Some(line) = self.buf.get(ib..ib + cb) else {
+            return &[];
+        };
+        let kl = rd_u16(line, 1).map_or(0, usize::from);
+        line.get(3..3 + kl).unwrap_or_default()
+    }
+}
+
+/// Byte-wise key order, comparing the first 8 bytes as one big-endian integer when both keys
+/// have them (most comparisons in a search end there, without a call to `memcmp`).
+#[inline]
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "big-endian integers compare like the bytes they are read from"
+)]
+pub(crate) fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+        return a.get(8..).cmp(&b.get(8..));
+    }
+    a.cmp(b)
+}
+
+/// `copy_within` that refuses (returns false) instead of panicking on a bad range.
+fn move_bytes(buf: &mut [u8], src: std::ops::Range<usize>, dest: usize) -> bool {
+    let ok = src.start <= src.end
+        && src.end <= buf.len()
+        && dest
+            .checked_add(src.end - src.start)
+            .is_some_and(|e| e <= buf.len());
+    if ok {
+        buf.copy_within(src, dest);
+    }
+    ok
+}
+
+/// Parses a node line (flags u8, key length u16, key, data).
+fn parse_line(line: &[u8]) -> Option<NodeRef<'_>> {
+    let (&f, rest) = line.split_first()?;
+    let kl = usize::from(rd_u16(rest, 0)?);
+    let key = rest.get(2..2 + kl)?;
+    let data = rest.get(2 + kl..)?;
+    Some(NodeRef {
+        flags: NodeFlags(f),
+        key,
+        data,
+    })
+}
+
 impl Page {
-    /// An empty page.
-    pub(crate) fn new(pgno: Pgno, objid: ObjId, flags: PageFlags, level: u8) -> Page {
+    /// An empty page of `page_size` bytes.
+    pub(crate) fn new(
+        page_size: usize,
+        pgno: Pgno,
+        objid: ObjId,
+        flags: PageFlags,
+        level: u8,
+    ) -> Page {
+        let mut p = Page {
+            pgno,
+            buf: vec![0u8; page_size].into_boxed_slice(),
+        };
+        p.wr32(H_PGNO, pgno.0);
+        p.set_objid(objid);
+        p.set_flags(flags);
+        p.set_level(level);
+        p.wr16(H_NTAGS, 1);
+        p.wr16(H_MIC, PAGE_HEADER_LEN as u16);
+        p.wr16(H_FREE, (page_size - PAGE_HEADER_LEN - TAG_LEN) as u16);
+        p.set_tag(0, 0, PAGE_HEADER_LEN);
+        p
+    }
+
+    /// A page with no bytes, held by a frame while its page is read (never looked at).
+    pub(crate) fn placeholder(pgno: Pgno) -> Page {
         Page {
             pgno,
-            dbtime: DbTime(0),
-            prev: Pgno::NULL,
-            next: Pgno::NULL,
-            objid,
-            flags,
-            level,
-            ext: Vec::new(),
-            nodes: Vec::new(),
-            used: 0,
+            buf: Box::new([]),
         }
+    }
+
+    fn rd16(&self, off: usize) -> usize {
+        rd_u16(&self.buf, off).map_or(0, usize::from)
+    }
+    fn rd32(&self, off: usize) -> u32 {
+        rd_u32(&self.buf, off).unwrap_or(0)
+    }
+    fn wr16(&mut self, off: usize, v: u16) {
+        if let Some(s) = self.buf.get_mut(off..off + 2) {
+            s.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn wr32(&mut self, off: usize, v: u32) {
+        if let Some(s) = self.buf.get_mut(off..off + 4) {
+            s.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn pgno(&self) -> Pgno {
+        self.pgno
+    }
+    pub(crate) fn dbtime(&self) -> DbTime {
+        DbTime(rd_u64(&self.buf, H_DBTIME).unwrap_or(0))
+    }
+    pub(crate) fn set_dbtime(&mut self, t: DbTime) {
+        if let Some(s) = self.buf.get_mut(H_DBTIME..H_DBTIME + 8) {
+            s.copy_from_slice(&t.to_bytes());
+        }
+    }
+    pub(crate) fn prev(&self) -> Pgno {
+        Pgno(self.rd32(H_PREV))
+    }
+    pub(crate) fn set_prev(&mut self, p: Pgno) {
+        self.wr32(H_PREV, p.0);
+    }
+    pub(crate) fn next(&self) -> Pgno {
+        Pgno(self.rd32(H_NEXT))
+    }
+    pub(crate) fn set_next(&mut self, p: Pgno) {
+        self.wr32(H_NEXT, p.0);
+    }
+    pub(crate) fn objid(&self) -> ObjId {
+        ObjId(self.rd32(H_OBJID))
+    }
+    pub(crate) fn set_objid(&mut self, o: ObjId) {
+        self.wr32(H_OBJID, o.0);
+    }
+    pub(crate) fn flags(&self) -> PageFlags {
+        PageFlags(self.rd32(H_FLAGS))
+    }
+    pub(crate) fn set_flags(&mut self, f: PageFlags) {
+        self.wr32(H_FLAGS, f.0);
+    }
+    pub(crate) fn level(&self) -> u8 {
+        self.buf.get(H_LEVEL).copied().unwrap_or(0)
+    }
+    pub(crate) fn set_level(&mut self, l: u8) {
+        if let Some(b) = self.buf.get_mut(H_LEVEL) {
+            *b = l;
+        }
+    }
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.level() == 0
+    }
+    fn ntags(&self) -> usize {
+        self.rd16(H_NTAGS)
+    }
+    /// Number of nodes (tag 0 excluded).
+    pub(crate) fn count(&self) -> usize {
+        self.ntags().saturating_sub(1)
+    }
+    fn free(&self) -> usize {
+        self.rd16(H_FREE)
+    }
+    fn mic(&self) -> usize {
+        self.rd16(H_MIC)
+    }
+    fn tag_start(&self) -> usize {
+        self.buf.len().saturating_sub(self.ntags() * TAG_LEN)
+    }
+    /// Contiguous free bytes between the node area and the tag array.
+    fn hole(&self) -> usize {
+        self.tag_start().saturating_sub(self.mic())
+    }
+    fn tag_off(&self, t: usize) -> usize {
+        self.buf.len().saturating_sub((t + 1) * TAG_LEN)
+    }
+    /// Tag `t`: (cb, ib).
+    fn tag(&self, t: usize) -> (usize, usize) {
+        let o = self.tag_off(t);
+        (self.rd16(o), self.rd16(o + 2))
+    }
+    fn set_tag(&mut self, t: usize, cb: usize, ib: usize) {
+        let o = self.tag_off(t);
+        self.wr16(o, cb as u16);
+        self.wr16(o + 2, ib as u16);
+    }
+    fn line(&self, t: usize) -> &[u8] {
+        let (cb, ib) = self.tag(t);
+        self.buf.get(ib..ib + cb).unwrap_or_default()
+    }
+
+    /// Tag 0: the external header (space header on the space page; empty on tree pages).
+    pub(crate) fn ext(&self) -> &[u8] {
+        self.line(0)
+    }
+
+    /// Node `i`.
+    pub(crate) fn node(&self, i: usize) -> Option<NodeRef<'_>> {
+        if i >= self.count() {
+            return None;
+        }
+        parse_line(self.line(i + 1))
+    }
+
+    /// The key of node `i` (empty if there is no such node).
+    pub(crate) fn key(&self, i: usize) -> &[u8] {
+        let line = self.line(i + 1);
+        let kl = rd_u16(line, 1).map_or(0, usize::from);
+        line.get(3..3 + kl).unwrap_or_default()
+    }
+
+    /// The child page of internal node `i`.
+    pub(crate) fn child(&self, i: usize) -> Option<Pgno> {
+        self.node(i)?.child()
+    }
+
+    /// Every node, in key order.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = NodeRef<'_>> + Clone + '_ {
+        (0..self.count()).filter_map(|i| self.node(i))
     }
 
     /// Bytes the nodes take (tags included), not counting tag 0.
     pub(crate) fn used(&self) -> usize {
-        self.used
+        (self.buf.len().saturating_sub(PAGE_HEADER_LEN + TAG_LEN))
+            .saturating_sub(self.ext().len() + self.free())
     }
 
-    pub(crate) fn is_leaf(&self) -> bool {
-        self.level == 0
-    }
-
-    pub(crate) fn insert_node(&mut self, idx: usize, node: Node) {
-        self.used += node.size();
-        self.nodes.insert(idx.min(self.nodes.len()), node);
-    }
-
-    pub(crate) fn remove_node(&mut self, idx: usize) -> Option<Node> {
-        if idx >= self.nodes.len() {
-            return None;
-        }
-        let n = self.nodes.remove(idx);
-        self.used -= n.size();
-        Some(n)
-    }
-
-    pub(crate) fn set_nodes(&mut self, nodes: Vec<Node>) {
-        self.used = nodes.iter().map(Node::size).sum();
-        self.nodes = nodes;
-    }
-
-    pub(crate) fn take_nodes(&mut self) -> Vec<Node> {
-        self.used = 0;
-        std::mem::take(&mut self.nodes)
-    }
-
-    /// Replaces the data of node `idx`; returns false if there is no such node.
-    pub(crate) fn replace_data(&mut self, idx: usize, data: Vec<u8>) -> bool {
-        let Some(n) = self.nodes.get_mut(idx) else {
-            return false;
-        };
-        self.used = self.used - n.data.len() + data.len();
-        n.data = data;
-        true
-    }
-
-    /// Index of the first node whose key is `>= key` and whether it is equal.
+    /// Index of the first node whose key is `>= key` and whether it is equal (binary search
+    /// over the tag array, in place).
     pub(crate) fn search(&self, key: &[u8]) -> (usize, bool) {
-        match self.nodes.binary_search_by(|n| n.key.as_slice().cmp(key)) {
-            Ok(i) => (i, true),
-            Err(i) => (i, false),
+        let keys = self.keys();
+        let (mut lo, mut hi) = (0, keys.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match cmp_keys(keys.key(mid), key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return (mid, true),
+            }
         }
+        (lo, false)
     }
 
     /// On an internal page: the index of the child that covers `key` (the first node whose
     /// key is greater than `key`; the last node's key is not used: it is bounded by the parent).
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        let n = self.nodes.len();
-        if n == 0 {
-            return 0;
+        let keys = self.keys();
+        let (mut lo, mut hi) = (0, keys.len().saturating_sub(1));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if cmp_keys(keys.key(mid), key) == std::cmp::Ordering::Greater {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
         }
-        let last = n - 1;
-        let slice = self.nodes.get(..last).unwrap_or_default();
-        slice.partition_point(|nd| nd.key.as_slice() <= key)
+        lo
     }
 
-    /// Encodes the page into `page_size` bytes with its checksum.
+    /// The node keys, read through the tag array.
+    fn keys(&self) -> Keys<'_> {
+        let ntags = self.ntags();
+        let start = self.tag_start();
+        let tags = self.buf.get(start..).unwrap_or_default();
+        Keys {
+            buf: &self.buf,
+            tags,
+            count: ntags.saturating_sub(1).min(tags.len() / TAG_LEN),
+        }
+    }
+
+    /// Rewrites the page compactly (lines in tag order, no fragments).
+    fn compact(&mut self) {
+        let ps = self.buf.len();
+        let mut b = vec![0u8; ps].into_boxed_slice();
+        if let (Some(d), Some(s)) = (
+            b.get_mut(..PAGE_HEADER_LEN),
+            self.buf.get(..PAGE_HEADER_LEN),
+        ) {
+            d.copy_from_slice(s);
+        }
+        let tag_start = self.tag_start();
+        if let (Some(d), Some(s)) = (b.get_mut(tag_start..), self.buf.get(tag_start..)) {
+            d.copy_from_slice(s);
+        }
+        let mut pos = PAGE_HEADER_LEN;
+        for t in 0..self.ntags() {
+            let line = self.line(t);
+            let len = line.len();
+            if let Some(d) = b.get_mut(pos..pos + len) {
+                d.copy_from_slice(line);
+            }
+            let o = self.tag_off(t) + 2;
+            if let Some(d) = b.get_mut(o..o + 2) {
+                d.copy_from_slice(&(pos as u16).to_le_bytes());
+            }
+            pos += len;
+        }
+        self.buf = b;
+        self.wr16(H_MIC, pos as u16);
+    }
+
+    /// Inserts a node at `idx`; false (page unchanged) when it does not fit.
+    pub(crate) fn insert_node(
+        &mut self,
+        idx: usize,
+        flags: NodeFlags,
+        key: &[u8],
+        data: &[u8],
+    ) -> bool {
+        let n = self.count();
+        let cb = NODE_HEADER_LEN + key.len() + data.len();
+        if idx > n || self.free() < cb + TAG_LEN || key.len() > usize::from(u16::MAX) {
+            return false;
+        }
+        if self.hole() < cb + TAG_LEN {
+            self.compact();
+            if self.hole() < cb + TAG_LEN {
+                return false;
+            }
+        }
+        let ib = self.mic();
+        let Some(line) = self.buf.get_mut(ib..ib + cb) else {
+            return false;
+        };
+        let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
+        head.copy_from_slice(&[flags.0, 0, 0]);
+        if let Some(h) = head.get_mut(1..3) {
+            h.copy_from_slice(&(key.len() as u16).to_le_bytes());
+        }
+        let (k, d) = rest.split_at_mut(key.len());
+        k.copy_from_slice(key);
+        d.copy_from_slice(data);
+        // Tags idx+1.. move one slot down (towards the node area).
+        let lo = self.tag_start();
+        let hi = self.tag_off(idx);
+        if !move_bytes(&mut self.buf, lo..hi, lo.wrapping_sub(TAG_LEN)) {
+            return false;
+        }
+        let ntags = self.ntags() + 1;
+        self.wr16(H_NTAGS, ntags as u16);
+        self.set_tag(idx + 1, cb, ib);
+        self.wr16(H_MIC, (ib + cb) as u16);
+        self.wr16(H_FREE, (self.free() - cb - TAG_LEN) as u16);
+        true
+    }
+
+    /// Zeroes the line at `ib..ib + cb` and gives it back (shrinking the node area when it
+    /// is at its end).
+    fn release_line(&mut self, cb: usize, ib: usize) {
+        if let Some(s) = self.buf.get_mut(ib..ib + cb) {
+            s.fill(0);
+        }
+        if ib + cb == self.mic() {
+            self.wr16(H_MIC, ib as u16);
+        }
+        self.wr16(H_FREE, (self.free() + cb) as u16);
+    }
+
+    /// Removes node `idx`; false if there is no such node.
+    pub(crate) fn remove_node(&mut self, idx: usize) -> bool {
+        if idx >= self.count() {
+            return false;
+        }
+        let (cb, ib) = self.tag(idx + 1);
+        self.release_line(cb, ib);
+        let lo = self.tag_start();
+        let hi = self.tag_off(idx + 1);
+        if !move_bytes(&mut self.buf, lo..hi, lo + TAG_LEN) {
+            return false;
+        }
+        if let Some(s) = self.buf.get_mut(lo..lo + TAG_LEN) {
+            s.fill(0);
+        }
+        self.wr16(H_NTAGS, (self.ntags() - 1) as u16);
+        self.wr16(H_FREE, (self.free() + TAG_LEN) as u16);
+        true
+    }
+
+    /// Replaces the data of node `idx`; false (page unchanged) if there is no such node or
+    /// the new data does not fit.
+    pub(crate) fn replace_data(&mut self, idx: usize, data: &[u8]) -> bool {
+        let Some(node) = self.node(idx) else {
+            return false;
+        };
+        let (flags, kl) = (node.flags, node.key.len());
+        let (cb, ib) = self.tag(idx + 1);
+        let new_cb = NODE_HEADER_LEN + kl + data.len();
+        if new_cb <= cb {
+            let at = ib + NODE_HEADER_LEN + kl;
+            if let Some(d) = self.buf.get_mut(at..at + data.len()) {
+                d.copy_from_slice(data);
+            }
+            self.set_tag(idx + 1, new_cb, ib);
+            self.release_line(cb - new_cb, ib + new_cb);
+            return true;
+        }
+        if self.free() + cb < new_cb {
+            return false;
+        }
+        let hole = self.hole();
+        if ib + cb == self.mic() && hole >= new_cb - cb {
+            // The last line grows into the hole.
+            let at = ib + NODE_HEADER_LEN + kl;
+            if let Some(d) = self.buf.get_mut(at..at + data.len()) {
+                d.copy_from_slice(data);
+            }
+            self.set_tag(idx + 1, new_cb, ib);
+            self.wr16(H_MIC, (ib + new_cb) as u16);
+            self.wr16(H_FREE, (self.free() + cb - new_cb) as u16);
+            return true;
+        }
+        if hole >= new_cb {
+            // Move the line to the hole.
+            let mic = self.mic();
+            if !move_bytes(&mut self.buf, ib..ib + NODE_HEADER_LEN + kl, mic) {
+                return false;
+            }
+            let at = mic + NODE_HEADER_LEN + kl;
+            if let Some(d) = self.buf.get_mut(at..at + data.len()) {
+                d.copy_from_slice(data);
+            }
+            self.set_tag(idx + 1, new_cb, mic);
+            self.wr16(H_MIC, (mic + new_cb) as u16);
+            self.wr16(H_FREE, (self.free() - new_cb) as u16);
+            self.release_line(cb, ib);
+            return true;
+        }
+        // Rare: remove, compact, insert again.
+        let key = node.key.to_vec();
+        self.remove_node(idx) && self.insert_node(idx, flags, &key, data)
+    }
+
+    /// Sets the flags of node `idx`; false if there is no such node.
+    pub(crate) fn set_node_flags(&mut self, idx: usize, flags: NodeFlags) -> bool {
+        if idx >= self.count() {
+            return false;
+        }
+        let ib = self.tag(idx + 1).1;
+        match self.buf.get_mut(ib) {
+            Some(b) => {
+                *b = flags.0;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Rebuilds the page's lines from `ext` and `nodes`, keeping the header fields.
     ///
     /// # Errors
-    /// `InternalError` if the nodes do not fit (an engine bug, never bytes from disk).
-    pub(crate) fn encode(&self, page_size: usize) -> Result<Vec<u8>> {
-        let ntags = self.nodes.len() + 1;
-        let node_bytes: usize = self.ext.len()
-            + self
-                .nodes
-                .iter()
-                .map(|n| NODE_HEADER_LEN + n.key.len() + n.data.len())
-                .sum::<usize>();
-        let need = PAGE_HEADER_LEN + node_bytes + ntags * TAG_LEN;
-        if need > page_size || ntags > usize::from(u16::MAX) {
+    /// `InternalError` if they do not fit (an engine bug, never bytes from disk).
+    pub(crate) fn rebuild<'n>(
+        &mut self,
+        ext: &[u8],
+        nodes: impl Iterator<Item = NodeRef<'n>> + Clone,
+    ) -> Result<()> {
+        let ps = self.buf.len();
+        let (mut count, mut bytes) = (0usize, ext.len());
+        for n in nodes.clone() {
+            count += 1;
+            bytes += NODE_HEADER_LEN + n.key.len() + n.data.len();
+        }
+        let ntags = count + 1;
+        let need = PAGE_HEADER_LEN + bytes + ntags * TAG_LEN;
+        if need > ps || ntags > usize::from(u16::MAX) {
             return Err(Error::new(ErrorKind::InternalError)
                 .with_pgno(self.pgno)
                 .with_message(format!("page content of {need} bytes exceeds the page")));
         }
-        let free = page_size - need;
-        let mut b = Vec::with_capacity(page_size);
-        b.extend_from_slice(&[0u8; 4]);
-        b.extend_from_slice(&self.pgno.to_bytes());
-        b.extend_from_slice(&self.dbtime.to_bytes());
-        b.extend_from_slice(&self.prev.to_bytes());
-        b.extend_from_slice(&self.next.to_bytes());
-        b.extend_from_slice(&self.objid.to_bytes());
-        b.extend_from_slice(&self.flags.0.to_le_bytes());
-        b.extend_from_slice(&(ntags as u16).to_le_bytes());
-        b.extend_from_slice(&(free as u16).to_le_bytes());
-        b.extend_from_slice(&((PAGE_HEADER_LEN + node_bytes) as u16).to_le_bytes());
-        b.push(self.level);
-        b.push(0);
-        let mut tags: Vec<(u16, u16)> = Vec::with_capacity(ntags);
-        tags.push((self.ext.len() as u16, b.len() as u16));
-        b.extend_from_slice(&self.ext);
-        for n in &self.nodes {
-            let ib = b.len() as u16;
-            b.push(n.flags.0);
-            b.extend_from_slice(&(n.key.len() as u16).to_le_bytes());
-            b.extend_from_slice(&n.key);
-            b.extend_from_slice(&n.data);
-            tags.push(((NODE_HEADER_LEN + n.key.len() + n.data.len()) as u16, ib));
+        let mut b = vec![0u8; ps].into_boxed_slice();
+        if let (Some(d), Some(s)) = (
+            b.get_mut(..PAGE_HEADER_LEN),
+            self.buf.get(..PAGE_HEADER_LEN),
+        ) {
+            d.copy_from_slice(s);
         }
-        b.resize(page_size - ntags * TAG_LEN, 0);
-        // Tag i sits at page_size - 4 * (i + 1): the array grows down from the end.
-        for (cb, ib) in tags.iter().rev() {
-            b.extend_from_slice(&cb.to_le_bytes());
-            b.extend_from_slice(&ib.to_le_bytes());
+        self.buf = b;
+        self.wr16(H_NTAGS, ntags as u16);
+        let mut pos = PAGE_HEADER_LEN;
+        if let Some(d) = self.buf.get_mut(pos..pos + ext.len()) {
+            d.copy_from_slice(ext);
         }
+        self.set_tag(0, ext.len(), pos);
+        pos += ext.len();
+        for (i, n) in nodes.enumerate() {
+            let cb = NODE_HEADER_LEN + n.key.len() + n.data.len();
+            if let Some(line) = self.buf.get_mut(pos..pos + cb) {
+                let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
+                head.copy_from_slice(&[n.flags.0, 0, 0]);
+                if let Some(h) = head.get_mut(1..3) {
+                    h.copy_from_slice(&(n.key.len() as u16).to_le_bytes());
+                }
+                let (k, d) = rest.split_at_mut(n.key.len());
+                k.copy_from_slice(n.key);
+                d.copy_from_slice(n.data);
+            }
+            self.set_tag(i + 1, cb, pos);
+            pos += cb;
+        }
+        self.wr16(H_MIC, pos as u16);
+        self.wr16(H_FREE, (ps - need) as u16);
+        Ok(())
+    }
+
+    /// Replaces every node with `nodes` (owned), keeping tag 0 and the header.
+    ///
+    /// # Errors
+    /// As [`Page::rebuild`].
+    pub(crate) fn set_nodes(&mut self, nodes: &[Node]) -> Result<()> {
+        let ext = self.ext().to_vec();
+        self.rebuild(
+            &ext,
+            nodes.iter().map(|n| NodeRef {
+                flags: n.flags,
+                key: &n.key,
+                data: &n.data,
+            }),
+        )
+    }
+
+    /// Copies of every node.
+    pub(crate) fn to_nodes(&self) -> Vec<Node> {
+        self.nodes().map(NodeRef::to_node).collect()
+    }
+
+    /// Removes and returns every node.
+    pub(crate) fn take_nodes(&mut self) -> Vec<Node> {
+        let nodes = self.to_nodes();
+        let ext = self.ext().to_vec();
+        // An empty node list always fits.
+        let _ = self.rebuild(&ext, std::iter::empty());
+        nodes
+    }
+
+    /// Replaces tag 0 (the external header), keeping the nodes.
+    ///
+    /// # Errors
+    /// As [`Page::rebuild`].
+    pub(crate) fn set_ext(&mut self, ext: &[u8]) -> Result<()> {
+        let copy = self.clone();
+        self.rebuild(ext, copy.nodes())
+    }
+
+    /// A sealed copy of the page (page number and checksum written), as written to the file
+    /// and logged in images.
+    pub(crate) fn sealed(&self) -> Vec<u8> {
+        let mut b = self.buf.to_vec();
         seal(&mut b, self.pgno);
-        Ok(b)
+        b
     }
 
     /// Decodes and verifies a page read from the place of `pgno`.
     ///
     /// # Errors
     /// `PageNotInitialized` for an all-zero page; `ReadVerifyFailure` on a checksum mismatch;
-    /// `ReadPgnoVerifyFailure` when the page holds another page number; `PageTagCorrupted`,
-    /// `NodeCorrupted` or `DatabaseCorrupted` for impossible offsets, lengths or flags. Every
-    /// error names `pgno`.
+    /// `ReadPgnoVerifyFailure` when the page holds another page number; `BadLineCount`,
+    /// `PageTagCorrupted`, `NodeCorrupted` or `DatabaseCorrupted` for impossible offsets,
+    /// lengths, counters or flags. Every error names `pgno`.
     pub(crate) fn decode(b: &[u8], pgno: Pgno) -> Result<Page> {
         verify(b, pgno)?;
+        Page::check(b.to_vec().into_boxed_slice(), pgno)
+    }
+
+    /// [`Page::decode`] of a buffer the caller gives up (no copy).
+    ///
+    /// # Errors
+    /// As [`Page::decode`].
+    pub(crate) fn decode_owned(b: Box<[u8]>, pgno: Pgno) -> Result<Page> {
+        verify(&b, pgno)?;
+        Page::check(b, pgno)
+    }
+
+    /// Structural checks of a page whose checksum is verified; zeroes the hole.
+    fn check(b: Box<[u8]>, pgno: Pgno) -> Result<Page> {
         let ps = b.len();
         let bad = |m: &str| corrupt(ErrorKind::DatabaseCorrupted, pgno, m);
-        let hdr = |o| rd_u32(b, o).ok_or_else(|| bad("short page"));
-        let dbtime = DbTime(rd_u64(b, 8).ok_or_else(|| bad("short page"))?);
-        let prev = Pgno(hdr(16)?);
-        let next = Pgno(hdr(20)?);
-        let objid = ObjId(hdr(24)?);
-        let flags = PageFlags(hdr(28)?);
+        let flags = PageFlags(rd_u32(&b, H_FLAGS).ok_or_else(|| bad("short page"))?);
         if flags.0 & !PageFlags::ALL.0 != 0 {
             return Err(bad(&format!("unknown page flags {:#x}", flags.0)));
         }
-        let ntags = usize::from(rd_u16(b, 32).ok_or_else(|| bad("short page"))?);
-        let ib_mic_free = usize::from(rd_u16(b, 36).ok_or_else(|| bad("short page"))?);
-        let level = *b.get(38).ok_or_else(|| bad("short page"))?;
+        let ntags = usize::from(rd_u16(&b, H_NTAGS).ok_or_else(|| bad("short page"))?);
+        let free = usize::from(rd_u16(&b, H_FREE).ok_or_else(|| bad("short page"))?);
+        let mic = usize::from(rd_u16(&b, H_MIC).ok_or_else(|| bad("short page"))?);
+        let level = *b.get(H_LEVEL).ok_or_else(|| bad("short page"))?;
         if ntags == 0 || PAGE_HEADER_LEN + ntags * TAG_LEN > ps {
             return Err(corrupt(
                 ErrorKind::BadLineCount,
@@ -309,64 +798,47 @@ impl Page {
             ));
         }
         let tag_start = ps - ntags * TAG_LEN;
-        if ib_mic_free < PAGE_HEADER_LEN || ib_mic_free > tag_start {
-            return Err(bad(&format!("node area end {ib_mic_free} out of range")));
+        if mic < PAGE_HEADER_LEN || mic > tag_start {
+            return Err(bad(&format!("node area end {mic} out of range")));
         }
-        let mut ext = Vec::new();
-        let mut nodes = Vec::with_capacity(ntags - 1);
-        let mut used = 0usize;
+        let mut lines = 0usize;
         for i in 0..ntags {
             let t = ps - (i + 1) * TAG_LEN;
             let tag_err = || corrupt(ErrorKind::PageTagCorrupted, pgno, format!("tag {i}"));
-            let cb = usize::from(rd_u16(b, t).ok_or_else(tag_err)?);
-            let ib = usize::from(rd_u16(b, t + 2).ok_or_else(tag_err)?);
-            if ib < PAGE_HEADER_LEN || ib + cb > ib_mic_free {
+            let cb = usize::from(rd_u16(&b, t).ok_or_else(tag_err)?);
+            let ib = usize::from(rd_u16(&b, t + 2).ok_or_else(tag_err)?);
+            if ib < PAGE_HEADER_LEN || ib + cb > mic {
                 return Err(corrupt(
                     ErrorKind::PageTagCorrupted,
                     pgno,
                     format!("tag {i} (ib {ib}, cb {cb}) outside the node area"),
                 ));
             }
-            let line = b.get(ib..ib + cb).ok_or_else(tag_err)?;
+            lines += cb;
             if i == 0 {
-                ext = line.to_vec();
                 continue;
             }
+            let line = b.get(ib..ib + cb).ok_or_else(tag_err)?;
             let node_err =
                 |m: &str| corrupt(ErrorKind::NodeCorrupted, pgno, format!("node {i}: {m}"));
-            let (&f, rest) = line.split_first().ok_or_else(|| node_err("empty"))?;
-            let nflags = NodeFlags(f);
-            if nflags.0 & !NodeFlags::ALL.0 != 0 {
+            let node = parse_line(line).ok_or_else(|| node_err("key longer than the node"))?;
+            if node.flags.0 & !NodeFlags::ALL.0 != 0 {
                 return Err(node_err("unknown flags"));
             }
-            let cb_key = usize::from(rd_u16(rest, 0).ok_or_else(|| node_err("short header"))?);
-            let key = rest
-                .get(2..2 + cb_key)
-                .ok_or_else(|| node_err("key longer than the node"))?;
-            let data = rest.get(2 + cb_key..).unwrap_or_default();
-            if level > 0 && data.len() != 4 {
+            if level > 0 && node.data.len() != 4 {
                 return Err(node_err("internal node without a 4-byte child"));
             }
-            let node = Node {
-                flags: nflags,
-                key: key.to_vec(),
-                data: data.to_vec(),
-            };
-            used += node.size();
-            nodes.push(node);
         }
-        Ok(Page {
-            pgno,
-            dbtime,
-            prev,
-            next,
-            objid,
-            flags,
-            level,
-            ext,
-            nodes,
-            used,
-        })
+        // Lines cannot overlap if they fit the node area; the free-bytes field must be exact
+        // (inserts rely on it).
+        if PAGE_HEADER_LEN + lines > mic || free != tag_start - PAGE_HEADER_LEN - lines {
+            return Err(bad(&format!("free bytes {free} do not match the lines")));
+        }
+        let mut page = Page { pgno, buf: b };
+        if let Some(h) = page.buf.get_mut(mic..tag_start) {
+            h.fill(0);
+        }
+        Ok(page)
     }
 }
 
@@ -425,19 +897,17 @@ pub(crate) fn verify(b: &[u8], pgno: Pgno) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn sample(pgno: u32) -> Page {
-        let mut p = Page::new(Pgno(pgno), ObjId(7), PageFlags::LEAF, 0);
-        p.dbtime = DbTime(99);
-        p.next = Pgno(12);
+    fn sample(ps: usize, pgno: u32) -> Page {
+        let mut p = Page::new(ps, Pgno(pgno), ObjId(7), PageFlags::LEAF, 0);
+        p.set_dbtime(DbTime(99));
+        p.set_next(Pgno(12));
         for i in 0u32..20 {
-            p.insert_node(
+            assert!(p.insert_node(
                 i as usize,
-                Node {
-                    flags: NodeFlags(0),
-                    key: crate::db::key_u32(i).to_vec(),
-                    data: vec![i as u8; i as usize],
-                },
-            );
+                NodeFlags(0),
+                &crate::db::key_u32(i),
+                &vec![i as u8; i as usize],
+            ));
         }
         p
     }
@@ -445,17 +915,75 @@ mod tests {
     #[test]
     fn round_trips_every_page_size() {
         for ps in [4096, 8192, 16384, 32768] {
-            let p = sample(5);
-            let b = p.encode(ps).unwrap();
+            let p = sample(ps, 5);
+            let b = p.sealed();
             assert_eq!(b.len(), ps);
             let q = Page::decode(&b, Pgno(5)).unwrap();
-            assert_eq!(p, q);
+            assert_eq!(p.to_nodes(), q.to_nodes());
+            assert_eq!(q.dbtime(), DbTime(99));
+            assert_eq!(q.next(), Pgno(12));
+            assert_eq!(q.search(&crate::db::key_u32(7)), (7, true));
+        }
+    }
+
+    /// In-place edits against a model: fragments, compaction and regrowth keep the page
+    /// valid (it decodes) and equal to the model.
+    #[test]
+    fn in_place_edits_match_a_model() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut p = Page::new(4096, Pgno(9), ObjId(7), PageFlags::LEAF, 0);
+        let mut model: Vec<Node> = Vec::new();
+        for step in 0..20_000 {
+            let used: usize = model.iter().map(Node::size).sum();
+            assert_eq!(p.used(), used);
+            let i = rng.usize(0..=model.len());
+            match rng.u8(0..4) {
+                0 | 1 => {
+                    let key = vec![rng.u8(..); rng.usize(0..20)];
+                    let data = vec![rng.u8(..); rng.usize(0..300)];
+                    let n = Node {
+                        flags: NodeFlags(rng.u8(0..4)),
+                        key,
+                        data,
+                    };
+                    let fits = used + n.size() <= 4096 - 44;
+                    assert_eq!(p.insert_node(i, n.flags, &n.key, &n.data), fits);
+                    if fits {
+                        model.insert(i, n);
+                    }
+                }
+                2 => {
+                    let ok = p.remove_node(i);
+                    assert_eq!(ok, i < model.len());
+                    if ok {
+                        model.remove(i);
+                    }
+                }
+                _ => {
+                    let data = vec![rng.u8(..); rng.usize(0..400)];
+                    let fits = model
+                        .get(i)
+                        .is_some_and(|n| used - n.data.len() + data.len() <= 4096 - 44);
+                    assert_eq!(p.replace_data(i, &data), fits);
+                    if fits {
+                        model[i].data = data;
+                        if p.set_node_flags(i, NodeFlags(1)) {
+                            model[i].flags = NodeFlags(1);
+                        }
+                    }
+                }
+            }
+            assert_eq!(p.to_nodes(), model, "step {step}");
+            if step % 97 == 0 {
+                let q = Page::decode(&p.sealed(), Pgno(9)).unwrap();
+                assert_eq!(q.sealed(), p.sealed(), "step {step}");
+            }
         }
     }
 
     #[test]
     fn wrong_place_and_damage_are_detected() {
-        let b = sample(5).encode(4096).unwrap();
+        let b = sample(4096, 5).sealed();
         assert_eq!(
             Page::decode(&b, Pgno(6)).unwrap_err(),
             ErrorKind::ReadPgnoVerifyFailure
@@ -473,17 +1001,20 @@ mod tests {
     }
 
     #[test]
+    fn cmp_keys_is_byte_order() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for _ in 0..100_000 {
+            let a: Vec<u8> = (0..rng.usize(0..12)).map(|_| rng.u8(0..3)).collect();
+            let b: Vec<u8> = (0..rng.usize(0..12)).map(|_| rng.u8(0..3)).collect();
+            assert_eq!(cmp_keys(&a, &b), a.cmp(&b), "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
     fn child_index_ignores_last_key() {
-        let mut p = Page::new(Pgno(1), ObjId(1), PageFlags::ROOT, 1);
+        let mut p = Page::new(4096, Pgno(1), ObjId(1), PageFlags::ROOT, 1);
         for (i, k) in [b"d".as_slice(), b"m", b""].iter().enumerate() {
-            p.insert_node(
-                i,
-                Node {
-                    flags: NodeFlags(0),
-                    key: k.to_vec(),
-                    data: vec![0; 4],
-                },
-            );
+            assert!(p.insert_node(i, NodeFlags(0), k, &[0; 4]));
         }
         assert_eq!(p.child_index(b"a"), 0);
         assert_eq!(p.child_index(b"d"), 1);

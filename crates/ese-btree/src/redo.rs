@@ -51,6 +51,8 @@ impl Database {
         let rec = decode(record, sh.page_size()).map_err(|e| e.with_lgpos(lgpos))?;
         let _w = sh.writer.lock();
         match rec {
+            // An annotation of the layer above: nothing to do on pages.
+            PageRecord::Annotation { .. } => Ok(false),
             PageRecord::Images { dbid, pages } => {
                 if dbid != sh.opts.dbid {
                     return Ok(false);
@@ -63,11 +65,11 @@ impl Database {
                             .with_pgno(pgno)
                             .with_message(format!("bad page image: {e}"))
                     })?;
-                    let after = page.dbtime;
+                    let after = page.dbtime();
                     sh.bump_dbtime(after);
                     let frame = match sh.cache.get(pgno) {
                         Ok(f) => {
-                            if f.latch.read().dbtime >= after {
+                            if f.latch.read().dbtime() >= after {
                                 continue;
                             }
                             f
@@ -102,7 +104,7 @@ impl Database {
                     Err(e) => return Err(e),
                 };
                 let mut page = frame.latch.write();
-                if page.dbtime >= after {
+                if page.dbtime() >= after {
                     return Ok(false);
                 }
                 let ctx = |k: ErrorKind, m: String| {
@@ -111,35 +113,36 @@ impl Database {
                         .with_lgpos(lgpos)
                         .with_message(m)
                 };
-                if page.dbtime < before {
+                if page.dbtime() < before {
                     return Err(ctx(
                         ErrorKind::DbTimeTooOld,
                         format!(
                             "page dbtime {} older than the record's {}",
-                            page.dbtime, before
+                            page.dbtime(),
+                            before
                         ),
                     ));
                 }
-                if page.dbtime > before {
+                if page.dbtime() > before {
                     return Err(ctx(
                         ErrorKind::DbTimeTooNew,
                         format!(
                             "page dbtime {} between the record's {before} and {after}",
-                            page.dbtime
+                            page.dbtime()
                         ),
                     ));
                 }
-                if page.objid != objid {
+                if page.objid() != objid {
                     return Err(ctx(
                         ErrorKind::LogOperationInconsistentWithDatabase,
                         format!(
                             "page belongs to objid {}, the record to {objid}",
-                            page.objid
+                            page.objid()
                         ),
                     ));
                 }
                 apply_op(&mut page, &op).map_err(|e| e.with_pgno(pgno).with_lgpos(lgpos))?;
-                page.dbtime = after;
+                page.set_dbtime(after);
                 sh.cache.redo_dirty(&[&frame], lgpos);
                 Ok(true)
             }
@@ -158,8 +161,8 @@ impl Database {
             let _w = sh.writer.lock();
             for f in sh.cache.dirty_frames() {
                 let page = f.latch.write();
-                let img = page.encode(sh.page_size())?;
-                let rec = encode_images(sh.opts.dbid, &[(f.pgno, &img)]);
+                let img = page.sealed();
+                let rec = encode_images(sh.opts.dbid, &[(f.pgno, &img)], None);
                 sh.cache.log_change(&rec, &[&f])?;
             }
             sh.roots.write().retain(|o, _| *o == crate::db::DIR_OBJID);

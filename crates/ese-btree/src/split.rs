@@ -18,24 +18,26 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ese_core::{Error, ErrorKind, ObjId, Pgno, Result};
+use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 
 use crate::cache::Frame;
 use crate::db::{DbShared, SPACE_PGNO, SpaceHeader};
-use crate::page::{Node, NodeFlags, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
-use crate::record::encode_images;
+use crate::page::{NODE_OVERHEAD, Node, NodeFlags, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
+use crate::record::{encode_annotation, encode_images};
 
 /// Deepest tree this engine descends (corruption guard): 16 levels of at least 3 children
 /// address far more pages than a 32-bit page number.
 pub(crate) const MAX_DEPTH: usize = 16;
 
 /// A node change requested of a leaf.
-#[derive(Clone, Debug)]
-pub(crate) enum Change {
-    Insert(Vec<u8>, NodeFlags),
-    Replace(Vec<u8>),
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change<'a> {
+    Insert(&'a [u8], NodeFlags),
+    Replace(&'a [u8]),
     Delete,
     SetFlags(NodeFlags),
+    /// Replace the data and set the flags.
+    Rewrite(&'a [u8], NodeFlags),
 }
 
 /// Node capacity of a tree page.
@@ -67,7 +69,7 @@ impl<'a> Work<'a> {
         if !self.pages.contains_key(&pgno) {
             let f = self.sh.cache.get(pgno)?;
             let p = f.latch.read().clone();
-            self.levels.insert(pgno, p.level);
+            self.levels.insert(pgno, p.level());
             self.pages.insert(pgno, p);
             self.frames.insert(pgno, f);
         }
@@ -93,8 +95,8 @@ impl<'a> Work<'a> {
 
     /// Adds a brand-new page (database creation).
     pub(crate) fn put_new(&mut self, page: Page) {
-        self.changed.insert(page.pgno);
-        self.pages.insert(page.pgno, page);
+        self.changed.insert(page.pgno());
+        self.pages.insert(page.pgno(), page);
     }
 
     pub(crate) fn space(&mut self) -> Result<SpaceHeader> {
@@ -102,8 +104,7 @@ impl<'a> Work<'a> {
     }
 
     pub(crate) fn set_space(&mut self, s: SpaceHeader) -> Result<()> {
-        self.page_mut(SPACE_PGNO)?.ext = s.encode();
-        Ok(())
+        self.page_mut(SPACE_PGNO)?.set_ext(&s.encode())
     }
 
     /// Allocates a page (from the free chain, else past `pgno_last`, growing the file by the
@@ -123,12 +124,12 @@ impl<'a> Work<'a> {
         } else {
             let p = s.free_head;
             let fp = self.page(p)?;
-            if !fp.flags.contains(PageFlags::EMPTY) {
+            if !fp.flags().contains(PageFlags::EMPTY) {
                 return Err(Error::new(ErrorKind::SPAvailExtCorrupted)
                     .with_pgno(p)
                     .with_message("page on the free chain is not free"));
             }
-            s.free_head = fp.next;
+            s.free_head = fp.next();
             s.free_count = s.free_count.checked_sub(1).ok_or_else(|| {
                 Error::new(ErrorKind::SPAvailExtCorrupted).with_message("free count underflow")
             })?;
@@ -136,16 +137,17 @@ impl<'a> Work<'a> {
         };
         self.set_space(s)?;
         self.changed.insert(pgno);
+        let ps = self.sh.page_size();
         self.pages
-            .insert(pgno, Page::new(pgno, objid, flags, level));
+            .insert(pgno, Page::new(ps, pgno, objid, flags, level));
         Ok(pgno)
     }
 
     /// Releases a page to the free chain.
     pub(crate) fn free(&mut self, pgno: Pgno) -> Result<()> {
         let mut s = self.space()?;
-        let mut p = Page::new(pgno, ObjId(0), PageFlags::EMPTY, 0);
-        p.next = s.free_head;
+        let mut p = Page::new(self.sh.page_size(), pgno, ObjId(0), PageFlags::EMPTY, 0);
+        p.set_next(s.free_head);
         s.free_head = pgno;
         s.free_count += 1;
         self.set_space(s)?;
@@ -156,11 +158,23 @@ impl<'a> Work<'a> {
     }
 
     /// Latches, logs (one images record) and installs every changed page.
-    pub(crate) fn commit(mut self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
+        self.commit_annotated(None).map(|_| ())
+    }
+
+    /// [`Work::commit`] with the layer above's `annotation` in the same record. Returns the
+    /// record's position; `None` when nothing changed and there is no annotation (nothing is
+    /// logged). With an annotation and no page change, an annotation-only record is logged.
+    pub(crate) fn commit_annotated(mut self, annotation: Option<&[u8]>) -> Result<Option<Lgpos>> {
         if self.changed.is_empty() {
-            return Ok(());
+            return match annotation {
+                Some(a) => {
+                    let rec = encode_annotation(self.sh.opts.dbid, a);
+                    self.sh.cache.log_change(&rec, &[]).map(Some)
+                }
+                None => Ok(None),
+            };
         }
-        let ps = self.sh.page_size();
         let mut entries: Vec<(Arc<Frame>, Page)> = Vec::with_capacity(self.changed.len());
         for pgno in std::mem::take(&mut self.changed) {
             let page = self
@@ -185,17 +199,17 @@ impl<'a> Work<'a> {
         let dbtime = self.sh.next_dbtime()?;
         let mut images = Vec::with_capacity(entries.len());
         for (_, page) in &mut entries {
-            page.dbtime = dbtime;
-            images.push((page.pgno, page.encode(ps)?));
+            page.set_dbtime(dbtime);
+            images.push((page.pgno(), page.sealed()));
         }
         let refs: Vec<(Pgno, &[u8])> = images.iter().map(|(p, b)| (*p, b.as_slice())).collect();
-        let rec = encode_images(self.sh.opts.dbid, &refs);
+        let rec = encode_images(self.sh.opts.dbid, &refs, annotation);
         let frames: Vec<&Frame> = entries.iter().map(|(f, _)| f.as_ref()).collect();
-        self.sh.cache.log_change(&rec, &frames)?;
+        let lgpos = self.sh.cache.log_change(&rec, &frames)?;
         for (g, (_, page)) in guards.iter_mut().zip(entries) {
             **g = page;
         }
-        Ok(())
+        Ok(Some(lgpos))
     }
 }
 
@@ -226,14 +240,14 @@ fn descend(
     let mut expect_level: Option<u8> = None;
     for _ in 0..MAX_DEPTH {
         let p = work.page(pgno)?;
-        if p.objid != objid || p.flags.contains(PageFlags::EMPTY) {
+        if p.objid() != objid || p.flags().contains(PageFlags::EMPTY) {
             return Err(corrupt(
                 ErrorKind::BadParentPageLink,
                 pgno,
                 format!("page does not belong to tree {objid}"),
             ));
         }
-        if expect_level.is_some_and(|l| l != p.level) {
+        if expect_level.is_some_and(|l| l != p.level()) {
             return Err(corrupt(
                 ErrorKind::BadParentPageLink,
                 pgno,
@@ -245,14 +259,14 @@ fn descend(
             return Ok(path);
         }
         let i = p.child_index(key);
-        let child = p.nodes.get(i).and_then(Node::child).ok_or_else(|| {
+        let child = p.child(i).ok_or_else(|| {
             corrupt(
                 ErrorKind::DatabaseCorrupted,
                 pgno,
                 "internal page without children",
             )
         })?;
-        expect_level = Some(p.level - 1);
+        expect_level = Some(p.level() - 1);
         path.push((pgno, i));
         pgno = child;
     }
@@ -273,60 +287,93 @@ pub(crate) fn put(
     root: Pgno,
     objid: ObjId,
     key: &[u8],
-    change: Change,
+    change: Change<'_>,
 ) -> Result<()> {
     let path = descend(work, root, objid, key)?;
     let &(leaf, _) = path.last().ok_or_else(|| internal("empty path"))?;
     let page = work.page_mut(leaf)?;
     let (idx, found) = page.search(key);
     let mut append = false;
+    // What does not fit the leaf when the change overflows it (it is split).
+    let mut overflow: Option<Overflow> = None;
+    let not_found = || Error::new(ErrorKind::RecordNotFound);
     match change {
         Change::Insert(data, flags) => {
             if found {
                 return Err(Error::new(ErrorKind::KeyDuplicate));
             }
-            append = idx == page.nodes.len() && page.next == Pgno::NULL;
-            page.insert_node(
-                idx,
-                Node {
+            append = idx == page.count() && page.next() == Pgno::NULL;
+            if !page.insert_node(idx, flags, key, data) {
+                let node = Node {
                     flags,
                     key: key.to_vec(),
-                    data,
-                },
-            );
-        }
-        Change::Replace(data) => {
-            if !found {
-                return Err(Error::new(ErrorKind::RecordNotFound));
+                    data: data.to_vec(),
+                };
+                overflow = Some(if append && path.len() > 1 && page.count() > 0 {
+                    // Sequential inserts: the full leaf stays as it is, the new node starts
+                    // the next leaf (no copy of the leaf's nodes).
+                    Overflow::Append(node)
+                } else {
+                    let mut nodes = page.to_nodes();
+                    nodes.insert(idx.min(nodes.len()), node);
+                    Overflow::Nodes(nodes)
+                });
             }
-            page.replace_data(idx, data);
+        }
+        Change::Replace(data) | Change::Rewrite(data, _) => {
+            if !found {
+                return Err(not_found());
+            }
+            if page.replace_data(idx, data) {
+                if let Change::Rewrite(_, flags) = change {
+                    page.set_node_flags(idx, flags);
+                }
+            } else {
+                let mut nodes = page.to_nodes();
+                let n = nodes.get_mut(idx).ok_or_else(not_found)?;
+                n.data = data.to_vec();
+                if let Change::Rewrite(_, flags) = change {
+                    n.flags = flags;
+                }
+                overflow = Some(Overflow::Nodes(nodes));
+            }
         }
         Change::Delete => {
-            if !found {
-                return Err(Error::new(ErrorKind::RecordNotFound));
+            if !found || !page.remove_node(idx) {
+                return Err(not_found());
             }
-            page.remove_node(idx);
         }
         Change::SetFlags(f) => {
-            if let Some(n) = page.nodes.get_mut(idx).filter(|_| found) {
-                n.flags = f;
-            } else {
-                return Err(Error::new(ErrorKind::RecordNotFound));
+            if !found || !page.set_node_flags(idx, f) {
+                return Err(not_found());
             }
         }
     }
-    rebalance(work, &path, append)
+    rebalance(work, &path, append, overflow)
 }
 
-fn rebalance(work: &mut Work<'_>, path: &[(Pgno, usize)], append: bool) -> Result<()> {
+/// The content of a page that does not fit it.
+enum Overflow {
+    /// The page's whole content (more than a page).
+    Nodes(Vec<Node>),
+    /// The page's content (unchanged, in place) followed by this node.
+    Append(Node),
+}
+
+fn rebalance(
+    work: &mut Work<'_>,
+    path: &[(Pgno, usize)],
+    append: bool,
+    overflow: Option<Overflow>,
+) -> Result<()> {
     let cap = capacity(work.sh.page_size());
     let mut i = path.len() - 1;
     let mut append = append;
+    let mut overflow = overflow;
     loop {
         let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
-        let used = work.page(pgno)?.used();
-        if used > cap {
-            split_page(work, path, i, append)?;
+        if let Some(ov) = overflow.take() {
+            overflow = split_page(work, path, i, append, ov)?;
             append = false;
             if i == 0 {
                 return Ok(());
@@ -337,6 +384,7 @@ fn rebalance(work: &mut Work<'_>, path: &[(Pgno, usize)], append: bool) -> Resul
         if i == 0 {
             return collapse_root(work, pgno);
         }
+        let used = work.page(pgno)?.used();
         if used < cap / 4 && merge_page(work, path, i)? {
             i -= 1;
             continue;
@@ -434,77 +482,128 @@ fn child_node(key: Vec<u8>, child: Pgno) -> Node {
     }
 }
 
-fn split_page(work: &mut Work<'_>, path: &[(Pgno, usize)], i: usize, append: bool) -> Result<()> {
+/// Splits the page at `path[i]`, whose content overflows as `ov`, into pages that fit.
+/// Returns the parent's whole content when the new separators do not fit it (the parent is
+/// split next), else `None` with the parent updated in place.
+fn split_page(
+    work: &mut Work<'_>,
+    path: &[(Pgno, usize)],
+    i: usize,
+    append: bool,
+    ov: Overflow,
+) -> Result<Option<Overflow>> {
     let cap = capacity(work.sh.page_size());
     let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
     let root_pgno = path.first().ok_or_else(|| internal("path"))?.0;
-    let root_flags = work.page(root_pgno)?.flags;
-    let page = work.page_mut(pgno)?;
-    let (level, objid, old_next) = (page.level, page.objid, page.next);
-    let nodes = page.take_nodes();
-    let parts = partition(nodes, cap, append && level == 0);
-    let seps = separators(&parts, level == 0);
+    let root_flags = work.page(root_pgno)?.flags();
+    let page = work.page(pgno)?;
+    let (level, objid, old_next) = (page.level(), page.objid(), page.next());
     let flags = level_flags(root_flags, level);
-    if i == 0 {
-        // The root stays where it is: its content moves to new pages and it gains a level.
-        let mut children = Vec::with_capacity(parts.len());
-        for part in parts {
+    let (chain, seps) = match ov {
+        Overflow::Append(node) if i > 0 => {
+            let n = page.count();
+            let sep = if level == 0 {
+                shortest_separator(page.key(n.saturating_sub(1)), &node.key)
+            } else {
+                page.key(n.saturating_sub(1)).to_vec()
+            };
             let c = work.alloc(objid, flags, level)?;
-            work.page_mut(c)?.set_nodes(part);
-            children.push(c);
+            work.page_mut(c)?.set_nodes(std::slice::from_ref(&node))?;
+            (vec![pgno, c], vec![sep])
         }
-        link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
-        let mut root_nodes = Vec::with_capacity(children.len());
-        for (j, c) in children.iter().enumerate() {
-            root_nodes.push(child_node(seps.get(j).cloned().unwrap_or_default(), *c));
+        ov => {
+            let nodes = match ov {
+                Overflow::Nodes(nodes) => nodes,
+                Overflow::Append(node) => {
+                    let mut nodes = page.to_nodes();
+                    nodes.push(node);
+                    nodes
+                }
+            };
+            let parts = partition(nodes, cap, append && level == 0);
+            let seps = separators(&parts, level == 0);
+            if i == 0 {
+                // The root stays where it is: its content moves to new pages and it gains a
+                // level.
+                let mut children = Vec::with_capacity(parts.len());
+                for part in parts {
+                    let c = work.alloc(objid, flags, level)?;
+                    work.page_mut(c)?.set_nodes(&part)?;
+                    children.push(c);
+                }
+                link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
+                let mut root_nodes = Vec::with_capacity(children.len());
+                for (j, c) in children.iter().enumerate() {
+                    root_nodes.push(child_node(seps.get(j).cloned().unwrap_or_default(), *c));
+                }
+                let root = work.page_mut(pgno)?;
+                root.set_level(level + 1);
+                root.set_flags(level_flags(root_flags, level + 1).with(PageFlags::ROOT, true));
+                root.set_nodes(&root_nodes)?;
+                return Ok(None);
+            }
+            let mut parts = parts.into_iter();
+            let first = parts.next().unwrap_or_default();
+            work.page_mut(pgno)?.set_nodes(&first)?;
+            let mut chain = vec![pgno];
+            for part in parts {
+                let c = work.alloc(objid, flags, level)?;
+                work.page_mut(c)?.set_nodes(&part)?;
+                chain.push(c);
+            }
+            (chain, seps)
         }
-        let root = work.page_mut(pgno)?;
-        root.level = level + 1;
-        root.flags = level_flags(root_flags, level + 1).with(PageFlags::ROOT, true);
-        root.set_nodes(root_nodes);
-        return Ok(());
-    }
-    let mut parts = parts.into_iter();
-    let first = parts.next().unwrap_or_default();
-    work.page_mut(pgno)?.set_nodes(first);
-    let mut chain = vec![pgno];
-    for part in parts {
-        let c = work.alloc(objid, flags, level)?;
-        work.page_mut(c)?.set_nodes(part);
-        chain.push(c);
-    }
-    let prev = work.page(pgno)?.prev;
+    };
+    let prev = work.page(pgno)?.prev();
     link_chain(work, &chain, prev, old_next)?;
     if old_next != Pgno::NULL {
         let last = chain.last().copied().unwrap_or(pgno);
-        work.page_mut(old_next)?.prev = last;
+        work.page_mut(old_next)?.set_prev(last);
     }
+    // The parent: entry `c` (old key, this page) becomes (seps[0], chain[0]), ...,
+    // (old key, last of chain).
     let &(ppg, c) = path.get(i - 1).ok_or_else(|| internal("path index"))?;
+    let last = chain.last().copied().unwrap_or(pgno);
     let parent = work.page_mut(ppg)?;
-    let old = parent.remove_node(c).ok_or_else(|| {
-        corrupt(
+    if c >= parent.count() {
+        return Err(corrupt(
             ErrorKind::BadParentPageLink,
             ppg,
             "child index out of range",
-        )
-    })?;
+        ));
+    }
+    let grow: usize = seps.iter().map(|k| NODE_OVERHEAD + k.len() + 4).sum();
+    if parent.used() + grow <= cap {
+        let ok =
+            parent.replace_data(c, &last.to_bytes())
+                && chain.iter().zip(&seps).enumerate().all(|(j, (pg, sep))| {
+                    parent.insert_node(c + j, NodeFlags(0), sep, &pg.to_bytes())
+                });
+        return if ok {
+            Ok(None)
+        } else {
+            Err(internal("separator did not fit the parent"))
+        };
+    }
+    let mut pnodes = parent.to_nodes();
+    let old = pnodes.remove(c);
     for (j, pg) in chain.iter().enumerate() {
         let key = seps.get(j).cloned().unwrap_or_else(|| old.key.clone());
-        parent.insert_node(c + j, child_node(key, *pg));
+        pnodes.insert(c + j, child_node(key, *pg));
     }
-    Ok(())
+    Ok(Some(Overflow::Nodes(pnodes)))
 }
 
 /// Links `chain` left to right, with `prev` before the first and `next` after the last.
 fn link_chain(work: &mut Work<'_>, chain: &[Pgno], prev: Pgno, next: Pgno) -> Result<()> {
     for (j, &p) in chain.iter().enumerate() {
         let pg = work.page_mut(p)?;
-        pg.prev = if j == 0 {
+        pg.set_prev(if j == 0 {
             prev
         } else {
             chain.get(j - 1).copied().unwrap_or(prev)
-        };
-        pg.next = chain.get(j + 1).copied().unwrap_or(next);
+        });
+        pg.set_next(chain.get(j + 1).copied().unwrap_or(next));
     }
     Ok(())
 }
@@ -516,18 +615,18 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
     let &(ppg, child_idx) = path
         .get(level_idx - 1)
         .ok_or_else(|| internal("path index"))?;
-    let siblings = work.page(ppg)?.nodes.len();
+    let siblings = work.page(ppg)?.count();
     if siblings <= 1 {
         let page = work.page(pgno)?;
-        if !page.nodes.is_empty() {
+        if page.count() > 0 {
             return Ok(false);
         }
-        let (prev, next) = (page.prev, page.next);
+        let (prev, next) = (page.prev(), page.next());
         if prev != Pgno::NULL {
-            work.page_mut(prev)?.next = next;
+            work.page_mut(prev)?.set_next(next);
         }
         if next != Pgno::NULL {
-            work.page_mut(next)?.prev = prev;
+            work.page_mut(next)?.set_prev(prev);
         }
         work.free(pgno)?;
         work.page_mut(ppg)?.remove_node(child_idx);
@@ -537,20 +636,18 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
     let parent = work.page(ppg)?;
     let child_at = |k: usize| {
         parent
-            .nodes
-            .get(k)
-            .and_then(Node::child)
+            .child(k)
             .ok_or_else(|| corrupt(ErrorKind::BadParentPageLink, ppg, "bad child node"))
     };
     let (l, r) = (child_at(li)?, child_at(li + 1)?);
-    let sep = parent
-        .nodes
-        .get(li)
-        .map(|n| n.key.clone())
-        .unwrap_or_default();
+    let sep = parent.key(li).to_vec();
     let lp = work.page(l)?;
-    let (lu, l_level, l_next) = (lp.used(), lp.level, lp.next);
-    let l_last_key = lp.nodes.last().map_or(0, |n| n.key.len());
+    let (lu, l_level, l_next, l_count) = (lp.used(), lp.level(), lp.next(), lp.count());
+    let l_last_key = if l_count > 0 {
+        lp.key(l_count - 1).len()
+    } else {
+        0
+    };
     let ru = work.page(r)?.used();
     let grow = if l_level > 0 && lu > 0 { sep.len() } else { 0 };
     if lu + ru + grow - if grow > 0 { l_last_key } else { 0 } > cap {
@@ -564,7 +661,7 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
         ));
     }
     let rp = work.page_mut(r)?;
-    let r_next = rp.next;
+    let r_next = rp.next();
     let r_nodes = rp.take_nodes();
     let lp = work.page_mut(l)?;
     let mut nodes = lp.take_nodes();
@@ -574,14 +671,14 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
         last.key = sep;
     }
     nodes.extend(r_nodes);
-    lp.set_nodes(nodes);
-    lp.next = r_next;
+    lp.set_nodes(&nodes)?;
+    lp.set_next(r_next);
     if r_next != Pgno::NULL {
-        work.page_mut(r_next)?.prev = l;
+        work.page_mut(r_next)?.set_prev(l);
     }
     work.free(r)?;
     let parent = work.page_mut(ppg)?;
-    parent.replace_data(li + 1, l.to_bytes().to_vec());
+    parent.replace_data(li + 1, &l.to_bytes());
     parent.remove_node(li);
     Ok(true)
 }
@@ -590,22 +687,22 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
 fn collapse_root(work: &mut Work<'_>, root: Pgno) -> Result<()> {
     for _ in 0..MAX_DEPTH {
         let rp = work.page(root)?;
-        if rp.is_leaf() || rp.nodes.len() > 1 {
+        if rp.is_leaf() || rp.count() > 1 {
             return Ok(());
         }
-        let root_flags = rp.flags;
-        let Some(child) = rp.nodes.first().and_then(Node::child) else {
+        let root_flags = rp.flags();
+        let Some(child) = rp.child(0) else {
             let r = work.page_mut(root)?;
-            r.level = 0;
-            r.flags = level_flags(root_flags, 0).with(PageFlags::ROOT, true);
+            r.set_level(0);
+            r.set_flags(level_flags(root_flags, 0).with(PageFlags::ROOT, true));
             return Ok(());
         };
         let cp = work.page_mut(child)?;
-        let (level, nodes) = (cp.level, cp.take_nodes());
+        let (level, nodes) = (cp.level(), cp.take_nodes());
         let r = work.page_mut(root)?;
-        r.level = level;
-        r.flags = level_flags(root_flags, level).with(PageFlags::ROOT, true);
-        r.set_nodes(nodes);
+        r.set_level(level);
+        r.set_flags(level_flags(root_flags, level).with(PageFlags::ROOT, true));
+        r.set_nodes(&nodes)?;
         work.free(child)?;
     }
     Ok(())

@@ -9,15 +9,15 @@
 
 use std::sync::Arc;
 
-use ese_core::{Error, ErrorKind, ObjId, Pgno, Result};
+use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 use parking_lot::RawRwLock;
 use parking_lot::lock_api::ArcRwLockReadGuard;
 
 use crate::cache::Frame;
 use crate::cursor::Cursor;
 use crate::db::{DbShared, TreeKind};
-use crate::page::{NODE_OVERHEAD, Node, NodeFlags, Page, PageFlags};
-use crate::record::{NodeOp, encode_images, encode_node};
+use crate::page::{NODE_OVERHEAD, NodeFlags, Page, PageFlags};
+use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, encode_node};
 use crate::split::{Change, MAX_DEPTH, Work, capacity, put};
 
 /// The longest key for a page size (ESE: 1000 bytes with 4 KiB pages, 2000 above).
@@ -37,20 +37,14 @@ pub(crate) type ReadGuard = ArcRwLockReadGuard<RawRwLock, Page>;
 pub(crate) enum Target<'a> {
     /// The leaf whose key range holds the key.
     Key(&'a [u8]),
-    /// The leaf holding the largest keys below the key.
-    Before(&'a [u8]),
     /// The rightmost leaf.
     Last,
 }
 
-/// A leaf reached by a descent, read-latched, with its key bounds from the parents.
+/// A leaf reached by a descent, read-latched.
 pub(crate) struct Leaf {
     pub(crate) frame: Arc<Frame>,
     pub(crate) guard: ReadGuard,
-    /// Inclusive lower bound of the leaf's keys (None: no lower bound).
-    pub(crate) lower: Option<Vec<u8>>,
-    /// Exclusive upper bound of the leaf's keys (None: no upper bound).
-    pub(crate) upper: Option<Vec<u8>>,
 }
 
 /// A handle on one B+tree (ESE's FCB + FDP): cheap to clone, valid while the database is
@@ -111,9 +105,8 @@ impl Tree {
     pub(crate) fn descend(&self, target: Target<'_>) -> Result<Leaf> {
         let mut frame = self.sh.cache.get(self.root)?;
         let mut guard = frame.latch.read_arc();
-        let (mut lower, mut upper) = (None, None);
         for _ in 0..MAX_DEPTH {
-            if guard.objid != self.objid || guard.flags.contains(PageFlags::EMPTY) {
+            if guard.objid() != self.objid || guard.flags().contains(PageFlags::EMPTY) {
                 return Err(corrupt(
                     ErrorKind::BadParentPageLink,
                     frame.pgno,
@@ -121,14 +114,9 @@ impl Tree {
                 ));
             }
             if guard.is_leaf() {
-                return Ok(Leaf {
-                    frame,
-                    guard,
-                    lower,
-                    upper,
-                });
+                return Ok(Leaf { frame, guard });
             }
-            let n = guard.nodes.len();
+            let n = guard.count();
             if n == 0 {
                 return Err(corrupt(
                     ErrorKind::DatabaseCorrupted,
@@ -138,26 +126,15 @@ impl Tree {
             }
             let i = match target {
                 Target::Key(k) => guard.child_index(k),
-                Target::Before(k) => guard
-                    .nodes
-                    .get(..n - 1)
-                    .unwrap_or_default()
-                    .partition_point(|nd| nd.key.as_slice() < k),
                 Target::Last => n - 1,
             };
-            if i + 1 < n {
-                upper = guard.nodes.get(i).map(|nd| nd.key.clone());
-            }
-            if i > 0 {
-                lower = guard.nodes.get(i - 1).map(|nd| nd.key.clone());
-            }
-            let child = guard.nodes.get(i).and_then(Node::child).ok_or_else(|| {
+            let child = guard.child(i).ok_or_else(|| {
                 corrupt(ErrorKind::NodeCorrupted, frame.pgno, "bad child pointer")
             })?;
-            let level = guard.level;
+            let level = guard.level();
             let cframe = self.sh.cache.get(child)?;
             let cguard = cframe.latch.read_arc();
-            if cguard.level + 1 != level {
+            if cguard.level() + 1 != level {
                 return Err(corrupt(
                     ErrorKind::BadParentPageLink,
                     child,
@@ -180,16 +157,34 @@ impl Tree {
     /// # Errors
     /// `RecordNotFound` if there is no such key; page read errors (`ReadVerifyFailure`, ...).
     pub fn get(&self, key: &[u8]) -> Result<(Vec<u8>, NodeFlags)> {
+        self.get_opt(key)?
+            .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))
+    }
+
+    /// The data and flags of the node with exactly `key`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// Page read errors (`ReadVerifyFailure`, `BadParentPageLink`, ...).
+    pub fn get_opt(&self, key: &[u8]) -> Result<Option<(Vec<u8>, NodeFlags)>> {
+        self.with_data(key, |data, flags| (data.to_vec(), flags))
+    }
+
+    /// Calls `f` with the data and flags of the node with exactly `key`, read in place in the
+    /// page (no copy); `None` when there is no such node. `f` runs under the leaf's read latch:
+    /// keep it short and do not change the tree from it (writers of that leaf wait meanwhile).
+    ///
+    /// # Errors
+    /// Page read errors (`ReadVerifyFailure`, `BadParentPageLink`, ...).
+    pub fn with_data<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8], NodeFlags) -> R,
+    ) -> Result<Option<R>> {
         let leaf = self.descend(Target::Key(key))?;
-        match leaf.guard.search(key) {
-            (i, true) => leaf
-                .guard
-                .nodes
-                .get(i)
-                .map(|n| (n.data.clone(), n.flags))
-                .ok_or_else(|| Error::new(ErrorKind::RecordNotFound)),
-            _ => Err(Error::new(ErrorKind::RecordNotFound)),
-        }
+        Ok(match leaf.guard.search(key) {
+            (i, true) => leaf.guard.node(i).map(|n| f(n.data, n.flags)),
+            _ => None,
+        })
     }
 
     fn check_sizes(&self, key: &[u8], data_len: usize) -> Result<()> {
@@ -224,10 +219,11 @@ impl Tree {
     /// [`Tree::insert`] with node flags (e.g. `VERSIONED` for an uncommitted insert).
     ///
     /// # Errors
-    /// As [`Tree::insert`].
+    /// As [`Tree::insert`]; `InvalidParameter` for undefined flags.
     pub fn insert_with_flags(&self, key: &[u8], data: &[u8], flags: NodeFlags) -> Result<()> {
+        check_flags(flags)?;
         self.check_sizes(key, data.len())?;
-        self.modify(key, Change::Insert(data.to_vec(), flags))
+        self.modify(key, Change::Insert(data, flags))
     }
 
     /// Replaces the data of an existing node, keeping its flags (ESE `DIRReplace`).
@@ -236,7 +232,7 @@ impl Tree {
     /// `RecordNotFound` if the key does not exist; `RecordTooBig`; as [`Tree::insert`].
     pub fn replace(&self, key: &[u8], data: &[u8]) -> Result<()> {
         self.check_sizes(key, data.len())?;
-        self.modify(key, Change::Replace(data.to_vec()))
+        self.modify(key, Change::Replace(data))
     }
 
     /// Removes a node physically (ESE `DIRDelete` at version cleanup).
@@ -250,15 +246,94 @@ impl Tree {
     /// Sets the node flags of an existing node (ESE flag-delete / version bits).
     ///
     /// # Errors
-    /// `RecordNotFound` if the key does not exist; as [`Tree::insert`].
+    /// `RecordNotFound` if the key does not exist; `InvalidParameter` for undefined flags; as
+    /// [`Tree::insert`].
     pub fn set_flags(&self, key: &[u8], flags: NodeFlags) -> Result<()> {
+        check_flags(flags)?;
         self.modify(key, Change::SetFlags(flags))
     }
 
-    fn modify(&self, key: &[u8], change: Change) -> Result<()> {
+    fn modify(&self, key: &[u8], change: Change<'_>) -> Result<()> {
+        self.sh.cache.check_failed()?;
+        let _w = self.sh.writer.lock();
+        self.modify_locked(key, change, None).map(|_| ())
+    }
+
+    /// Makes the node with `key` be `state` (insert, replace, flag change or delete, whatever
+    /// it takes) and logs the change in ONE log record that also carries `annotation` (opaque
+    /// bytes of the layer above, e.g. undo information), so both are redone or lost together.
+    /// When the node already is in `state`, one annotation-only record is logged (redo treats
+    /// it as a no-op for pages). A change that splits or merges pages is one images record,
+    /// and the annotation is in that record. Read it back with
+    /// [`record_annotation`](crate::record_annotation).
+    ///
+    /// Returns the log position of the record.
+    ///
+    /// # Errors
+    /// `InvalidParameter` for an annotation longer than
+    /// [`ANNOTATION_MAX`](crate::ANNOTATION_MAX) or undefined node flags; `KeyTooBig`,
+    /// `RecordTooBig` over the limits (checked against `state`; nothing written);
+    /// `DatabaseUnavailable` after an earlier write failure; the WAL's errors; space and page
+    /// read errors. Never `KeyDuplicate` or `RecordNotFound`.
+    pub fn put(&self, key: &[u8], state: NodeState<'_>, annotation: &[u8]) -> Result<Lgpos> {
+        if annotation.len() > ANNOTATION_MAX {
+            return Err(
+                Error::new(ErrorKind::InvalidParameter).with_message(format!(
+                    "annotation of {} bytes, the limit is {ANNOTATION_MAX}",
+                    annotation.len()
+                )),
+            );
+        }
+        match state {
+            NodeState::Present { data, flags } => {
+                check_flags(flags)?;
+                self.check_sizes(key, data.len())?;
+            }
+            NodeState::Absent => self.check_sizes(key, 0)?,
+        }
         let sh = &self.sh;
         sh.cache.check_failed()?;
         let _w = sh.writer.lock();
+        let current = {
+            let leaf = self.descend(Target::Key(key))?;
+            match leaf.guard.search(key) {
+                (i, true) => leaf
+                    .guard
+                    .node(i)
+                    .map(|n| (n.flags, n.data == data_of(state))),
+                _ => None,
+            }
+        };
+        let change = match (state, current) {
+            (NodeState::Absent, None) => None,
+            (NodeState::Absent, Some(_)) => Some(Change::Delete),
+            (NodeState::Present { data, flags }, None) => Some(Change::Insert(data, flags)),
+            (NodeState::Present { data, flags }, Some((old_flags, same_data))) => {
+                match (old_flags == flags, same_data) {
+                    (true, true) => None,
+                    (true, false) => Some(Change::Replace(data)),
+                    (false, true) => Some(Change::SetFlags(flags)),
+                    (false, false) => Some(Change::Rewrite(data, flags)),
+                }
+            }
+        };
+        if let Some(c) = change {
+            self.modify_locked(key, c, Some(annotation))
+        } else {
+            let rec = encode_annotation(sh.opts.dbid, annotation);
+            sh.cache.log_change(&rec, &[])
+        }
+    }
+
+    /// Applies `change` under the writer mutex (held by the caller); returns the position of
+    /// the one record that logged it.
+    fn modify_locked(
+        &self,
+        key: &[u8],
+        change: Change<'_>,
+        annotation: Option<&[u8]>,
+    ) -> Result<Lgpos> {
+        let sh = &self.sh;
         let leaf = self.descend(Target::Key(key))?;
         let frame = leaf.frame;
         drop(leaf.guard);
@@ -269,117 +344,145 @@ impl Tree {
             let (idx, found) = page.search(key);
             let idx16 = u16::try_from(idx).map_err(|_| Error::new(ErrorKind::InternalError))?;
             let used = page.used();
-            let op = match &change {
+            let found_size = || {
+                page.node(idx)
+                    .filter(|_| found)
+                    .map(|n| (n.size(), n.data.len()))
+                    .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))
+            };
+            let op = match change {
                 Change::Insert(data, flags) => {
                     if found {
                         return Err(Error::new(ErrorKind::KeyDuplicate));
                     }
-                    (used + NODE_OVERHEAD + key.len() + data.len() <= cap).then(|| NodeOp::Insert {
-                        idx: idx16,
-                        flags: *flags,
-                        key: key.to_vec(),
-                        data: data.clone(),
-                    })
+                    (used + NODE_OVERHEAD + key.len() + data.len() <= cap).then_some(
+                        NodeOp::Insert {
+                            idx: idx16,
+                            flags,
+                            key,
+                            data,
+                        },
+                    )
                 }
-                Change::Replace(data) => {
-                    let old = page
-                        .nodes
-                        .get(idx)
-                        .filter(|_| found)
-                        .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?
-                        .data
-                        .len();
+                Change::Replace(data) | Change::Rewrite(data, _) => {
+                    let old = found_size()?.1;
                     let new_used = used - old + data.len();
-                    (new_used <= cap && (is_root || new_used >= cap / 4)).then(|| NodeOp::Replace {
-                        idx: idx16,
-                        data: data.clone(),
+                    (new_used <= cap && (is_root || new_used >= cap / 4)).then_some(match change {
+                        Change::Rewrite(_, flags) => NodeOp::Rewrite {
+                            idx: idx16,
+                            flags,
+                            data,
+                        },
+                        _ => NodeOp::Replace { idx: idx16, data },
                     })
                 }
                 Change::Delete => {
-                    let size = page
-                        .nodes
-                        .get(idx)
-                        .filter(|_| found)
-                        .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?
-                        .size();
+                    let size = found_size()?.0;
                     (is_root || used - size >= cap / 4).then_some(NodeOp::Delete { idx: idx16 })
                 }
                 Change::SetFlags(flags) => {
-                    if !found {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
-                    }
-                    Some(NodeOp::SetFlags {
-                        idx: idx16,
-                        flags: *flags,
-                    })
+                    found_size()?;
+                    Some(NodeOp::SetFlags { idx: idx16, flags })
                 }
             };
             if let Some(op) = op {
-                return self.apply_in_place(&frame, &mut page, &op);
+                return self.apply_in_place(&frame, &mut page, &op, annotation);
             }
         }
         let mut work = Work::new(sh);
         put(&mut work, self.root, self.objid, key, change)?;
-        work.commit()
+        work.commit_annotated(annotation)?.ok_or_else(|| {
+            Error::new(ErrorKind::InternalError).with_message("change logged nothing")
+        })
     }
 
-    fn apply_in_place(&self, frame: &Frame, page: &mut Page, op: &NodeOp) -> Result<()> {
+    fn apply_in_place(
+        &self,
+        frame: &Frame,
+        page: &mut Page,
+        op: &NodeOp<'_>,
+        annotation: Option<&[u8]>,
+    ) -> Result<Lgpos> {
         let sh = &self.sh;
-        let before = page.dbtime;
+        let before = page.dbtime();
         let after = sh.next_dbtime()?;
         apply_op(page, op).map_err(|e| e.with_pgno(frame.pgno))?;
-        page.dbtime = after;
+        page.set_dbtime(after);
         let needs_image = frame.meta.lock().needs_image;
         let rec = if needs_image {
-            let img = page.encode(sh.page_size())?;
-            encode_images(sh.opts.dbid, &[(frame.pgno, &img)])
+            let img = page.sealed();
+            encode_images(sh.opts.dbid, &[(frame.pgno, &img)], annotation)
         } else {
-            encode_node(sh.opts.dbid, frame.pgno, self.objid, before, after, op)
+            encode_node(
+                sh.opts.dbid,
+                frame.pgno,
+                self.objid,
+                before,
+                after,
+                op,
+                annotation,
+            )
         };
-        sh.cache.log_change(&rec, &[frame])?;
-        Ok(())
+        sh.cache.log_change(&rec, &[frame])
     }
+}
+
+/// The state a leaf node should have ([`Tree::put`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState<'a> {
+    /// No node with the key.
+    Absent,
+    /// A node with this data and these flags (e.g. [`NodeFlags::DELETED`] for a flag-deleted
+    /// node whose data is kept until version cleanup).
+    Present {
+        /// The node's data.
+        data: &'a [u8],
+        /// The node's flags.
+        flags: NodeFlags,
+    },
+}
+
+fn data_of(state: NodeState<'_>) -> &[u8] {
+    match state {
+        NodeState::Present { data, .. } => data,
+        NodeState::Absent => &[],
+    }
+}
+
+/// `InvalidParameter` for flags this format does not define (they would make the page corrupt).
+fn check_flags(flags: NodeFlags) -> Result<()> {
+    if flags.0 & !NodeFlags::ALL.0 != 0 {
+        return Err(Error::new(ErrorKind::InvalidParameter)
+            .with_message(format!("undefined node flags {:#x}", flags.0)));
+    }
+    Ok(())
 }
 
 /// Applies a node operation to a page (normal operation and redo).
 ///
 /// # Errors
-/// `LogOperationInconsistentWithDatabase` if the node index does not exist on the page.
-pub(crate) fn apply_op(page: &mut Page, op: &NodeOp) -> Result<()> {
-    let bad = || {
-        Error::new(ErrorKind::LogOperationInconsistentWithDatabase)
-            .with_message("node index not on the page")
-    };
-    match op {
+/// `LogOperationInconsistentWithDatabase` if the node index does not exist on the page or
+/// the node does not fit (the page is then unchanged).
+pub(crate) fn apply_op(page: &mut Page, op: &NodeOp<'_>) -> Result<()> {
+    let ok = match *op {
         NodeOp::Insert {
             idx,
             flags,
             key,
             data,
-        } => {
-            if usize::from(*idx) > page.nodes.len() {
-                return Err(bad());
-            }
-            page.insert_node(
-                usize::from(*idx),
-                Node {
-                    flags: *flags,
-                    key: key.clone(),
-                    data: data.clone(),
-                },
-            );
+        } => page.insert_node(usize::from(idx), flags, key, data),
+        NodeOp::Replace { idx, data } => page.replace_data(usize::from(idx), data),
+        NodeOp::Delete { idx } => page.remove_node(usize::from(idx)),
+        NodeOp::SetFlags { idx, flags } => page.set_node_flags(usize::from(idx), flags),
+        NodeOp::Rewrite { idx, flags, data } => {
+            page.replace_data(usize::from(idx), data)
+                && page.set_node_flags(usize::from(idx), flags)
         }
-        NodeOp::Replace { idx, data } => {
-            if !page.replace_data(usize::from(*idx), data.clone()) {
-                return Err(bad());
-            }
-        }
-        NodeOp::Delete { idx } => {
-            page.remove_node(usize::from(*idx)).ok_or_else(bad)?;
-        }
-        NodeOp::SetFlags { idx, flags } => {
-            page.nodes.get_mut(usize::from(*idx)).ok_or_else(bad)?.flags = *flags;
-        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::LogOperationInconsistentWithDatabase)
+            .with_message("node index not on the page, or the node does not fit"))
     }
-    Ok(())
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use ese_btree::{Database, DbOptions, LongValues, MemWal, TreeKind, Wal};
+use ese_btree::{Database, DbOptions, LongValues, MemWal, NodeFlags, NodeState, TreeKind, Wal};
 use ese_core::fs::{CrashModel, FileSystem, SimFs};
 use ese_core::{Lgpos, ObjId, Result};
 
@@ -86,21 +86,35 @@ fn workload(
         for i in 0..ops {
             let k = (rng.u32(0..2000)).to_le_bytes().to_vec();
             let mut change = None;
+            let mut again = false;
             match rng.u8(0..10) {
                 0..=5 => {
                     let v = vec![i as u8; rng.usize(10..600)];
-                    if tree.contains_key(&k) {
+                    if i % 3 == 0 {
+                        // The transaction layer's path: one annotated record per change.
+                        let state = NodeState::Present {
+                            data: &v,
+                            flags: NodeFlags(0),
+                        };
+                        t.put(&k, state, &(i as u64).to_le_bytes())?;
+                        again = i % 6 == 0;
+                    } else if tree.contains_key(&k) {
                         t.replace(&k, &v)?;
                     } else {
                         t.insert(&k, &v)?;
                     }
                     tree.insert(k.clone(), v.clone());
-                    change = Some((k, Some(v)));
+                    change = Some((k.clone(), Some(v)));
                 }
                 6..=8 => {
-                    if tree.remove(&k).is_some() {
+                    if i % 3 == 0 {
+                        t.put(&k, NodeState::Absent, b"delete")?;
+                        if tree.remove(&k).is_some() {
+                            change = Some((k.clone(), None));
+                        }
+                    } else if tree.remove(&k).is_some() {
                         t.delete(&k)?;
-                        change = Some((k, None));
+                        change = Some((k.clone(), None));
                     }
                 }
                 _ => {
@@ -119,6 +133,20 @@ fn workload(
                 change,
                 lv: Arc::clone(&lv_arc),
             });
+            if again {
+                // Already in that state: an annotation-only record, its own step.
+                let v = &tree[&k];
+                let state = NodeState::Present {
+                    data: v,
+                    flags: NodeFlags(0),
+                };
+                t.put(&k, state, b"again")?;
+                snaps.push(Snapshot {
+                    records: wal.record_count(),
+                    change: None,
+                    lv: Arc::clone(&lv_arc),
+                });
+            }
             if i % 7 == 0 {
                 // A commit: the log is durable up to here.
                 wal.flush(Lgpos::MAX)?;

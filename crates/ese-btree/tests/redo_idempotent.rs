@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ese_btree::{
-    CacheStats, Cursor, Database, DbHeader, DbOptions, IntegrityReport, LongValues, MemWal, Tree,
-    TreeKind, Wal,
+    CacheStats, Cursor, Database, DbHeader, DbOptions, IntegrityReport, LongValues, MemWal,
+    NodeState, Tree, TreeKind, Wal,
 };
 use ese_core::fs::{CrashModel, FileSystem, SimFs};
 use ese_core::{Lgpos, ObjId};
@@ -28,6 +28,7 @@ fn public_types_are_send_and_sync() {
     check::<DbHeader>();
     check::<CacheStats>();
     check::<IntegrityReport>();
+    check::<NodeState<'static>>();
 }
 
 #[test]
