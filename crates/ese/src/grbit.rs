@@ -68,3 +68,19 @@ bitflags! {
         const REDO_CALLBACK = 0x20;
     }
 }
+
+bitflags! {
+    /// Options of [`Session::create_database`](crate::Session::create_database).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct CreateDatabaseGrbit: u32 {
+        /// `JET_bitDbOverwriteExisting` (0x200): replace an existing file (which must not be
+        /// attached).
+        const OVERWRITE_EXISTING = 0x200;
+    }
+}
+
+bitflags! {
+    /// Options of [`Session::attach_database`](crate::Session::attach_database).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct AttachDatabaseGrbit: u32 {}
+}

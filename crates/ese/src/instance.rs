@@ -5,7 +5,13 @@ use std::sync::Arc;
 
 use ese_core::fs::{FileSystem, OsFs};
 use ese_core::{Error, ErrorKind, Result};
-use ese_session::{InstanceGate, InstanceState, SessionTable};
+use std::collections::HashMap;
+
+use ese_session::{InstanceGate, InstanceState, Sesid, SessionTable};
+use parking_lot::{Mutex, RwLock};
+
+use crate::engine::{Engine, RecoveryStats};
+use crate::session::SessionShared;
 
 use crate::grbit::TermGrbit;
 use crate::session::Session;
@@ -25,6 +31,9 @@ pub(crate) struct Params {
     pub(crate) max_sessions: u32,
     pub(crate) log_file_size_kib: u32,
     pub(crate) circular_log: bool,
+    pub(crate) cache_bytes: u64,
+    pub(crate) version_store_bytes: u64,
+    pub(crate) checkpoint_depth_bytes: u64,
 }
 
 /// Builds an [`Instance`] (JetCreateInstance2 plus the JetSetSystemParameter calls made before
@@ -86,6 +95,32 @@ impl InstanceBuilder {
         self
     }
 
+    /// The most memory the database page cache may use, in bytes (`JET_paramCacheSizeMax`,
+    /// which ESE counts in pages). Default 64 MiB; at least 64 pages.
+    pub fn cache_size_max_bytes(mut self, bytes: u64) -> Self {
+        self.params.cache_bytes = bytes;
+        self
+    }
+
+    /// The version store budget in bytes (ESE's `JET_paramMaxVerPages` × the 32 KiB bucket
+    /// size). Default 64 buckets = 2 MiB, ESE's default; at least 64 KiB. It covers the
+    /// before-images of replaced and deleted records, escrow deltas and locks of open
+    /// transactions and of committed ones an open snapshot still needs; inserts are not charged
+    /// (their version is only the key), so bulk loads do not exhaust it.
+    pub fn version_store_bytes(mut self, bytes: u64) -> Self {
+        self.params.version_store_bytes = bytes;
+        self
+    }
+
+    /// How far the checkpoint may lag behind the end of the log, in bytes
+    /// (`JET_paramCheckpointDepthMax`): a background thread flushes dirty pages and advances
+    /// the checkpoint when the log grows past it, which bounds recovery time. Default 20 MiB
+    /// (ESE's); at least 16 KiB.
+    pub fn checkpoint_depth_bytes(mut self, bytes: u64) -> Self {
+        self.params.checkpoint_depth_bytes = bytes;
+        self
+    }
+
     /// The file system the instance does all its I/O through. Default: the real one
     /// ([`OsFs`]). Tests pass a [`SimFs`](ese_core::fs::SimFs) to simulate crashes.
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
@@ -118,6 +153,32 @@ impl InstanceBuilder {
                 p.log_file_size_kib
             ));
         }
+        if p.cache_bytes < 64 * u64::from(p.page_size) {
+            return invalid(format!(
+                "cache size {} bytes: at least 64 pages ({} bytes)",
+                p.cache_bytes,
+                64 * u64::from(p.page_size)
+            ));
+        }
+        if p.checkpoint_depth_bytes < 16 * 1024 {
+            return invalid(format!(
+                "checkpoint depth {} bytes: at least 16 KiB",
+                p.checkpoint_depth_bytes
+            ));
+        }
+        if p.version_store_bytes < 64 * 1024 {
+            return invalid(format!(
+                "version store {} bytes: at least 64 KiB",
+                p.version_store_bytes
+            ));
+        }
+        // A log record (a split logs up to three page images) must fit in one generation.
+        if u64::from(p.log_file_size_kib) * 1024 < 16 * u64::from(p.page_size) {
+            return invalid(format!(
+                "log file size {} KiB is too small for {}-byte pages (at least 16 pages)",
+                p.log_file_size_kib, p.page_size
+            ));
+        }
         if p.base_name.len() != 3 || !p.base_name.chars().all(|c| c.is_ascii_alphanumeric()) {
             return invalid(format!(
                 "base name {:?}: must be three ASCII letters or digits",
@@ -132,6 +193,8 @@ impl InstanceBuilder {
                 fs,
                 gate: InstanceGate::new(),
                 sessions,
+                engine: RwLock::new(None),
+                session_states: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -142,6 +205,29 @@ pub(crate) struct InstanceInner {
     pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) gate: InstanceGate,
     pub(crate) sessions: SessionTable,
+    /// The running engine, present between init and term.
+    pub(crate) engine: RwLock<Option<Arc<Engine>>>,
+    /// Per-session work (transaction, open databases, cursors), for term and end session.
+    pub(crate) session_states: Mutex<HashMap<Sesid, Arc<SessionShared>>>,
+}
+
+impl InstanceInner {
+    /// The running engine.
+    ///
+    /// # Errors
+    /// `NotInitialized` (-1029) when the instance is not running.
+    pub(crate) fn engine(&self) -> Result<Arc<Engine>> {
+        self.engine
+            .read()
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::NotInitialized))
+    }
+
+    /// Records a fatal error: the instance becomes unavailable (-1090 or -1092) until term.
+    pub(crate) fn fatal(&self, err: &Error) {
+        log::error!(target: "ese", "instance {} is now unavailable: {err}", self.params.name);
+        self.gate.set_unavailable(err);
+    }
 }
 
 impl std::fmt::Debug for InstanceInner {
@@ -185,6 +271,9 @@ impl Instance {
                 max_sessions: ese_session::DEFAULT_MAX_SESSIONS,
                 log_file_size_kib: 5120,
                 circular_log: false,
+                cache_bytes: 64 << 20,
+                version_store_bytes: 64 * 32 * 1024,
+                checkpoint_depth_bytes: 20 << 20,
             },
             fs: None,
         }
@@ -200,21 +289,59 @@ impl Instance {
         self.inner.gate.state()
     }
 
-    /// Initializes the instance (JetInit): creates the system and log directories if needed and
-    /// makes the instance ready for sessions.
+    /// Initializes the instance (JetInit): creates the log directory if needed, opens the log
+    /// stream and runs soft recovery when the last run did not end cleanly (redo from the
+    /// checkpoint, re-attaching the databases the log names, then undo of every unfinished
+    /// transaction; recovered databases are left detached and clean, as ESE leaves them).
+    /// Recovery reports through the `log` facade (target `ese::recovery`).
     ///
     /// # Errors
     /// `AlreadyInitialized` (-1030) if it is running or a restore runs; `InitInProgress`
-    /// (-1031) if another init runs; `InvalidInstance` (-1115) after a failed init; any I/O
-    /// error (`DiskIO`, `FileAccessDenied`, `DiskFull`) creating the directories, after which
-    /// the instance is dead (as ESE frees an instance whose init fails).
+    /// (-1031) if another init runs; `InvalidInstance` (-1115) after a failed init; the log's
+    /// errors (`LogFilePathInUse`, `MissingLogFile`, `LogFileCorrupt`, `BadLogSignature`,
+    /// `RequiredLogFilesMissing`, `CheckpointCorrupt`, ...); `AttachedDatabaseMismatch` when a
+    /// database the log names is missing; the page store's errors during redo; I/O errors. After
+    /// a failed init the instance is dead (as ESE frees an instance whose init fails).
     pub fn init(&self) -> Result<()> {
+        self.init_with_progress(&|_| {})
+    }
+
+    /// [`Instance::init`] with a progress callback (ESE's status callback during recovery):
+    /// called with the number of log records replayed so far.
+    ///
+    /// # Errors
+    /// As [`Instance::init`].
+    pub fn init_with_progress(&self, progress: &dyn Fn(u64)) -> Result<()> {
         let guard = self.inner.gate.begin_init()?;
         let p = &self.inner.params;
         self.inner.fs.create_dir_all(&p.system_path)?;
-        self.inner.fs.create_dir_all(&p.log_path)?;
+        let engine = Arc::new(Engine::start(
+            Arc::clone(&self.inner.fs),
+            p.clone(),
+            progress,
+        )?);
+        Engine::spawn_checkpointer(&engine, Arc::downgrade(&self.inner));
+        *self.inner.engine.write() = Some(engine);
         guard.succeed();
         Ok(())
+    }
+
+    /// Test hook: flushes every dirty page and writes a checkpoint now (what the background
+    /// checkpointer does when the log passes the checkpoint depth).
+    ///
+    /// # Errors
+    /// `NotInitialized` when not running; the flush's I/O errors (which make the instance
+    /// unavailable).
+    #[doc(hidden)]
+    pub fn checkpoint_now(&self) -> Result<()> {
+        let _call = self.inner.gate.enter()?;
+        let e = self.inner.engine()?;
+        e.flush().inspect_err(|err| self.inner.fatal(err))
+    }
+
+    /// What the last init's recovery did (`None` before init).
+    pub fn recovery_stats(&self) -> Option<RecoveryStats> {
+        self.inner.engine.read().as_ref().map(|e| e.recovery)
     }
 
     /// Terminates the instance (JetTerm2): waits for calls in flight, ends every session and
@@ -239,10 +366,30 @@ impl Instance {
             return Err(Error::new(ErrorKind::TooManyActiveUsers)
                 .with_message("a session still has an open transaction"));
         }
+        // End every remaining session: close what it holds (no transaction is open).
+        let states: Vec<_> = inner
+            .session_states
+            .lock()
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for st in states {
+            if let Err(e) = st.close_all() {
+                inner.fatal(&e);
+            }
+        }
         for core in inner.sessions.snapshot() {
             inner.sessions.remove(&core);
         }
+        let engine = inner.engine.write().take();
+        let dirty = grbit.contains(TermGrbit::DIRTY) || inner.gate.fatal_error().is_some();
+        let result = match engine {
+            Some(e) if !dirty => e.shutdown(),
+            // Dirty: the databases stay dirty and the next init recovers them.
+            _ => Ok(()),
+        };
         guard.complete();
+        result?;
         if grbit.contains(TermGrbit::DIRTY) {
             return Err(Error::new(ErrorKind::DirtyShutdown));
         }
@@ -271,7 +418,12 @@ impl Instance {
     pub fn begin_session(&self) -> Result<Session> {
         let _call = self.inner.gate.enter()?;
         let core = self.inner.sessions.begin()?;
-        Ok(Session::new(Arc::clone(&self.inner), core))
+        let shared = Arc::new(SessionShared::new(core));
+        self.inner
+            .session_states
+            .lock()
+            .insert(shared.core.sesid(), Arc::clone(&shared));
+        Ok(Session::new(Arc::clone(&self.inner), shared))
     }
 
     /// Test hook: holds init, term or restore at a point (see [`ese_session::HoldPoint`]).

@@ -24,18 +24,28 @@
 
 #![deny(unsafe_code)]
 
+mod catalog;
 mod column;
+mod database;
+mod engine;
 mod grbit;
 mod instance;
 mod key;
 mod record;
 mod session;
+mod table;
 
 pub use column::{CodePage, ColumnDef, ColumnGrbit, ColumnType, validate_name};
+pub use database::DbId;
+pub use engine::RecoveryStats;
 pub use ese_core::{Error, ErrorKind, Result};
 pub use ese_session::{InstanceState, Sesid};
-pub use grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit, TermGrbit};
+pub use grbit::{
+    AttachDatabaseGrbit, BeginTransactionGrbit, CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit,
+    RollbackGrbit, TermGrbit,
+};
 pub use instance::{Instance, InstanceBuilder};
 pub use key::{SegmentSpec, fold_text, normalize_segment, truncate_key};
 pub use record::{Record, RecordLayout, TaggedValue};
 pub use session::Session;
+pub use table::{IndexCreate, IndexGrbit, Move, Prep, Seek, Table, TableCreate};

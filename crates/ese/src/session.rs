@@ -1,12 +1,54 @@
 //! Sessions (JET_SESID) and their transactions.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ese_core::{Error, ErrorKind, Result};
-use ese_session::SessionCore;
+use ese_core::{Error, ErrorKind, Lgpos, Result};
+use ese_session::{SessionCall, SessionCore};
+use ese_txn::Transaction;
+use parking_lot::Mutex;
 
 use crate::grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit};
 use crate::instance::{Instance, InstanceInner};
+
+/// The work a session holds: its transaction, its open databases.
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    pub(crate) trx: Option<Transaction>,
+    /// Open databases: dbid -> number of opens (JetOpenDatabase may be called repeatedly).
+    pub(crate) open_dbs: BTreeMap<u32, u32>,
+    /// Log position of this session's last level-0 commit (for `WAIT_LAST_LEVEL0_COMMIT`).
+    pub(crate) last_commit: Option<Lgpos>,
+}
+
+/// A session's engine-side parts, shared by every clone of the handle.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    pub(crate) core: Arc<SessionCore>,
+    pub(crate) state: Mutex<SessionState>,
+}
+
+impl SessionShared {
+    pub(crate) fn new(core: Arc<SessionCore>) -> SessionShared {
+        SessionShared {
+            core,
+            state: Mutex::new(SessionState::default()),
+        }
+    }
+
+    /// Closes everything the session holds (end session, term). An open transaction is
+    /// rolled back.
+    pub(crate) fn close_all(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        let r = match st.trx.as_mut() {
+            Some(t) => t.rollback_all(),
+            None => Ok(()),
+        };
+        st.trx = None;
+        st.open_dbs.clear();
+        r
+    }
+}
 
 /// A session (ESE's `JET_SESID`): the context in which transactions run.
 ///
@@ -22,13 +64,27 @@ use crate::instance::{Instance, InstanceInner};
 /// holds. Term ends every remaining session.
 #[derive(Clone, Debug)]
 pub struct Session {
-    inst: Arc<InstanceInner>,
+    pub(crate) inst: Arc<InstanceInner>,
+    pub(crate) shared: Arc<SessionShared>,
     core: Arc<SessionCore>,
 }
 
 impl Session {
-    pub(crate) fn new(inst: Arc<InstanceInner>, core: Arc<SessionCore>) -> Session {
-        Session { inst, core }
+    pub(crate) fn new(inst: Arc<InstanceInner>, shared: Arc<SessionShared>) -> Session {
+        let core = Arc::clone(&shared.core);
+        Session { inst, shared, core }
+    }
+
+    /// Enters a session call (the gate, then the session's own checks).
+    pub(crate) fn enter(&self, exempt_stop: bool) -> Result<SessionCall<'_>> {
+        self.core.enter(&self.inst.gate, exempt_stop)
+    }
+
+    fn owner(&self) -> String {
+        match self.core.context() {
+            Some(c) => format!("{} (context {c:#x})", self.core.sesid()),
+            None => format!("{}", self.core.sesid()),
+        }
     }
 
     /// The session id (ESE's `JET_SESID` value).
@@ -57,12 +113,19 @@ impl Session {
     /// Stop service does not block it.
     pub fn end(&self, grbit: EndSessionGrbit) -> Result<()> {
         let _ = grbit;
-        let call = self.core.enter(&self.inst.gate, true)?;
+        let call = self.enter(true)?;
         call.lock_for_end()?;
+        if let Err(e) = self.shared.close_all() {
+            // A rollback that cannot be written is fatal to the instance, as in ESE.
+            self.inst.fatal(&e);
+            call.unlock_end();
+            return Err(e);
+        }
         while self.core.level() > 0 {
             call.pop_level();
         }
         drop(call);
+        self.inst.session_states.lock().remove(&self.core.sesid());
         self.inst.sessions.remove(&self.core);
         Ok(())
     }
@@ -74,7 +137,7 @@ impl Session {
     /// The session errors of [`Session::end`] (except `SessionInUse`), then those of
     /// [`Instance::begin_session`], including `OutOfSessions` (-1101).
     pub fn dup(&self) -> Result<Session> {
-        let _call = self.core.enter(&self.inst.gate, false)?;
+        let _call = self.enter(false)?;
         self.instance().begin_session()
     }
 
@@ -125,8 +188,17 @@ impl Session {
         if BeginTransactionGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
-        let call = self.core.enter(&self.inst.gate, false)?;
+        let call = self.enter(false)?;
         call.check_begin()?;
+        let mut st = self.shared.state.lock();
+        match st.trx.as_mut() {
+            Some(t) if t.is_open() => t.begin_level()?,
+            _ => {
+                let engine = self.inst.engine()?;
+                let read_only = grbit.contains(BeginTransactionGrbit::READ_ONLY);
+                st.trx = Some(engine.vs.begin(self.owner(), read_only));
+            }
+        }
         call.push_level();
         Ok(())
     }
@@ -148,13 +220,53 @@ impl Session {
         {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
-        let call = self.core.enter(&self.inst.gate, false)?;
+        let call = self.enter(false)?;
         if grbit.intersects(alone) {
+            let engine = self.inst.engine()?;
+            if grbit.contains(CommitGrbit::FORCE_NEW_LOG) {
+                return Err(Error::new(ErrorKind::FeatureNotAvailable)
+                    .with_message("forcing a new log generation is not supported"));
+            }
+            let up_to = if grbit.contains(CommitGrbit::WAIT_LAST_LEVEL0_COMMIT) {
+                self.shared.state.lock().last_commit
+            } else {
+                Some(engine.log.last_lgpos())
+            };
+            if let Some(l) = up_to {
+                engine.log.flush(l).inspect_err(|e| self.inst.fatal(e))?;
+            }
             return Ok(());
         }
         call.check_commit_or_rollback()?;
-        call.pop_level();
-        Ok(())
+        let mut st = self.shared.state.lock();
+        let Some(t) = st.trx.as_mut() else {
+            return Err(Error::new(ErrorKind::NotInTransaction));
+        };
+        let level_before = t.level();
+        match t.commit_level(grbit.contains(CommitGrbit::LAZY_FLUSH)) {
+            Ok(info) => {
+                if let Some(c) = info {
+                    if c.lgpos.is_some() {
+                        st.last_commit = c.lgpos;
+                    }
+                    st.trx = None;
+                }
+                call.pop_level();
+                Ok(())
+            }
+            Err(e) => {
+                if t.level() < level_before {
+                    // The commit happened but its flush failed: durability is unknown, so the
+                    // instance stops (fail-stop), and the transaction is over.
+                    st.trx = None;
+                    call.pop_level();
+                    self.inst.fatal(&e);
+                } else if is_fatal_io(&e) {
+                    self.inst.fatal(&e);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Rolls back the innermost transaction level, or every level with
@@ -169,13 +281,29 @@ impl Session {
         if RollbackGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
-        let call = self.core.enter(&self.inst.gate, true)?;
+        let call = self.enter(true)?;
         call.check_commit_or_rollback()?;
-        if grbit.contains(RollbackGrbit::ALL) {
-            while self.core.level() > 0 {
-                call.pop_level();
-            }
+        let mut st = self.shared.state.lock();
+        let Some(t) = st.trx.as_mut() else {
+            return Err(Error::new(ErrorKind::NotInTransaction));
+        };
+        let r = if grbit.contains(RollbackGrbit::ALL) {
+            t.rollback_all()
         } else {
+            t.rollback_level()
+        };
+        if let Err(e) = r {
+            // A rollback that cannot be written leaves the database inconsistent in memory:
+            // ESE makes the instance unavailable; recovery at the next init finishes it.
+            self.inst.fatal(&e);
+            return Err(e);
+        }
+        let open = t.is_open();
+        let target = t.level();
+        if !open {
+            st.trx = None;
+        }
+        while self.core.level() > target {
             call.pop_level();
         }
         Ok(())
@@ -188,7 +316,7 @@ impl Session {
     /// The errors of entering a session call (see [`Session::begin_transaction2`]).
     #[doc(hidden)]
     pub fn with_call_held(&self, f: impl FnOnce()) -> Result<()> {
-        let _call = self.core.enter(&self.inst.gate, false)?;
+        let _call = self.enter(false)?;
         f();
         Ok(())
     }
@@ -199,7 +327,19 @@ impl Session {
     /// `SessionSharingViolation` (-1910) while another thread is inside a call on the session;
     /// `InvalidSesid` (-1104); the instance errors except stop service (exempt).
     pub fn transaction_level(&self) -> Result<u32> {
-        let _call = self.core.enter(&self.inst.gate, true)?;
+        let _call = self.enter(true)?;
         Ok(self.core.level())
     }
+}
+
+/// Whether an error is a failed write or sync that must stop the instance (fail-stop).
+pub(crate) fn is_fatal_io(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::LogWriteFail
+            | ErrorKind::LogDiskFull
+            | ErrorKind::DiskIO
+            | ErrorKind::DiskFull
+            | ErrorKind::DatabaseUnavailable
+    )
 }

@@ -1,0 +1,283 @@
+//! The catalog (ESE's `MSysObjects` role, in this engine's own format): one B+tree per
+//! database, the first tree created in it, holding one record per table keyed by the table's
+//! name folded to lower case (names compare case-insensitively, as ESE's do). The record is
+//! the whole table definition; DDL changes it through transactions, so a table created in a
+//! rolled-back transaction does not exist, and recovery treats the catalog like any table.
+//!
+//! # Table definition record (all integers little-endian)
+//! | field | encoding |
+//! |---|---|
+//! | version | u8 = 1 |
+//! | name | u16 length + UTF-8 |
+//! | table tree objid, long-value tree objid | u32, u32 |
+//! | next fixed, variable, tagged column id | u32 ×3 |
+//! | column count | u16, then per column: id u32, name (u16 + UTF-8), type u32, max size u32, grbit u32, code page u16, default (u16 length, 0xFFFF = none, + bytes), deleted u8 |
+//! | index count | u16, then per index: name (u16 + UTF-8), tree objid u32, grbit u32, key most u16, segment count u8, per segment: column id u32, descending u8 |
+
+#![deny(clippy::indexing_slicing)]
+
+use ese_core::{Error, ErrorKind, ObjId, Result};
+
+use crate::column::{CodePage, ColumnDef, ColumnGrbit, ColumnType};
+use crate::engine::AttachedDb;
+
+/// The catalog tree's objid: the first tree created in a database (objid 1 is the page
+/// store's tree directory).
+pub(crate) const CATALOG_OBJID: ObjId = ObjId(2);
+
+const FORMAT: u8 = 1;
+const KEY_TABLE: u8 = 1;
+
+/// Creates the catalog of a new database.
+pub(crate) fn create(d: &AttachedDb) -> Result<ObjId> {
+    let t = d.db.create_tree(ese_btree::TreeKind::Table)?;
+    if t.objid() != CATALOG_OBJID {
+        return Err(
+            Error::new(ErrorKind::CatalogCorrupted).with_message(format!(
+                "the catalog got objid {}, expected {CATALOG_OBJID}",
+                t.objid()
+            )),
+        );
+    }
+    Ok(t.objid())
+}
+
+/// The catalog key of table `name`.
+pub(crate) fn table_key(name: &str) -> Vec<u8> {
+    let mut k = vec![KEY_TABLE];
+    k.extend(name.to_lowercase().into_bytes());
+    k
+}
+
+/// A column as the catalog holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ColumnEntry {
+    pub(crate) id: u32,
+    pub(crate) def: ColumnDef,
+    pub(crate) deleted: bool,
+}
+
+/// One segment of an index key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub(crate) column: u32,
+    pub(crate) descending: bool,
+}
+
+/// An index as the catalog holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub(crate) name: String,
+    pub(crate) objid: ObjId,
+    pub(crate) grbit: u32,
+    pub(crate) key_most: u16,
+    pub(crate) segments: Vec<Segment>,
+}
+
+/// A table definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TableDef {
+    pub(crate) name: String,
+    pub(crate) objid: ObjId,
+    pub(crate) lv_objid: ObjId,
+    pub(crate) next_ids: [u32; 3],
+    pub(crate) columns: Vec<ColumnEntry>,
+    pub(crate) indexes: Vec<IndexEntry>,
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorKind::CatalogCorrupted).with_message(format!("table definition: {what}"))
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    // Names are at most 64 characters (validated), far below u16::MAX bytes.
+    b.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    b.extend_from_slice(s.as_bytes());
+}
+
+impl TableDef {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = vec![FORMAT];
+        put_str(&mut b, &self.name);
+        b.extend_from_slice(&self.objid.0.to_le_bytes());
+        b.extend_from_slice(&self.lv_objid.0.to_le_bytes());
+        for n in self.next_ids {
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        b.extend_from_slice(&(self.columns.len() as u16).to_le_bytes());
+        for c in &self.columns {
+            b.extend_from_slice(&c.id.to_le_bytes());
+            put_str(&mut b, &c.def.name);
+            b.extend_from_slice(&(c.def.coltyp as u32).to_le_bytes());
+            b.extend_from_slice(&c.def.cb_max.to_le_bytes());
+            b.extend_from_slice(&c.def.grbit.bits().to_le_bytes());
+            b.extend_from_slice(&c.def.code_page.value().to_le_bytes());
+            match &c.def.default {
+                Some(d) => {
+                    b.extend_from_slice(&(d.len() as u16).to_le_bytes());
+                    b.extend_from_slice(d);
+                }
+                None => b.extend_from_slice(&u16::MAX.to_le_bytes()),
+            }
+            b.push(u8::from(c.deleted));
+        }
+        b.extend_from_slice(&(self.indexes.len() as u16).to_le_bytes());
+        for i in &self.indexes {
+            put_str(&mut b, &i.name);
+            b.extend_from_slice(&i.objid.0.to_le_bytes());
+            b.extend_from_slice(&i.grbit.to_le_bytes());
+            b.extend_from_slice(&i.key_most.to_le_bytes());
+            b.push(i.segments.len() as u8);
+            for s in &i.segments {
+                b.extend_from_slice(&s.column.to_le_bytes());
+                b.push(u8::from(s.descending));
+            }
+        }
+        b
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<TableDef> {
+        let mut r = Reader { b: bytes };
+        if r.u8()? != FORMAT {
+            return Err(corrupt("unknown version"));
+        }
+        let name = r.str()?;
+        let objid = ObjId(r.u32()?);
+        let lv_objid = ObjId(r.u32()?);
+        let next_ids = [r.u32()?, r.u32()?, r.u32()?];
+        let ncol = r.u16()?;
+        let mut columns = Vec::with_capacity(usize::from(ncol).min(1024));
+        for _ in 0..ncol {
+            let id = r.u32()?;
+            let cname = r.str()?;
+            let coltyp = ColumnType::from_u32(r.u32()?).map_err(|_| corrupt("column type"))?;
+            let cb_max = r.u32()?;
+            let grbit = ColumnGrbit::from_bits_retain(r.u32()?);
+            let code_page = CodePage::from_value(r.u16()?).map_err(|_| corrupt("code page"))?;
+            let dlen = r.u16()?;
+            let default = if dlen == u16::MAX {
+                None
+            } else {
+                Some(r.take(usize::from(dlen))?.to_vec())
+            };
+            let deleted = r.u8()? != 0;
+            columns.push(ColumnEntry {
+                id,
+                def: ColumnDef {
+                    name: cname,
+                    coltyp,
+                    cb_max,
+                    grbit,
+                    code_page,
+                    default,
+                },
+                deleted,
+            });
+        }
+        let nidx = r.u16()?;
+        let mut indexes = Vec::with_capacity(usize::from(nidx).min(64));
+        for _ in 0..nidx {
+            let iname = r.str()?;
+            let iobj = ObjId(r.u32()?);
+            let grbit = r.u32()?;
+            let key_most = r.u16()?;
+            let nseg = r.u8()?;
+            let mut segments = Vec::with_capacity(usize::from(nseg));
+            for _ in 0..nseg {
+                segments.push(Segment {
+                    column: r.u32()?,
+                    descending: r.u8()? != 0,
+                });
+            }
+            indexes.push(IndexEntry {
+                name: iname,
+                objid: iobj,
+                grbit,
+                key_most,
+                segments,
+            });
+        }
+        if !r.b.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(TableDef {
+            name,
+            objid,
+            lv_objid,
+            next_ids,
+            columns,
+            indexes,
+        })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let (h, t) = self
+            .b
+            .split_at_checked(n)
+            .ok_or_else(|| corrupt("truncated"))?;
+        self.b = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+    fn u16(&mut self) -> Result<u16> {
+        let s = self.take(2)?;
+        Ok(u16::from_le_bytes([
+            s.first().copied().unwrap_or(0),
+            s.get(1).copied().unwrap_or(0),
+        ]))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn str(&mut self) -> Result<String> {
+        let n = usize::from(self.u16()?);
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| corrupt("name is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_definitions_round_trip_and_reject_garbage() {
+        let def = TableDef {
+            name: "Files".into(),
+            objid: ObjId(3),
+            lv_objid: ObjId(4),
+            next_ids: [2, 129, 257],
+            columns: vec![ColumnEntry {
+                id: 1,
+                def: ColumnDef::new("size", ColumnType::LongLong)
+                    .default_value(&0i64.to_le_bytes()),
+                deleted: false,
+            }],
+            indexes: vec![IndexEntry {
+                name: "primary".into(),
+                objid: ObjId(3),
+                grbit: 0x2,
+                key_most: 255,
+                segments: vec![Segment {
+                    column: 1,
+                    descending: true,
+                }],
+            }],
+        };
+        let b = def.encode();
+        assert_eq!(TableDef::decode(&b).unwrap(), def);
+        for cut in 0..b.len() {
+            assert!(TableDef::decode(&b[..cut]).is_err());
+        }
+        assert_eq!(table_key("FiLeS"), table_key("files"));
+    }
+}

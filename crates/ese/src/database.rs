@@ -1,0 +1,160 @@
+//! Databases: create, attach, detach, open and close (ESE's database family).
+
+use std::path::Path;
+
+use ese_core::{Error, ErrorKind, Result};
+
+use crate::engine::{AttachedDb, Engine};
+use crate::grbit::{AttachDatabaseGrbit, CreateDatabaseGrbit};
+use crate::session::Session;
+
+/// A database opened by a session (ESE's `JET_DBID`): valid for that session until
+/// [`Session::close_database`], detach, end session or term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DbId(pub u32);
+
+impl Session {
+    /// Creates a database file, attaches it to the instance and opens it for this session
+    /// (JetCreateDatabase). The file is made durable and its attach logged before this returns,
+    /// so recovery knows it.
+    ///
+    /// # Errors
+    /// `DatabaseDuplicate` (-1201) if the file exists (unless `OVERWRITE_EXISTING`);
+    /// `DatabaseInUse` (-1202) when overwriting a database that is attached;
+    /// `TooManyAttachedDatabases` (-1805) with 6 databases attached; `InvalidPath` for a
+    /// non-UTF-8 path; I/O errors (`DiskFull`, `FileAccessDenied`, `DiskIO`); the session
+    /// and instance errors (`InvalidSesid`, `SessionSharingViolation`, `NotInitialized`, ...).
+    pub fn create_database(
+        &self,
+        path: impl AsRef<Path>,
+        grbit: CreateDatabaseGrbit,
+    ) -> Result<DbId> {
+        let path = path.as_ref();
+        let _call = self.enter(false)?;
+        let engine = self.inst.engine()?;
+        if engine.find(path).is_some() {
+            return Err(Error::new(ErrorKind::DatabaseInUse).with_path(path));
+        }
+        if engine.fs.exists(path)? {
+            if !grbit.contains(CreateDatabaseGrbit::OVERWRITE_EXISTING) {
+                return Err(Error::new(ErrorKind::DatabaseDuplicate).with_path(path));
+            }
+            engine.fs.remove_file(path)?;
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            engine.fs.create_dir_all(parent)?;
+        }
+        let d = engine
+            .create_db(path, |d| crate::catalog::create(d).map(|_| ()))
+            .inspect_err(|e| self.check_fatal(e))?;
+        Ok(self.register_open(&d))
+    }
+
+    /// Attaches a database file to the instance (JetAttachDatabase); it can then be opened by
+    /// any session. Attaching an attached database succeeds and does nothing (ESE's
+    /// `JET_wrnDatabaseAttached`).
+    ///
+    /// # Errors
+    /// `DatabaseDirtyShutdown` (-550) if the database was not shut down cleanly (run recovery
+    /// with its logs first); `DatabaseSharingViolation` (-1215) if another instance or process
+    /// has it attached; `PageSizeMismatch` (-1213); `TooManyAttachedDatabases` (-1805);
+    /// `FileNotFound` (-1811); `InvalidDatabase` / `ReadVerifyFailure` for a file that is not a
+    /// database; the session and instance errors.
+    pub fn attach_database(
+        &self,
+        path: impl AsRef<Path>,
+        grbit: AttachDatabaseGrbit,
+    ) -> Result<()> {
+        let _ = grbit;
+        let path = path.as_ref();
+        let _call = self.enter(false)?;
+        let engine = self.inst.engine()?;
+        if engine.find(path).is_some() {
+            return Ok(());
+        }
+        engine
+            .attach_db(path)
+            .inspect_err(|e| self.check_fatal(e))?;
+        Ok(())
+    }
+
+    /// Detaches a database (JetDetachDatabase): its pages are flushed, the detach logged and
+    /// the header written clean, so the file can be copied or attached elsewhere.
+    ///
+    /// # Errors
+    /// `DatabaseNotFound` (-1203) if it is not attached; `DatabaseInUse` (-1202) while a
+    /// session has it open; I/O errors; the session and instance errors (stop service is
+    /// exempt).
+    pub fn detach_database(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let _call = self.enter(true)?;
+        let engine = self.inst.engine()?;
+        let d = engine
+            .find(path)
+            .ok_or_else(|| Error::new(ErrorKind::DatabaseNotFound).with_path(path))?;
+        let in_use = self
+            .inst
+            .session_states
+            .lock()
+            .values()
+            .any(|s| s.state.lock().open_dbs.contains_key(&d.dbid));
+        if in_use {
+            return Err(Error::new(ErrorKind::DatabaseInUse)
+                .with_path(path)
+                .with_message("a session has the database open"));
+        }
+        engine.detach(d.dbid).inspect_err(|e| self.check_fatal(e))
+    }
+
+    /// Opens an attached database for this session (JetOpenDatabase).
+    ///
+    /// # Errors
+    /// `DatabaseNotFound` (-1203) if it is not attached; the session and instance errors.
+    pub fn open_database(&self, path: impl AsRef<Path>) -> Result<DbId> {
+        let path = path.as_ref();
+        let _call = self.enter(false)?;
+        let engine = self.inst.engine()?;
+        let d = engine
+            .find(path)
+            .ok_or_else(|| Error::new(ErrorKind::DatabaseNotFound).with_path(path))?;
+        Ok(self.register_open(&d))
+    }
+
+    /// Closes a database this session opened (JetCloseDatabase).
+    ///
+    /// # Errors
+    /// `InvalidDatabaseId` (-1010) if this session has not opened it; the session and instance
+    /// errors (stop service is exempt).
+    pub fn close_database(&self, db: DbId) -> Result<()> {
+        let _call = self.enter(true)?;
+        let mut st = self.shared.state.lock();
+        match st.open_dbs.get_mut(&db.0) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                st.open_dbs.remove(&db.0);
+            }
+            None => return Err(Error::new(ErrorKind::InvalidDatabaseId)),
+        }
+        Ok(())
+    }
+
+    fn register_open(&self, d: &AttachedDb) -> DbId {
+        *self.shared.state.lock().open_dbs.entry(d.dbid).or_insert(0) += 1;
+        DbId(d.dbid)
+    }
+
+    /// The attached database behind an id this session opened.
+    pub(crate) fn opened(&self, engine: &Engine, db: DbId) -> Result<std::sync::Arc<AttachedDb>> {
+        if !self.shared.state.lock().open_dbs.contains_key(&db.0) {
+            return Err(Error::new(ErrorKind::InvalidDatabaseId));
+        }
+        engine.db(db.0)
+    }
+
+    /// Makes the instance unavailable after a failed write or sync.
+    pub(crate) fn check_fatal(&self, e: &Error) {
+        if crate::session::is_fatal_io(e) {
+            self.inst.fatal(e);
+        }
+    }
+}

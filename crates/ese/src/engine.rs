@@ -1,0 +1,555 @@
+//! The running part of an instance: the log, the attached databases and the version store,
+//! with soft recovery at start, attach/detach, and the clean shutdown.
+//!
+//! # Upper-layer log records (families 16 and up of the log envelope, see `ese-txn`)
+//! | family | record | body |
+//! |---|---|---|
+//! | 16 | attach (ESE's `lrtypAttachDB`) | dbid u32, path length u16, path (UTF-8) |
+//! | 17 | detach (`lrtypDetachDB`) | dbid u32 |
+//! | 18 | term (`lrtypTerm2`): a clean shutdown | nothing |
+//!
+//! The checkpoint's database list (ESE's attach info) is: count u16, then per database
+//! dbid u32, path length u16, path (UTF-8).
+
+#![deny(clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ese_btree::{Database, DbOptions, DbState, Wal, record_dbid};
+use ese_core::fs::FileSystem;
+use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
+use ese_log::{Log, LogConfig, LogReader};
+use ese_txn::{Envelope, FAMILY_PAGE, FamilyWal, LogWal, RecoveryUndo, TreeStore, VersionStore};
+use parking_lot::RwLock;
+
+use crate::instance::Params;
+
+const FAMILY_ATTACH: u8 = 16;
+const FAMILY_DETACH: u8 = 17;
+const FAMILY_TERM: u8 = 18;
+
+/// Most user databases attached at once (ESE's 6 user databases per instance).
+pub(crate) const MAX_DATABASES: u32 = 6;
+
+/// The id of a tree across databases: dbid in the top byte, objid below (ESE's objids stay
+/// below 2^24 here).
+pub(crate) fn tree_id(dbid: u32, objid: ObjId) -> ObjId {
+    ObjId((dbid << 24) | (objid.0 & 0x00FF_FFFF))
+}
+
+/// An attached database.
+pub(crate) struct AttachedDb {
+    pub(crate) dbid: u32,
+    pub(crate) path: PathBuf,
+    pub(crate) db: Database,
+}
+
+/// What recovery did, for the log and for callers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Log records read.
+    pub records: u64,
+    /// Page records that changed a page.
+    pub pages_redone: u64,
+    /// Transactions rolled back.
+    pub transactions_undone: u64,
+    /// Operations rolled back.
+    pub operations_undone: u64,
+    /// Databases recovered.
+    pub databases: u32,
+    /// First and last generation replayed.
+    pub generations: (u32, u32),
+}
+
+pub(crate) struct Engine {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) log: Arc<Log>,
+    raw: Arc<dyn Wal>,
+    pub(crate) store: Arc<TreeStore>,
+    pub(crate) vs: Arc<VersionStore>,
+    pub(crate) dbs: RwLock<BTreeMap<u32, Arc<AttachedDb>>>,
+    pub(crate) params: Params,
+    pub(crate) recovery: RecoveryStats,
+    /// Next implicit key of each table without a primary index, shared by its cursors.
+    seqs: parking_lot::Mutex<std::collections::HashMap<ObjId, Arc<std::sync::atomic::AtomicU64>>>,
+}
+
+fn db_options(params: &Params, dbid: u32) -> DbOptions {
+    DbOptions::new()
+        .page_size(params.page_size)
+        .cache_bytes(params.cache_bytes)
+        .dbid(dbid)
+}
+
+fn encode_attach(dbid: u32, path: &Path) -> Result<Vec<u8>> {
+    let p = path_str(path)?;
+    let mut v = Vec::with_capacity(7 + p.len());
+    v.push(FAMILY_ATTACH);
+    v.extend_from_slice(&dbid.to_le_bytes());
+    v.extend_from_slice(&(p.len() as u16).to_le_bytes());
+    v.extend_from_slice(p.as_bytes());
+    Ok(v)
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    let s = path.to_str().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidPath).with_message("database paths must be UTF-8")
+    })?;
+    if s.len() > 1024 {
+        return Err(
+            Error::new(ErrorKind::InvalidPath).with_message("database path over 1024 bytes")
+        );
+    }
+    Ok(s)
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorKind::LogCorrupted).with_message(what.to_owned())
+}
+
+/// Parses `dbid u32, len u16, path` at the start of `b`; returns it and the rest.
+fn parse_db_entry(b: &[u8]) -> Result<((u32, PathBuf), &[u8])> {
+    let (id, rest) = b
+        .split_at_checked(4)
+        .ok_or_else(|| corrupt("truncated database entry"))?;
+    let (len, rest) = rest
+        .split_at_checked(2)
+        .ok_or_else(|| corrupt("truncated database entry"))?;
+    let dbid = u32::from_le_bytes(id.try_into().map_err(|_| corrupt("dbid"))?);
+    let len = usize::from(u16::from_le_bytes(
+        len.try_into().map_err(|_| corrupt("length"))?,
+    ));
+    let (p, rest) = rest
+        .split_at_checked(len)
+        .ok_or_else(|| corrupt("truncated path"))?;
+    let path = std::str::from_utf8(p).map_err(|_| corrupt("path is not UTF-8"))?;
+    if dbid == 0 || dbid > MAX_DATABASES {
+        return Err(corrupt("dbid out of range"));
+    }
+    Ok(((dbid, PathBuf::from(path)), rest))
+}
+
+fn encode_db_list(dbs: &BTreeMap<u32, Arc<AttachedDb>>) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(dbs.len() as u16).to_le_bytes());
+    for d in dbs.values() {
+        let p = path_str(&d.path)?;
+        v.extend_from_slice(&d.dbid.to_le_bytes());
+        v.extend_from_slice(&(p.len() as u16).to_le_bytes());
+        v.extend_from_slice(p.as_bytes());
+    }
+    Ok(v)
+}
+
+fn decode_db_list(b: &[u8]) -> Result<Vec<(u32, PathBuf)>> {
+    if b.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (n, mut rest) = b
+        .split_at_checked(2)
+        .ok_or_else(|| corrupt("database list"))?;
+    let n = u16::from_le_bytes(n.try_into().map_err(|_| corrupt("database list"))?);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (e, r) = parse_db_entry(rest)?;
+        out.push(e);
+        rest = r;
+    }
+    Ok(out)
+}
+
+impl Engine {
+    /// Opens the log and runs soft recovery: redo from the checkpoint, re-attaching the
+    /// databases the log names, then undo of every unfinished transaction, then a clean
+    /// detach of every recovered database and a new checkpoint. `progress` is called with
+    /// the number of records replayed so far.
+    pub(crate) fn start(
+        fs: Arc<dyn FileSystem>,
+        params: Params,
+        progress: &dyn Fn(u64),
+    ) -> Result<Engine> {
+        fs.create_dir_all(&params.log_path)?;
+        let cfg = LogConfig::new(&params.log_path)
+            .base_name(params.base_name.clone())
+            .file_size_kib(params.log_file_size_kib)
+            .page_size(params.page_size)
+            .circular(params.circular_log);
+        let log = Arc::new(Log::open(Arc::clone(&fs), cfg)?);
+        let raw: Arc<dyn Wal> = Arc::new(LogWal(Arc::clone(&log)));
+        let store = Arc::new(TreeStore::new(Arc::clone(&raw)));
+        let (start, listed) = match log.checkpoint() {
+            Ok(c) => (c.lgpos, decode_db_list(&c.db_list)?),
+            Err(e) if e.kind() == ErrorKind::CheckpointFileNotFound => (Lgpos::MIN, Vec::new()),
+            Err(e) => return Err(e),
+        };
+        log::info!(target: "ese::recovery", "recovery starts at {start}, {} database(s) attached at the checkpoint", listed.len());
+        let mut stats = RecoveryStats::default();
+        let mut dbs: BTreeMap<u32, AttachedDb> = BTreeMap::new();
+        for (dbid, path) in listed {
+            let db = Self::open_for_redo(&fs, &params, &raw, dbid, &path)?;
+            dbs.insert(dbid, db);
+        }
+        let mut undo = RecoveryUndo::new();
+        let mut reader =
+            LogReader::open(Arc::clone(&fs), &params.log_path, &params.base_name, start)?;
+        stats.generations = reader.generations();
+        while let Some(rec) = reader.next_record()? {
+            stats.records += 1;
+            if stats.records % 4096 == 0 {
+                progress(stats.records);
+            }
+            let env = Envelope::parse(&rec.payload)?;
+            match env {
+                Envelope::Page(p) => {
+                    let dbid = record_dbid(p)?;
+                    if let Some(d) = dbs.get(&dbid)
+                        && d.db.redo(rec.lgpos, p)?
+                    {
+                        stats.pages_redone += 1;
+                    }
+                }
+                Envelope::Upper(FAMILY_ATTACH, body) => {
+                    let ((dbid, path), _) = parse_db_entry(body)?;
+                    if let std::collections::btree_map::Entry::Vacant(slot) = dbs.entry(dbid) {
+                        slot.insert(Self::open_for_redo(&fs, &params, &raw, dbid, &path)?);
+                    }
+                }
+                Envelope::Upper(FAMILY_DETACH, body) => {
+                    let id = body.get(..4).ok_or_else(|| corrupt("detach record"))?;
+                    let dbid =
+                        u32::from_le_bytes(id.try_into().map_err(|_| corrupt("detach record"))?);
+                    if let Some(d) = dbs.remove(&dbid) {
+                        // The detach made every page durable before it was logged; finish the
+                        // header in case the crash came between the two.
+                        d.db.end_redo()?;
+                        d.db.flush()?;
+                        d.db.write_header(|h| {
+                            h.state = DbState::CleanShutdown;
+                            h.consistent_lgpos = rec.lgpos;
+                        })?;
+                    }
+                }
+                Envelope::Upper(..) | Envelope::Txn(_) => {}
+            }
+            if let Some(t) = env.txn_record()? {
+                undo.observe(t);
+            }
+        }
+        progress(stats.records);
+        for d in dbs.values() {
+            d.db.end_redo()?;
+            for (objid, _, _) in d.db.trees()? {
+                store.register(tree_id(d.dbid, objid), d.db.open_tree(objid)?);
+            }
+        }
+        let first_trx = TrxId(
+            (u64::from(log.current_generation()) << 32).max(undo.max_trx().map_or(1, |t| t.0 + 1)),
+        );
+        let vs = Arc::new(VersionStore::new(
+            Arc::clone(&store) as Arc<dyn ese_txn::TxnStore>,
+            params.version_store_bytes,
+            first_trx,
+        ));
+        let unfinished = undo.unfinished();
+        let u = undo.undo_all(store.as_ref())?;
+        stats.transactions_undone = u.transactions;
+        stats.operations_undone = u.operations;
+        stats.databases = dbs.len() as u32;
+        log.flush_all()?;
+        // Every recovered database is detached clean, as ESE does at the end of recovery.
+        let engine = Engine {
+            fs,
+            log,
+            raw,
+            store,
+            vs,
+            dbs: RwLock::new(BTreeMap::new()),
+            params,
+            recovery: stats,
+            seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        };
+        for (_, d) in dbs {
+            engine.detach_db(&d)?;
+        }
+        engine.write_checkpoint()?;
+        log::info!(
+            target: "ese::recovery",
+            "recovery done: {} records from generations {}..={}, {} page changes redone, {} of {} unfinished transactions rolled back ({} operations), {} database(s)",
+            stats.records, stats.generations.0, stats.generations.1, stats.pages_redone,
+            stats.transactions_undone, unfinished, stats.operations_undone, stats.databases
+        );
+        Ok(engine)
+    }
+
+    fn open_for_redo(
+        fs: &Arc<dyn FileSystem>,
+        params: &Params,
+        raw: &Arc<dyn Wal>,
+        dbid: u32,
+        path: &Path,
+    ) -> Result<AttachedDb> {
+        let wal: Arc<dyn Wal> = Arc::new(FamilyWal::new(Arc::clone(raw), FAMILY_PAGE));
+        let db = Database::open(fs, path, db_options(params, dbid), wal).map_err(|e| {
+            if e.kind() == ErrorKind::FileNotFound {
+                Error::new(ErrorKind::AttachedDatabaseMismatch)
+                    .with_path(path)
+                    .with_message("a database the log names is missing")
+            } else {
+                e
+            }
+        })?;
+        Ok(AttachedDb {
+            dbid,
+            path: path.to_path_buf(),
+            db,
+        })
+    }
+
+    fn page_wal(&self) -> Arc<dyn Wal> {
+        Arc::new(FamilyWal::new(Arc::clone(&self.raw), FAMILY_PAGE))
+    }
+
+    fn free_dbid(&self) -> Result<u32> {
+        let dbs = self.dbs.read();
+        (1..=MAX_DATABASES)
+            .find(|id| !dbs.contains_key(id))
+            .ok_or_else(|| Error::new(ErrorKind::TooManyAttachedDatabases))
+    }
+
+    /// The attached database at `path`, if any.
+    pub(crate) fn find(&self, path: &Path) -> Option<Arc<AttachedDb>> {
+        self.dbs.read().values().find(|d| d.path == path).cloned()
+    }
+
+    /// The attached database `dbid`.
+    pub(crate) fn db(&self, dbid: u32) -> Result<Arc<AttachedDb>> {
+        self.dbs.read().get(&dbid).cloned().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidDatabaseId).with_message(format!("dbid {dbid}"))
+        })
+    }
+
+    /// Creates a database file and attaches it; `init` runs inside the attach (e.g. creating
+    /// the catalog tree).
+    pub(crate) fn create_db(
+        &self,
+        path: &Path,
+        init: impl FnOnce(&AttachedDb) -> Result<()>,
+    ) -> Result<Arc<AttachedDb>> {
+        let dbid = self.free_dbid()?;
+        let db = Database::create(
+            &self.fs,
+            path,
+            db_options(&self.params, dbid),
+            self.page_wal(),
+        )?;
+        let d = AttachedDb {
+            dbid,
+            path: path.to_path_buf(),
+            db,
+        };
+        self.attach_common(d, Some(init))
+    }
+
+    /// Attaches an existing database file.
+    pub(crate) fn attach_db(&self, path: &Path) -> Result<Arc<AttachedDb>> {
+        let dbid = self.free_dbid()?;
+        let db = Database::open(
+            &self.fs,
+            path,
+            db_options(&self.params, dbid),
+            self.page_wal(),
+        )
+        .map_err(|e| {
+            if e.kind() == ErrorKind::FileAccessDenied {
+                Error::new(ErrorKind::DatabaseSharingViolation)
+                    .with_path(path)
+                    .with_message("another instance or process has the database attached")
+            } else {
+                e
+            }
+        })?;
+        let h = db.header();
+        if h.state != DbState::CleanShutdown {
+            return Err(Error::new(ErrorKind::DatabaseDirtyShutdown)
+                .with_path(path)
+                .with_message("run recovery with its logs first"));
+        }
+        let d = AttachedDb {
+            dbid,
+            path: path.to_path_buf(),
+            db,
+        };
+        self.attach_common(d, None::<fn(&AttachedDb) -> Result<()>>)
+    }
+
+    fn attach_common(
+        &self,
+        d: AttachedDb,
+        init: Option<impl FnOnce(&AttachedDb) -> Result<()>>,
+    ) -> Result<Arc<AttachedDb>> {
+        let rec = encode_attach(d.dbid, &d.path)?;
+        self.log.append_and_flush(&rec)?;
+        let mut sig = [0u8; 32];
+        if let Some(s) = sig.get_mut(..16) {
+            s.copy_from_slice(&self.log.signature().to_bytes());
+        }
+        d.db.write_header(|h| {
+            h.state = DbState::DirtyShutdown;
+            h.log_signature = sig;
+            h.consistent_lgpos = Lgpos::MIN;
+        })?;
+        if let Some(f) = init {
+            f(&d)?;
+        }
+        for (objid, _, _) in d.db.trees()? {
+            self.store
+                .register(tree_id(d.dbid, objid), d.db.open_tree(objid)?);
+        }
+        let d = Arc::new(d);
+        self.dbs.write().insert(d.dbid, Arc::clone(&d));
+        self.write_checkpoint()?;
+        Ok(d)
+    }
+
+    /// Makes a database consistent and detaches it: pages flushed and synced, a detach
+    /// record logged, the header written clean.
+    fn detach_db(&self, d: &AttachedDb) -> Result<()> {
+        d.db.flush()?;
+        let mut rec = vec![FAMILY_DETACH];
+        rec.extend_from_slice(&d.dbid.to_le_bytes());
+        let lgpos = self.log.append_and_flush(&rec)?;
+        d.db.write_header(|h| {
+            h.state = DbState::CleanShutdown;
+            h.consistent_lgpos = lgpos;
+        })?;
+        if let Ok(trees) = d.db.trees() {
+            for (objid, _, _) in trees {
+                self.store.unregister(tree_id(d.dbid, objid));
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches `dbid` (JetDetachDatabase).
+    pub(crate) fn detach(&self, dbid: u32) -> Result<()> {
+        let d = self.db(dbid)?;
+        self.detach_db(&d)?;
+        self.dbs.write().remove(&dbid);
+        self.write_checkpoint()
+    }
+
+    /// Writes the checkpoint: the oldest position recovery needs (dirty pages, open
+    /// transactions), with the attached databases.
+    pub(crate) fn write_checkpoint(&self) -> Result<()> {
+        let dbs = self.dbs.read();
+        let mut at = self.log.last_lgpos();
+        for d in dbs.values() {
+            at = at.min(d.db.checkpoint());
+        }
+        if let Some(t) = self.vs.oldest_active_lgpos() {
+            at = at.min(t);
+        }
+        let list = encode_db_list(&dbs)?;
+        drop(dbs);
+        self.log.write_checkpoint(at, &list)
+    }
+
+    /// Flushes every database and advances the checkpoint (the background checkpointer's
+    /// work, also done at term).
+    pub(crate) fn flush(&self) -> Result<()> {
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        for d in dbs {
+            d.db.flush()?;
+        }
+        self.write_checkpoint()
+    }
+
+    /// Bytes of log between `from` and `to` (generations of the configured size).
+    fn log_bytes_between(&self, from: Lgpos, to: Lgpos) -> u64 {
+        let file = u64::from(self.params.log_file_size_kib) * 1024;
+        let abs =
+            |l: Lgpos| u64::from(l.generation) * file + u64::from(l.isec) * 512 + u64::from(l.ib);
+        abs(to).saturating_sub(abs(from))
+    }
+
+    /// Starts the background checkpointer: every 50 ms, when the log has grown past the
+    /// checkpoint depth since the last checkpoint, it flushes dirty pages and writes a new
+    /// checkpoint. It stops when the engine is dropped. A failure makes the instance
+    /// unavailable (fail-stop).
+    pub(crate) fn spawn_checkpointer(
+        engine: &Arc<Engine>,
+        inst: std::sync::Weak<crate::instance::InstanceInner>,
+    ) {
+        let weak = Arc::downgrade(engine);
+        let spawned = std::thread::Builder::new()
+            .name("ese-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    let Some(e) = weak.upgrade() else { return };
+                    if e.log.is_failed() {
+                        return;
+                    }
+                    let Ok(ckpt) = e.log.checkpoint() else {
+                        continue;
+                    };
+                    if e.log_bytes_between(ckpt.lgpos, e.log.last_lgpos())
+                        < e.params.checkpoint_depth_bytes
+                    {
+                        continue;
+                    }
+                    if let Err(err) = e.flush() {
+                        if let Some(i) = inst.upgrade() {
+                            i.fatal(&err);
+                        }
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!(target: "ese", "no background checkpointer: {e}");
+        }
+    }
+
+    /// Clean shutdown: every database detached clean, a term record, a final checkpoint.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        for d in dbs {
+            self.detach_db(&d)?;
+            self.dbs.write().remove(&d.dbid);
+        }
+        self.log.append_and_flush(&[FAMILY_TERM])?;
+        self.write_checkpoint()
+    }
+
+    /// The counter of implicit keys of `tree` (tables without a primary index): starts after
+    /// the largest key in the tree, committed or not.
+    pub(crate) fn implicit_key_counter(
+        &self,
+        tree: ObjId,
+    ) -> Result<Arc<std::sync::atomic::AtomicU64>> {
+        let mut seqs = self.seqs.lock();
+        if let Some(c) = seqs.get(&tree) {
+            return Ok(Arc::clone(c));
+        }
+        let t = self.store.tree(tree)?;
+        let mut c = t.cursor();
+        let next = if c.move_last()? {
+            c.key().try_into().map_or(0, |b: [u8; 8]| {
+                #[expect(
+                    clippy::big_endian_bytes,
+                    reason = "implicit keys sort in insertion order"
+                )]
+                let n = u64::from_be_bytes(b);
+                n + 1
+            })
+        } else {
+            0
+        };
+        let c = Arc::new(std::sync::atomic::AtomicU64::new(next));
+        seqs.insert(tree, Arc::clone(&c));
+        Ok(c)
+    }
+}
