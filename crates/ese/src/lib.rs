@@ -5,20 +5,50 @@
 //! corresponds to. Errors are [`Error`]s whose [`code`](Error::code) is ESE's number.
 //!
 //! ```
-//! use ese::{Instance, TermGrbit, CommitGrbit, EndSessionGrbit};
+//! use ese::{
+//!     ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, IndexCreate, IndexGrbit, Instance,
+//!     Move, Prep, Seek, TableCreate, TermGrbit,
+//! };
 //! # fn main() -> ese::Result<()> {
 //! let dir = tempfile::tempdir().expect("tempdir");
 //! let instance = Instance::builder("demo")
 //!     .system_path(dir.path())
-//!     .log_path(dir.path())
+//!     .log_path(dir.path().join("logs"))
 //!     .create()?;
-//! instance.init()?;
+//! instance.init()?; // runs recovery if the last run crashed
 //! let session = instance.begin_session()?;
+//! let db = session.create_database(dir.path().join("demo.edb"), CreateDatabaseGrbit::empty())?;
+//! session.create_table(db, &TableCreate {
+//!     name: "people".into(),
+//!     columns: vec![
+//!         ColumnDef::new("name", ColumnType::Text).max_size(64),
+//!         ColumnDef::new("age", ColumnType::Long),
+//!     ],
+//!     indexes: vec![IndexCreate {
+//!         name: "by_name".into(),
+//!         key: "+name\0\0".into(),
+//!         grbit: IndexGrbit::PRIMARY,
+//!         key_most: 0,
+//!     }],
+//! })?;
+//! let mut people = session.open_table(db, "people")?;
+//! let (name, age) = (people.column_id("name")?, people.column_id("age")?);
+//!
 //! session.begin_transaction()?;
-//! session.commit_transaction(CommitGrbit::empty())?;
-//! // Term ends remaining sessions.
+//! for (n, a) in [("Ada", 36i32), ("Alan", 41)] {
+//!     people.prepare_update(Prep::Insert)?;
+//!     people.set_column(name, Some(n.as_bytes()))?;
+//!     people.set_column(age, Some(&a.to_le_bytes()))?;
+//!     people.update()?;
+//! }
+//! session.commit_transaction(CommitGrbit::empty())?; // durable when this returns
+//!
+//! people.seek(&[Some(b"alan")], Seek::Eq)?; // text keys compare case-insensitively
+//! assert_eq!(people.retrieve_column(age)?, Some(41i32.to_le_bytes().to_vec()));
+//! people.move_to(Move::First)?;
+//! assert_eq!(people.retrieve_column(name)?, Some(b"Ada".to_vec()));
+//! drop(people);
 //! instance.term(TermGrbit::empty())?;
-//! assert_eq!(session.transaction_level().unwrap_err().code(), -1029); // NotInitialized
 //! # Ok(()) }
 //! ```
 
