@@ -140,7 +140,15 @@ struct Inner {
     probation: VecDeque<Pgno>,
     protected: VecDeque<Pgno>,
     dirty: BTreeSet<(Lgpos, Pgno)>,
-    unsynced: BTreeSet<(Lgpos, Pgno)>,
+    /// Page writes under way: (first change of the written state, page, write ticket).
+    in_flight: BTreeSet<(Lgpos, Pgno, u64)>,
+    /// Page writes done but not yet synced.
+    unsynced: BTreeSet<(Lgpos, Pgno, u64)>,
+    /// Next write ticket. Two writers may write the same page at once (both hold its read
+    /// latch): each write is tracked on its own, so the checkpoint waits for the sync that
+    /// follows the later one. A single entry per page once let a sync that finished before the
+    /// second write remove the page, and a torn second write was left without a logged image.
+    write_seq: u64,
     last_lgpos: Lgpos,
 }
 
@@ -217,15 +225,31 @@ impl BufferCache {
     /// The frame of `pgno`, read and verified from the file on a miss. The read happens
     /// outside the cache mutex; a second reader of the same page waits for the first.
     pub(crate) fn get(&self, pgno: Pgno) -> Result<Arc<Frame>> {
+        self.get_inner(pgno, true)?.ok_or_else(|| {
+            Error::new(ErrorKind::InternalError).with_message("waiting page read returned nothing")
+        })
+    }
+
+    /// [`BufferCache::get`] for a caller that holds a latch it must not wait while holding
+    /// (a cursor stepping to a sibling leaf): `None` when another thread is reading the page.
+    /// A miss is still read by this thread (a loader never waits for other latches).
+    pub(crate) fn try_get(&self, pgno: Pgno) -> Result<Option<Arc<Frame>>> {
+        self.get_inner(pgno, false)
+    }
+
+    fn get_inner(&self, pgno: Pgno, wait: bool) -> Result<Option<Arc<Frame>>> {
         for _ in 0..MAX_GET_ATTEMPTS {
             let mut g = self.inner.lock();
             if let Some(f) = g.map.get(&pgno) {
                 let f = Arc::clone(f);
                 drop(g);
                 f.referenced.store(true, Ordering::Relaxed);
+                if !wait && f.state.load(Ordering::Acquire) != READY {
+                    return Ok(None);
+                }
                 if f.wait_ready() {
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(f);
+                    return Ok(Some(f));
                 }
                 continue;
             }
@@ -243,7 +267,7 @@ impl BufferCache {
                     frame.state.store(READY, Ordering::Release);
                     drop(guard);
                     self.evict_victims(victims)?;
-                    return Ok(frame);
+                    return Ok(Some(frame));
                 }
                 Err(e) => {
                     frame.state.store(FAILED, Ordering::Release);
@@ -367,8 +391,12 @@ impl BufferCache {
         }
         let mut result = Ok(());
         for f in &victims {
-            if result.is_ok() {
-                let page = f.latch.read();
+            // Never wait for a latch here: the caller may hold latches (a reader coupling
+            // down the tree, a loading frame other readers wait on), and a writer holding
+            // this victim may wait for one of them. A busy victim stays cached.
+            if result.is_ok()
+                && let Some(page) = f.latch.try_read()
+            {
                 result = self.write_frame(f, &page);
             }
         }
@@ -403,15 +431,22 @@ impl BufferCache {
         self.check_failed()?;
         let bytes = page.sealed();
         self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
-        self.file
-            .write_page(frame.pgno, &bytes)
-            .map_err(|e| self.latch_failure(e.with_path(self.file.path())))?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        let ticket = {
+            let mut g = self.inner.lock();
+            g.write_seq += 1;
+            let t = (first, frame.pgno, g.write_seq);
+            g.in_flight.insert(t);
+            t
+        };
+        let written = self.file.write_page(frame.pgno, &bytes);
         let mut g = self.inner.lock();
+        g.in_flight.remove(&ticket);
+        written.map_err(|e| self.latch_failure(e.with_path(self.file.path())))?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        g.unsynced.insert(ticket);
         let mut meta = frame.meta.lock();
         if meta.dirty {
             g.dirty.remove(&(first, frame.pgno));
-            g.unsynced.insert((first, frame.pgno));
             meta.dirty = false;
             meta.needs_image = true;
         }
@@ -451,18 +486,21 @@ impl BufferCache {
     /// The checkpoint: the oldest log position redo must start from.
     pub(crate) fn checkpoint(&self) -> Lgpos {
         let inner = self.inner.lock();
-        let dirty = inner.dirty.first().map(|x| x.0);
-        let unsynced = inner.unsynced.first().map(|x| x.0);
-        match (dirty, unsynced) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => inner.last_lgpos,
-        }
+        [
+            inner.dirty.first().map(|x| x.0),
+            inner.in_flight.first().map(|x| x.0),
+            inner.unsynced.first().map(|x| x.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(inner.last_lgpos)
     }
 
     /// Makes written pages durable and lets the checkpoint pass them.
     pub(crate) fn sync(&self) -> Result<()> {
-        let snapshot: Vec<(Lgpos, Pgno)> = self.inner.lock().unsynced.iter().copied().collect();
+        let snapshot: Vec<(Lgpos, Pgno, u64)> =
+            self.inner.lock().unsynced.iter().copied().collect();
         if snapshot.is_empty() {
             return Ok(());
         }

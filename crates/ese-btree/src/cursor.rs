@@ -121,7 +121,9 @@ impl Cursor {
         pgno: Pgno,
         next: bool,
     ) -> Result<Option<(Arc<Frame>, ReadGuard)>> {
-        let frame = self.tree.sh.cache.get(pgno)?;
+        let Some(frame) = self.tree.sh.cache.try_get(pgno)? else {
+            return Ok(None);
+        };
         let Some(guard) = frame.latch.try_read_arc() else {
             return Ok(None);
         };

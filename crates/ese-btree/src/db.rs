@@ -499,6 +499,94 @@ impl Database {
         Ok(Tree::new(Arc::clone(sh), objid, root, kind))
     }
 
+    /// Deletes the tree `objid` (ESE `ErrDIRDeleteDirectory` at table deletion): every page
+    /// it owns goes to the free chain and its directory entry is removed, all in ONE logged
+    /// images record, so recovery sees the tree either whole or gone. Handles on the tree
+    /// ([`Tree`], cursors, [`LongValues`](crate::LongValues)) fail afterwards
+    /// (`ObjectNotFound` on reopen; `BadParentPageLink` from a stale handle).
+    ///
+    /// The record holds a small image (header and tag array, about 50 bytes) of every freed
+    /// page and the work unit a copy of each page, so the cost grows with the tree's size.
+    ///
+    /// # Errors
+    /// `InvalidParameter` for the tree directory (objid 1); `ObjectNotFound` if there is no
+    /// such tree; `BadParentPageLink` / `DatabaseCorrupted` when the tree's pages do not
+    /// form a tree of that objid (nothing is freed then); `DatabaseUnavailable` after an
+    /// earlier write failure; WAL and page read errors.
+    pub fn delete_tree(&self, objid: ObjId) -> Result<()> {
+        let sh = &self.shared;
+        if objid == DIR_OBJID {
+            return Err(Error::new(ErrorKind::InvalidParameter)
+                .with_message("the tree directory cannot be deleted"));
+        }
+        sh.cache.check_failed()?;
+        let _w = sh.writer.lock();
+        let dir = Tree::new(Arc::clone(sh), DIR_OBJID, DIR_PGNO, TreeKind::Table);
+        let key = key_u32(objid.0);
+        let (data, _) = dir.get_opt(&key)?.ok_or_else(|| {
+            Error::new(ErrorKind::ObjectNotFound)
+                .with_message(format!("no tree with objid {objid}"))
+        })?;
+        let (root, _) = parse_dir_entry(&data)?;
+        let mut work = Work::new(sh);
+        let pgno_last = work.space()?.pgno_last;
+        // Collect the pages level by level; a page seen twice or a page of another tree is
+        // corruption (and bounds the walk).
+        let mut seen = std::collections::HashSet::new();
+        let mut level = vec![root];
+        let mut all = Vec::new();
+        for _ in 0..crate::split::MAX_DEPTH {
+            let mut below = Vec::new();
+            for &p in &level {
+                if p == Pgno::NULL || p.0 > pgno_last || !seen.insert(p) {
+                    return Err(Error::new(ErrorKind::DatabaseCorrupted)
+                        .with_pgno(p)
+                        .with_message(format!(
+                            "tree {objid} reaches page {p} twice or outside the file"
+                        )));
+                }
+                let page = work.page(p)?;
+                if page.objid() != objid || page.flags().contains(PageFlags::EMPTY) {
+                    return Err(Error::new(ErrorKind::BadParentPageLink)
+                        .with_pgno(p)
+                        .with_message(format!("page does not belong to tree {objid}")));
+                }
+                if !page.is_leaf() {
+                    for i in 0..page.count() {
+                        below.push(page.child(i).ok_or_else(|| {
+                            Error::new(ErrorKind::NodeCorrupted)
+                                .with_pgno(p)
+                                .with_message("bad child pointer")
+                        })?);
+                    }
+                }
+            }
+            all.append(&mut level);
+            if below.is_empty() {
+                break;
+            }
+            level = below;
+        }
+        if !level.is_empty() {
+            return Err(Error::new(ErrorKind::DatabaseCorrupted)
+                .with_pgno(root)
+                .with_message(format!("tree {objid} deeper than the maximum")));
+        }
+        for p in all {
+            work.free(p)?;
+        }
+        crate::split::put(
+            &mut work,
+            DIR_PGNO,
+            DIR_OBJID,
+            &key,
+            crate::split::Change::Delete,
+        )?;
+        work.commit()?;
+        sh.roots.write().remove(&objid);
+        Ok(())
+    }
+
     /// Every tree of the database (objid, root page, kind), in objid order.
     ///
     /// # Errors

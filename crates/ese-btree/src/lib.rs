@@ -4,7 +4,9 @@
 //!   byte budget and scan-resistant eviction, write-back under the WAL rule, a checkpoint, the
 //!   tree directory and space management, redo of page records and the integrity check.
 //! - [`Tree`] and [`Cursor`]: B+trees keyed by bytes with splits and merges, seeks
-//!   ([`SeekOp`]) and scans that survive concurrent changes.
+//!   ([`SeekOp`]) and scans that survive concurrent changes; [`Tree::put`] sets a node to a
+//!   [`NodeState`] and logs the change together with an annotation of the layer above
+//!   ([`record_annotation`] reads it back from the record).
 //! - [`LongValues`]: long values (up to 2 GiB) in chunks of a long-value tree.
 //! - [`Wal`]: what the page store needs of the log; [`MemWal`] is an in-memory log for tests.
 //!

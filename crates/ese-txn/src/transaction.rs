@@ -88,10 +88,18 @@ impl VersionStore {
         }
     }
 
-    /// The log position of the first change of the oldest open transaction that changed
-    /// anything: recovery must start at or before it, so the checkpoint may not pass it.
-    pub fn oldest_active_lgpos(&self) -> Option<Lgpos> {
-        self.oldest_lgpos.lock().values().copied().min()
+    /// The oldest log position recovery needs for transactions: the first change of every
+    /// open transaction, and of every committed one whose commit record lies after `durable`
+    /// (the log's durable position; such a commit is lost in a crash, so its changes must be
+    /// undone). The checkpoint may not pass it.
+    pub fn oldest_needed_lgpos(&self, durable: Lgpos) -> Option<Lgpos> {
+        let committing = {
+            let mut u = self.undurable.lock();
+            u.retain(|(commit, _)| *commit > durable);
+            u.iter().map(|(_, first)| *first).min()
+        };
+        let open = self.oldest_lgpos.lock().values().copied().min();
+        open.into_iter().chain(committing).min()
     }
 }
 
@@ -342,6 +350,13 @@ impl Transaction {
             // Announce the change before any page sees it: readers that skip the version
             // store for trees without versions must not miss it.
             vs.pin_tree(tree);
+            if new_phys.is_some() && self.first_lgpos.is_none() {
+                // Hold the checkpoint back before the first change reaches the log: a
+                // checkpoint taken between the write and the registration would otherwise pass
+                // this transaction's first record, and recovery would never see its undo
+                // information. The real position replaces this after the write.
+                vs.oldest_lgpos.lock().insert(self.state.id, Lgpos::MIN);
+            }
             if let Some(new_phys) = &new_phys {
                 let annotation = TxnRecord::Op {
                     trx: self.state.id,
@@ -361,6 +376,9 @@ impl Transaction {
                     Err(e) => {
                         vs.uncharge(charge);
                         vs.unpin_tree(tree);
+                        if self.first_lgpos.is_none() {
+                            vs.oldest_lgpos.lock().remove(&self.state.id);
+                        }
                         return Err(e);
                     }
                 }
@@ -418,6 +436,11 @@ impl Transaction {
             vs.last_commit.store(ts, Ordering::Release);
             (lgpos, ts)
         };
+        if let (Some(commit), Some(first)) = (lgpos, self.first_lgpos) {
+            // Registered before `finish` forgets the transaction, so no checkpoint taken in
+            // between can pass its changes while the commit record is not durable.
+            vs.undurable.lock().push((commit, first));
+        }
         self.finish();
         let keys = self.ops.drain(..).map(|o| o.vkey).collect();
         vs.committed(ts, keys);

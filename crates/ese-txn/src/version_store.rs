@@ -169,6 +169,10 @@ pub struct VersionStore {
     cleanup_lock: Mutex<()>,
     /// First log position of each open transaction that changed something.
     pub(crate) oldest_lgpos: Mutex<HashMap<TrxId, ese_core::Lgpos>>,
+    /// (commit record, first change) of committed transactions whose commit record may not be
+    /// durable yet: until it is, a crash rolls them back, so recovery must still see their
+    /// changes.
+    pub(crate) undurable: Mutex<Vec<(ese_core::Lgpos, ese_core::Lgpos)>>,
     /// Entries per tree slot (trees hashed into [`TREE_SLOTS`] slots): lets readers skip the
     /// version store entirely for trees without versions (see [`VersionStore::may_have_versions`]).
     tree_slots: Box<[AtomicU64]>,
@@ -217,6 +221,7 @@ impl VersionStore {
             cleaned: AtomicU64::new(0),
             cleanup_lock: Mutex::new(()),
             oldest_lgpos: Mutex::new(HashMap::new()),
+            undurable: Mutex::new(Vec::new()),
             tree_slots: (0..TREE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }

@@ -72,6 +72,10 @@ pub(crate) struct Engine {
     pub(crate) dbs: RwLock<BTreeMap<u32, Arc<AttachedDb>>>,
     pub(crate) params: Params,
     pub(crate) recovery: RecoveryStats,
+    /// Held while a checkpoint is computed and written, and for the whole of an attach or a
+    /// detach, so a checkpoint never lists a different set of databases than the log
+    /// position it names implies.
+    ckpt_lock: parking_lot::Mutex<()>,
     /// Next implicit key of each table without a primary index, shared by its cursors.
     seqs: parking_lot::Mutex<std::collections::HashMap<ObjId, Arc<std::sync::atomic::AtomicU64>>>,
 }
@@ -269,6 +273,7 @@ impl Engine {
             params,
             recovery: stats,
             seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            ckpt_lock: parking_lot::Mutex::new(()),
         };
         for (_, d) in dbs {
             engine.detach_db(&d)?;
@@ -409,7 +414,7 @@ impl Engine {
         }
         let d = Arc::new(d);
         self.dbs.write().insert(d.dbid, Arc::clone(&d));
-        self.write_checkpoint()?;
+        self.write_checkpoint_locked()?;
         Ok(d)
     }
 
@@ -434,21 +439,27 @@ impl Engine {
 
     /// Detaches `dbid` (JetDetachDatabase).
     pub(crate) fn detach(&self, dbid: u32) -> Result<()> {
+        let _ckpt = self.ckpt_lock.lock();
         let d = self.db(dbid)?;
         self.detach_db(&d)?;
         self.dbs.write().remove(&dbid);
-        self.write_checkpoint()
+        self.write_checkpoint_locked()
     }
 
     /// Writes the checkpoint: the oldest position recovery needs (dirty pages, open
     /// transactions), with the attached databases.
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
+        let _ckpt = self.ckpt_lock.lock();
+        self.write_checkpoint_locked()
+    }
+
+    fn write_checkpoint_locked(&self) -> Result<()> {
         let dbs = self.dbs.read();
         let mut at = self.log.last_lgpos();
         for d in dbs.values() {
             at = at.min(d.db.checkpoint());
         }
-        if let Some(t) = self.vs.oldest_active_lgpos() {
+        if let Some(t) = self.vs.oldest_needed_lgpos(self.log.durable_lgpos()) {
             at = at.min(t);
         }
         let list = encode_db_list(&dbs)?;
@@ -474,7 +485,7 @@ impl Engine {
         abs(to).saturating_sub(abs(from))
     }
 
-    /// Starts the background checkpointer: every 50 ms, when the log has grown past the
+    /// Starts the background checkpointer: every interval (50 ms), when the log has grown past the
     /// checkpoint depth since the last checkpoint, it flushes dirty pages and writes a new
     /// checkpoint. It stops when the engine is dropped. A failure makes the instance
     /// unavailable (fail-stop).
@@ -483,11 +494,12 @@ impl Engine {
         inst: std::sync::Weak<crate::instance::InstanceInner>,
     ) {
         let weak = Arc::downgrade(engine);
+        let interval = std::time::Duration::from_millis(engine.params.checkpoint_interval_ms);
         let spawned = std::thread::Builder::new()
             .name("ese-checkpoint".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    std::thread::sleep(interval);
                     let Some(e) = weak.upgrade() else { return };
                     if e.log.is_failed() {
                         return;
@@ -515,13 +527,14 @@ impl Engine {
 
     /// Clean shutdown: every database detached clean, a term record, a final checkpoint.
     pub(crate) fn shutdown(&self) -> Result<()> {
+        let _ckpt = self.ckpt_lock.lock();
         let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
         for d in dbs {
             self.detach_db(&d)?;
             self.dbs.write().remove(&d.dbid);
         }
         self.log.append_and_flush(&[FAMILY_TERM])?;
-        self.write_checkpoint()
+        self.write_checkpoint_locked()
     }
 
     /// The counter of implicit keys of `tree` (tables without a primary index): starts after

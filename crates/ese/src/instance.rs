@@ -34,6 +34,7 @@ pub(crate) struct Params {
     pub(crate) cache_bytes: u64,
     pub(crate) version_store_bytes: u64,
     pub(crate) checkpoint_depth_bytes: u64,
+    pub(crate) checkpoint_interval_ms: u64,
 }
 
 /// Builds an [`Instance`] (JetCreateInstance2 plus the JetSetSystemParameter calls made before
@@ -118,6 +119,15 @@ impl InstanceBuilder {
     /// (ESE's); at least 16 KiB.
     pub fn checkpoint_depth_bytes(mut self, bytes: u64) -> Self {
         self.params.checkpoint_depth_bytes = bytes;
+        self
+    }
+
+    /// Test hook: how often the background checkpointer looks at the checkpoint depth, in
+    /// milliseconds (default 50). Crash tests shorten it to make the checkpointer race the
+    /// workload.
+    #[doc(hidden)]
+    pub fn checkpoint_interval_ms(mut self, ms: u64) -> Self {
+        self.params.checkpoint_interval_ms = ms.max(1);
         self
     }
 
@@ -274,6 +284,7 @@ impl Instance {
                 cache_bytes: 64 << 20,
                 version_store_bytes: 64 * 32 * 1024,
                 checkpoint_depth_bytes: 20 << 20,
+                checkpoint_interval_ms: 50,
             },
             fs: None,
         }
