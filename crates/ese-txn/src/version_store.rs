@@ -167,6 +167,8 @@ pub struct VersionStore {
     cleaned: AtomicU64,
     /// Serializes cleanup passes.
     cleanup_lock: Mutex<()>,
+    /// Set by [`VersionStore::stop_background`].
+    stopped: std::sync::atomic::AtomicBool,
     /// First log position of each open transaction that changed something.
     pub(crate) oldest_lgpos: Mutex<HashMap<TrxId, ese_core::Lgpos>>,
     /// (commit record, first change) of committed transactions whose commit record may not be
@@ -220,6 +222,7 @@ impl VersionStore {
             entries: AtomicU64::new(0),
             cleaned: AtomicU64::new(0),
             cleanup_lock: Mutex::new(()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             oldest_lgpos: Mutex::new(HashMap::new()),
             undurable: Mutex::new(Vec::new()),
             tree_slots: (0..TREE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -480,6 +483,54 @@ impl VersionStore {
         }
     }
 
+    /// Starts the background version cleanup (ESE's version-store cleanup task): every
+    /// `interval` it runs [`VersionStore::cleanup`], so versions no live snapshot needs are
+    /// reclaimed without waiting for the budget to fill. The thread holds only a weak
+    /// reference and stops when the store is dropped, or after the first error, which it
+    /// reports to `on_error` (a failed page write: the caller makes the instance unavailable).
+    ///
+    /// # Errors
+    /// The `io::Error` of spawning the thread.
+    pub fn spawn_cleanup(
+        self: &Arc<Self>,
+        interval: std::time::Duration,
+        on_error: impl Fn(&Error) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("ese-version-cleanup".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(vs) = weak.upgrade() else { return };
+                    if vs.stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if vs.entries.load(Ordering::Relaxed) == 0 {
+                        continue;
+                    }
+                    if let Err(e) = vs.cleanup() {
+                        on_error(&e);
+                        return;
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// Stops the background cleanup for good and waits for a pass in progress to finish (term
+    /// calls it before writing the databases clean, so no cleanup write follows).
+    pub fn stop_background(&self) {
+        self.stopped.store(true, Ordering::Release);
+        drop(self.cleanup_lock.lock());
+    }
+
+    /// Holds off cleanup (background or inline) while the guard lives: detach uses it so no
+    /// cleanup write reaches a database being made clean.
+    pub fn pause_cleanup(&self) -> impl Drop + '_ {
+        self.cleanup_lock.lock()
+    }
+
     /// Drops every version no live snapshot needs and physically removes records whose
     /// committed delete no snapshot can still see (ESE's RCE cleanup). Runs in the background
     /// and when the budget is exceeded. Returns the number of entries dropped.
@@ -489,6 +540,9 @@ impl VersionStore {
     /// stay dropped.
     pub fn cleanup(&self) -> Result<u64> {
         let _one = self.cleanup_lock.lock();
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(0);
+        }
         let horizon = self.horizon();
         let mut dropped = 0;
         loop {

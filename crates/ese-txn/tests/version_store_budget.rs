@@ -108,3 +108,31 @@ fn misuse_returns_ese_errors_and_keeps_the_transaction_usable() {
     t.rollback_all().unwrap();
     assert!(!t.is_open());
 }
+
+#[test]
+fn background_cleanup_reclaims_versions_without_being_asked() {
+    let store = Arc::new(MemStore::default());
+    let vs = Arc::new(VersionStore::new(store, 1 << 20, TrxId(1)));
+    vs.spawn_cleanup(std::time::Duration::from_millis(5), |e| {
+        panic!("cleanup failed: {e}")
+    })
+    .unwrap();
+    let mut t = vs.begin("w".into(), false);
+    for k in 0..100u32 {
+        t.insert(TREE, &k.to_le_bytes(), b"v").unwrap();
+    }
+    t.commit_level(false).unwrap();
+    let mut t = vs.begin("d".into(), false);
+    t.delete(TREE, &7u32.to_le_bytes()).unwrap();
+    t.commit_level(false).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while vs.stats().entries > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background cleanup did not run: {:?}",
+            vs.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!vs.may_have_versions(TREE));
+}

@@ -440,6 +440,7 @@ impl Engine {
     /// Detaches `dbid` (JetDetachDatabase).
     pub(crate) fn detach(&self, dbid: u32) -> Result<()> {
         let _ckpt = self.ckpt_lock.lock();
+        let _no_cleanup = self.vs.pause_cleanup();
         let d = self.db(dbid)?;
         self.detach_db(&d)?;
         self.dbs.write().remove(&dbid);
@@ -527,6 +528,7 @@ impl Engine {
 
     /// Clean shutdown: every database detached clean, a term record, a final checkpoint.
     pub(crate) fn shutdown(&self) -> Result<()> {
+        self.vs.stop_background();
         let _ckpt = self.ckpt_lock.lock();
         let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
         for d in dbs {

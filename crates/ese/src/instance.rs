@@ -35,6 +35,7 @@ pub(crate) struct Params {
     pub(crate) version_store_bytes: u64,
     pub(crate) checkpoint_depth_bytes: u64,
     pub(crate) checkpoint_interval_ms: u64,
+    pub(crate) cleanup_interval_ms: u64,
 }
 
 /// Builds an [`Instance`] (JetCreateInstance2 plus the JetSetSystemParameter calls made before
@@ -128,6 +129,14 @@ impl InstanceBuilder {
     #[doc(hidden)]
     pub fn checkpoint_interval_ms(mut self, ms: u64) -> Self {
         self.params.checkpoint_interval_ms = ms.max(1);
+        self
+    }
+
+    /// Test hook: how often background version cleanup runs, in milliseconds (default 100;
+    /// 0 turns it off, leaving cleanup to the moments the version store fills).
+    #[doc(hidden)]
+    pub fn version_cleanup_interval_ms(mut self, ms: u64) -> Self {
+        self.params.cleanup_interval_ms = ms;
         self
     }
 
@@ -285,6 +294,7 @@ impl Instance {
                 version_store_bytes: 64 * 32 * 1024,
                 checkpoint_depth_bytes: 20 << 20,
                 checkpoint_interval_ms: 50,
+                cleanup_interval_ms: 100,
             },
             fs: None,
         }
@@ -332,6 +342,20 @@ impl Instance {
             progress,
         )?);
         Engine::spawn_checkpointer(&engine, Arc::downgrade(&self.inner));
+        if p.cleanup_interval_ms > 0 {
+            let weak = Arc::downgrade(&self.inner);
+            let cleanup = engine.vs.spawn_cleanup(
+                std::time::Duration::from_millis(p.cleanup_interval_ms),
+                move |e| {
+                    if let Some(i) = weak.upgrade() {
+                        i.fatal(e);
+                    }
+                },
+            );
+            if let Err(e) = cleanup {
+                log::warn!(target: "ese", "no background version cleanup: {e}");
+            }
+        }
         *self.inner.engine.write() = Some(engine);
         guard.succeed();
         Ok(())
