@@ -478,9 +478,16 @@ impl Transaction {
         self.level -= 1;
         if self.level == 0 {
             if self.next_seq > 0 {
-                self.vs
+                let end = self
+                    .vs
                     .store
                     .log(&TxnRecord::Rollback0 { trx: self.state.id }.encode())?;
+                // Until the end of the rollback is durable, a crash loses the undo steps while
+                // pages may already hold the original changes: recovery must still see this
+                // transaction's records to undo them again.
+                if let Some(first) = self.first_lgpos {
+                    self.vs.undurable.lock().push((end, first));
+                }
             }
             self.state.commit_ts.store(ABORTED, Ordering::Release);
             self.finish();
