@@ -489,19 +489,22 @@ impl VersionStore {
     /// reference and stops when the store is dropped, or after the first error, which it
     /// reports to `on_error` (a failed page write: the caller makes the instance unavailable).
     ///
+    /// Returns the thread's handle: after [`VersionStore::stop_background`], unpark and join it
+    /// to be sure it let go of the store.
+    ///
     /// # Errors
     /// The `io::Error` of spawning the thread.
     pub fn spawn_cleanup(
         self: &Arc<Self>,
         interval: std::time::Duration,
         on_error: impl Fn(&Error) + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let weak = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("ese-version-cleanup".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(interval);
+                    std::thread::park_timeout(interval);
                     let Some(vs) = weak.upgrade() else { return };
                     if vs.stopped.load(Ordering::Acquire) {
                         return;
@@ -515,7 +518,6 @@ impl VersionStore {
                     }
                 }
             })
-            .map(|_| ())
     }
 
     /// Stops the background cleanup for good and waits for a pass in progress to finish (term

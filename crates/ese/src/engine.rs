@@ -76,6 +76,10 @@ pub(crate) struct Engine {
     /// detach, so a checkpoint never lists a different set of databases than the log
     /// position it names implies.
     ckpt_lock: parking_lot::Mutex<()>,
+    /// Background threads (checkpointer, version cleanup), stopped and joined at shutdown so
+    /// nothing holds the log or the databases once term returns.
+    background: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    stopping: std::sync::atomic::AtomicBool,
     /// Next implicit key of each table without a primary index, shared by its cursors.
     seqs: parking_lot::Mutex<std::collections::HashMap<ObjId, Arc<std::sync::atomic::AtomicU64>>>,
 }
@@ -274,6 +278,8 @@ impl Engine {
             recovery: stats,
             seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ckpt_lock: parking_lot::Mutex::new(()),
+            background: parking_lot::Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         };
         for (_, d) in dbs {
             engine.detach_db(&d)?;
@@ -500,9 +506,9 @@ impl Engine {
             .name("ese-checkpoint".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(interval);
+                    std::thread::park_timeout(interval);
                     let Some(e) = weak.upgrade() else { return };
-                    if e.log.is_failed() {
+                    if e.log.is_failed() || e.stopping.load(std::sync::atomic::Ordering::Acquire) {
                         return;
                     }
                     let Ok(ckpt) = e.log.checkpoint() else {
@@ -521,14 +527,33 @@ impl Engine {
                     }
                 }
             });
-        if let Err(e) = spawned {
-            log::warn!(target: "ese", "no background checkpointer: {e}");
+        match spawned {
+            Ok(h) => engine.background.lock().push(h),
+            Err(e) => log::warn!(target: "ese", "no background checkpointer: {e}"),
+        }
+    }
+
+    /// Registers a background thread to stop and join at shutdown.
+    pub(crate) fn adopt(&self, handle: std::thread::JoinHandle<()>) {
+        self.background.lock().push(handle);
+    }
+
+    /// Stops the background threads and waits for them, so no thread holds the engine once
+    /// this returns (term, also dirty term).
+    pub(crate) fn stop_background(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.vs.stop_background();
+        let handles: Vec<_> = self.background.lock().drain(..).collect();
+        for h in handles {
+            h.thread().unpark();
+            let _ = h.join();
         }
     }
 
     /// Clean shutdown: every database detached clean, a term record, a final checkpoint.
     pub(crate) fn shutdown(&self) -> Result<()> {
-        self.vs.stop_background();
+        self.stop_background();
         let _ckpt = self.ckpt_lock.lock();
         let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
         for d in dbs {

@@ -352,8 +352,9 @@ impl Instance {
                     }
                 },
             );
-            if let Err(e) = cleanup {
-                log::warn!(target: "ese", "no background version cleanup: {e}");
+            match cleanup {
+                Ok(h) => engine.adopt(h),
+                Err(e) => log::warn!(target: "ese", "no background version cleanup: {e}"),
             }
         }
         *self.inner.engine.write() = Some(engine);
@@ -421,7 +422,11 @@ impl Instance {
         let result = match engine {
             Some(e) if !dirty => e.shutdown(),
             // Dirty: the databases stay dirty and the next init recovers them.
-            _ => Ok(()),
+            Some(e) => {
+                e.stop_background();
+                Ok(())
+            }
+            None => Ok(()),
         };
         guard.complete();
         result?;
