@@ -143,8 +143,9 @@ impl DbHeader {
     /// # Errors
     /// `ReadVerifyFailure` on a checksum mismatch; `InvalidDatabase` for a wrong magic or file
     /// type or a slot at the wrong place; `InvalidDatabaseVersion` for another format version;
-    /// `DatabaseCorrupted` for an impossible page size or state.
-    pub(crate) fn decode(b: &[u8], expect_slot: u32) -> Result<DbHeader> {
+    /// `DatabaseCorrupted` for an impossible page size or state. Inspection tools (esedump) use
+    /// it to show each header copy without opening the database.
+    pub fn decode(b: &[u8], expect_slot: u32) -> Result<DbHeader> {
         let r32 = |o: usize| -> u32 {
             b.get(o..o + 4)
                 .and_then(|s| s.try_into().ok())
