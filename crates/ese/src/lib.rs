@@ -68,6 +68,7 @@ mod table;
 pub use column::{CodePage, ColumnDef, ColumnGrbit, ColumnType, validate_name};
 pub use database::DbId;
 pub use engine::RecoveryStats;
+pub use ese_btree::{IntegrityReport, TreeSpace};
 pub use ese_core::{Error, ErrorKind, Result};
 pub use ese_session::{InstanceState, Sesid};
 pub use grbit::{
