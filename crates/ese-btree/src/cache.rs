@@ -420,24 +420,43 @@ impl BufferCache {
 
     /// Writes a dirty frame's page (WAL rule first) and moves it from dirty to unsynced. The
     /// caller holds the page's read latch, so the page cannot change meanwhile.
+    ///
+    /// Two flushers may write one page at once (both hold read latches). The dirty check and
+    /// the write ticket are taken together under the cache mutex, where a completed write
+    /// also marks the page clean: so a flusher either sees the page dirty and holds the
+    /// checkpoint back with its ticket until its write is synced, or sees it clean and does
+    /// not write. (Checking first and taking the ticket later let a second writer slip in
+    /// after the first write was synced and the checkpoint had passed the page: a crash then
+    /// tore that second, unsynced write of a page no log record after the checkpoint could
+    /// rebuild.)
     fn write_frame(&self, frame: &Frame, page: &Page) -> Result<()> {
-        let (first, last) = {
+        // The read latch the caller holds keeps `last_lgpos` from changing.
+        let last = {
             let m = frame.meta.lock();
             if !m.dirty {
                 return Ok(());
             }
-            (m.first_dirty, m.last_lgpos)
+            m.last_lgpos
         };
         self.check_failed()?;
         let bytes = page.sealed();
         self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
         let ticket = {
             let mut g = self.inner.lock();
+            let first = {
+                let m = frame.meta.lock();
+                if !m.dirty {
+                    // Another flusher wrote this state meanwhile.
+                    return Ok(());
+                }
+                m.first_dirty
+            };
             g.write_seq += 1;
             let t = (first, frame.pgno, g.write_seq);
             g.in_flight.insert(t);
             t
         };
+        let first = ticket.0;
         let written = self.file.write_page(frame.pgno, &bytes);
         let mut g = self.inner.lock();
         g.in_flight.remove(&ticket);
