@@ -89,6 +89,19 @@ pub struct DbHeader {
     pub last_objid: ObjId,
     /// The database's dbtime when the header was written (`dbtimeDirtied`).
     pub dbtime: DbTime,
+    /// First log generation of the last full backup (`bkinfoFullPrev.genLow`); 0 = none.
+    pub full_backup_gen_low: u32,
+    /// Last log generation of the last full backup (`bkinfoFullPrev.genHigh`); 0 = none.
+    pub full_backup_gen_high: u32,
+    /// When the last full backup ended, µs since the Unix epoch (`bkinfoFullPrev.logtimeMark`).
+    pub full_backup_micros: u64,
+    /// First log generation of the last incremental backup since the last full one
+    /// (`bkinfoIncPrev.genLow`); 0 = none.
+    pub incremental_backup_gen_low: u32,
+    /// Last log generation of that incremental backup (`bkinfoIncPrev.genHigh`); 0 = none.
+    pub incremental_backup_gen_high: u32,
+    /// When that incremental backup ended, µs since the Unix epoch.
+    pub incremental_backup_micros: u64,
 }
 
 impl DbHeader {
@@ -107,6 +120,12 @@ impl DbHeader {
             gen_max_committed: 0,
             last_objid: ObjId(0),
             dbtime: DbTime(0),
+            full_backup_gen_low: 0,
+            full_backup_gen_high: 0,
+            full_backup_micros: 0,
+            incremental_backup_gen_low: 0,
+            incremental_backup_gen_high: 0,
+            incremental_backup_micros: 0,
         }
     }
 
@@ -130,6 +149,12 @@ impl DbHeader {
         b.extend_from_slice(&self.gen_max_committed.to_le_bytes());
         b.extend_from_slice(&self.last_objid.to_bytes());
         b.extend_from_slice(&self.dbtime.to_bytes());
+        b.extend_from_slice(&self.full_backup_gen_low.to_le_bytes());
+        b.extend_from_slice(&self.full_backup_gen_high.to_le_bytes());
+        b.extend_from_slice(&self.full_backup_micros.to_le_bytes());
+        b.extend_from_slice(&self.incremental_backup_gen_low.to_le_bytes());
+        b.extend_from_slice(&self.incremental_backup_gen_high.to_le_bytes());
+        b.extend_from_slice(&self.incremental_backup_micros.to_le_bytes());
         b.resize(HEADER_LEN, 0);
         let crc = crc32_seeded(HEADER_SEED, &[b.get(4..).unwrap_or_default()]);
         if let Some(c) = b.get_mut(0..4) {
@@ -216,6 +241,12 @@ impl DbHeader {
             gen_max_committed: r32(120),
             last_objid: ObjId(r32(124)),
             dbtime: DbTime(r64(128)),
+            full_backup_gen_low: r32(136),
+            full_backup_gen_high: r32(140),
+            full_backup_micros: r64(144),
+            incremental_backup_gen_low: r32(152),
+            incremental_backup_gen_high: r32(156),
+            incremental_backup_micros: r64(160),
         })
     }
 }
@@ -374,6 +405,10 @@ mod tests {
         h.consistent_lgpos = Lgpos::new(3, 4, 5);
         h.last_objid = ObjId(9);
         h.state = DbState::CleanShutdown;
+        h.full_backup_gen_low = 3;
+        h.full_backup_gen_high = 5;
+        h.full_backup_micros = 77;
+        h.incremental_backup_gen_high = 6;
         let b = h.encode(1);
         assert_eq!(DbHeader::decode(&b, 1).unwrap(), h);
         assert_eq!(

@@ -495,6 +495,33 @@ impl Transaction {
         Ok(())
     }
 
+    /// Undoes every change made after the first `changes` ones ([`Transaction::change_count`]
+    /// taken earlier), keeping the transaction open at its level: an internal savepoint, as
+    /// ESE uses its internal transaction levels to make one update of a record and its index
+    /// entries atomic.
+    ///
+    /// # Errors
+    /// `NotInTransaction` (-1054) once ended; the page store's or log's errors if an undo
+    /// cannot be written (the caller then makes the instance unavailable).
+    pub fn rollback_to(&mut self, changes: usize) -> Result<()> {
+        self.ensure_open()?;
+        while self.ops.len() > changes {
+            self.undo_last()?;
+        }
+        Ok(())
+    }
+
+    /// Whether this transaction holds a version of `key` of `tree`: a change or a lock it made
+    /// and has not rolled back.
+    pub fn holds_version(&self, tree: ObjId, key: &[u8]) -> bool {
+        let probe: (ObjId, Box<[u8]>) = (tree, key.into());
+        self.vs
+            .shard(tree, key)
+            .map
+            .get(&probe)
+            .is_some_and(|chain| chain.iter().any(|r| r.trx.id == self.state.id))
+    }
+
     /// Rolls back every level.
     ///
     /// # Errors

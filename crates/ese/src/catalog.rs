@@ -13,13 +13,19 @@
 //! | next fixed, variable, tagged column id | u32 ×3 |
 //! | column count | u16, then per column: id u32, name (u16 + UTF-8), type u32, max size u32, grbit u32, code page u16, default (u16 length, 0xFFFF = none, + bytes), deleted u8 |
 //! | index count | u16, then per index: name (u16 + UTF-8), tree objid u32, grbit u32, key most u16, segment count u8, per segment: column id u32, descending u8 |
+//!
+//! The primary index's tree objid is the table's; every secondary index has a tree of its own
+//! (kind `Index`), whose entries are described in `index.rs` and `docs/format-database.md`.
 
 #![deny(clippy::indexing_slicing)]
 
 use ese_core::{Error, ErrorKind, ObjId, Result};
 
-use crate::column::{CodePage, ColumnDef, ColumnGrbit, ColumnType};
+use crate::column::{
+    CodePage, ColumnArea, ColumnDef, ColumnGrbit, ColumnType, FIRST_FIXED, area_of,
+};
 use crate::engine::AttachedDb;
+use crate::record::RecordLayout;
 
 /// The catalog tree's objid: the first tree created in a database (objid 1 is the page
 /// store's tree directory).
@@ -84,6 +90,50 @@ pub(crate) struct TableDef {
     pub(crate) columns: Vec<ColumnEntry>,
     pub(crate) indexes: Vec<IndexEntry>,
 }
+
+impl TableDef {
+    /// What decoding a record of this table needs: the size of every fixed column id.
+    pub(crate) fn layout(&self) -> RecordLayout {
+        let nfixed = self.next_ids[0].saturating_sub(FIRST_FIXED) as usize;
+        let mut sizes = vec![0u32; nfixed];
+        for c in &self.columns {
+            if let Some(ColumnArea::Fixed) = area_of(c.id)
+                && let Some(slot) = sizes.get_mut((c.id - FIRST_FIXED) as usize)
+            {
+                *slot = c.def.coltyp.fixed_size().unwrap_or(c.def.cb_max);
+            }
+        }
+        RecordLayout { fixed_sizes: sizes }
+    }
+
+    /// The live column with id `id`.
+    ///
+    /// # Errors
+    /// `ColumnNotFound` (-1507).
+    pub(crate) fn column(&self, id: u32) -> Result<&ColumnEntry> {
+        self.columns
+            .iter()
+            .find(|c| c.id == id && !c.deleted)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::ColumnNotFound).with_message(format!("column id {id}"))
+            })
+    }
+
+    /// The primary (clustered) index, if the table has one.
+    pub(crate) fn primary(&self) -> Option<&IndexEntry> {
+        self.indexes.iter().find(|i| i.grbit & PRIMARY_GRBIT != 0)
+    }
+
+    /// The index named `name` (case-insensitive).
+    pub(crate) fn index(&self, name: &str) -> Option<&IndexEntry> {
+        self.indexes
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// `JET_bitIndexPrimary`.
+const PRIMARY_GRBIT: u32 = 0x2;
 
 fn corrupt(what: &str) -> Error {
     Error::new(ErrorKind::CatalogCorrupted).with_message(format!("table definition: {what}"))

@@ -136,6 +136,12 @@ bitflags! {
         const VERSION = 0x8;
         /// `JET_bitColumnAutoincrement` (0x10): assigned on insert (Long or Currency/LongLong).
         const AUTOINCREMENT = 0x10;
+        /// `JET_bitColumnTTKey` (0x40): a key column of a temporary table
+        /// ([`Session::open_temp_table`](crate::Session::open_temp_table)); key columns sort
+        /// in the order they are given.
+        const TT_KEY = 0x40;
+        /// `JET_bitColumnTTDescending` (0x80): with `TT_KEY`, the column sorts descending.
+        const TT_DESCENDING = 0x80;
         /// `JET_bitColumnMultiValued` (0x400): several values per record (must be tagged).
         const MULTI_VALUED = 0x400;
         /// `JET_bitColumnEscrowUpdate` (0x800): updated by commuting deltas (Long or

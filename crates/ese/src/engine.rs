@@ -7,6 +7,7 @@
 //! | 16 | attach (ESE's `lrtypAttachDB`) | dbid u32, path length u16, path (UTF-8) |
 //! | 17 | detach (`lrtypDetachDB`) | dbid u32 |
 //! | 18 | term (`lrtypTerm2`): a clean shutdown | nothing |
+//! | 19 | backup (`lrtypFullBackup` / `lrtypIncBackup`): the end position of an online backup | see `backup.rs` |
 //!
 //! The checkpoint's database list (ESE's attach info) is: count u16, then per database
 //! dbid u32, path length u16, path (UTF-8).
@@ -21,7 +22,9 @@ use ese_btree::{Database, DbOptions, DbState, Wal, record_dbid};
 use ese_core::fs::FileSystem;
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use ese_log::{Log, LogConfig, LogReader};
-use ese_txn::{Envelope, FAMILY_PAGE, FamilyWal, LogWal, RecoveryUndo, TreeStore, VersionStore};
+use ese_txn::{
+    Envelope, FAMILY_PAGE, FamilyWal, LogWal, RecoveryUndo, TreeStore, TxnRecord, VersionStore,
+};
 use parking_lot::RwLock;
 
 use crate::instance::Params;
@@ -29,6 +32,8 @@ use crate::instance::Params;
 const FAMILY_ATTACH: u8 = 16;
 const FAMILY_DETACH: u8 = 17;
 const FAMILY_TERM: u8 = 18;
+/// Family of the record that marks the end position of an online backup.
+pub(crate) const FAMILY_BACKUP: u8 = 19;
 
 /// Most user databases attached at once (ESE's 6 user databases per instance).
 pub(crate) const MAX_DATABASES: u32 = 6;
@@ -63,6 +68,28 @@ pub struct RecoveryStats {
     pub generations: (u32, u32),
 }
 
+/// What hard recovery (restore) replaces in soft recovery: where redo starts and which
+/// databases it replays into.
+pub(crate) struct HardRecovery {
+    /// Where redo starts: the checkpoint of the full backup (instead of the checkpoint file).
+    pub(crate) start: Lgpos,
+    /// The databases attached at `start`: dbid and the file to replay into.
+    pub(crate) dbs: Vec<(u32, PathBuf)>,
+    /// Database paths named by attach records, mapped to the file to replay into (the restore
+    /// map); a path not listed is replayed in place, as soft recovery does, or skipped with its
+    /// operations when the file does not exist (a database that is not in the backup).
+    pub(crate) remap: Vec<(PathBuf, PathBuf)>,
+}
+
+impl HardRecovery {
+    fn target(&self, path: PathBuf) -> PathBuf {
+        self.remap
+            .iter()
+            .find(|(from, _)| *from == path)
+            .map_or(path, |(_, to)| to.clone())
+    }
+}
+
 pub(crate) struct Engine {
     pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) log: Arc<Log>,
@@ -80,6 +107,9 @@ pub(crate) struct Engine {
     /// nothing holds the log or the databases once term returns.
     background: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
     stopping: std::sync::atomic::AtomicBool,
+    /// While an online backup runs, the checkpoint never passes this position, so neither
+    /// circular logging nor truncation deletes a generation the backup still has to copy.
+    backup_pin: parking_lot::Mutex<Option<Lgpos>>,
     /// Next implicit key of each table without a primary index, shared by its cursors.
     seqs: parking_lot::Mutex<std::collections::HashMap<ObjId, Arc<std::sync::atomic::AtomicU64>>>,
 }
@@ -178,6 +208,19 @@ impl Engine {
         params: Params,
         progress: &dyn Fn(u64),
     ) -> Result<Engine> {
+        Self::recover(fs, params, &mut |records, _| progress(records), None)
+    }
+
+    /// Soft recovery (`hard` is `None`), or hard recovery for a restore: redo starts at
+    /// `hard.start` with `hard.dbs` instead of the checkpoint file, and attach records are
+    /// redirected through `hard.remap`; everything else (redo, undo, the clean detach) is
+    /// the same code. `progress` gets the records replayed so far and the position reached.
+    pub(crate) fn recover(
+        fs: Arc<dyn FileSystem>,
+        params: Params,
+        progress: &mut dyn FnMut(u64, Lgpos),
+        hard: Option<&HardRecovery>,
+    ) -> Result<Engine> {
         fs.create_dir_all(&params.log_path)?;
         let cfg = LogConfig::new(&params.log_path)
             .base_name(params.base_name.clone())
@@ -187,10 +230,13 @@ impl Engine {
         let log = Arc::new(Log::open(Arc::clone(&fs), cfg)?);
         let raw: Arc<dyn Wal> = Arc::new(LogWal(Arc::clone(&log)));
         let store = Arc::new(TreeStore::new(Arc::clone(&raw)));
-        let (start, listed) = match log.checkpoint() {
-            Ok(c) => (c.lgpos, decode_db_list(&c.db_list)?),
-            Err(e) if e.kind() == ErrorKind::CheckpointFileNotFound => (Lgpos::MIN, Vec::new()),
-            Err(e) => return Err(e),
+        let (start, listed) = match (hard, log.checkpoint()) {
+            (Some(h), _) => (h.start, h.dbs.clone()),
+            (None, Ok(c)) => (c.lgpos, decode_db_list(&c.db_list)?),
+            (None, Err(e)) if e.kind() == ErrorKind::CheckpointFileNotFound => {
+                (Lgpos::MIN, Vec::new())
+            }
+            (None, Err(e)) => return Err(e),
         };
         log::info!(target: "ese::recovery", "recovery starts at {start}, {} database(s) attached at the checkpoint", listed.len());
         let mut stats = RecoveryStats::default();
@@ -200,13 +246,15 @@ impl Engine {
             dbs.insert(dbid, db);
         }
         let mut undo = RecoveryUndo::new();
+        // Hard recovery: databases named by the log that are neither restored nor present.
+        let mut skipped: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
         let mut reader =
             LogReader::open(Arc::clone(&fs), &params.log_path, &params.base_name, start)?;
         stats.generations = reader.generations();
         while let Some(rec) = reader.next_record()? {
             stats.records += 1;
             if stats.records % 4096 == 0 {
-                progress(stats.records);
+                progress(stats.records, rec.lgpos);
             }
             let env = Envelope::parse(&rec.payload)?;
             match env {
@@ -220,7 +268,15 @@ impl Engine {
                 }
                 Envelope::Upper(FAMILY_ATTACH, body) => {
                     let ((dbid, path), _) = parse_db_entry(body)?;
-                    if let std::collections::btree_map::Entry::Vacant(slot) = dbs.entry(dbid) {
+                    let path = match hard {
+                        Some(h) => h.target(path),
+                        None => path,
+                    };
+                    if hard.is_some() && !dbs.contains_key(&dbid) && !fs.exists(&path)? {
+                        log::warn!(target: "ese::recovery", "database {} (dbid {dbid}) is not in the backup and not present: its operations are skipped", path.display());
+                        skipped.insert(dbid);
+                    } else if let std::collections::btree_map::Entry::Vacant(slot) = dbs.entry(dbid)
+                    {
                         slot.insert(Self::open_for_redo(&fs, &params, &raw, dbid, &path)?);
                     }
                 }
@@ -228,6 +284,7 @@ impl Engine {
                     let id = body.get(..4).ok_or_else(|| corrupt("detach record"))?;
                     let dbid =
                         u32::from_le_bytes(id.try_into().map_err(|_| corrupt("detach record"))?);
+                    skipped.remove(&dbid);
                     if let Some(d) = dbs.remove(&dbid) {
                         // The detach made every page durable before it was logged; finish the
                         // header in case the crash came between the two.
@@ -242,10 +299,14 @@ impl Engine {
                 Envelope::Upper(..) | Envelope::Txn(_) => {}
             }
             if let Some(t) = env.txn_record()? {
-                undo.observe(t);
+                let skip =
+                    matches!(&t, TxnRecord::Op { tree, .. } if skipped.contains(&(tree.0 >> 24)));
+                if !skip {
+                    undo.observe(t);
+                }
             }
         }
-        progress(stats.records);
+        progress(stats.records, log.last_lgpos());
         for d in dbs.values() {
             d.db.end_redo()?;
             for (objid, _, _) in d.db.trees()? {
@@ -277,6 +338,7 @@ impl Engine {
             params,
             recovery: stats,
             seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            backup_pin: parking_lot::Mutex::new(None),
             ckpt_lock: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -464,10 +526,18 @@ impl Engine {
         let dbs = self.dbs.read();
         let mut at = self.log.last_lgpos();
         for d in dbs.values() {
-            at = at.min(d.db.checkpoint());
+            // MIN: nothing was ever logged through this database's cache (attached and not
+            // changed since), so no page of it needs redo.
+            let c = d.db.checkpoint();
+            if c != Lgpos::MIN {
+                at = at.min(c);
+            }
         }
         if let Some(t) = self.vs.oldest_needed_lgpos(self.log.durable_lgpos()) {
             at = at.min(t);
+        }
+        if let Some(pin) = *self.backup_pin.lock() {
+            at = at.min(pin);
         }
         let list = encode_db_list(&dbs)?;
         drop(dbs);
@@ -482,6 +552,53 @@ impl Engine {
             d.db.flush()?;
         }
         self.write_checkpoint()
+    }
+
+    /// Starts a full backup: writes a checkpoint now and pins it (the checkpoint will not pass
+    /// it until [`Engine::unpin_backup`]); returns it: the position a restore replays from.
+    ///
+    /// A transaction whose first change is being logged holds the checkpoint at the very start
+    /// of the log for that moment; the checkpoint is taken again until no such moment is hit
+    /// (for up to two seconds, then `BackupNotAllowedYet`).
+    pub(crate) fn pin_checkpoint_for_backup(&self) -> Result<Lgpos> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            {
+                let _ckpt = self.ckpt_lock.lock();
+                self.write_checkpoint_locked()?;
+                let at = self.log.checkpoint()?.lgpos;
+                if at.generation != 0 {
+                    *self.backup_pin.lock() = Some(at);
+                    return Ok(at);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::new(ErrorKind::BackupNotAllowedYet)
+                    .with_message("the checkpoint did not settle; try the backup again"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Starts an incremental backup: keeps the checkpoint from passing `at` (the start of the
+    /// first generation it copies) until [`Engine::unpin_backup`].
+    pub(crate) fn pin_for_backup(&self, at: Lgpos) {
+        let _ckpt = self.ckpt_lock.lock();
+        *self.backup_pin.lock() = Some(at);
+    }
+
+    /// Ends a backup: the checkpoint may advance again.
+    pub(crate) fn unpin_backup(&self) {
+        *self.backup_pin.lock() = None;
+    }
+
+    /// Appends the record that marks the end of an online backup and waits until it is
+    /// durable; returns its position.
+    pub(crate) fn log_backup_mark(&self, body: &[u8]) -> Result<Lgpos> {
+        let mut rec = Vec::with_capacity(body.len() + 1);
+        rec.push(FAMILY_BACKUP);
+        rec.extend_from_slice(body);
+        self.log.append_and_flush(&rec)
     }
 
     /// Bytes of log between `from` and `to` (generations of the configured size).

@@ -84,3 +84,45 @@ bitflags! {
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct AttachDatabaseGrbit: u32 {}
 }
+
+bitflags! {
+    /// Options of [`Instance::backup`](crate::Instance::backup) (JetBackupInstance) and
+    /// [`Instance::begin_external_backup`](crate::Instance::begin_external_backup)
+    /// (JetBeginExternalBackupInstance).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct BackupGrbit: u32 {
+        /// `JET_bitBackupIncremental` (0x1): copy only the log generations written since the
+        /// last full or incremental backup, no database pages. Needs a full backup first
+        /// (`MissingFullBackup`, -560) and is refused with circular logging (`InvalidBackup`,
+        /// -526).
+        const INCREMENTAL = 0x1;
+        /// `JET_bitBackupAtomic` (0x4): accepted; every backup is atomic here (the backup
+        /// descriptor is written last, so a backup that did not finish is never valid).
+        const ATOMIC = 0x4;
+        /// `JET_bitBackupSnapshot` (0x10): a VSS-style snapshot backup; not supported
+        /// (`FeatureNotAvailable`, -1001).
+        const SNAPSHOT = 0x10;
+        /// Not a JET bit (ESE's simple backup truncates unconditionally): after the backup,
+        /// delete the log generations it made unnecessary, those older than the backup's last
+        /// generation and the current checkpoint (ESE's `JetTruncateLogInstance`).
+        const TRUNCATE_LOGS = 0x1_0000;
+    }
+}
+
+bitflags! {
+    /// Options of [`Instance::end_external_backup`](crate::Instance::end_external_backup)
+    /// (JetEndExternalBackupInstance2).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct EndExternalBackupGrbit: u32 {
+        /// `JET_bitBackupEndNormal` (0x1): the backup succeeded (the default, like grbit 0).
+        const NORMAL = 0x1;
+        /// `JET_bitBackupEndAbort` (0x2): the backup failed or was abandoned: no header update.
+        const ABORT = 0x2;
+        /// `JET_bitBackupTruncateDone` (0x100): accepted; the caller truncated the logs with
+        /// [`Instance::truncate_backup_logs`](crate::Instance::truncate_backup_logs).
+        const TRUNCATE_DONE = 0x100;
+        /// `JET_bitBackupNoDbHeaderUpdate` (0x200): do not record the backup in the database
+        /// headers.
+        const NO_DB_HEADER_UPDATE = 0x200;
+    }
+}

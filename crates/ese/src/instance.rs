@@ -214,6 +214,7 @@ impl InstanceBuilder {
                 sessions,
                 engine: RwLock::new(None),
                 session_states: Mutex::new(HashMap::new()),
+                backup: Mutex::new(None),
             }),
         })
     }
@@ -228,6 +229,8 @@ pub(crate) struct InstanceInner {
     pub(crate) engine: RwLock<Option<Arc<Engine>>>,
     /// Per-session work (transaction, open databases, cursors), for term and end session.
     pub(crate) session_states: Mutex<HashMap<Sesid, Arc<SessionShared>>>,
+    /// The external backup running on the instance, between its begin and end calls.
+    pub(crate) backup: Mutex<Option<crate::backup::BackupState>>,
 }
 
 impl InstanceInner {
@@ -321,8 +324,10 @@ impl Instance {
     /// (-1031) if another init runs; `InvalidInstance` (-1115) after a failed init; the log's
     /// errors (`LogFilePathInUse`, `MissingLogFile`, `LogFileCorrupt`, `BadLogSignature`,
     /// `RequiredLogFilesMissing`, `CheckpointCorrupt`, ...); `AttachedDatabaseMismatch` when a
-    /// database the log names is missing; the page store's errors during redo; I/O errors. After
-    /// a failed init the instance is dead (as ESE frees an instance whose init fails).
+    /// database the log names is missing; `SoftRecoveryOnBackupDatabase` (-544) when a restore
+    /// into the log path started changing it and did not finish (run the restore again); the
+    /// page store's errors during redo; I/O errors. After a failed init the instance is dead (as
+    /// ESE frees an instance whose init fails).
     pub fn init(&self) -> Result<()> {
         self.init_with_progress(&|_| {})
     }
@@ -335,6 +340,13 @@ impl Instance {
     pub fn init_with_progress(&self, progress: &dyn Fn(u64)) -> Result<()> {
         let guard = self.inner.gate.begin_init()?;
         let p = &self.inner.params;
+        if self.inner.fs.exists(&crate::backup::restore_mark_path(p))? {
+            return Err(Error::new(ErrorKind::SoftRecoveryOnBackupDatabase)
+                .with_path(crate::backup::restore_mark_path(p))
+                .with_message(
+                    "a restore into this log path did not finish; run the restore again",
+                ));
+        }
         self.inner.fs.create_dir_all(&p.system_path)?;
         let engine = Arc::new(Engine::start(
             Arc::clone(&self.inner.fs),
@@ -386,8 +398,10 @@ impl Instance {
     /// A term of a created-but-never-initialized instance succeeds and does nothing.
     ///
     /// # Errors
-    /// `TooManyActiveUsers` (-1059) while any session has an open transaction (the instance
-    /// stays running and usable); `TermInProgress` (-1000) if another term runs;
+    /// `TooManyActiveUsers` (-1059) while any session has an open transaction, or
+    /// `BackupInProgress` (-505) while an external backup runs without
+    /// [`TermGrbit::STOP_BACKUP`] or [`TermGrbit::ABRUPT`], which abort it (the instance stays
+    /// running and usable); `TermInProgress` (-1000) if another term runs;
     /// `RestoreInProgress` (-506) during a restore; `NotInitialized` (-1029) during init;
     /// `InvalidInstance` (-1115) after a failed init; with [`TermGrbit::DIRTY`], success is
     /// reported as `DirtyShutdown` (-1116): the instance is down but its databases need
@@ -397,6 +411,16 @@ impl Instance {
         let Some(guard) = inner.gate.begin_term(&inner.sessions)? else {
             return Ok(());
         };
+        if inner.backup_running() {
+            if grbit.intersects(TermGrbit::STOP_BACKUP | TermGrbit::ABRUPT) {
+                inner.abort_backup_for_term();
+            } else {
+                guard.abort();
+                return Err(Error::new(ErrorKind::BackupInProgress).with_message(
+                    "an external backup is running; end it or term with STOP_BACKUP",
+                ));
+            }
+        }
         if inner.sessions.any_in_transaction() {
             guard.abort();
             return Err(Error::new(ErrorKind::TooManyActiveUsers)

@@ -212,6 +212,170 @@ fn encode_groups(out: &mut Vec<u8>, v: &[u8]) {
     }
 }
 
+/// Appends the normalized form of `value` as a *prefix* of a Binary or Text value for `spec`
+/// (ESE's `JET_bitPartialColumnStartLimit` / `SubStrLimit`): the prefix byte and the value's
+/// bytes (text folded) without the group padding and counts, so every value that starts with
+/// `value` has a normalized form that starts with these bytes. Other types get their full
+/// normalized form.
+///
+/// A prefix that ends in zero bytes also matches the shorter values it extends with zeros
+/// (the padding of the last group is zeros).
+///
+/// # Errors
+/// As [`normalize_segment`].
+pub fn normalize_prefix(out: &mut Vec<u8>, spec: SegmentSpec, value: &[u8]) -> Result<()> {
+    let folded;
+    let raw = match spec.coltyp {
+        ColumnType::Binary | ColumnType::LongBinary => value,
+        ColumnType::Text | ColumnType::LongText => {
+            folded = fold_text(value, spec.code_page)?;
+            &folded
+        }
+        _ => return normalize_segment(out, spec, Some(value)),
+    };
+    out.push(PREFIX_VALUE);
+    let start = out.len();
+    // The bytes of a value appear in its groups in order, each group of 8 followed by a count
+    // byte: a prefix of `n` bytes covers whole groups and a part of the next.
+    let mut chunks = raw.chunks(GROUP).peekable();
+    while let Some(c) = chunks.next() {
+        out.extend_from_slice(c);
+        if c.len() == GROUP && chunks.peek().is_some() {
+            out.push(MORE);
+        }
+    }
+    if spec.descending {
+        for b in out.get_mut(start..).unwrap_or_default() {
+            *b = !*b;
+        }
+    }
+    Ok(())
+}
+
+/// The length in bytes of the normalized segment at the start of `key` for `spec`, or `None`
+/// when the key ends inside it (a truncated key) or does not hold a valid segment.
+pub(crate) fn segment_len(key: &[u8], spec: SegmentSpec) -> Option<usize> {
+    match *key.first()? {
+        PREFIX_NULL_LOW | PREFIX_NULL_HIGH => return Some(1),
+        PREFIX_VALUE => {}
+        _ => return None,
+    }
+    if let Some(n) = fixed_key_len(spec.coltyp) {
+        return (key.len() > n).then_some(n + 1);
+    }
+    let mut at = 1;
+    loop {
+        let count = *key.get(at + GROUP)?;
+        let count = if spec.descending { !count } else { count };
+        at += GROUP + 1;
+        if count != MORE {
+            return Some(at);
+        }
+    }
+}
+
+/// Bytes of the normalized value of a fixed-size type.
+fn fixed_key_len(t: ColumnType) -> Option<usize> {
+    match t {
+        ColumnType::Bit | ColumnType::UnsignedByte => Some(1),
+        ColumnType::Short | ColumnType::UnsignedShort => Some(2),
+        ColumnType::Long | ColumnType::UnsignedLong | ColumnType::IEEESingle => Some(4),
+        ColumnType::Currency
+        | ColumnType::IEEEDouble
+        | ColumnType::DateTime
+        | ColumnType::LongLong
+        | ColumnType::UnsignedLongLong => Some(8),
+        ColumnType::Guid => Some(16),
+        ColumnType::Binary | ColumnType::Text | ColumnType::LongBinary | ColumnType::LongText => {
+            None
+        }
+    }
+}
+
+/// What a normalized segment stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// A null column.
+    Null,
+    /// A value, in the column type's own format.
+    Value(Vec<u8>),
+}
+
+/// The column value a whole normalized segment stands for (ESE's
+/// `JET_bitRetrieveFromIndex`), or `None` when the value cannot be recovered (text is stored
+/// folded to lower case). Floating-point values come back as the key holds them: `-0.0` as
+/// `+0.0`, every NaN as one NaN.
+pub(crate) fn decode_segment(seg: &[u8], spec: SegmentSpec) -> Option<Decoded> {
+    let (&prefix, body) = seg.split_first()?;
+    if prefix != PREFIX_VALUE {
+        return Some(Decoded::Null);
+    }
+    let v: Vec<u8> = if spec.descending {
+        body.iter().map(|b| !b).collect()
+    } else {
+        body.to_vec()
+    };
+    let be = |n: usize| -> Option<u64> {
+        let b = v.get(..n)?;
+        Some(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+    };
+    let out = match spec.coltyp {
+        ColumnType::Bit | ColumnType::UnsignedByte => vec![*v.first()?],
+        ColumnType::UnsignedShort => (be(2)? as u16).to_le_bytes().to_vec(),
+        ColumnType::UnsignedLong => (be(4)? as u32).to_le_bytes().to_vec(),
+        ColumnType::UnsignedLongLong => be(8)?.to_le_bytes().to_vec(),
+        ColumnType::Short => ((be(2)? as u16) ^ 0x8000).to_le_bytes().to_vec(),
+        ColumnType::Long => ((be(4)? as u32) ^ 0x8000_0000).to_le_bytes().to_vec(),
+        ColumnType::LongLong | ColumnType::Currency => {
+            (be(8)? ^ 0x8000_0000_0000_0000).to_le_bytes().to_vec()
+        }
+        ColumnType::IEEESingle => {
+            let k = be(4)? as u32;
+            let bits = if k & 0x8000_0000 != 0 {
+                k & 0x7FFF_FFFF
+            } else {
+                !k
+            };
+            bits.to_le_bytes().to_vec()
+        }
+        ColumnType::IEEEDouble | ColumnType::DateTime => {
+            let k = be(8)?;
+            let bits = if k & 0x8000_0000_0000_0000 != 0 {
+                k & 0x7FFF_FFFF_FFFF_FFFF
+            } else {
+                !k
+            };
+            bits.to_le_bytes().to_vec()
+        }
+        ColumnType::Guid => {
+            let k = v.get(..16)?;
+            let mut g = Vec::with_capacity(16);
+            for range in [12..16, 10..12, 8..10, 6..8, 0..6] {
+                g.extend_from_slice(k.get(range)?);
+            }
+            g
+        }
+        ColumnType::Binary | ColumnType::LongBinary => {
+            let mut out = Vec::new();
+            for group in v.chunks(GROUP + 1) {
+                let (&count, data) = group.split_last()?;
+                if data.len() != GROUP {
+                    return None;
+                }
+                if count == MORE {
+                    out.extend_from_slice(data);
+                } else {
+                    out.extend_from_slice(data.get(..usize::from(count))?);
+                    return Some(Decoded::Value(out));
+                }
+            }
+            return None;
+        }
+        ColumnType::Text | ColumnType::LongText => return None,
+    };
+    Some(Decoded::Value(out))
+}
+
 /// Truncates a normalized key to `key_most` bytes as ESE does (ESE's `JET_cbKeyMost` and
 /// `JET_bitIndexKeyMost`); with `disallow_truncation` an over-long key is an error instead.
 ///
@@ -240,6 +404,7 @@ pub fn truncate_key(key: &mut Vec<u8>, key_most: usize, disallow_truncation: boo
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::cmp::Ordering;
 
     fn spec(coltyp: ColumnType) -> SegmentSpec {
         SegmentSpec {
@@ -314,6 +479,223 @@ mod tests {
             let s = spec(ColumnType::Text);
             let (ka, kb) = (key(s, Some(a.as_bytes())), key(s, Some(b.as_bytes())));
             prop_assert_eq!(ka.cmp(&kb), a.to_lowercase().cmp(&b.to_lowercase()));
+        }
+    }
+
+    /// ESE's GUID order: bytes 10–15, then 8–9, 6–7, 4–5, 0–3, each group bytewise.
+    fn guid_order(g: &[u8; 16]) -> [&[u8]; 5] {
+        [&g[10..16], &g[8..10], &g[6..8], &g[4..6], &g[0..4]]
+    }
+
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn bit_and_guid_sort_like_values(a: u8, b: u8, g: [u8; 16], h: [u8; 16]) {
+            // Any non-zero byte is true.
+            let s = spec(ColumnType::Bit);
+            prop_assert_eq!(key(s, Some(&[a])).cmp(&key(s, Some(&[b]))), (a != 0).cmp(&(b != 0)));
+            let s = spec(ColumnType::Guid);
+            prop_assert_eq!(key(s, Some(&g)).cmp(&key(s, Some(&h))), guid_order(&g).cmp(&guid_order(&h)));
+        }
+
+        #[test]
+        fn long_types_sort_like_short_ones(a: Vec<u8>, b: Vec<u8>, x in "[a-zA-Z ]{0,40}", y in "[a-zA-Z ]{0,40}") {
+            check_order(ColumnType::LongBinary, &a[..], &b[..], <[u8]>::to_vec);
+            let s = spec(ColumnType::LongText);
+            prop_assert_eq!(
+                key(s, Some(x.as_bytes())).cmp(&key(s, Some(y.as_bytes()))),
+                x.to_lowercase().cmp(&y.to_lowercase())
+            );
+        }
+
+        #[test]
+        fn unicode_text_sorts_by_lower_case_code_points(a in "\\PC{0,12}", b in "\\PC{0,12}", desc: bool) {
+            let s = SegmentSpec { code_page: CodePage::Unicode, descending: desc, ..spec(ColumnType::Text) };
+            let o = key(s, Some(&utf16(&a))).cmp(&key(s, Some(&utf16(&b))));
+            // Character by character (Unicode's simple mapping, no final-sigma context).
+            let lower = |x: &str| x.chars().flat_map(char::to_lowercase).collect::<String>();
+            let want = lower(&a).cmp(&lower(&b));
+            prop_assert_eq!(o, if desc { want.reverse() } else { want });
+        }
+
+        #[test]
+        fn prefix_keys_bound_every_value_that_starts_with_them(p in proptest::collection::vec(1u8.., 0..20), rest: Vec<u8>, other: Vec<u8>, desc: bool) {
+            let s = SegmentSpec { descending: desc, ..spec(ColumnType::Binary) };
+            let mut start = Vec::new();
+            normalize_prefix(&mut start, s, &p).unwrap();
+            let mut v = p.clone();
+            v.extend(&rest);
+            let full = key(s, Some(&v));
+            prop_assert!(full.starts_with(&start));
+            let o = key(s, Some(&other));
+            prop_assert_eq!(o.starts_with(&start), other.starts_with(&p));
+        }
+
+        #[test]
+        fn decoding_gives_the_value_back(a: i64, b: u32, f: f64, g: [u8; 16], v: Vec<u8>, desc: bool) {
+            for (t, bytes) in [
+                (ColumnType::LongLong, a.to_le_bytes().to_vec()),
+                (ColumnType::Currency, a.to_le_bytes().to_vec()),
+                (ColumnType::Long, (a as i32).to_le_bytes().to_vec()),
+                (ColumnType::Short, (a as i16).to_le_bytes().to_vec()),
+                (ColumnType::UnsignedLong, b.to_le_bytes().to_vec()),
+                (ColumnType::UnsignedShort, (b as u16).to_le_bytes().to_vec()),
+                (ColumnType::UnsignedByte, vec![b as u8]),
+                (ColumnType::Guid, g.to_vec()),
+                (ColumnType::Binary, v.clone()),
+                (ColumnType::IEEEDouble, if f.is_nan() || f == 0.0 { 1.5f64 } else { f }.to_le_bytes().to_vec()),
+            ] {
+                let s = SegmentSpec { descending: desc, ..spec(t) };
+                let k = key(s, Some(&bytes));
+                prop_assert_eq!(segment_len(&k, s), Some(k.len()));
+                prop_assert_eq!(decode_segment(&k, s), Some(Decoded::Value(bytes)));
+            }
+            let s = spec(ColumnType::Text);
+            let k = key(s, Some(b"Abc"));
+            prop_assert_eq!(segment_len(&k, s), Some(k.len()));
+            prop_assert_eq!(decode_segment(&k, s), None);
+            prop_assert_eq!(decode_segment(&key(s, None), s), Some(Decoded::Null));
+        }
+    }
+
+    #[test]
+    fn extremes_of_every_fixed_type_sort_in_order() {
+        let cases: Vec<(ColumnType, Vec<Vec<u8>>)> = vec![
+            (
+                ColumnType::Short,
+                [i16::MIN, -1, 0, 1, i16::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                ColumnType::Long,
+                [i32::MIN, -1, 0, 1, i32::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                ColumnType::LongLong,
+                [i64::MIN, -1, 0, 1, i64::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                ColumnType::Currency,
+                [i64::MIN, -1, 0, 1, i64::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                ColumnType::UnsignedShort,
+                [0, 1, u16::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                ColumnType::UnsignedLong,
+                [0, 1, u32::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                ColumnType::UnsignedLongLong,
+                [0, 1, u64::MAX]
+                    .iter()
+                    .map(|x| x.to_le_bytes().to_vec())
+                    .collect(),
+            ),
+            (ColumnType::UnsignedByte, vec![vec![0], vec![1], vec![255]]),
+            (ColumnType::Bit, vec![vec![0], vec![1]]),
+            (
+                ColumnType::IEEESingle,
+                [
+                    f32::NEG_INFINITY,
+                    f32::MIN,
+                    -1.0,
+                    -f32::MIN_POSITIVE,
+                    -1e-45,
+                    0.0,
+                    1e-45,
+                    f32::MIN_POSITIVE,
+                    1.0,
+                    f32::MAX,
+                    f32::INFINITY,
+                    f32::NAN,
+                ]
+                .iter()
+                .map(|x| x.to_le_bytes().to_vec())
+                .collect(),
+            ),
+            (
+                ColumnType::DateTime,
+                [
+                    f64::NEG_INFINITY,
+                    f64::MIN,
+                    -1.0,
+                    -5e-324,
+                    0.0,
+                    5e-324,
+                    1.0,
+                    f64::MAX,
+                    f64::INFINITY,
+                    f64::NAN,
+                ]
+                .iter()
+                .map(|x| x.to_le_bytes().to_vec())
+                .collect(),
+            ),
+            (
+                ColumnType::Binary,
+                vec![
+                    vec![],
+                    vec![0],
+                    vec![0, 0],
+                    vec![0, 1],
+                    vec![1],
+                    vec![0xFF; 8],
+                    vec![0xFF; 9],
+                    vec![0xFF; 255],
+                ],
+            ),
+        ];
+        for (t, values) in cases {
+            for desc in [false, true] {
+                let s = SegmentSpec {
+                    descending: desc,
+                    ..spec(t)
+                };
+                let keys: Vec<Vec<u8>> = values.iter().map(|v| key(s, Some(v))).collect();
+                for w in keys.windows(2) {
+                    assert_eq!(
+                        w[0].cmp(&w[1]),
+                        if desc {
+                            Ordering::Greater
+                        } else {
+                            Ordering::Less
+                        },
+                        "{t:?} desc {desc}"
+                    );
+                }
+                // Null sorts first either way (last with SortNullsHigh).
+                assert!(key(s, None) < keys[0].clone().min(keys[keys.len() - 1].clone()));
+                let h = SegmentSpec {
+                    nulls_high: true,
+                    ..s
+                };
+                assert!(
+                    key(h, None)
+                        > key(h, Some(&values[0])).max(key(h, Some(&values[values.len() - 1])))
+                );
+            }
         }
     }
 

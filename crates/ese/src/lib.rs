@@ -54,17 +54,22 @@
 
 #![deny(unsafe_code)]
 
+mod backup;
 mod catalog;
 mod column;
 mod database;
 mod engine;
 mod grbit;
+mod index;
 mod instance;
 mod key;
 mod record;
+mod seek;
 mod session;
 mod table;
+mod temp;
 
+pub use backup::{BackupFile, BackupKind, BackupSummary, Progress, ProgressPhase};
 pub use column::{CodePage, ColumnDef, ColumnGrbit, ColumnType, validate_name};
 pub use database::DbId;
 pub use engine::RecoveryStats;
@@ -75,8 +80,13 @@ pub use grbit::{
     AttachDatabaseGrbit, BeginTransactionGrbit, CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit,
     RollbackGrbit, TermGrbit,
 };
+pub use grbit::{BackupGrbit, EndExternalBackupGrbit};
+pub use index::{
+    IndexRangeGrbit, MakeKeyGrbit, RetrieveKeyGrbit, SeekResult, SetCurrentIndexGrbit,
+};
 pub use instance::{Instance, InstanceBuilder};
-pub use key::{SegmentSpec, fold_text, normalize_segment, truncate_key};
+pub use key::{SegmentSpec, fold_text, normalize_prefix, normalize_segment, truncate_key};
 pub use record::{Record, RecordLayout, TaggedValue};
 pub use session::Session;
 pub use table::{IndexCreate, IndexGrbit, Move, Prep, Seek, Table, TableCreate};
+pub use temp::{TempTable, TempTableGrbit};

@@ -19,6 +19,8 @@ pub(crate) struct SessionState {
     pub(crate) open_dbs: BTreeMap<u32, u32>,
     /// Log position of this session's last level-0 commit (for `WAIT_LAST_LEVEL0_COMMIT`).
     pub(crate) last_commit: Option<Lgpos>,
+    /// Temporary tables opened by the session, closed when it ends.
+    pub(crate) temp_tables: Vec<std::sync::Weak<crate::temp::TempShared>>,
 }
 
 /// A session's engine-side parts, shared by every clone of the handle.
@@ -37,7 +39,7 @@ impl SessionShared {
     }
 
     /// Closes everything the session holds (end session, term). An open transaction is
-    /// rolled back.
+    /// rolled back; temporary tables are closed (their files deleted).
     pub(crate) fn close_all(&self) -> Result<()> {
         let mut st = self.state.lock();
         let r = match st.trx.as_mut() {
@@ -46,6 +48,11 @@ impl SessionShared {
         };
         st.trx = None;
         st.open_dbs.clear();
+        for temp in st.temp_tables.drain(..) {
+            if let Some(temp) = temp.upgrade() {
+                temp.close();
+            }
+        }
         r
     }
 }

@@ -1,55 +1,25 @@
-//! Tables and cursors (ESE's `JET_TABLEID`): create and open tables, move, seek on the
-//! primary key, prepare/set/update, retrieve, delete — every read through the session's
-//! snapshot, every write through its transaction (or an implicit one at level 0).
+//! Tables and cursors (ESE's `JET_TABLEID`): create and open tables, move on the current
+//! index (primary or secondary), make keys and seek, index ranges, prepare/set/update,
+//! retrieve, delete — every read through the session's snapshot, every write through its
+//! transaction (or an implicit one at level 0), a record and its index entries together.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bitflags::bitflags;
-use ese_btree::{NodeFlags, SeekOp};
+use ese_btree::{Cursor, NodeFlags, SeekOp};
 use ese_core::{Error, ErrorKind, ObjId, Result};
 use ese_txn::{PhysState, ReadView, Transaction, node_state};
 
-use crate::catalog::{self, CATALOG_OBJID, ColumnEntry, IndexEntry, Segment, TableDef};
+use crate::catalog::{self, CATALOG_OBJID, ColumnEntry, IndexEntry, TableDef};
 use crate::column::{
     ColumnArea, ColumnDef, ColumnGrbit, FIRST_FIXED, FIRST_TAGGED, FIRST_VARIABLE, validate_name,
 };
 use crate::database::DbId;
 use crate::engine::{Engine, tree_id};
-use crate::key::{SegmentSpec, normalize_segment, truncate_key};
+use crate::index::{EntryLayout, INDEXES_MOST, IndexRange, MadeKey, check_index, record_keys};
+pub use crate::index::{IndexCreate, IndexGrbit};
 use crate::record::{Record, RecordLayout, TaggedValue};
 use crate::session::Session;
-
-bitflags! {
-    /// Options of an index (ESE's `JET_bitIndex*`; the subset this engine supports).
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-    pub struct IndexGrbit: u32 {
-        /// `JET_bitIndexUnique` (0x1).
-        const UNIQUE = 0x1;
-        /// `JET_bitIndexPrimary` (0x2): the clustered index the table's records are stored in.
-        const PRIMARY = 0x2;
-        /// `JET_bitIndexDisallowNull` (0x4).
-        const DISALLOW_NULL = 0x4;
-        /// `JET_bitIndexSortNullsHigh` (0x400).
-        const SORT_NULLS_HIGH = 0x400;
-        /// `JET_bitIndexDisallowTruncation` (0x10000).
-        const DISALLOW_TRUNCATION = 0x1_0000;
-    }
-}
-
-/// An index to create (ESE's `JET_INDEXCREATE`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexCreate {
-    /// The index name (1 to 64 characters).
-    pub name: String,
-    /// ESE's key definition: `+col1\0-col2\0\0` (`+` ascending, `-` descending, each segment
-    /// ends with a NUL, the list with a second NUL); at most 16 segments.
-    pub key: String,
-    /// Options.
-    pub grbit: IndexGrbit,
-    /// Longest normalized key in bytes (0 = ESE's legacy 255).
-    pub key_most: u16,
-}
 
 /// A table to create with its columns and indexes (ESE's `JET_TABLECREATE`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,67 +60,6 @@ pub enum Prep {
 
 /// Seek operators (ESE's `JET_bitSeek*`).
 pub use ese_btree::SeekOp as Seek;
-
-/// Largest key of the legacy key limit (`JET_cbKeyMost`).
-const KEY_MOST_LEGACY: u16 = 255;
-
-/// Parses ESE's key definition string into (column name, descending) pairs.
-fn parse_key_def(key: &str) -> Result<Vec<(String, bool)>> {
-    let bad = |why: &str| {
-        Err(Error::new(ErrorKind::IndexInvalidDef).with_message(format!("{key:?}: {why}")))
-    };
-    let body = key
-        .strip_suffix("\0\0")
-        .or_else(|| key.strip_suffix('\0'))
-        .unwrap_or(key);
-    let mut out = Vec::new();
-    for seg in body.split('\0') {
-        let (desc, name) = match seg.as_bytes().first() {
-            Some(b'+') => (false, seg.get(1..).unwrap_or_default()),
-            Some(b'-') => (true, seg.get(1..).unwrap_or_default()),
-            Some(_) => (false, seg),
-            None => return bad("an empty segment"),
-        };
-        if name.is_empty() {
-            return bad("a segment without a column name");
-        }
-        out.push((name.to_owned(), desc));
-    }
-    if out.is_empty() || out.len() > 16 {
-        return bad("an index has 1 to 16 segments");
-    }
-    Ok(out)
-}
-
-impl TableDef {
-    fn layout(&self) -> RecordLayout {
-        let nfixed = self.next_ids[0].saturating_sub(FIRST_FIXED) as usize;
-        let mut sizes = vec![0u32; nfixed];
-        for c in &self.columns {
-            if let Some(ColumnArea::Fixed) = crate::column::area_of(c.id)
-                && let Some(slot) = sizes.get_mut((c.id - FIRST_FIXED) as usize)
-            {
-                *slot = c.def.coltyp.fixed_size().unwrap_or(c.def.cb_max);
-            }
-        }
-        RecordLayout { fixed_sizes: sizes }
-    }
-
-    fn column(&self, id: u32) -> Result<&ColumnEntry> {
-        self.columns
-            .iter()
-            .find(|c| c.id == id && !c.deleted)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::ColumnNotFound).with_message(format!("column id {id}"))
-            })
-    }
-
-    fn primary(&self) -> Option<&IndexEntry> {
-        self.indexes
-            .iter()
-            .find(|i| i.grbit & IndexGrbit::PRIMARY.bits() != 0)
-    }
-}
 
 impl Session {
     /// Runs `f` in the session's transaction, or in an implicit one when none is open (ESE
@@ -198,18 +107,20 @@ impl Session {
 
     /// Creates a table with its columns and indexes (JetCreateTableColumnIndex), in the
     /// session's transaction (or an implicit one): if that transaction rolls back, the table
-    /// does not exist.
+    /// does not exist. Every secondary index gets a B+tree of its own.
     ///
     /// # Errors
     /// `InvalidName` (-1002) for a bad table, column or index name; `TableDuplicate` (-1303)
     /// if the table exists; `ColumnDuplicate` (-1508) for two columns with one name; the column
     /// definition errors of [`ColumnDef::validate`]; `ColumnRedundant` (-1510) for a second
-    /// auto-increment column; `IndexInvalidDef` (-1406) for a bad key definition or a key
-    /// naming an unknown column; `IndexHasPrimary` (-1402) for two primary indexes;
-    /// `IndexDuplicate` (-1403) for two indexes with one name; `FeatureNotAvailable` (-1001)
-    /// for secondary indexes (not supported yet); `InvalidDatabaseId` (-1010); `TransReadOnly`
-    /// (-1110) in a read-only transaction; `WriteConflict` (-1102) if another transaction is
-    /// creating the same table; the session and instance errors.
+    /// auto-increment column; `IndexInvalidDef` (-1406) for a bad key definition, a key
+    /// naming an unknown column or a primary index with null-ignoring options; `TooManyKeys`
+    /// (-1016) for more than 16 segments; `TooManyIndexes` (-1015) for more than 64 indexes;
+    /// `IndexHasPrimary` (-1402) for two primary indexes; `IndexDuplicate` (-1403) for two
+    /// indexes with one name; `CannotIndex` (-1071) for an escrow column in a key;
+    /// `InvalidGrbit` (-900) for unknown index options; `InvalidDatabaseId` (-1010);
+    /// `TransReadOnly` (-1110) in a read-only transaction; `WriteConflict` (-1102) if another
+    /// transaction is creating the same table; the session and instance errors.
     pub fn create_table(&self, db: DbId, create: &TableCreate) -> Result<()> {
         let _call = self.enter(false)?;
         let engine = self.inst.engine()?;
@@ -258,77 +169,59 @@ impl Session {
                 deleted: false,
             });
         }
-        for ix in &create.indexes {
-            validate_name(&ix.name)?;
-            if def
-                .indexes
-                .iter()
-                .any(|e| e.name.eq_ignore_ascii_case(&ix.name))
-            {
+        if create.indexes.len() > INDEXES_MOST {
+            return Err(Error::new(ErrorKind::TooManyIndexes)
+                .with_message(format!("at most {INDEXES_MOST} indexes")));
+        }
+        // The primary index first: secondary indexes size their bookmarks by it.
+        let mut ordered: Vec<&IndexCreate> = create.indexes.iter().collect();
+        ordered.sort_by_key(|ix| !ix.grbit.contains(IndexGrbit::PRIMARY));
+        for ix in ordered {
+            if def.index(&ix.name).is_some() {
                 return Err(Error::new(ErrorKind::IndexDuplicate).with_message(ix.name.clone()));
             }
-            if !ix.grbit.contains(IndexGrbit::PRIMARY) {
-                return Err(Error::new(ErrorKind::FeatureNotAvailable)
-                    .with_message("secondary indexes are not supported yet"));
-            }
-            if def.primary().is_some() {
-                return Err(Error::new(ErrorKind::IndexHasPrimary));
-            }
-            let mut segments = Vec::new();
-            for (name, descending) in parse_key_def(&ix.key)? {
-                let col = def
-                    .columns
-                    .iter()
-                    .find(|c| c.def.name.eq_ignore_ascii_case(&name))
-                    .ok_or_else(|| {
-                        Error::new(ErrorKind::IndexInvalidDef)
-                            .with_message(format!("no column {name:?}"))
-                    })?;
-                if col.def.grbit.contains(ColumnGrbit::ESCROW_UPDATE) {
-                    return Err(Error::new(ErrorKind::CannotIndex));
+            if ix.grbit.contains(IndexGrbit::PRIMARY) {
+                if def.primary().is_some() {
+                    return Err(Error::new(ErrorKind::IndexHasPrimary));
                 }
-                segments.push(Segment {
-                    column: col.id,
-                    descending,
-                });
+                check_primary_grbit(ix.grbit)?;
             }
-            let max = u16::try_from(d.db.max_key_len()).unwrap_or(u16::MAX);
-            let key_most = if ix.key_most == 0 {
-                KEY_MOST_LEGACY
-            } else {
-                ix.key_most
-            };
-            if key_most > max {
-                return Err(Error::new(ErrorKind::IndexInvalidDef)
-                    .with_message(format!("key most {key_most} is over the page size's {max}")));
-            }
-            def.indexes.push(IndexEntry {
-                name: ix.name.clone(),
-                objid: ObjId(0),
-                grbit: ix.grbit.bits(),
-                key_most,
-                segments,
-            });
+            let entry = check_index(&def, ix, d.db.max_key_len())?;
+            def.indexes.push(entry);
         }
+        // Keep the caller's order in the catalog.
+        def.indexes.sort_by_key(|e| {
+            create
+                .indexes
+                .iter()
+                .position(|i| i.name.eq_ignore_ascii_case(&e.name))
+        });
         let key = catalog::table_key(&create.name);
         let cat = tree_id(d.dbid, CATALOG_OBJID);
         self.in_transaction(&engine, |t| {
             if t.read(cat, &key)?.is_some() {
                 return Err(Error::new(ErrorKind::TableDuplicate).with_message(create.name.clone()));
             }
-            // The tree is allocated outside the transaction: a rollback leaves it unused (its
-            // pages stay owned until the table is dropped), as the catalog never names it.
+            // Trees are allocated outside the transaction: a rollback leaves them unused
+            // (their pages stay owned), as the catalog never names them.
             let tree = d.db.create_tree(ese_btree::TreeKind::Table)?;
             def.objid = tree.objid();
-            for ix in &mut def.indexes {
-                ix.objid = tree.objid();
-            }
             engine.store.register(tree_id(d.dbid, tree.objid()), tree);
+            for ix in &mut def.indexes {
+                if ix.is_primary() {
+                    ix.objid = def.objid;
+                } else {
+                    let it = d.db.create_tree(ese_btree::TreeKind::Index)?;
+                    ix.objid = it.objid();
+                    engine.store.register(tree_id(d.dbid, it.objid()), it);
+                }
+            }
             t.insert(cat, &key, &def.encode())
         })
     }
 
-    /// Opens a cursor on a table (JetOpenTable).
+    /// Opens a cursor on a table (JetOpenTable). The cursor's current index is the primary
+    /// index, and it is before the first record.
     ///
     /// # Errors
     /// `ObjectNotFound` (-1305) if the table does not exist in this session's view;
@@ -348,56 +241,177 @@ impl Session {
             .ok_or_else(|| Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()))?;
         let def = TableDef::decode(&bytes)?;
         let tree = tree_id(d.dbid, def.objid);
-        // The tree may have been created by a transaction of another session: make it reachable.
-        if engine.store.tree(tree).is_err() {
-            engine.store.register(tree, d.db.open_tree(def.objid)?);
-        }
+        register_trees(&engine, d.dbid, &def)?;
         let seq = engine.implicit_key_counter(tree)?;
+        let cur = CurIndex::primary(&def, tree);
         Ok(Table {
             session: self.clone(),
             engine,
             layout: def.layout(),
             def: Arc::new(def),
+            def_bytes: bytes,
             tree,
+            pad: d.db.max_key_len() + 1,
+            cur,
+            pos: None,
             current: None,
-            after_last: false,
+            off: Off::BeforeFirst(None),
             prepared: None,
             seq,
+            key: None,
+            range: None,
+            nav: None,
         })
     }
 }
 
+/// Null-ignoring options make no sense on the index the records are stored in.
+fn check_primary_grbit(g: IndexGrbit) -> Result<()> {
+    if g.intersects(
+        IndexGrbit::IGNORE_NULL | IndexGrbit::IGNORE_ANY_NULL | IndexGrbit::IGNORE_FIRST_NULL,
+    ) {
+        return Err(Error::new(ErrorKind::IndexInvalidDef)
+            .with_message("a primary index cannot ignore null keys"));
+    }
+    Ok(())
+}
+
+/// Makes every tree of a table reachable (they may have been created by a transaction of
+/// another session).
+pub(crate) fn register_trees(engine: &Engine, dbid: u32, def: &TableDef) -> Result<()> {
+    let d = engine.db(dbid)?;
+    for objid in std::iter::once(def.objid).chain(def.indexes.iter().map(|i| i.objid)) {
+        let id = tree_id(dbid, objid);
+        if engine.store.tree(id).is_err() {
+            engine.store.register(id, d.db.open_tree(objid)?);
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
-struct Prepared {
+pub(crate) struct Prepared {
     prep: Prep,
     record: Record,
+    /// The record's bytes when a replace was prepared (`ReplaceNoLock` compares them at
+    /// update, as ESE compares a record checksum).
+    original: Option<Vec<u8>>,
+}
+
+/// The current index of a cursor.
+#[derive(Clone, Debug)]
+pub(crate) struct CurIndex {
+    /// Its definition; `None` for the implicit sequential index of a table without primary
+    /// index.
+    pub(crate) ix: Option<IndexEntry>,
+    pub(crate) tree: ObjId,
+    pub(crate) layout: EntryLayout,
+}
+
+impl CurIndex {
+    pub(crate) fn primary(def: &TableDef, tree: ObjId) -> CurIndex {
+        CurIndex {
+            ix: def.primary().cloned(),
+            tree,
+            layout: EntryLayout::Primary,
+        }
+    }
+
+    pub(crate) fn is_primary(&self) -> bool {
+        self.layout == EntryLayout::Primary
+    }
+}
+
+/// Where a cursor is when it is on no entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Off {
+    /// Before the first entry; a move next resumes after the node key, if any (where a
+    /// backward move stopped at a lower range limit), else from the first entry.
+    BeforeFirst(Option<Vec<u8>>),
+    /// After the last entry; a move previous resumes before the node key, if any.
+    AfterLast(Option<Vec<u8>>),
+}
+
+/// An entry's node key and the length of its secondary-key part.
+pub(crate) type EntryPos = (Vec<u8>, usize);
+
+/// A visible entry a tree cursor is on.
+pub(crate) struct Landed {
+    pub(crate) node: Vec<u8>,
+    pub(crate) seckey_len: usize,
+    pub(crate) bookmark: Vec<u8>,
+}
+
+/// Where a move ended.
+pub(crate) enum Land {
+    Found(Landed),
+    /// No entry: the end of the index, or (with a node key) a range limit at that node.
+    Stopped(Option<Vec<u8>>),
 }
 
 /// A cursor on a table (ESE's `JET_TABLEID`). It belongs to the session that opened it:
 /// every call enters through that session (so another thread using it concurrently gets
 /// `SessionSharingViolation`), reads through its snapshot and writes through its transaction.
+///
+/// A cursor has a current index (the primary index when opened, see
+/// [`Table::set_current_index`]), a current entry of that index (and so a current record), a
+/// search key being made ([`Table::make_key`]) and optionally an index range
+/// ([`Table::set_index_range`]).
 pub struct Table {
-    session: Session,
-    engine: Arc<Engine>,
-    def: Arc<TableDef>,
-    layout: RecordLayout,
-    tree: ObjId,
-    /// The primary key of the current record.
-    current: Option<Vec<u8>>,
-    /// Off a record: whether the cursor is after the last record (else before the first).
-    after_last: bool,
+    pub(crate) session: Session,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) def: Arc<TableDef>,
+    /// The catalog record `def` was decoded from (to notice definition changes).
+    pub(crate) def_bytes: Vec<u8>,
+    pub(crate) layout: RecordLayout,
+    /// The table's (primary) tree.
+    pub(crate) tree: ObjId,
+    /// One more than the longest node key: padding a search key with this many 0xFF bytes
+    /// makes it greater than every node key it is a prefix of.
+    pub(crate) pad: usize,
+    pub(crate) cur: CurIndex,
+    /// The node key of the current entry in the current index's tree, and the length of its
+    /// secondary-key part.
+    pub(crate) pos: Option<EntryPos>,
+    /// The bookmark (primary key) of the current record.
+    pub(crate) current: Option<Vec<u8>>,
+    /// Where the cursor is when it has no current entry.
+    pub(crate) off: Off,
     prepared: Option<Prepared>,
     /// Next implicit key (tables without a primary index).
     seq: Arc<AtomicU64>,
+    /// The search key being made.
+    pub(crate) key: Option<MadeKey>,
+    pub(crate) range: Option<IndexRange>,
+    /// The tree cursor of the last move or seek, with the tree it is on, kept so moving next
+    /// from the entry it is on costs no descent.
+    pub(crate) nav: Option<(ObjId, Cursor)>,
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
             .field("name", &self.def.name)
+            .field("index", &self.cur.ix.as_ref().map(|i| &i.name))
             .field("current", &self.current)
             .finish_non_exhaustive()
     }
+}
+
+pub(crate) fn not_found(e: Error) -> Result<bool> {
+    if matches!(
+        e.kind(),
+        ErrorKind::RecordNotFound | ErrorKind::NoCurrentRecord
+    ) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Positions `c` on the first node with a key `>= key`; false when there is none.
+pub(crate) fn seek_ge(c: &mut Cursor, key: &[u8]) -> Result<bool> {
+    c.seek(key, SeekOp::Ge).map(|()| true).or_else(not_found)
 }
 
 impl Table {
@@ -419,13 +433,117 @@ impl Table {
         &self.def.name
     }
 
-    /// The record with primary key `key` as this session sees it.
-    fn visible(&self, key: &[u8], node: Option<(Vec<u8>, NodeFlags)>) -> Result<Option<Vec<u8>>> {
-        let view = self.session.read_view();
+    /// The names of the table's indexes, the primary index included, in catalog order
+    /// (JetGetTableIndexInfo's index list, as this cursor knows the definition).
+    pub fn index_names(&self) -> Vec<String> {
+        self.def.indexes.iter().map(|i| i.name.clone()).collect()
+    }
+
+    pub(crate) fn dbid(&self) -> u32 {
+        self.tree.0 >> 24
+    }
+
+    /// Installs a newer definition of the table (decoded from `bytes`): the current index is
+    /// looked up again by name; if it is gone the cursor falls back to the primary index and
+    /// loses its position.
+    pub(crate) fn install_def(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let def = TableDef::decode(&bytes)?;
+        register_trees(&self.engine, self.dbid(), &def)?;
+        let name = self.cur.ix.as_ref().map(|i| i.name.clone());
+        self.layout = def.layout();
+        let found = name
+            .as_deref()
+            .and_then(|n| def.index(n))
+            .filter(|ix| !ix.is_primary())
+            .cloned();
+        self.cur = if let Some(ix) = found {
+            CurIndex {
+                tree: tree_id(self.dbid(), ix.objid),
+                layout: ix.layout(),
+                ix: Some(ix),
+            }
+        } else {
+            if !self.cur.is_primary() {
+                self.pos = None;
+                self.current = None;
+                self.off = Off::BeforeFirst(None);
+                self.range = None;
+                self.key = None;
+            }
+            CurIndex::primary(&def, self.tree)
+        };
+        if self.cur.is_primary()
+            && let Some(c) = &self.current
+        {
+            self.pos = Some((c.clone(), c.len()));
+        }
+        self.def = Arc::new(def);
+        self.def_bytes = bytes;
+        Ok(())
+    }
+
+    /// Brings the definition up to date with the catalog as `view` sees it (outside a
+    /// transaction: the latest committed definition).
+    pub(crate) fn refresh_def(&mut self, view: &ReadView) -> Result<()> {
+        let cat = tree_id(self.dbid(), CATALOG_OBJID);
+        let bytes = self
+            .engine
+            .vs
+            .read(cat, &catalog::table_key(&self.def.name), view)?
+            .value()
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone())
+            })?;
+        if bytes != self.def_bytes {
+            self.install_def(bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the definition the one transaction `t` must maintain, and keeps other
+    /// transactions from changing it until `t` ends: a read lock on the table's catalog
+    /// record, taken once per transaction (DDL replaces that record, so it conflicts with the
+    /// lock of every transaction that changed the table, and the other way round).
+    ///
+    /// # Errors
+    /// `WriteConflict` (-1102) when another transaction changed the table's definition and
+    /// has not committed, or committed after `t` began; `ObjectNotFound` (-1305) if the
+    /// table is gone; the page store's errors.
+    pub(crate) fn sync_def(&mut self, t: &mut Transaction) -> Result<()> {
+        let cat = tree_id(self.dbid(), CATALOG_OBJID);
+        let key = catalog::table_key(&self.def.name);
+        if !t.holds_version(cat, &key) {
+            t.lock(cat, &key, false).map_err(|e| {
+                if e.kind() == ErrorKind::RecordNotFound {
+                    Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone())
+                } else {
+                    e
+                }
+            })?;
+        }
+        let bytes = t.read(cat, &key)?.ok_or_else(|| {
+            Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone())
+        })?;
+        if bytes != self.def_bytes {
+            self.install_def(bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The state of node `key` of `tree` as `view` sees it (`node`: what a tree cursor read
+    /// there, used when the tree has no versions).
+    pub(crate) fn visible_in(
+        &self,
+        view: &ReadView,
+        tree: ObjId,
+        key: &[u8],
+        node: Option<(Vec<u8>, NodeFlags)>,
+    ) -> Result<Option<Vec<u8>>> {
         let vs = &self.engine.vs;
-        let state = if vs.may_have_versions(self.tree) {
-            let tree = self.engine.store.tree(self.tree)?;
-            vs.visible_with(self.tree, key, &view, || Ok(node_state(tree.get_opt(key)?)))?
+        let state = if vs.may_have_versions(tree) {
+            let t = self.engine.store.tree(tree)?;
+            vs.visible_with(tree, key, view, || Ok(node_state(t.get_opt(key)?)))?
         } else {
             node_state(node)
         };
@@ -435,33 +553,56 @@ impl Table {
         })
     }
 
-    /// Positions on the first visible record at or after (`forward`) / before the btree
-    /// position `seek`.
-    fn scan(&mut self, start: Option<(&[u8], SeekOp)>, forward: bool) -> Result<()> {
-        let tree = self.engine.store.tree(self.tree)?;
-        let mut c = tree.cursor();
-        let mut on = match start {
-            Some((k, op)) => match c.seek(k, op) {
-                Ok(()) => true,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::RecordNotFound | ErrorKind::NoCurrentRecord
-                    ) =>
-                {
-                    false
-                }
-                Err(e) => return Err(e),
-            },
-            None if forward => c.move_first()?,
-            None => c.move_last()?,
+    /// The length of the secondary-key part of the node `c` is on.
+    pub(crate) fn node_seckey_len(&self, c: &Cursor) -> Result<usize> {
+        self.cur.layout.seckey_len(c.key(), c.data())
+    }
+
+    /// The entry `c` is on, if `view` sees it.
+    fn examine(&self, view: &ReadView, c: &Cursor) -> Result<Option<Landed>> {
+        let node = c.key().to_vec();
+        let Some(data) = self.visible_in(
+            view,
+            self.cur.tree,
+            &node,
+            Some((c.data().to_vec(), c.flags())),
+        )?
+        else {
+            return Ok(None);
         };
+        let (bookmark, seckey_len) = match self.cur.layout {
+            EntryLayout::Primary => (node.clone(), node.len()),
+            EntryLayout::Unique => (data, node.len()),
+            EntryLayout::NonUnique => {
+                let l = self.cur.layout.seckey_len(&node, &data)?;
+                (data, l)
+            }
+        };
+        Ok(Some(Landed {
+            node,
+            seckey_len,
+            bookmark,
+        }))
+    }
+
+    /// From the node `c` is on (`on`), the first entry in direction `forward` that `view`
+    /// sees, stopping at the index range's limit in that direction.
+    pub(crate) fn land(
+        &self,
+        c: &mut Cursor,
+        mut on: bool,
+        forward: bool,
+        view: &ReadView,
+    ) -> Result<Land> {
         while on {
-            let key = c.key().to_vec();
-            let node = Some((c.data().to_vec(), c.flags()));
-            if self.visible(&key, node)?.is_some() {
-                self.current = Some(key);
-                return Ok(());
+            if let Some(r) = self.range.as_ref().filter(|r| r.upper == forward) {
+                let l = self.node_seckey_len(c)?;
+                if !r.contains(c.key().get(..l).unwrap_or_default()) {
+                    return Ok(Land::Stopped(Some(c.key().to_vec())));
+                }
+            }
+            if let Some(l) = self.examine(view, c)? {
+                return Ok(Land::Found(l));
             }
             on = if forward {
                 c.move_next()?
@@ -469,95 +610,150 @@ impl Table {
                 c.move_prev()?
             };
         }
-        self.current = None;
-        self.after_last = forward;
-        Err(Error::new(ErrorKind::NoCurrentRecord))
+        Ok(Land::Stopped(None))
     }
 
-    /// Moves the cursor (JetMove). A new cursor is before the first record; moving past
-    /// either end leaves it before the first or after the last record, from where only the
-    /// opposite direction (or First/Last) finds a record again.
+    pub(crate) fn position(&mut self, l: Landed) {
+        self.pos = Some((l.node, l.seckey_len));
+        self.current = Some(l.bookmark);
+        self.off = Off::BeforeFirst(None);
+    }
+
+    /// Applies the end of a move: on an entry, or off the index in direction `forward`.
+    fn finish_move(&mut self, land: Land, forward: bool) -> Result<()> {
+        match land {
+            Land::Found(l) => {
+                self.position(l);
+                Ok(())
+            }
+            Land::Stopped(at) => {
+                self.pos = None;
+                self.current = None;
+                self.off = if forward {
+                    Off::AfterLast(at)
+                } else {
+                    Off::BeforeFirst(at)
+                };
+                Err(Error::new(ErrorKind::NoCurrentRecord))
+            }
+        }
+    }
+
+    /// Moves the cursor on its current index (JetMove). A new cursor is before the first
+    /// entry; moving past either end (or past the index range's limit) leaves it before the
+    /// first or after the last entry, from where the opposite direction (or First/Last)
+    /// finds an entry again. First and Last remove the index range.
     ///
     /// # Errors
-    /// `NoCurrentRecord` (-1603) when there is no record there; the session errors.
+    /// `NoCurrentRecord` (-1603) when there is no entry there; the session errors.
     pub fn move_to(&mut self, m: Move) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
-        let cur = self.current.clone();
-        match (m, cur) {
-            (Move::First, _) => self.scan(None, true),
-            (Move::Last, _) => self.scan(None, false),
-            (Move::Next, Some(k)) => self.scan(Some((&k, SeekOp::Gt)), true),
-            (Move::Previous, Some(k)) => self.scan(Some((&k, SeekOp::Lt)), false),
-            (Move::Next, None) if !self.after_last => self.scan(None, true),
-            (Move::Previous, None) if self.after_last => self.scan(None, false),
-            (Move::Next | Move::Previous, None) => Err(Error::new(ErrorKind::NoCurrentRecord)),
-        }
-    }
-
-    /// Normalizes values of the primary index's columns into a key.
-    fn make_key(&self, values: &[Option<&[u8]>]) -> Result<Vec<u8>> {
-        let Some(ix) = self.def.primary() else {
-            return Err(Error::new(ErrorKind::NoCurrentIndex));
+        let view = session.read_view();
+        let mut c = self.take_cursor()?;
+        let (on, forward) = match m {
+            Move::First => {
+                self.range = None;
+                (c.move_first()?, true)
+            }
+            Move::Last => {
+                self.range = None;
+                (c.move_last()?, false)
+            }
+            Move::Next => match (&self.pos, &self.off) {
+                // The kept cursor is still on the current entry: step (no descent).
+                (Some((k, _)), _) if c.is_positioned() && c.key() == &k[..] => {
+                    (c.move_next()?, true)
+                }
+                (Some((k, _)), _) | (None, Off::BeforeFirst(Some(k))) => {
+                    let k = k.clone();
+                    (
+                        c.seek(&k, SeekOp::Gt).map(|()| true).or_else(not_found)?,
+                        true,
+                    )
+                }
+                (None, Off::BeforeFirst(None)) => (c.move_first()?, true),
+                (None, Off::AfterLast(_)) => return Err(Error::new(ErrorKind::NoCurrentRecord)),
+            },
+            Move::Previous => match (&self.pos, &self.off) {
+                (Some((k, _)), _) if c.is_positioned() && c.key() == &k[..] => {
+                    (c.move_prev()?, false)
+                }
+                (Some((k, _)), _) | (None, Off::AfterLast(Some(k))) => {
+                    let k = k.clone();
+                    (
+                        c.seek(&k, SeekOp::Lt).map(|()| true).or_else(not_found)?,
+                        false,
+                    )
+                }
+                (None, Off::AfterLast(None)) => (c.move_last()?, false),
+                (None, Off::BeforeFirst(_)) => {
+                    return Err(Error::new(ErrorKind::NoCurrentRecord));
+                }
+            },
         };
-        if values.len() > ix.segments.len() {
-            return Err(Error::new(ErrorKind::KeyIsMade));
-        }
-        let mut key = Vec::new();
-        for (seg, v) in ix.segments.iter().zip(values) {
-            let col = self.def.column(seg.column)?;
-            let spec = SegmentSpec {
-                coltyp: col.def.coltyp,
-                code_page: col.def.code_page,
-                descending: seg.descending,
-                nulls_high: ix.grbit & IndexGrbit::SORT_NULLS_HIGH.bits() != 0,
-            };
-            normalize_segment(&mut key, spec, *v)?;
-        }
-        truncate_key(
-            &mut key,
-            usize::from(ix.key_most),
-            ix.grbit & IndexGrbit::DISALLOW_TRUNCATION.bits() != 0,
-        )?;
-        Ok(key)
+        let land = self.land(&mut c, on, forward, &view)?;
+        self.nav = Some((self.cur.tree, c));
+        self.finish_move(land, forward)
     }
 
-    /// Seeks on the primary index (JetMakeKey + JetSeek) with the values of its leading
-    /// columns (as their column types' bytes; `None` for null).
-    ///
-    /// # Errors
-    /// `RecordNotFound` (-1601) when no record matches; `NoCurrentIndex` (-1515) for a table
-    /// without a primary index; `KeyIsMade` (-1516) for more values than segments;
-    /// `InvalidBufferSize` (-1047) for a value of the wrong size; the session errors.
-    pub fn seek(&mut self, values: &[Option<&[u8]>], op: Seek) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
-        let key = self.make_key(values)?;
-        let forward = matches!(op, SeekOp::Eq | SeekOp::Ge | SeekOp::Gt);
-        match self.scan(Some((&key, op)), forward) {
-            Err(e) if e.kind() == ErrorKind::NoCurrentRecord => {
-                Err(Error::new(ErrorKind::RecordNotFound))
-            }
-            Ok(()) if op == SeekOp::Eq && self.current.as_deref() != Some(&key[..]) => {
-                self.current = None;
-                Err(Error::new(ErrorKind::RecordNotFound))
-            }
-            r => r,
+    /// A tree cursor on the current index: the one kept from the last move or seek (which
+    /// may still be on the current entry), or a new one.
+    pub(crate) fn take_cursor(&mut self) -> Result<Cursor> {
+        match self.nav.take() {
+            Some((tree, c)) if tree == self.cur.tree => Ok(c),
+            _ => Ok(self.engine.store.tree(self.cur.tree)?.cursor()),
         }
     }
 
-    /// The current record, decoded.
-    fn current_record(&self) -> Result<Record> {
+    /// The definition of the current index (`NoCurrentIndex` for the implicit index of a
+    /// table without primary index).
+    pub(crate) fn current_ix(&self) -> Result<&IndexEntry> {
+        self.cur.ix.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::NoCurrentIndex).with_message(
+                "the table has no primary index: its implicit index has no key columns",
+            )
+        })
+    }
+
+    /// The entry record `rec` with bookmark `bm` has in the current index (its first one for
+    /// a multi-valued column): (node key, secondary-key length), or `None`.
+    pub(crate) fn entry_of(&self, bm: &[u8], rec: &Record) -> Result<Option<EntryPos>> {
+        if self.cur.is_primary() {
+            return Ok(Some((bm.to_vec(), bm.len())));
+        }
+        let ix = self.current_ix()?;
+        Ok(record_keys(&self.def, ix, rec)?
+            .into_iter()
+            .next()
+            .map(|k| (self.cur.layout.node_key(&k, bm), k.len())))
+    }
+
+    /// The record with bookmark `bm` as `view` sees it.
+    pub(crate) fn record_at(&self, view: &ReadView, bm: &[u8]) -> Result<Record> {
+        let tree = self.engine.store.tree(self.tree)?;
+        let node = tree.get_opt(bm)?;
+        let bytes = self
+            .visible_in(view, self.tree, bm, node)?
+            .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
+        Record::decode(&bytes, &self.layout)
+    }
+
+    /// The current record's bytes.
+    fn current_bytes(&self) -> Result<Vec<u8>> {
         let key = self
             .current
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
         let tree = self.engine.store.tree(self.tree)?;
         let node = tree.get_opt(key)?;
-        let bytes = self
-            .visible(key, node)?
-            .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
-        Record::decode(&bytes, &self.layout)
+        self.visible_in(&self.session.read_view(), self.tree, key, node)?
+            .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))
+    }
+
+    /// The current record, decoded.
+    fn current_record(&self) -> Result<Record> {
+        Record::decode(&self.current_bytes()?, &self.layout)
     }
 
     /// Retrieves a column of the current record (JetRetrieveColumn, `itagSequence` 1), or of
@@ -569,16 +765,85 @@ impl Table {
     /// `NoCurrentRecord` (-1603) off a record; `RecordDeleted` (-1017) if the record was
     /// deleted; `ColumnNotFound` (-1507); the session errors.
     pub fn retrieve_column(&self, column: u32) -> Result<Option<Vec<u8>>> {
+        self.retrieve_column_itag(column, 1)
+    }
+
+    /// Retrieves value `itag` (1-based `itagSequence`) of a column of the current record, or
+    /// of the prepared update (JetRetrieveColumn with `JET_RETINFO.itagSequence`): the values
+    /// of a multi-valued column in order; `None` past the last value. Value 1 of a column
+    /// without values is its default.
+    ///
+    /// # Errors
+    /// As [`Table::retrieve_column`]; `BadItagSequence` (-1518) for `itag` 0.
+    pub fn retrieve_column_itag(&self, column: u32, itag: usize) -> Result<Option<Vec<u8>>> {
+        let _call = self.session.enter(false)?;
+        if itag == 0 {
+            return Err(Error::new(ErrorKind::BadItagSequence));
+        }
+        let col = self.def.column(column)?;
+        let rec = match &self.prepared {
+            Some(p) => p.record.clone(),
+            None => self.current_record()?,
+        };
+        Ok(match rec.get(column, itag) {
+            Some(v) => Some(v.data),
+            None if itag == 1 => col.def.default.clone(),
+            None => None,
+        })
+    }
+
+    /// The number of values a column of the current record (or of the prepared update) has:
+    /// 0 for null, more than 1 only for a multi-valued column (JetRetrieveColumn with
+    /// `itagSequence` 0 counting values).
+    ///
+    /// # Errors
+    /// As [`Table::retrieve_column`].
+    pub fn column_value_count(&self, column: u32) -> Result<usize> {
         let _call = self.session.enter(false)?;
         let col = self.def.column(column)?;
         let rec = match &self.prepared {
             Some(p) => p.record.clone(),
             None => self.current_record()?,
         };
-        Ok(match rec.get(column, 1) {
-            Some(v) => Some(v.data),
-            None => col.def.default.clone(),
+        Ok(match rec.count(column) {
+            0 => usize::from(col.def.default.is_some()),
+            n => n,
         })
+    }
+
+    /// The bookmark of the current record (JetGetBookmark): its primary key.
+    ///
+    /// # Errors
+    /// `NoCurrentRecord` (-1603).
+    pub fn bookmark(&self) -> Result<Vec<u8>> {
+        self.current
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))
+    }
+
+    /// Moves to the record with bookmark `bookmark` (JetGotoBookmark), on its (first) entry
+    /// in the current index, and removes the index range.
+    ///
+    /// # Errors
+    /// `RecordDeleted` (-1017) if no visible record has it; `NoCurrentRecord` (-1603) when
+    /// the record has no entry in the current secondary index; the session errors.
+    pub fn goto_bookmark(&mut self, bookmark: &[u8]) -> Result<()> {
+        let session = self.session.clone();
+        let _call = session.enter(false)?;
+        let view = session.read_view();
+        let rec = self.record_at(&view, bookmark)?;
+        self.range = None;
+        let pos = self.entry_of(bookmark, &rec)?;
+        self.current = Some(bookmark.to_vec());
+        self.off = Off::BeforeFirst(None);
+        if pos.is_none() {
+            self.pos = None;
+            self.current = None;
+            return Err(Error::new(ErrorKind::NoCurrentRecord)
+                .with_message("the record has no entry in the current index"));
+        }
+        self.pos = pos;
+        Ok(())
     }
 
     /// Prepares an update (JetPrepareUpdate).
@@ -605,10 +870,12 @@ impl Table {
                 self.prepared = Some(Prepared {
                     prep,
                     record: Record::new(),
+                    original: None,
                 });
             }
             Prep::Replace | Prep::ReplaceNoLock => {
-                let record = self.current_record()?;
+                let bytes = self.current_bytes()?;
+                let record = Record::decode(&bytes, &self.layout)?;
                 if prep == Prep::Replace {
                     let key = self.current.clone().unwrap_or_default();
                     let mut st = self.session.shared.state.lock();
@@ -619,7 +886,11 @@ impl Table {
                         .ok_or_else(|| Error::new(ErrorKind::NotInTransaction))?;
                     t.lock(self.tree, &key, true)?;
                 }
-                self.prepared = Some(Prepared { prep, record });
+                self.prepared = Some(Prepared {
+                    prep,
+                    record,
+                    original: Some(bytes),
+                });
             }
         }
         Ok(())
@@ -633,6 +904,24 @@ impl Table {
     /// `ColumnTooBig` (-1506) for a value that does not fit the column; `NullInvalid` (-1504)
     /// for null in a NotNULL column; the session errors.
     pub fn set_column(&mut self, column: u32, value: Option<&[u8]>) -> Result<()> {
+        self.set_column_itag(column, value, 1)
+    }
+
+    /// Sets value `itag` of a column of the prepared update (JetSetColumn with
+    /// `JET_SETINFO.itagSequence`): on a multi-valued column `itag` 0 (or one past the last
+    /// value) appends a value, an existing `itag` replaces its value, and `None` removes it
+    /// (the following values move up). A column that is not multi-valued has one value:
+    /// `itag` 0 and 1 both set it.
+    ///
+    /// # Errors
+    /// As [`Table::set_column`]; `BadItagSequence` (-1518) for an `itag` more than one past
+    /// the last value, or above 1 on a column that is not multi-valued.
+    pub fn set_column_itag(
+        &mut self,
+        column: u32,
+        value: Option<&[u8]>,
+        itag: usize,
+    ) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
         let col = self.def.column(column)?.clone();
@@ -640,11 +929,17 @@ impl Table {
             .prepared
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+        let multi = col.def.grbit.contains(ColumnGrbit::MULTI_VALUED);
+        let itag = match itag {
+            0 if !multi => 1,
+            n if n > 1 && !multi => return Err(Error::new(ErrorKind::BadItagSequence)),
+            n => n,
+        };
         if let Some(v) = value {
             col.def.check_value(v)?;
             p.record.set(
                 column,
-                1,
+                itag,
                 Some(TaggedValue {
                     data: v.to_vec(),
                     separated: false,
@@ -654,7 +949,7 @@ impl Table {
             if col.def.grbit.contains(ColumnGrbit::NOT_NULL) {
                 return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name));
             }
-            p.record.set(column, 1, None)
+            p.record.set(column, itag, None)
         }
     }
 
@@ -668,37 +963,57 @@ impl Table {
             )]
             return Ok(n.to_be_bytes().to_vec());
         };
-        let values: Vec<Option<Vec<u8>>> = ix
-            .segments
-            .iter()
-            .map(|s| {
-                rec.get(s.column, 1).map(|v| v.data).or_else(|| {
-                    self.def
-                        .column(s.column)
-                        .ok()
-                        .and_then(|c| c.def.default.clone())
-                })
-            })
-            .collect();
-        if ix.grbit & IndexGrbit::DISALLOW_NULL.bits() != 0 && values.iter().any(Option::is_none) {
-            return Err(Error::new(ErrorKind::NullKeyDisallowed));
-        }
-        let refs: Vec<Option<&[u8]>> = values.iter().map(Option::as_deref).collect();
-        self.make_key(&refs)
+        record_keys(&self.def, ix, rec)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::new(ErrorKind::NullKeyDisallowed))
     }
 
-    /// Writes the prepared update (JetUpdate) and returns the record's bookmark (its primary
-    /// key); the cursor moves to the record.
-    ///
-    /// # Errors
-    /// `UpdateNotPrepared` (-1609); `KeyDuplicate` (-1605) for an insert whose primary key
-    /// exists; `RecordPrimaryChanged` (-1604) for a replace that changes the primary key;
-    /// `NullInvalid` (-1504) for a NotNULL column without a value; `RecordTooBig` (-1026);
-    /// `WriteConflict` (-1102); `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069);
-    /// the session errors. On error the update stays prepared.
-    pub fn update(&mut self) -> Result<Vec<u8>> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+    /// Changes the entries of record `bm` in every secondary index from those of `old` to
+    /// those of `new` (`None`: no record).
+    fn maintain_indexes(
+        &self,
+        t: &mut Transaction,
+        bm: &[u8],
+        old: Option<&Record>,
+        new: Option<&Record>,
+    ) -> Result<()> {
+        for ix in self.def.indexes.iter().filter(|i| !i.is_primary()) {
+            let keys = |r: Option<&Record>| -> Result<Vec<Vec<u8>>> {
+                r.map_or_else(|| Ok(Vec::new()), |r| record_keys(&self.def, ix, r))
+            };
+            let (before, after) = (keys(old)?, keys(new)?);
+            let tree = tree_id(self.dbid(), ix.objid);
+            let layout = ix.layout();
+            for k in before.iter().filter(|k| after.binary_search(k).is_err()) {
+                t.delete(tree, &layout.node_key(k, bm)).map_err(|e| {
+                    if e.kind() == ErrorKind::RecordNotFound {
+                        Error::new(ErrorKind::SecondaryIndexCorrupted).with_message(format!(
+                            "index {:?} lacks an entry of a record it indexes",
+                            ix.name
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+            }
+            for k in after.iter().filter(|k| before.binary_search(k).is_err()) {
+                t.insert(tree, &layout.node_key(k, bm), bm).map_err(|e| {
+                    if e.kind() == ErrorKind::KeyDuplicate {
+                        Error::new(ErrorKind::KeyDuplicate)
+                            .with_message(format!("unique index {:?}", ix.name))
+                    } else {
+                        e
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The update inside transaction `t`: returns the bookmark and the cursor's new entry.
+    fn update_in(&mut self, t: &mut Transaction) -> Result<(Vec<u8>, Option<EntryPos>)> {
+        self.sync_def(t)?;
         let p = self
             .prepared
             .as_ref()
@@ -713,7 +1028,7 @@ impl Table {
             }
         }
         let bytes = p.record.encode(&self.layout)?;
-        let max = self.engine.db(self.tree.0 >> 24)?.db.max_record_len();
+        let max = self.engine.db(self.dbid())?.db.max_record_len();
         let key = self.key_of(&p.record)?;
         if bytes.len() + key.len() > max {
             return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
@@ -726,19 +1041,89 @@ impl Table {
             return Err(Error::new(ErrorKind::RecordPrimaryChanged));
         }
         let tree = self.tree;
-        self.session.in_transaction(&self.engine, |t| {
-            if insert {
-                t.insert(tree, &key, &bytes)
+        let save = t.change_count();
+        let r = (|| {
+            let old = if insert {
+                None
             } else {
-                t.replace(tree, &key, &bytes)
+                let old_bytes = t
+                    .read(tree, &key)?
+                    .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
+                if p.prep == Prep::ReplaceNoLock && p.original.as_ref() != Some(&old_bytes) {
+                    return Err(Error::new(ErrorKind::WriteConflict).with_message(
+                        "the record changed since the update was prepared (replace without lock)",
+                    ));
+                }
+                Some(Record::decode(&old_bytes, &self.layout)?)
+            };
+            if insert {
+                t.insert(tree, &key, &bytes)?;
+            } else {
+                t.replace(tree, &key, &bytes)?;
             }
-        })?;
+            self.maintain_indexes(t, &key, old.as_ref(), Some(&p.record))
+        })();
+        if let Err(e) = r {
+            t.rollback_to(save)?;
+            return Err(e);
+        }
+        let pos = self.entry_of(&key, &p.record)?;
+        Ok((key, pos))
+    }
+
+    /// Writes the prepared update (JetUpdate), the record and its entries in every secondary
+    /// index together, and returns the record's bookmark (its primary key); the cursor moves
+    /// to the record (on its first entry in the current index).
+    ///
+    /// # Errors
+    /// `UpdateNotPrepared` (-1609); `KeyDuplicate` (-1605) for an insert whose primary key
+    /// exists, or a key a unique index already holds for another record;
+    /// `RecordPrimaryChanged` (-1604) for a replace that changes the primary key;
+    /// `NullInvalid` (-1504) for a NotNULL column without a value; `NullKeyDisallowed`
+    /// (-1053) for a null key column of a `DISALLOW_NULL` index; `KeyTruncated` (-346) for an
+    /// over-long key of a `DISALLOW_TRUNCATION` index; `RecordTooBig` (-1026);
+    /// `WriteConflict` (-1102) when another transaction changed the record, an entry key of a
+    /// unique index or the table's definition and has not committed (or committed after this
+    /// transaction began), and for a replace without lock whose record changed since it was
+    /// prepared; `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069); the session
+    /// errors. On error nothing is written and the update stays prepared.
+    pub fn update(&mut self) -> Result<Vec<u8>> {
+        let session = self.session.clone();
+        let _call = session.enter(false)?;
+        if self.prepared.is_none() {
+            return Err(Error::new(ErrorKind::UpdateNotPrepared));
+        }
+        let engine = Arc::clone(&self.engine);
+        let (key, pos) = session.in_transaction(&engine, |t| self.update_in(t))?;
         self.prepared = None;
         self.current = Some(key.clone());
+        self.pos = pos;
+        self.off = Off::BeforeFirst(None);
         Ok(key)
     }
 
-    /// Deletes the current record (JetDelete).
+    /// The delete inside transaction `t`.
+    fn delete_in(&mut self, t: &mut Transaction, key: &[u8]) -> Result<()> {
+        self.sync_def(t)?;
+        let tree = self.tree;
+        let save = t.change_count();
+        let r = (|| {
+            let old = t
+                .read(tree, key)?
+                .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?;
+            let old = Record::decode(&old, &self.layout)?;
+            t.delete(tree, key)?;
+            self.maintain_indexes(t, key, Some(&old), None)
+        })();
+        if let Err(e) = r {
+            t.rollback_to(save)?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Deletes the current record and its index entries (JetDelete). The cursor stays where
+    /// the record was: moving next or previous goes on from there.
     ///
     /// # Errors
     /// `NoCurrentRecord` (-1603); `RecordDeleted` (-1017) if it was deleted already;
@@ -750,9 +1135,9 @@ impl Table {
             .current
             .clone()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
-        let tree = self.tree;
-        self.session
-            .in_transaction(&self.engine, |t| t.delete(tree, &key))
+        let engine = Arc::clone(&self.engine);
+        session
+            .in_transaction(&engine, |t| self.delete_in(t, &key))
             .map_err(|e| {
                 if e.kind() == ErrorKind::RecordNotFound {
                     Error::new(ErrorKind::RecordDeleted)
@@ -760,31 +1145,5 @@ impl Table {
                     e
                 }
             })
-    }
-
-    /// Moves to the record with bookmark `bookmark` (JetGotoBookmark).
-    ///
-    /// # Errors
-    /// `RecordDeleted` (-1017) if no visible record has it; the session errors.
-    pub fn goto_bookmark(&mut self, bookmark: &[u8]) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
-        let tree = self.engine.store.tree(self.tree)?;
-        let node = tree.get_opt(bookmark)?;
-        if self.visible(bookmark, node)?.is_none() {
-            return Err(Error::new(ErrorKind::RecordDeleted));
-        }
-        self.current = Some(bookmark.to_vec());
-        Ok(())
-    }
-
-    /// The bookmark of the current record (JetGetBookmark): its primary key.
-    ///
-    /// # Errors
-    /// `NoCurrentRecord` (-1603).
-    pub fn bookmark(&self) -> Result<Vec<u8>> {
-        self.current
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))
     }
 }
