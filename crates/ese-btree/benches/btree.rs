@@ -16,9 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 use ese_btree::{Database, DbOptions, MemWal, SeekOp, Tree, TreeKind};
 use ese_core::fs::{FileSystem, OsFs};
 
@@ -108,6 +106,46 @@ fn inserts(c: &mut Criterion) {
     g.finish();
 }
 
+/// File growth on the split path: a sequential load with the default extension size (256
+/// pages), so the file grows many times during the load (`ESE_BENCH_GROW_N` rows, default
+/// 300,000, about 50 MiB of pages).
+fn growth(c: &mut Criterion) {
+    let n: u64 = std::env::var("ESE_BENCH_GROW_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300_000);
+    let mut g = c.benchmark_group("grow");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(n));
+    let seq: Vec<u64> = (0..n).collect();
+    g.bench_function("sequential_default_extension", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
+                let opts = DbOptions::new().cache_bytes(2 * data_bytes(n));
+                let db = Database::create(
+                    &fs,
+                    &dir.path().join("b.edb"),
+                    opts,
+                    Arc::new(MemWal::discarding()),
+                )
+                .unwrap();
+                let t = db.create_tree(TreeKind::Table).unwrap();
+                let start = Instant::now();
+                load(&t, &seq);
+                total += start.elapsed();
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
 fn reads(c: &mut Criterion) {
     let n = n();
     let dir = tempfile::tempdir().unwrap();
@@ -160,10 +198,100 @@ fn reads(c: &mut Criterion) {
                 });
             });
         }
+        // The same 10 records by a fresh cursor's `seek(Gt)` per step (a caller that does not
+        // keep its cursor): what the in-place `move_next` above saves.
+        g.throughput(Throughput::Elements(10));
+        g.bench_function(BenchmarkId::new("reseek_10", cname), |b| {
+            b.iter(|| {
+                let mut cur = t.cursor();
+                cur.seek(&key(rng.u64(0..n)), SeekOp::Ge).unwrap();
+                let mut bytes = 0usize;
+                for _ in 0..10 {
+                    bytes += cur.data().len();
+                    let at = cur.key().to_vec();
+                    cur = t.cursor();
+                    if cur.seek(&at, SeekOp::Gt).is_err() {
+                        break;
+                    }
+                }
+                black_box(bytes)
+            });
+        });
         eprintln!("{cname}: {:?}", db.cache_stats());
     }
     g.finish();
 }
 
-criterion_group!(benches, inserts, reads);
-criterion_main!(benches);
+criterion_group!(benches, inserts, growth, reads);
+
+/// A fixed amount of work for instruction counts (`perf stat -e instructions`, callgrind),
+/// which a shared machine does not disturb the way it disturbs wall time:
+/// `ESE_BENCH_FIXED=point|scan_10|reseek_10|grow ESE_BENCH_OPS=1000000` loads `ESE_BENCH_N` rows
+/// in random order, then runs that many operations (0 measures the load alone, to subtract).
+/// `reseek_10` walks 10 records by a fresh cursor's `seek(Gt)` per step, as a caller that
+/// does not keep its cursor would.
+fn fixed(op: &str) {
+    let n = n();
+    let ops: u64 = std::env::var("ESE_BENCH_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    if op == "grow" {
+        // The `grow` group's load, once: count its syscalls with
+        // `strace -f -c -e trace=ftruncate,fdatasync`.
+        let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
+        let opts = DbOptions::new().cache_bytes(2 * data_bytes(n));
+        let wal = Arc::new(MemWal::discarding());
+        let db = Database::create(&fs, &dir.path().join("b.edb"), opts, wal).unwrap();
+        let t = db.create_tree(TreeKind::Table).unwrap();
+        let start = Instant::now();
+        load(&t, &(0..n).collect::<Vec<_>>());
+        println!("grow: {n} sequential rows in {:?}", start.elapsed());
+        return;
+    }
+    let db = open(dir.path(), 2 * data_bytes(n), true);
+    let t = db.create_tree(TreeKind::Table).unwrap();
+    load(&t, &shuffled(n));
+    let mut rng = fastrand::Rng::with_seed(1);
+    let mut sum = 0usize;
+    for _ in 0..ops {
+        let k = key(rng.u64(0..n));
+        match op {
+            "point" => sum += t.get(&k).unwrap().0.len(),
+            "scan_10" => {
+                let mut cur = t.cursor();
+                cur.seek(&k, SeekOp::Ge).unwrap();
+                for _ in 0..10 {
+                    sum += cur.data().len();
+                    if !cur.move_next().unwrap() {
+                        break;
+                    }
+                }
+            }
+            "reseek_10" => {
+                let mut cur = t.cursor();
+                cur.seek(&k, SeekOp::Ge).unwrap();
+                for _ in 0..10 {
+                    sum += cur.data().len();
+                    let at = cur.key().to_vec();
+                    cur = t.cursor();
+                    if cur.seek(&at, SeekOp::Gt).is_err() {
+                        break;
+                    }
+                }
+            }
+            other => panic!("unknown ESE_BENCH_FIXED {other}"),
+        }
+    }
+    println!("{op}: {ops} operations on {n} rows, {sum} bytes read");
+}
+
+fn main() {
+    if let Ok(op) = std::env::var("ESE_BENCH_FIXED") {
+        fixed(&op);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

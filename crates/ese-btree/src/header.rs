@@ -365,6 +365,19 @@ impl DbFile {
         Ok(())
     }
 
+    /// Extends the file to hold `pages` database pages **without** syncing the new length:
+    /// for growth during normal operation (`split.rs`, `Work::alloc`). Safe because a page
+    /// past the durable end is only ever needed by recovery after an image of it was logged:
+    /// the checkpoint passes that image only once the page was written and the file synced,
+    /// and `fdatasync` also makes the length durable (see `docs/format-database.md`).
+    pub(crate) fn extend_to(&self, pages: u32) -> Result<()> {
+        let len = (u64::from(pages) + 2) * self.page_size as u64;
+        if self.file.len()? < len {
+            self.file.set_len(len)?;
+        }
+        Ok(())
+    }
+
     /// Reads page `pgno` raw (unverified).
     pub(crate) fn read_page(&self, pgno: Pgno, buf: &mut [u8]) -> Result<()> {
         if pgno == Pgno::NULL {

@@ -124,12 +124,6 @@ impl NodeRef<'_> {
         NODE_OVERHEAD + self.key.len() + self.data.len()
     }
 
-    /// The child page of an internal node.
-    pub(crate) fn child(&self) -> Option<Pgno> {
-        let b: [u8; 4] = self.data.try_into().ok()?;
-        Some(Pgno::from_bytes(b))
-    }
-
     pub(crate) fn to_node(self) -> Node {
         Node {
             flags: self.flags,
@@ -191,50 +185,114 @@ fn rd_u64(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
-/// The keys of a page: the tag array (tag 0 last) and the page bytes.
+/// The keys of a page, for binary search: the tag array of the nodes, decoded once into
+/// 4-byte entries, and the page bytes.
+///
+/// Each key costs four length checks (the tag, the line, its node header, the key) and no
+/// fallible conversion: a tag is a `[u8; 4]`, its fields are read by destructuring, and the
+/// search key's first 8 bytes are decoded once per search ([`Probe`]). The checks
+/// stay (a page is verified when read, but the search must not panic whatever the bytes), and
+/// a failed one gives an empty key, which only misorders a search of a corrupt page.
 struct Keys<'a> {
     buf: &'a [u8],
-    tags: &'a [u8],
-    count: usize,
+    /// Tags `ntags - 1` down to 1 (the tag array without tag 0, lowest address first): node
+    /// `i` (tag `i + 1`) is entry `count - 1 - i`.
+    tags: &'a [[u8; TAG_LEN]],
 }
 
 impl<'a> Keys<'a> {
+    #[inline]
     fn len(&self) -> usize {
-        self.count
+        self.tags.len()
     }
 
-    /// The key of node `i` (tag `i + 1`, which sits `i + 2` slots from the array's end).
+    /// The line (node header, key, data) of node `i`; empty if out of range.
+    #[inline]
+    fn line(&self, i: usize) -> &'a [u8] {
+        let Some(&[cb0, cb1, ib0, ib1]) = self.tags.get(self.tags.len().wrapping_sub(i + 1)) else {
+            return &[];
+        };
+        let (cb, ib) = (
+            usize::from(u16::from_le_bytes([cb0, cb1])),
+            usize::from(u16::from_le_bytes([ib0, ib1])),
+        );
+        self.buf.get(ib..ib + cb).unwrap_or_default()
+    }
+
+    /// The child page of internal node `i` (its data: 4 bytes).
+    #[inline]
+    fn child(&self, i: usize) -> Option<Pgno> {
+        let ([_, k0, k1], rest) = self.line(i).split_first_chunk::<NODE_HEADER_LEN>()?;
+        let data = rest.get(usize::from(u16::from_le_bytes([*k0, *k1]))..)?;
+        Some(Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?))
+    }
+
+    /// The key of node `i`.
     #[inline]
     fn key(&self, i: usize) -> &'a [u8] {
-        let o = self.tags.len().wrapping_sub((i + 2) * TAG_LEN);
-        let (Some(cb), Some(ib)) = (rd_u16(self.tags, o), rd_u16(self.tags, o + 2)) else {
+        let Some(([_, k0, k1], rest)) = self.line(i).split_first_chunk::<NODE_HEADER_LEN>() else {
             return &[];
         };
-        let (cb, ib) = (usize::from(cb), usize::from(ib));
-        let Some(line) = self.buf.get(ib..ib + cb) else {
-            return &[];
-        };
-        let kl = rd_u16(line, 1).map_or(0, usize::from);
-        line.get(3..3 + kl).unwrap_or_default()
+        rest.get(..usize::from(u16::from_le_bytes([*k0, *k1])))
+            .unwrap_or_default()
     }
 }
 
-/// Byte-wise key order, comparing the first 8 bytes as one big-endian integer when both keys
-/// have them (most comparisons in a search end there, without a call to `memcmp`).
+/// [`Page::child_index`] over decoded keys.
 #[inline]
-#[expect(
-    clippy::big_endian_bytes,
-    reason = "big-endian integers compare like the bytes they are read from"
-)]
-pub(crate) fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
-        if x != y {
-            return x.cmp(&y);
+fn child_index_in(keys: &Keys<'_>, key: &[u8]) -> usize {
+    let probe = Probe::new(key);
+    let (mut lo, mut hi) = (0, keys.len().saturating_sub(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if probe.cmp(keys.key(mid)) == std::cmp::Ordering::Greater {
+            hi = mid;
+        } else {
+            lo = mid + 1;
         }
-        return a.get(8..).cmp(&b.get(8..));
     }
-    a.cmp(b)
+    lo
+}
+
+/// A search key with its first 8 bytes decoded once, for the many comparisons of one binary
+/// search. [`Probe::cmp`] is byte-wise key order, comparing the first 8 bytes as one
+/// big-endian integer when both keys have them (most comparisons in a search end there,
+/// without a call to `memcmp`).
+#[derive(Clone, Copy)]
+struct Probe<'k> {
+    key: &'k [u8],
+    head: Option<u64>,
+}
+
+impl<'k> Probe<'k> {
+    #[inline]
+    #[expect(
+        clippy::big_endian_bytes,
+        reason = "big-endian integers compare like the bytes they are read from"
+    )]
+    fn new(key: &'k [u8]) -> Probe<'k> {
+        Probe {
+            key,
+            head: key.first_chunk::<8>().map(|h| u64::from_be_bytes(*h)),
+        }
+    }
+
+    /// The order of `node_key` relative to the search key (`node_key.cmp(key)`).
+    #[inline]
+    #[expect(
+        clippy::big_endian_bytes,
+        reason = "big-endian integers compare like the bytes they are read from"
+    )]
+    fn cmp(&self, node_key: &[u8]) -> std::cmp::Ordering {
+        if let (Some(x), Some(y)) = (node_key.first_chunk::<8>(), self.head) {
+            let x = u64::from_be_bytes(*x);
+            if x != y {
+                return x.cmp(&y);
+            }
+            return node_key.get(8..).cmp(&self.key.get(8..));
+        }
+        node_key.cmp(self.key)
+    }
 }
 
 /// `copy_within` that refuses (returns false) instead of panicking on a bad range.
@@ -418,7 +476,14 @@ impl Page {
 
     /// The child page of internal node `i`.
     pub(crate) fn child(&self, i: usize) -> Option<Pgno> {
-        self.node(i)?.child()
+        self.keys().child(i)
+    }
+
+    /// On an internal page: the child page that covers `key` ([`Page::child_index`] and
+    /// [`Page::child`] with one decoding of the tag array).
+    pub(crate) fn child_for(&self, key: &[u8]) -> Option<Pgno> {
+        let keys = self.keys();
+        keys.child(child_index_in(&keys, key))
     }
 
     /// Every node, in key order.
@@ -436,10 +501,11 @@ impl Page {
     /// over the tag array, in place).
     pub(crate) fn search(&self, key: &[u8]) -> (usize, bool) {
         let keys = self.keys();
+        let probe = Probe::new(key);
         let (mut lo, mut hi) = (0, keys.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match cmp_keys(keys.key(mid), key) {
+            match probe.cmp(keys.key(mid)) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return (mid, true),
@@ -451,28 +517,19 @@ impl Page {
     /// On an internal page: the index of the child that covers `key` (the first node whose
     /// key is greater than `key`; the last node's key is not used: it is bounded by the parent).
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        let keys = self.keys();
-        let (mut lo, mut hi) = (0, keys.len().saturating_sub(1));
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if cmp_keys(keys.key(mid), key) == std::cmp::Ordering::Greater {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        lo
+        child_index_in(&self.keys(), key)
     }
 
     /// The node keys, read through the tag array.
+    #[inline]
     fn keys(&self) -> Keys<'_> {
-        let ntags = self.ntags();
+        // The tag array without tag 0 (the last 4 bytes of the page).
         let start = self.tag_start();
-        let tags = self.buf.get(start..).unwrap_or_default();
+        let end = self.buf.len().saturating_sub(TAG_LEN);
+        let tags = self.buf.get(start..end).unwrap_or_default();
         Keys {
             buf: &self.buf,
-            tags,
-            count: ntags.saturating_sub(1).min(tags.len() / TAG_LEN),
+            tags: tags.as_chunks::<TAG_LEN>().0,
         }
     }
 
@@ -1001,12 +1058,12 @@ mod tests {
     }
 
     #[test]
-    fn cmp_keys_is_byte_order() {
+    fn probe_order_is_byte_order() {
         let mut rng = fastrand::Rng::with_seed(5);
         for _ in 0..100_000 {
             let a: Vec<u8> = (0..rng.usize(0..12)).map(|_| rng.u8(0..3)).collect();
             let b: Vec<u8> = (0..rng.usize(0..12)).map(|_| rng.u8(0..3)).collect();
-            assert_eq!(cmp_keys(&a, &b), a.cmp(&b), "{a:?} {b:?}");
+            assert_eq!(Probe::new(&b).cmp(&a), a.cmp(&b), "{a:?} {b:?}");
         }
     }
 

@@ -40,6 +40,21 @@ pub(crate) enum Change<'a> {
     Rewrite(&'a [u8], NodeFlags),
 }
 
+/// Largest single growth of the database file, in bytes. 64 MiB keeps the unused extension
+/// of a large file small next to its size (at most about 6% past 1 GiB) while a file that
+/// grows by gigabytes does so a few dozen times per gigabyte, not hundreds.
+const MAX_GROWTH_BYTES: u64 = 64 << 20;
+
+/// Pages to add when the file of `pages` database pages is full: the configured extension
+/// (`JET_paramDbExtensionSize`) or a sixteenth of the file, whichever is larger, capped at
+/// [`MAX_GROWTH_BYTES`] (never below the extension). Geometric growth makes the number of
+/// growths logarithmic in the size up to the cap; a sixteenth bounds the space past
+/// `pgno_last` (sparse on Linux: it has a length but no blocks) to about 6% of the file.
+pub(crate) fn growth_pages(pages: u32, extension_pages: u32, page_size: usize) -> u32 {
+    let cap = u32::try_from(MAX_GROWTH_BYTES / page_size.max(1) as u64).unwrap_or(u32::MAX);
+    (pages / 16).min(cap).max(extension_pages).max(1)
+}
+
 /// Node capacity of a tree page.
 pub(crate) fn capacity(page_size: usize) -> usize {
     page_size - PAGE_HEADER_LEN - TAG_LEN
@@ -107,17 +122,21 @@ impl<'a> Work<'a> {
         self.page_mut(SPACE_PGNO)?.set_ext(&s.encode())
     }
 
-    /// Allocates a page (from the free chain, else past `pgno_last`, growing the file by the
-    /// extension size, durably, when needed) and formats it empty.
+    /// Allocates a page (from the free chain, else past `pgno_last`, growing the file by
+    /// [`growth_pages`] when needed, without a sync) and formats it empty.
     pub(crate) fn alloc(&mut self, objid: ObjId, flags: PageFlags, level: u8) -> Result<Pgno> {
         let mut s = self.space()?;
         let pgno = if s.free_head == Pgno::NULL {
             let p = s.pgno_last.checked_add(1).ok_or_else(|| {
                 Error::new(ErrorKind::OutOfDatabaseSpace).with_message("page numbers exhausted")
             })?;
-            if p > self.sh.cache.file.page_count()? {
-                let ext = self.sh.opts.extension_pages;
-                self.sh.cache.file.grow_to(p.saturating_add(ext - 1))?;
+            let pages = self.sh.cache.file.page_count()?;
+            if p > pages {
+                let step = growth_pages(pages, self.sh.opts.extension_pages, self.sh.page_size());
+                self.sh
+                    .cache
+                    .file
+                    .extend_to(p.saturating_add(step.saturating_sub(1)))?;
             }
             s.pgno_last = p;
             Pgno(p)
@@ -716,6 +735,20 @@ fn collapse_root(work: &mut Work<'_>, root: Pgno) -> Result<()> {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growth_is_geometric_and_capped() {
+        // Small files grow by the configured extension.
+        assert_eq!(growth_pages(256, 256, 8192), 256);
+        assert_eq!(growth_pages(0, 1, 8192), 1);
+        // Then by a sixteenth of the file...
+        assert_eq!(growth_pages(16_384, 256, 8192), 1024);
+        // ...up to 64 MiB at a time.
+        assert_eq!(growth_pages(10_000_000, 256, 8192), 8192);
+        assert_eq!(growth_pages(10_000_000, 256, 32_768), 2048);
+        // A configured extension above the cap wins.
+        assert_eq!(growth_pages(10_000_000, 20_000, 8192), 20_000);
+    }
 
     #[test]
     fn separators_are_shortest() {

@@ -124,11 +124,11 @@ impl Tree {
                     "internal page without children",
                 ));
             }
-            let i = match target {
-                Target::Key(k) => guard.child_index(k),
-                Target::Last => n - 1,
+            let child = match target {
+                Target::Key(k) => guard.child_for(k),
+                Target::Last => guard.child(n - 1),
             };
-            let child = guard.child(i).ok_or_else(|| {
+            let child = child.ok_or_else(|| {
                 corrupt(ErrorKind::NodeCorrupted, frame.pgno, "bad child pointer")
             })?;
             let level = guard.level();

@@ -41,8 +41,10 @@ pub struct LogConfig {
     pub circular: bool,
     /// Upper bound in milliseconds on how long a lazily appended record stays volatile: a
     /// background flusher writes and syncs pending records at this interval (ESE's lazy
-    /// commit, `JET_bitCommitLazyFlush`). 0 disables the background thread (records become
-    /// durable only through an explicit flush). Default 5; valid 0..=60,000.
+    /// commit, `JET_bitCommitLazyFlush`). 0 disables the background threads: records become
+    /// durable only through an explicit flush, and a rollover formats the next generation's
+    /// file itself instead of finding it prepared ahead (every I/O then happens on the calling
+    /// thread, in a deterministic order). Default 5; valid 0..=60,000.
     pub lazy_flush_ms: u32,
     /// Create the two reserve logs `edbres00001.jrs` and `edbres00002.jrs` at open, used
     /// when the disk fills. Default on.

@@ -4,12 +4,26 @@
 //! Rollover protocol (new generation `g + 1` while `edb.log` holds `g`):
 //! 1. everything of `g` is written and synced (the caller does this first);
 //! 2. `edbtmp.log`, preformatted with zeros and synced, receives the new header; sync;
-//! 3. `edb.log` is hard-linked as `edb{g:08X}.log`; directory sync;
+//! 3. `edb.log` is hard-linked as `edb{g:08X}.log`;
 //! 4. `edbtmp.log` is renamed over `edb.log`; directory sync.
 //!
-//! After step 3 the old generation has its archive name durably, so whichever of the two
-//! renames a crash keeps, every acknowledged record stays reachable; no record of `g + 1` is
-//! acknowledged before step 4 returns.
+//! The preformatting of step 2 is done ahead of need by the preparer thread (see `writer.rs`),
+//! so a rollover costs the header write and its sync, a link, a rename and one directory sync;
+//! with the background threads the flusher does it, while appends go on into `g + 1`'s buffer
+//! (`writer.rs`, "Rollover").
+//!
+//! Why each state a crash can leave is recoverable (directory operations of one directory
+//! survive a crash as a prefix in issue order, `docs/format-log.md`, "Assumptions about the
+//! medium"): before step 3 is durable, `edb.log` is still `g` and `edbtmp.log` is a leftover
+//! that open deletes; with step 3 and not step 4, `g` is both `edb.log` and its archive (the
+//! reader skips an archive of the current generation, open replaces it); with both, `g` is
+//! reachable by its archive name and `edb.log` is `g + 1`, whose header is durable (step 2)
+//! and whose `prev_end` covers only data synced in step 1. Step 4 is never durable without
+//! step 3, since step 3 was issued first. No record of `g + 1` is acknowledged before the
+//! directory sync of step 4 returns. (Until this version a directory sync also separated
+//! steps 3 and 4; it only guarded against a file system that reorders operations within one
+//! directory, which the medium assumptions exclude, and it doubled the synchronous metadata
+//! work of every rollover.)
 
 #![deny(clippy::indexing_slicing)]
 
@@ -112,8 +126,9 @@ pub(crate) fn install(
     if let Some(g) = retiring {
         let archive = files.archive(g);
         remove_if_exists(fs.as_ref(), &archive)?;
+        // No directory sync here: the link precedes the rename below in issue order, so no
+        // crash keeps the rename without it (module docs).
         fs.hard_link(&files.current(), &archive)?;
-        fs.sync_dir(&files.dir)?;
     }
     fs.rename(&files.temp(), &files.current())?;
     fs.sync_dir(&files.dir)?;

@@ -15,6 +15,22 @@
 //! instead of alternating between large and small batches. A lone committer never waits:
 //! exactly one write and one `fdatasync` per commit.
 //!
+//! # Rollover
+//! A record that does not fit in the current generation `g` *seals* it: `g`'s unwritten
+//! records are set aside and the record goes to generation `g + 1`, at the first frame offset
+//! after the header, in memory. The rollover I/O (`generation.rs`: the rest of `g` written and
+//! synced, the header written into the prepared `edbtmp.log` and synced, the archive link, the
+//! rename and one directory sync) is done by the next flush leader, before it writes anything
+//! of `g + 1`: with the background threads that is the flusher, woken by the sealing append,
+//! so a bulk load's appending thread does not wait for it. Without them, and when `g + 1`
+//! fills before the pending rollover ran (the log is written faster than the disk takes it),
+//! the appending thread does it itself. The files a crash can leave are therefore the same as
+//! when every rollover ran on the appending thread: nothing of `g + 1` is written before its
+//! file is installed as `edb.log`, and nothing of it is acknowledged before the directory
+//! sync. A checkpoint in a generation whose rollover is pending completes the rollover first,
+//! so recovery always finds the checkpoint's generation. The preparer thread formats the next
+//! `edbtmp.log` (zeros, synced) as soon as a rollover took the previous one.
+//!
 //! # Fail-stop
 //! The first failed write or sync latches the log: that call returns `LogWriteFail` (or
 //! `LogDiskFull` for ENOSPC) and every later append, flush or checkpoint returns
@@ -59,8 +75,12 @@ struct State {
     last_durable: Lgpos,
     /// A leader (flush or rollover) is doing I/O with the mutex released.
     io_busy: bool,
-    /// The I/O in progress is a rollover: appends wait for the new generation.
+    /// The I/O in progress is a rollover (of the generation before `generation`).
     rolling: bool,
+    /// A full generation whose rollover I/O has not started yet (see `Shared::seal`):
+    /// `generation` is already the next one, whose records gather in `buf` but are written
+    /// only after the rollover installed its file. `file` still is the sealed one's.
+    sealed: Option<Sealed>,
     failed: Option<Error>,
     /// A reserve log is in use: ordinary appends return `LogDiskFull`.
     disk_full: bool,
@@ -74,10 +94,28 @@ struct State {
     sync_ewma_ns: u64,
 }
 
+/// What a rollover needs of the generation it retires (taken from `State` by `Shared::seal`).
+struct Sealed {
+    generation: u32,
+    file: Arc<dyn File>,
+    created_micros: u64,
+    /// The generation's records not yet written, from file offset `start`.
+    data: Vec<u8>,
+    start: usize,
+    /// Its last record.
+    target: Lgpos,
+}
+
 /// Upper bound of the group-commit delay: a leader waits at most this long for the expected
 /// batch to gather. 200 µs keeps the added latency well inside the 1 ms p99 budget even when
 /// a sync takes milliseconds.
 const MAX_GROUP_DELAY_NS: u64 = 200_000;
+
+/// How long the preparer waits after a failed preparation before trying again (and its
+/// longest sleep while a prepared file waits, as a guard against a missed wake-up). A second
+/// keeps a full disk from being probed in a loop while a rollover, which reports the failure,
+/// stays the path that matters.
+const PREPARE_RETRY: Duration = Duration::from_secs(1);
 
 struct Shared {
     fs: Arc<dyn FileSystem>,
@@ -89,8 +127,12 @@ struct Shared {
     cond: Condvar,
     /// Wakes a leader that delays for its batch (see `flush`).
     leader_cond: Condvar,
-    /// The next generation's file, preformatted ahead of need by the background thread.
+    /// The next generation's file (`edbtmp.log`), preformatted ahead of need by the
+    /// preparer thread. Held locked while that thread formats, and by a rollover from taking
+    /// the file until it is renamed into place.
     prepared: Mutex<Option<Box<dyn File>>>,
+    /// Wakes the preparer thread when `prepared` was taken (or the log stops).
+    prep_cond: Condvar,
     ckpt: Mutex<CheckpointState>,
     stop: AtomicBool,
     bg_lock: Mutex<()>,
@@ -115,6 +157,7 @@ struct CheckpointState {
 pub struct Log {
     shared: Arc<Shared>,
     background: Option<JoinHandle<()>>,
+    preparer: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -313,6 +356,7 @@ impl Log {
             cond: Condvar::new(),
             leader_cond: Condvar::new(),
             prepared: Mutex::new(None),
+            prep_cond: Condvar::new(),
             ckpt: Mutex::new(CheckpointState {
                 file: ckpt_file,
                 last: ckpt,
@@ -325,19 +369,35 @@ impl Log {
         if shared.cfg.circular {
             shared.delete_old_generations(u32::MAX)?;
         }
-        let background = if lazy > 0 {
+        let (background, preparer) = if lazy > 0 {
             let s = Arc::clone(&shared);
             let interval = Duration::from_millis(u64::from(lazy));
-            Some(
-                std::thread::Builder::new()
-                    .name("ese-log-flush".to_owned())
-                    .spawn(move || s.background(interval))
-                    .map_err(|e| Error::from_io(e).with_message("cannot start the log flusher"))?,
-            )
+            let background = std::thread::Builder::new()
+                .name("ese-log-flush".to_owned())
+                .spawn(move || s.background(interval))
+                .map_err(|e| Error::from_io(e).with_message("cannot start the log flusher"))?;
+            let s = Arc::clone(&shared);
+            let preparer = std::thread::Builder::new()
+                .name("ese-log-prepare".to_owned())
+                .spawn(move || s.preparer())
+                .map_err(|e| Error::from_io(e).with_message("cannot start the log file preparer"));
+            let preparer = match preparer {
+                Ok(p) => p,
+                Err(e) => {
+                    shared.stop_threads();
+                    let _ = background.join();
+                    return Err(e);
+                }
+            };
+            (Some(background), Some(preparer))
         } else {
-            None
+            (None, None)
         };
-        Ok(Log { shared, background })
+        Ok(Log {
+            shared,
+            background,
+            preparer,
+        })
     }
 
     /// Appends one record and returns its LGPOS without waiting for it to be durable (ESE's
@@ -407,9 +467,10 @@ impl Log {
         self.shared.state.lock().last_appended
     }
 
-    /// The current generation (the one `edb.log` holds).
+    /// The current generation (the one `edb.log` holds; while a rollover is pending or under
+    /// way, the generation it retires).
     pub fn current_generation(&self) -> u32 {
-        self.shared.state.lock().generation
+        Shared::installed_generation(&self.shared.state.lock())
     }
 
     /// The stream's signature (ESE's `signLog`), for database headers.
@@ -479,12 +540,11 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        {
-            let _g = self.shared.bg_lock.lock();
-            self.shared.bg_cond.notify_all();
-        }
+        self.shared.stop_threads();
         if let Some(h) = self.background.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.preparer.take() {
             let _ = h.join();
         }
         let _ = self.shared.flush(Lgpos::MAX);
@@ -503,6 +563,7 @@ fn new_state(file: Box<dyn File>, header: &LogFileHeader, last: Lgpos) -> State 
         last_durable: last,
         io_busy: false,
         rolling: false,
+        sealed: None,
         failed: None,
         disk_full: false,
         flushers: 0,
@@ -513,6 +574,23 @@ fn new_state(file: Box<dyn File>, header: &LogFileHeader, last: Lgpos) -> State 
 }
 
 impl Shared {
+    /// Whether the background threads run (`lazy_flush_ms > 0`).
+    fn has_background_threads(&self) -> bool {
+        self.cfg.lazy_flush_ms > 0
+    }
+
+    /// Tells the background threads to end (they are joined by the caller).
+    fn stop_threads(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        {
+            let _g = self.bg_lock.lock();
+            self.bg_cond.notify_all();
+        }
+        // Taken so the preparer is either formatting (it checks `stop` afterwards) or waiting.
+        let _p = self.prepared.lock();
+        self.prep_cond.notify_all();
+    }
+
     fn max_payload(&self) -> usize {
         self.file_bytes - HEADER_BYTES as usize - FRAME_HEADER
     }
@@ -554,13 +632,27 @@ impl Shared {
                     "the log is on its reserve logs; only shutdown records are accepted",
                 ));
             }
-            if st.rolling {
-                self.cond.wait(&mut st);
-                continue;
-            }
             let off = frame_start(st.buf_start + st.buf.len());
             if off + FRAME_HEADER + payload.len() > self.file_bytes {
-                self.rollover(&mut st)?;
+                if st.sealed.is_some() || st.rolling {
+                    // The next generation filled before the last rollover finished (the log
+                    // is appended to faster than the disk takes it): wait for it, or do it
+                    // here if it has not started.
+                    self.complete_rollover(&mut st)?;
+                    continue;
+                }
+                if st.generation >= GENERATION_MAX {
+                    return Err(Error::new(ErrorKind::LogSequenceEnd));
+                }
+                Shared::seal(&mut st);
+                if self.has_background_threads() {
+                    // The flusher thread does the rollover I/O (without holding `bg_lock`,
+                    // which it takes before the state: a missed wake-up costs at most one
+                    // `lazy_flush_ms` interval).
+                    self.bg_cond.notify_one();
+                } else {
+                    self.complete_rollover(&mut st)?;
+                }
                 continue;
             }
             let rel = off - st.buf_start;
@@ -600,6 +692,11 @@ impl Shared {
                 self.cond.wait(st);
                 continue;
             }
+            if st.sealed.is_some() {
+                // Records of the next generation wait for its file: roll over first.
+                self.rollover(st)?;
+                continue;
+            }
             st.io_busy = true;
             if st.batch_target > 1 && st.flushers < st.batch_target {
                 let delay = (st.sync_ewma_ns / 2).min(MAX_GROUP_DELAY_NS);
@@ -609,6 +706,11 @@ impl Shared {
                     && !self.leader_cond.wait_until(st, deadline).timed_out()
                 {}
                 st.leader_waiting = false;
+                if st.sealed.is_some() {
+                    // A generation filled while the mutex was released.
+                    st.io_busy = false;
+                    continue;
+                }
             }
             // Lead: take everything appended so far.
             let generation = st.generation;
@@ -643,33 +745,69 @@ impl Shared {
         }
     }
 
-    /// Moves the log to the next generation (see `generation.rs` for the protocol). Called
-    /// with the state locked; returns with it locked. On return the caller re-examines the
-    /// state (another thread may have rolled over while this one waited).
-    fn rollover(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
-        if st.io_busy {
-            while st.io_busy {
-                self.cond.wait(st);
-            }
-            return Ok(());
-        }
-        if st.generation >= GENERATION_MAX {
-            return Err(Error::new(ErrorKind::LogSequenceEnd));
-        }
-        let generation = st.generation;
-        let start = st.buf_start;
+    /// Seals the current (full) generation `g`: its unwritten records move to
+    /// `State::sealed` and new records go to generation `g + 1`, at the first frame offset
+    /// after the header, while the rollover I/O (`Shared::rollover`) is still to come. No
+    /// record of `g + 1` reaches a file before that I/O installed `g + 1` as `edb.log`, and
+    /// none is acknowledged before its directory sync: what a crash leaves on disk is exactly
+    /// what it left when the appending thread did the rollover itself.
+    fn seal(st: &mut State) {
         let data = std::mem::take(&mut st.buf);
-        let end = start + data.len();
-        let target = st.last_appended;
-        let file = Arc::clone(&st.file);
-        let prev_created = st.created_micros;
+        st.sealed = Some(Sealed {
+            generation: st.generation,
+            file: Arc::clone(&st.file),
+            created_micros: st.created_micros,
+            data,
+            start: st.buf_start,
+            target: st.last_appended,
+        });
+        st.generation += 1;
+        st.buf_start = HEADER_BYTES as usize;
+    }
+
+    /// Waits for I/O under way, then does the sealed generation's rollover if nobody did.
+    fn complete_rollover(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
+        loop {
+            if let Some(e) = &st.failed {
+                return Err(latched(e));
+            }
+            if st.io_busy {
+                self.cond.wait(st);
+                continue;
+            }
+            if st.sealed.is_none() {
+                return Ok(());
+            }
+            self.rollover(st)?;
+        }
+    }
+
+    /// The generation `edb.log` holds: the current one, or the one before while its rollover
+    /// is pending or under way.
+    fn installed_generation(st: &State) -> u32 {
+        if st.sealed.is_some() || st.rolling {
+            st.generation - 1
+        } else {
+            st.generation
+        }
+    }
+
+    /// The rollover I/O of the sealed generation (see `generation.rs` for the protocol).
+    /// Called with the state locked, no I/O under way and `sealed` set; returns with it
+    /// locked. Appends go on meanwhile (into the next generation's buffer); flushes wait.
+    fn rollover(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
+        let Some(sealed) = st.sealed.take() else {
+            return Ok(());
+        };
         st.io_busy = true;
         st.rolling = true;
         let r = MutexGuard::unlocked(st, || -> Result<(Box<dyn File>, LogFileHeader, bool)> {
-            if !data.is_empty() {
-                file.write_all_at(&data, start as u64)?;
+            if !sealed.data.is_empty() {
+                sealed
+                    .file
+                    .write_all_at(&sealed.data, sealed.start as u64)?;
             }
-            file.sync_data()?;
+            sealed.file.sync_data()?;
             // Read with the state unlocked: `write_checkpoint` takes the checkpoint lock and
             // then, on failure, the state lock.
             let checkpoint_at_creation = self
@@ -679,23 +817,25 @@ impl Shared {
                 .as_ref()
                 .map_or(0, |c| c.lgpos.as_u64());
             // Hold the prepared-file lock until `edbtmp.log` is renamed into place, so the
-            // background thread cannot start preparing (and first remove) a new one.
+            // preparer cannot start preparing (and first remove) a new one.
             let mut prepared = self.prepared.lock();
             let (tmp, reserve) = self.next_file(&mut prepared)?;
             let header = LogFileHeader {
-                generation: generation + 1,
+                generation: sealed.generation + 1,
                 sector_size: SECTOR_SIZE as u16,
                 header_sectors: (HEADER_BYTES / SECTOR_SIZE) as u16,
                 file_sectors: (self.file_bytes / SECTOR_SIZE as usize) as u32,
                 page_size: self.cfg.page_size,
                 flags: if self.cfg.circular { FLAG_CIRCULAR } else { 0 },
-                created_micros: now_micros().max(prev_created + 1),
-                prev_created_micros: prev_created,
+                created_micros: now_micros().max(sealed.created_micros + 1),
+                prev_created_micros: sealed.created_micros,
                 signature: self.signature,
-                prev_end_offset: end as u32,
+                prev_end_offset: (sealed.start + sealed.data.len()) as u32,
                 checkpoint_at_creation,
             };
-            let f = install(&self.fs, &self.files, tmp, &header, Some(generation))?;
+            let f = install(&self.fs, &self.files, tmp, &header, Some(sealed.generation))?;
+            // The preparer starts on the file after this one.
+            self.prep_cond.notify_all();
             drop(prepared);
             Ok((f, header, reserve))
         });
@@ -703,12 +843,9 @@ impl Shared {
         st.rolling = false;
         match r {
             Ok((f, header, reserve)) => {
-                st.generation = header.generation;
                 st.file = Arc::from(f);
                 st.created_micros = header.created_micros;
-                st.buf_start = HEADER_BYTES as usize;
-                st.buf.clear();
-                st.last_durable = st.last_durable.max(target);
+                st.last_durable = st.last_durable.max(sealed.target);
                 if reserve {
                     log::warn!(
                         "log disk full: generation {} uses a reserve log",
@@ -753,7 +890,7 @@ impl Shared {
             );
         }
         {
-            let st = self.state.lock();
+            let mut st = self.state.lock();
             if let Some(e) = &st.failed {
                 return Err(latched(e));
             }
@@ -761,6 +898,10 @@ impl Shared {
                 return Err(Error::new(ErrorKind::InvalidParameter)
                     .with_lgpos(lgpos)
                     .with_message("the checkpoint lies after the current generation"));
+            }
+            if lgpos.generation > Shared::installed_generation(&st) {
+                // Recovery must find the checkpoint's generation: finish its rollover first.
+                self.complete_rollover(&mut st)?;
             }
         }
         {
@@ -817,32 +958,49 @@ impl Shared {
                     return;
                 }
             }
-            let (pending, failed, used) = {
+            let (pending, sealed, failed) = {
                 let st = self.state.lock();
                 (
                     st.last_appended > st.last_durable,
+                    st.sealed.is_some(),
                     st.failed.is_some(),
-                    st.buf_start + st.buf.len(),
                 )
             };
             if failed {
                 continue;
             }
+            // Errors are latched and reported to the next caller.
             if pending {
-                // An error is latched and reported to the next caller.
+                // Does a pending rollover first.
                 let _ = self.flush(Lgpos::MAX);
+            } else if sealed {
+                let _ = self.complete_rollover(&mut self.state.lock());
             }
-            // Prepare the next generation once the current one is half full.
-            if used > self.file_bytes / 2
-                && let Some(mut p) = self.prepared.try_lock()
-                && p.is_none()
-            {
-                match preformat(self.fs.as_ref(), &self.files.temp(), self.file_bytes as u64) {
-                    Ok(f) => *p = Some(f),
-                    Err(e) => {
-                        // Not fatal: the rollover prepares (and reports) on its own.
-                        log::warn!("preparing the next log generation failed: {e}");
-                        let _ = remove_if_exists(self.fs.as_ref(), &self.files.temp());
+        }
+    }
+
+    /// The preparer thread (ESE keeps `edbtmp.log` formatted ahead): whenever no prepared file
+    /// is waiting, formats the next generation's file (zeros, synced), so that a rollover only
+    /// writes the new header and renames. It starts at open and again as soon as a rollover
+    /// took the file. A failure is not fatal (the rollover formats, and reports, on its own);
+    /// the preparer then waits a while before trying again.
+    fn preparer(&self) {
+        let mut p = self.prepared.lock();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if p.is_some() || self.state.lock().failed.is_some() {
+                self.prep_cond.wait_for(&mut p, PREPARE_RETRY);
+                continue;
+            }
+            match preformat(self.fs.as_ref(), &self.files.temp(), self.file_bytes as u64) {
+                Ok(f) => *p = Some(f),
+                Err(e) => {
+                    log::warn!("preparing the next log generation failed: {e}");
+                    let _ = remove_if_exists(self.fs.as_ref(), &self.files.temp());
+                    if !self.stop.load(Ordering::SeqCst) {
+                        self.prep_cond.wait_for(&mut p, PREPARE_RETRY);
                     }
                 }
             }
