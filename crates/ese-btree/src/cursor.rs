@@ -8,7 +8,11 @@
 //! with a `try` latch on the sibling: a writer may hold that sibling while it waits for the
 //! leaf the cursor holds (writers latch by level and page number, not key order), so on
 //! contention the cursor lets go and re-seeks from the root past the leaf's last key. When the
-//! page changed since the cursor read it, it re-seeks by its remembered key (ESE's re-seek by
+//! page changed since the cursor read it, it first looks for its place on that same page: if
+//! the page is still a leaf of the tree and holds nodes on both sides of the remembered key,
+//! the neighbour it wants is on the page (a leaf holds a contiguous key range of its tree, so
+//! no node of another page lies between two nodes of one page), and it moves there without a
+//! descent. Otherwise it re-seeks from the root by its remembered key (ESE's re-seek by
 //! bookmark). It therefore never waits for a latch while holding one, except down the tree.
 
 use std::borrow::Cow;
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use ese_core::{DbTime, Error, ErrorKind, Pgno, Result};
 
 use crate::cache::Frame;
-use crate::page::{NodeFlags, PageFlags};
+use crate::page::{NodeFlags, Page, PageFlags};
 use crate::tree::{ReadGuard, Target, Tree};
 
 /// How [`Cursor::seek`] matches a key (ESE's `JET_bitSeek*`).
@@ -62,8 +66,46 @@ pub struct Cursor {
 /// chain of empty leaves, which a valid tree never has).
 const MAX_HOPS: usize = 1 << 20;
 
+/// Whether `found` lies after `target` (before it when `!forward`), or equals it when
+/// `inclusive`.
+fn beyond(found: &[u8], target: &[u8], inclusive: bool, forward: bool) -> bool {
+    match found.cmp(target) {
+        std::cmp::Ordering::Equal => inclusive,
+        std::cmp::Ordering::Greater => forward,
+        std::cmp::Ordering::Less => !forward,
+    }
+}
+
+fn out_of_order(pgno: Pgno) -> Error {
+    Error::new(ErrorKind::DatabaseCorrupted)
+        .with_pgno(pgno)
+        .with_message("a seek landed on the wrong side of its key: keys out of order")
+}
+
 fn endless() -> Error {
     Error::new(ErrorKind::DatabaseCorrupted).with_message("endless leaf chain")
+}
+
+/// On a leaf of the tree: the index of the first node with a key `> key` (`>=` when
+/// `inclusive`) when that node is certainly the first such node of the whole tree, i.e. when
+/// the page also holds a node `<= key` (or `key` itself): the leaf's nodes are then a
+/// contiguous part of the tree's order on both sides of `key`. `None` when the answer may lie
+/// on another page.
+pub(crate) fn successor_on_page(page: &Page, key: &[u8], inclusive: bool) -> Option<usize> {
+    let (i, found) = page.search(key);
+    let j = if found && !inclusive { i + 1 } else { i };
+    (j < page.count() && (found || i > 0)).then_some(j)
+}
+
+/// On a leaf of the tree: the index of the last node with a key `< key` (`<=` when
+/// `inclusive`) when that node is certainly the last such node of the whole tree (the page
+/// also holds a node `>= key`); `None` when the answer may lie on another page.
+pub(crate) fn predecessor_on_page(page: &Page, key: &[u8], inclusive: bool) -> Option<usize> {
+    let (i, found) = page.search(key);
+    if found && inclusive {
+        return Some(i);
+    }
+    (i > 0 && (found || i < page.count())).then(|| i - 1)
 }
 
 impl Cursor {
@@ -107,17 +149,26 @@ impl Cursor {
         true
     }
 
+    /// Whether the latched page is a live leaf of this tree (a freed page is flagged empty;
+    /// a page is never reused by another tree without its objid changing).
+    fn is_own_leaf(&self, guard: &ReadGuard) -> bool {
+        guard.objid() == self.tree.objid()
+            && guard.is_leaf()
+            && !guard.flags().contains(PageFlags::EMPTY)
+    }
+
     fn off(&mut self, past_end: bool) -> bool {
         self.pos = None;
         self.off_end = Some(past_end);
         false
     }
 
-    /// The sibling leaf `pgno` of the latched leaf `from`, read-latched without waiting;
-    /// `None` when the latch is taken (the caller re-seeks).
+    /// The sibling leaf `pgno` of the latched leaf `from` (whose page is `from_page`),
+    /// read-latched without waiting; `None` when the latch is taken (the caller re-seeks).
     fn sibling(
         &self,
         from: Pgno,
+        from_page: &Page,
         pgno: Pgno,
         next: bool,
     ) -> Result<Option<(Arc<Frame>, ReadGuard)>> {
@@ -136,6 +187,27 @@ impl Cursor {
             return Err(Error::new(ErrorKind::BadPageLink)
                 .with_pgno(pgno)
                 .with_message(format!("sibling of leaf {from} does not link back")));
+        }
+        // The sibling's keys lie strictly beyond those of the leaf it is reached from (its
+        // last node going forward, its first going backward; not the cursor's remembered key,
+        // which after a seek belongs to an earlier position). Otherwise the links form a cycle
+        // that passes the back-link check (two leaves linked both ways), and a scan would
+        // never end.
+        let n = from_page.count();
+        if n > 0 && guard.count() > 0 {
+            let edge = guard.key(if next { 0 } else { guard.count() - 1 });
+            let beyond = if next {
+                edge > from_page.key(n - 1)
+            } else {
+                edge < from_page.key(0)
+            };
+            if !beyond {
+                return Err(Error::new(ErrorKind::BadPageLink)
+                    .with_pgno(pgno)
+                    .with_message(format!(
+                        "sibling of leaf {from} holds keys out of order: cycle or cross-link"
+                    )));
+            }
         }
         Ok(Some((frame, guard)))
     }
@@ -156,13 +228,20 @@ impl Cursor {
                     return Err(endless());
                 }
                 if self.set(&frame, &guard, i) {
+                    // On a sound tree the node found lies after the target. A leaf whose keys
+                    // are out of order (a corrupt page with a valid checksum) can answer a key
+                    // at or before it, and a scan that seeks past its current key would then
+                    // never end.
+                    if !beyond(&self.key, &target, inclusive, true) {
+                        return Err(out_of_order(frame.pgno));
+                    }
                     return Ok(true);
                 }
                 let next = guard.next();
                 if next == Pgno::NULL {
                     return Ok(self.off(true));
                 }
-                if let Some((f, g)) = self.sibling(frame.pgno, next, true)? {
+                if let Some((f, g)) = self.sibling(frame.pgno, &guard, next, true)? {
                     (frame, guard, i) = (f, g, 0);
                     continue;
                 }
@@ -194,13 +273,16 @@ impl Cursor {
                     return Err(endless());
                 }
                 if end > 0 && self.set(&frame, &guard, end - 1) {
+                    if !beyond(&self.key, &target, inclusive, false) {
+                        return Err(out_of_order(frame.pgno));
+                    }
                     return Ok(true);
                 }
                 let prev = guard.prev();
                 if prev == Pgno::NULL {
                     return Ok(self.off(false));
                 }
-                if let Some((f, g)) = self.sibling(frame.pgno, prev, false)? {
+                if let Some((f, g)) = self.sibling(frame.pgno, &guard, prev, false)? {
                     end = g.count();
                     (frame, guard) = (f, g);
                     continue;
@@ -285,12 +367,17 @@ impl Cursor {
                 if next == Pgno::NULL {
                     return Ok(self.off(true));
                 }
-                if let Some((f, ng)) = self.sibling(frame.pgno, next, true)? {
+                if let Some((f, ng)) = self.sibling(frame.pgno, &g, next, true)? {
                     drop(g);
                     if self.set(&f, &ng, 0) {
                         return Ok(true);
                     }
                 }
+            } else if self.is_own_leaf(&g)
+                && let Some(i) = successor_on_page(&g, &self.key, false)
+                && self.set(&frame, &g, i)
+            {
+                return Ok(true);
             }
         }
         if !self.has_key {
@@ -318,13 +405,18 @@ impl Cursor {
                 if prev == Pgno::NULL {
                     return Ok(self.off(false));
                 }
-                if let Some((f, pg)) = self.sibling(frame.pgno, prev, false)? {
+                if let Some((f, pg)) = self.sibling(frame.pgno, &g, prev, false)? {
                     drop(g);
                     let n = pg.count();
                     if n > 0 && self.set(&f, &pg, n - 1) {
                         return Ok(true);
                     }
                 }
+            } else if self.is_own_leaf(&g)
+                && let Some(i) = predecessor_on_page(&g, &self.key, false)
+                && self.set(&frame, &g, i)
+            {
+                return Ok(true);
             }
         }
         if !self.has_key {
@@ -358,5 +450,54 @@ impl Cursor {
         } else {
             NodeFlags::default()
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use ese_core::{ObjId, Pgno};
+
+    use super::*;
+
+    fn leaf(keys: &[&[u8]]) -> Page {
+        let mut p = Page::new(4096, Pgno(3), ObjId(5), PageFlags::LEAF, 0);
+        for (i, k) in keys.iter().enumerate() {
+            assert!(p.insert_node(i, NodeFlags(0), k, b"v"));
+        }
+        p
+    }
+
+    #[test]
+    fn neighbours_on_the_page_only_when_both_sides_are_there() {
+        let p = leaf(&[b"b", b"d", b"f"]);
+        // Exclusive successor.
+        assert_eq!(successor_on_page(&p, b"b", false), Some(1));
+        assert_eq!(successor_on_page(&p, b"c", false), Some(1));
+        assert_eq!(successor_on_page(&p, b"e", false), Some(2));
+        // Below the first key: a smaller key may sit on the previous leaf.
+        assert_eq!(successor_on_page(&p, b"a", false), None);
+        // At or past the last key: the successor is on the next leaf.
+        assert_eq!(successor_on_page(&p, b"f", false), None);
+        assert_eq!(successor_on_page(&p, b"g", false), None);
+        // Inclusive successor.
+        assert_eq!(successor_on_page(&p, b"b", true), Some(0));
+        assert_eq!(successor_on_page(&p, b"f", true), Some(2));
+        assert_eq!(successor_on_page(&p, b"a", true), None);
+        // Exclusive predecessor.
+        assert_eq!(predecessor_on_page(&p, b"f", false), Some(1));
+        assert_eq!(predecessor_on_page(&p, b"e", false), Some(1));
+        assert_eq!(predecessor_on_page(&p, b"c", false), Some(0));
+        assert_eq!(predecessor_on_page(&p, b"b", false), None);
+        assert_eq!(predecessor_on_page(&p, b"a", false), None);
+        assert_eq!(predecessor_on_page(&p, b"g", false), None);
+        // Inclusive predecessor.
+        assert_eq!(predecessor_on_page(&p, b"f", true), Some(2));
+        assert_eq!(predecessor_on_page(&p, b"b", true), Some(0));
+        assert_eq!(predecessor_on_page(&p, b"g", true), None);
+        // An empty leaf answers nothing.
+        let e = leaf(&[]);
+        assert_eq!(successor_on_page(&e, b"a", false), None);
+        assert_eq!(predecessor_on_page(&e, b"a", true), None);
     }
 }
