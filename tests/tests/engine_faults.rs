@@ -25,12 +25,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ese::{
-    AttachDatabaseGrbit, ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, DbId, ErrorKind,
-    IndexCreate, IndexGrbit, Instance, Move, Prep, Seek, Session, TableCreate, TermGrbit,
+    AttachDatabaseGrbit, CommitGrbit, CreateDatabaseGrbit, DbId, ErrorKind, Instance, Prep,
+    Session, TermGrbit,
 };
 use ese_core::fs::{CrashModel, Fault, FaultError, FileSystem, OpCounts, OpKind, SimFs};
 
-type Model = BTreeMap<u32, Vec<u8>>;
+mod common;
+
+type Model = common::IdRows;
 
 const DB: &str = "/data/t.edb";
 
@@ -52,44 +54,6 @@ fn instance(fs: &SimFs) -> Instance {
         .unwrap()
 }
 
-fn table() -> TableCreate {
-    TableCreate {
-        name: "t".into(),
-        columns: vec![
-            ColumnDef::new("id", ColumnType::UnsignedLong),
-            ColumnDef::new("v", ColumnType::Binary),
-        ],
-        indexes: vec![IndexCreate {
-            name: "pk".into(),
-            key: "+id\0\0".into(),
-            grbit: IndexGrbit::PRIMARY,
-            key_most: 0,
-        }],
-    }
-}
-
-fn read_all(s: &Session, db: DbId) -> ese::Result<Model> {
-    let mut t = s.open_table(db, "t")?;
-    let (id, v) = (t.column_id("id")?, t.column_id("v")?);
-    let mut m = Model::new();
-    let mut r = t.move_to(Move::First);
-    loop {
-        match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NoCurrentRecord => return Ok(m),
-            Err(e) => return Err(e),
-        }
-        let k = u32::from_le_bytes(
-            t.retrieve_column(id)?
-                .unwrap_or_default()
-                .try_into()
-                .unwrap_or_default(),
-        );
-        m.insert(k, t.retrieve_column(v)?.unwrap_or_default());
-        r = t.move_to(Move::Next);
-    }
-}
-
 /// Why a transaction failed: the error, and the model its commit would have made when the
 /// commit itself failed (then the transaction may be durable, whole, or absent).
 type Failed = (ese::Error, Option<Model>);
@@ -104,37 +68,10 @@ fn transaction(
     rollback: bool,
 ) -> Result<Model, Failed> {
     let mut t = s.open_table(db, "t").map_err(|e| (e, None))?;
-    let id = t.column_id("id").map_err(|e| (e, None))?;
-    let v = t.column_id("v").map_err(|e| (e, None))?;
     s.begin_transaction().map_err(|e| (e, None))?;
     let mut mine = model.clone();
-    let r = (|| -> ese::Result<()> {
-        for _ in 0..rng.usize(1..16) {
-            let k = rng.u32(0..3000);
-            let val = vec![rng.u8(..); rng.usize(1..250)];
-            match t.seek(&[Some(&k.to_le_bytes())], Seek::Eq) {
-                Ok(()) if rng.u8(0..3) == 0 => {
-                    t.delete()?;
-                    mine.remove(&k);
-                }
-                Ok(()) => {
-                    t.prepare_update(Prep::Replace)?;
-                    t.set_column(v, Some(&val))?;
-                    t.update()?;
-                    mine.insert(k, val);
-                }
-                Err(e) if e.kind() == ErrorKind::RecordNotFound => {
-                    t.prepare_update(Prep::Insert)?;
-                    t.set_column(id, Some(&k.to_le_bytes()))?;
-                    t.set_column(v, Some(&val))?;
-                    t.update()?;
-                    mine.insert(k, val);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    })();
+    let n = rng.usize(1..16);
+    let r = common::random_id_value_changes(&mut t, rng, &mut mine, n, 3000);
     if let Err(e) = r {
         // The rollback may fail too (the instance is then unavailable); the error that
         // matters is the first.
@@ -208,7 +145,7 @@ fn run(fs: &SimFs, fault: Option<Fault>, seed: u64) -> Outcome {
     let s = inst.begin_session().unwrap();
     s.attach_database(DB, AttachDatabaseGrbit::empty()).unwrap();
     let db = s.open_database(DB).unwrap();
-    let mut committed = read_all(&s, db).unwrap();
+    let mut committed = common::read_id_value_rows(&s, db, "t").unwrap();
     if let Some(f) = fault {
         fs.inject_fault(f);
     }
@@ -273,7 +210,8 @@ fn recover_and_check(fs: &SimFs, candidates: &[Model], what: &str) {
     s.attach_database(DB, AttachDatabaseGrbit::empty())
         .unwrap_or_else(|e| panic!("{what}: attach failed: {e}"));
     let db = s.open_database(DB).unwrap();
-    let got = read_all(&s, db).unwrap_or_else(|e| panic!("{what}: reading failed: {e}"));
+    let got = common::read_id_value_rows(&s, db, "t")
+        .unwrap_or_else(|e| panic!("{what}: reading failed: {e}"));
     assert!(
         candidates.contains(&got),
         "{what}: recovered {} rows, committed {}",
@@ -294,7 +232,7 @@ fn base() -> SimFs {
     inst.init().unwrap();
     let s = inst.begin_session().unwrap();
     let db = s.create_database(DB, CreateDatabaseGrbit::empty()).unwrap();
-    s.create_table(db, &table()).unwrap();
+    s.create_table(db, &common::id_value_table("t")).unwrap();
     s.close_database(db).unwrap();
     drop(s);
     inst.term(TermGrbit::empty()).unwrap();

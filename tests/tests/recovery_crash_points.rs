@@ -15,16 +15,16 @@
     reason = "tests fail loudly"
 )]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ese::{
-    AttachDatabaseGrbit, ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, DbId,
-    IndexCreate, IndexGrbit, Instance, Move, Prep, Seek, Session, TableCreate,
+    AttachDatabaseGrbit, CommitGrbit, CreateDatabaseGrbit, DbId, Instance, Prep, Seek, Session,
 };
 use ese_core::fs::{CrashModel, FileSystem, SimFs};
 
-type Model = BTreeMap<u32, Vec<u8>>;
+mod common;
+
+type Model = common::IdRows;
 
 const DB: &str = "/data/t.edb";
 
@@ -55,44 +55,6 @@ fn instance_with(fs: &SimFs, racing: bool) -> Instance {
         .file_system(fsd)
         .create()
         .unwrap()
-}
-
-fn table() -> TableCreate {
-    TableCreate {
-        name: "t".into(),
-        columns: vec![
-            ColumnDef::new("id", ColumnType::UnsignedLong),
-            ColumnDef::new("v", ColumnType::Binary),
-        ],
-        indexes: vec![IndexCreate {
-            name: "pk".into(),
-            key: "+id\0\0".into(),
-            grbit: IndexGrbit::PRIMARY,
-            key_most: 0,
-        }],
-    }
-}
-
-fn read_all(s: &Session, db: DbId) -> ese::Result<Model> {
-    let mut t = s.open_table(db, "t")?;
-    let (id, v) = (t.column_id("id")?, t.column_id("v")?);
-    let mut m = Model::new();
-    let mut r = t.move_to(Move::First);
-    loop {
-        match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == ese::ErrorKind::NoCurrentRecord => return Ok(m),
-            Err(e) => return Err(e),
-        }
-        let k = u32::from_le_bytes(
-            t.retrieve_column(id)?
-                .unwrap_or_default()
-                .try_into()
-                .unwrap_or_default(),
-        );
-        m.insert(k, t.retrieve_column(v)?.unwrap_or_default());
-        r = t.move_to(Move::Next);
-    }
 }
 
 /// The workload; returns the committed model after the last durable commit that returned,
@@ -157,7 +119,7 @@ fn base() -> SimFs {
     inst.init().unwrap();
     let s = inst.begin_session().unwrap();
     let db = s.create_database(DB, CreateDatabaseGrbit::empty()).unwrap();
-    s.create_table(db, &table()).unwrap();
+    s.create_table(db, &common::id_value_table("t")).unwrap();
     s.close_database(db).unwrap();
     inst.term(ese::TermGrbit::empty()).unwrap();
     fs.crash(CrashModel::DropAll, 0)
@@ -225,7 +187,7 @@ fn sweep(racing: bool) {
                         panic!("cut {k} {model:?} seed {seed}: attach failed: {e}")
                     });
                 let db = s.open_database(DB).unwrap();
-                let got = read_all(&s, db).unwrap_or_else(|e| {
+                let got = common::read_id_value_rows(&s, db, "t").unwrap_or_else(|e| {
                     panic!("cut {k} {model:?} seed {seed}: reading after recovery: {e}")
                 });
                 assert!(
@@ -250,7 +212,7 @@ fn recover(img: &SimFs) -> ese::Result<Model> {
     let s = inst.begin_session()?;
     s.attach_database(DB, AttachDatabaseGrbit::empty())?;
     let db = s.open_database(DB)?;
-    read_all(&s, db)
+    common::read_id_value_rows(&s, db, "t")
 }
 
 /// A crash in the middle of recovery, then recovery again, ends in exactly the state a single

@@ -19,17 +19,17 @@
     reason = "tests fail loudly"
 )]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ese::{
-    AttachDatabaseGrbit, ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, DbId, ErrorKind,
-    IndexCreate, IndexGrbit, Instance, Move, Prep, RollbackGrbit, Seek, Session, Table,
-    TableCreate, TermGrbit,
+    AttachDatabaseGrbit, CommitGrbit, CreateDatabaseGrbit, DbId, Instance, RollbackGrbit, Session,
+    Table, TermGrbit,
 };
 use ese_core::fs::{CrashModel, FileSystem, SimFs};
 
-type Model = BTreeMap<u32, Vec<u8>>;
+mod common;
+
+type Model = common::IdRows;
 /// The two tables' rows.
 type State = [Model; 2];
 
@@ -57,77 +57,17 @@ fn instance(fs: &SimFs, racing: bool) -> Instance {
         .unwrap()
 }
 
-fn table(name: &str) -> TableCreate {
-    TableCreate {
-        name: name.into(),
-        columns: vec![
-            ColumnDef::new("id", ColumnType::UnsignedLong),
-            ColumnDef::new("v", ColumnType::Binary),
-        ],
-        indexes: vec![IndexCreate {
-            name: "pk".into(),
-            key: "+id\0\0".into(),
-            grbit: IndexGrbit::PRIMARY,
-            key_most: 0,
-        }],
-    }
-}
-
-fn read_table(s: &Session, db: DbId, name: &str) -> ese::Result<Model> {
-    let mut t = s.open_table(db, name)?;
-    let (id, v) = (t.column_id("id")?, t.column_id("v")?);
-    let mut m = Model::new();
-    let mut r = t.move_to(Move::First);
-    loop {
-        match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NoCurrentRecord => return Ok(m),
-            Err(e) => return Err(e),
-        }
-        let k = u32::from_le_bytes(
-            t.retrieve_column(id)?
-                .unwrap_or_default()
-                .try_into()
-                .unwrap_or_default(),
-        );
-        m.insert(k, t.retrieve_column(v)?.unwrap_or_default());
-        r = t.move_to(Move::Next);
-    }
-}
-
 fn read_state(s: &Session, db: DbId) -> ese::Result<State> {
-    Ok([read_table(s, db, TABLES[0])?, read_table(s, db, TABLES[1])?])
+    Ok([
+        common::read_id_value_rows(s, db, TABLES[0])?,
+        common::read_id_value_rows(s, db, TABLES[1])?,
+    ])
 }
 
-/// Random inserts, replaces and deletes on one table, applied to `m` too.
+/// Up to `most - 1` random changes to one table on keys `0..600`, applied to `m` too.
 fn changes(t: &mut Table, rng: &mut fastrand::Rng, m: &mut Model, most: usize) -> ese::Result<()> {
     let n = rng.usize(1..most);
-    let (id, v) = (t.column_id("id")?, t.column_id("v")?);
-    for _ in 0..n {
-        let k = rng.u32(0..600);
-        let val = vec![rng.u8(..); rng.usize(1..250)];
-        match t.seek(&[Some(&k.to_le_bytes())], Seek::Eq) {
-            Ok(()) if rng.u8(0..3) == 0 => {
-                t.delete()?;
-                m.remove(&k);
-            }
-            Ok(()) => {
-                t.prepare_update(Prep::Replace)?;
-                t.set_column(v, Some(&val))?;
-                t.update()?;
-                m.insert(k, val);
-            }
-            Err(e) if e.kind() == ErrorKind::RecordNotFound => {
-                t.prepare_update(Prep::Insert)?;
-                t.set_column(id, Some(&k.to_le_bytes()))?;
-                t.set_column(v, Some(&val))?;
-                t.update()?;
-                m.insert(k, val);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    common::random_id_value_changes(t, rng, m, n, 600)
 }
 
 /// What a run of the workload committed.
@@ -169,10 +109,10 @@ fn workload(
             // keeps old versions alive across many commits, then lets cleanup drop them.
             if n == 10 {
                 reader.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;
-                let _ = read_table(reader, rdb, TABLES[0])?;
+                let _ = common::read_id_value_rows(reader, rdb, TABLES[0])?;
             }
             if n == 70 {
-                let _ = read_table(reader, rdb, TABLES[1])?;
+                let _ = common::read_id_value_rows(reader, rdb, TABLES[1])?;
                 reader.commit_transaction(CommitGrbit::empty())?;
             }
             let mut mine = h.states.last().cloned().unwrap_or_default();
@@ -229,7 +169,7 @@ fn base() -> SimFs {
     let s = inst.begin_session().unwrap();
     let db = s.create_database(DB, CreateDatabaseGrbit::empty()).unwrap();
     for t in TABLES {
-        s.create_table(db, &table(t)).unwrap();
+        s.create_table(db, &common::id_value_table(t)).unwrap();
     }
     s.close_database(db).unwrap();
     drop(s);
