@@ -74,7 +74,9 @@ pub use column::{CodePage, ColumnDef, ColumnGrbit, ColumnType, validate_name};
 pub use database::DbId;
 pub use engine::RecoveryStats;
 pub use ese_btree::{IntegrityReport, TreeSpace};
+pub use ese_core::Lgpos;
 pub use ese_core::{Error, ErrorKind, Result};
+pub use ese_log::LogSignature;
 pub use ese_session::{InstanceState, Sesid};
 pub use grbit::{
     AttachDatabaseGrbit, BeginTransactionGrbit, CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit,
@@ -87,6 +89,6 @@ pub use index::{
 pub use instance::{Instance, InstanceBuilder};
 pub use key::{SegmentSpec, fold_text, normalize_prefix, normalize_segment, truncate_key};
 pub use record::{Record, RecordLayout, TaggedValue};
-pub use session::Session;
+pub use session::{CommitId, Session};
 pub use table::{IndexCreate, IndexGrbit, Move, Prep, Seek, Table, TableCreate};
 pub use temp::{TempTable, TempTableGrbit};

@@ -23,6 +23,17 @@ pub(crate) struct SessionState {
     pub(crate) temp_tables: Vec<std::sync::Weak<crate::temp::TempShared>>,
 }
 
+/// The identity of a commit (ESE's `JET_COMMIT_ID`), returned by
+/// [`Session::commit_transaction2`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitId {
+    /// The signature of the instance's log (`signLog`).
+    pub log_signature: ese_log::LogSignature,
+    /// Where the commit record is in the log (`commitId`); `None` when the commit logged no
+    /// record (a nested level, or a transaction that changed nothing).
+    pub lgpos: Option<Lgpos>,
+}
+
 /// A session's engine-side parts, shared by every clone of the handle.
 #[derive(Debug)]
 pub(crate) struct SessionShared {
@@ -219,6 +230,53 @@ impl Session {
     /// `NotInTransaction` (-1054) outside a transaction; `SessionSharingViolation` (-1910) from
     /// a thread the transaction is not bound to; `InvalidSesid` (-1104); the instance errors.
     pub fn commit_transaction(&self, grbit: CommitGrbit) -> Result<()> {
+        self.commit_inner(grbit).map(|_| ())
+    }
+
+    /// Commits the innermost transaction level like [`Session::commit_transaction`] and
+    /// returns the commit's identity (JetCommitTransaction2 with its `JET_COMMIT_ID`).
+    ///
+    /// `durable_commit_ms` is ESE's `cmsecDurableCommit`: with [`CommitGrbit::LAZY_FLUSH`], the
+    /// commit returns before it is durable but becomes durable within that many
+    /// milliseconds. The log's background flusher makes every lazy commit durable within its
+    /// interval (5 ms); a smaller bound, or an instance without the flusher, flushes before
+    /// returning. 0 means no bound (a plain lazy commit).
+    ///
+    /// The returned [`CommitId`] names the log (its signature) and the position of the commit
+    /// record in it: commits of one instance are ordered by that position, and a backup or
+    /// recovery that replays the log up to position `p` holds exactly the transactions whose
+    /// commit position is below `p`. A nested level's commit, and a level-0 commit of a
+    /// transaction that changed nothing, log no commit record: their `lgpos` is `None`.
+    ///
+    /// # Errors
+    /// As [`Session::commit_transaction`]; `InvalidParameter` (-1003) for a non-zero
+    /// `durable_commit_ms` without `LAZY_FLUSH`.
+    pub fn commit_transaction2(
+        &self,
+        grbit: CommitGrbit,
+        durable_commit_ms: u32,
+    ) -> Result<CommitId> {
+        if durable_commit_ms != 0 && !grbit.contains(CommitGrbit::LAZY_FLUSH) {
+            return Err(Error::new(ErrorKind::InvalidParameter)
+                .with_message("a durable-commit bound needs a lazy commit"));
+        }
+        let lgpos = self.commit_inner(grbit)?;
+        let engine = self.inst.engine()?;
+        if let Some(l) = lgpos {
+            let interval = engine.log.config().lazy_flush_ms;
+            if durable_commit_ms != 0 && (interval == 0 || durable_commit_ms < interval) {
+                engine.log.flush(l).inspect_err(|e| self.inst.fatal(e))?;
+            }
+        }
+        Ok(CommitId {
+            log_signature: engine.log.signature(),
+            lgpos,
+        })
+    }
+
+    /// The commit: returns the position of the commit record of a level-0 commit that wrote
+    /// one.
+    fn commit_inner(&self, grbit: CommitGrbit) -> Result<Option<Lgpos>> {
         let alone = CommitGrbit::WAIT_LAST_LEVEL0_COMMIT
             | CommitGrbit::WAIT_ALL_LEVEL0_COMMIT
             | CommitGrbit::FORCE_NEW_LOG;
@@ -242,7 +300,7 @@ impl Session {
             if let Some(l) = up_to {
                 engine.log.flush(l).inspect_err(|e| self.inst.fatal(e))?;
             }
-            return Ok(());
+            return Ok(None);
         }
         call.check_commit_or_rollback()?;
         let mut st = self.shared.state.lock();
@@ -252,14 +310,16 @@ impl Session {
         let level_before = t.level();
         match t.commit_level(grbit.contains(CommitGrbit::LAZY_FLUSH)) {
             Ok(info) => {
+                let mut lgpos = None;
                 if let Some(c) = info {
                     if c.lgpos.is_some() {
                         st.last_commit = c.lgpos;
                     }
+                    lgpos = c.lgpos;
                     st.trx = None;
                 }
                 call.pop_level();
-                Ok(())
+                Ok(lgpos)
             }
             Err(e) => {
                 if t.level() < level_before {
