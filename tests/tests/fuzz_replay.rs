@@ -161,3 +161,24 @@ fn structured_seeds_exercise_commits_crashes_and_faults() {
     println!("{inside} crash points inside the workload, {commits} commits, {fired} faults fired");
     assert!(inside >= 10 && commits >= 50 && fired >= 10);
 }
+
+/// An input runs the same I/O sequence every time (the fuzz instance keeps every background
+/// thread that does I/O out of the way), so a crash input the fuzzer finds reproduces.
+#[test]
+fn a_crash_input_replays_the_same_io_sequence() {
+    for (name, bytes) in fuzz::seeds::seeds("crash_recovery").into_iter().take(6) {
+        let input = CrashInput::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();
+        let first = fuzz::crash_recovery::crash_recovery(&input);
+        let second = fuzz::crash_recovery::crash_recovery(&input);
+        assert_eq!(
+            first, second,
+            "crash_recovery seed {name} ran differently twice"
+        );
+    }
+    for (name, bytes) in fuzz::seeds::seeds("io_faults").into_iter().take(6) {
+        let input = FaultInput::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();
+        let first = fuzz::io_faults::io_faults(&input);
+        let second = fuzz::io_faults::io_faults(&input);
+        assert_eq!(first, second, "io_faults seed {name} ran differently twice");
+    }
+}

@@ -226,7 +226,8 @@ impl Engine {
             .base_name(params.base_name.clone())
             .file_size_kib(params.log_file_size_kib)
             .page_size(params.page_size)
-            .circular(params.circular_log);
+            .circular(params.circular_log)
+            .lazy_flush_ms(params.lazy_flush_ms);
         let log = Arc::new(Log::open(Arc::clone(&fs), cfg)?);
         let raw: Arc<dyn Wal> = Arc::new(LogWal(Arc::clone(&log)));
         let store = Arc::new(TreeStore::new(Arc::clone(&raw)));

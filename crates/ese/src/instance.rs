@@ -36,6 +36,7 @@ pub(crate) struct Params {
     pub(crate) checkpoint_depth_bytes: u64,
     pub(crate) checkpoint_interval_ms: u64,
     pub(crate) cleanup_interval_ms: u64,
+    pub(crate) lazy_flush_ms: u32,
 }
 
 /// Builds an [`Instance`] (JetCreateInstance2 plus the JetSetSystemParameter calls made before
@@ -132,6 +133,19 @@ impl InstanceBuilder {
         self
     }
 
+    /// How soon a lazy commit ([`CommitGrbit::LAZY_FLUSH`](crate::CommitGrbit::LAZY_FLUSH))
+    /// becomes durable, in milliseconds: the log's background flusher writes and syncs the
+    /// log buffer at this interval, and a second thread prepares the next log generation
+    /// ahead of need. 0 to 60,000; default 5. 0 turns both threads off: lazy commits become
+    /// durable at the next durable commit, when the log buffer fills, at a generation switch
+    /// or at term, and every log write happens on the calling thread, so the I/O sequence of
+    /// a single-threaded workload is reproducible (the fuzz targets use this). ESE has no
+    /// exact counterpart; its log writer flushes lazy commits in the background likewise.
+    pub fn lazy_flush_ms(mut self, ms: u32) -> Self {
+        self.params.lazy_flush_ms = ms;
+        self
+    }
+
     /// Test hook: how often background version cleanup runs, in milliseconds (default 100;
     /// 0 turns it off, leaving cleanup to the moments the version store fills).
     #[doc(hidden)]
@@ -177,6 +191,12 @@ impl InstanceBuilder {
                 "cache size {} bytes: at least 64 pages ({} bytes)",
                 p.cache_bytes,
                 64 * u64::from(p.page_size)
+            ));
+        }
+        if p.lazy_flush_ms > 60_000 {
+            return invalid(format!(
+                "lazy flush interval {} ms: at most 60000",
+                p.lazy_flush_ms
             ));
         }
         if p.checkpoint_depth_bytes < 16 * 1024 {
@@ -298,6 +318,7 @@ impl Instance {
                 checkpoint_depth_bytes: 20 << 20,
                 checkpoint_interval_ms: 50,
                 cleanup_interval_ms: 100,
+                lazy_flush_ms: 5,
             },
             fs: None,
         }

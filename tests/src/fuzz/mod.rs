@@ -72,8 +72,9 @@ pub const PAGE_SIZE: u32 = 4096;
 
 /// The instance every target uses on `fs`: 4 KiB pages, generations of `log_kib` KiB, a
 /// cache of 64 pages (the minimum, so pages are evicted and written during the workload), the
-/// background checkpointer and version cleanup out of the way (flushes happen at the
-/// workload's checkpoints, which keeps the I/O sequence of an input nearly reproducible).
+/// background checkpointer, version cleanup and log flusher out of the way (flushes happen at
+/// the workload's checkpoints and commits, on the workload's thread, so the I/O sequence of an
+/// input is reproducible).
 pub(crate) fn instance(fs: &SimFs, log_kib: u32) -> Instance {
     let fsd: Arc<dyn FileSystem> = Arc::new(fs.clone());
     let built = Instance::builder("fuzz")
@@ -84,6 +85,7 @@ pub(crate) fn instance(fs: &SimFs, log_kib: u32) -> Instance {
         .cache_size_max_bytes(64 * u64::from(PAGE_SIZE))
         .checkpoint_depth_bytes(1 << 40)
         .version_cleanup_interval_ms(0)
+        .lazy_flush_ms(0)
         .file_system(fsd)
         .create();
     match built {
