@@ -3,7 +3,13 @@
 //!
 //! - **Pin / latch.** A frame is pinned while someone holds an `Arc` to it (pinned frames are
 //!   never evicted). Its page sits behind a `parking_lot::RwLock`: readers share it, a writer
-//!   takes it exclusively. Lock order: page latch, then the cache mutex, then a frame's meta.
+//!   takes it exclusively. Lock order: page latch, then the cache mutex, then the page map's
+//!   lock, then a frame's meta.
+//! - **Hits take no mutex.** The page map sits behind its own `RwLock`: a hit looks the page
+//!   up under the read lock and clones the frame's `Arc`, so readers neither wait for each
+//!   other nor for a writer logging a change under the cache mutex. The map changes (insert
+//!   on a miss, removal on eviction) only under the cache mutex *and* the map's write lock,
+//!   so an evictor that sees a frame with no pins under both cannot race a hit taking one.
 //! - **Eviction: 2Q with CLOCK second chance.** A page read from disk enters the *probation*
 //!   FIFO; only a page referenced again while on probation is promoted to the *protected*
 //!   CLOCK. A scan touches each page once (cursors keep their current page pinned, so the
@@ -136,7 +142,6 @@ pub struct CacheStats {
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: PgnoMap<Arc<Frame>>,
     probation: VecDeque<Pgno>,
     protected: VecDeque<Pgno>,
     dirty: BTreeSet<(Lgpos, Pgno)>,
@@ -158,6 +163,8 @@ pub(crate) struct BufferCache {
     wal: Arc<dyn Wal>,
     budget_pages: usize,
     inner: Mutex<Inner>,
+    /// Cached frames by page number (see "Hits take no mutex" above).
+    map: RwLock<PgnoMap<Arc<Frame>>>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -191,6 +198,7 @@ impl BufferCache {
             wal,
             budget_pages,
             inner: Mutex::new(Inner::default()),
+            map: RwLock::new(PgnoMap::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
@@ -239,10 +247,25 @@ impl BufferCache {
 
     fn get_inner(&self, pgno: Pgno, wait: bool) -> Result<Option<Arc<Frame>>> {
         for _ in 0..MAX_GET_ATTEMPTS {
-            let mut g = self.inner.lock();
-            if let Some(f) = g.map.get(&pgno) {
-                let f = Arc::clone(f);
-                drop(g);
+            let mut hit = self.map.read().get(&pgno).cloned();
+            if hit.is_none() {
+                let mut g = self.inner.lock();
+                let mut map = self.map.write();
+                // Another thread may have installed it meanwhile.
+                hit = map.get(&pgno).cloned();
+                if hit.is_none() {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    let victims = self.choose_victims(&mut g, &mut map);
+                    let frame = Frame::new(Page::placeholder(pgno), LOADING);
+                    let guard = frame.latch.write_arc();
+                    map.insert(pgno, Arc::clone(&frame));
+                    g.probation.push_back(pgno);
+                    drop(map);
+                    drop(g);
+                    return self.load(pgno, frame, guard, victims).map(Some);
+                }
+            }
+            if let Some(f) = hit {
                 f.referenced.store(true, Ordering::Relaxed);
                 if !wait && f.state.load(Ordering::Acquire) != READY {
                     return Ok(None);
@@ -251,41 +274,45 @@ impl BufferCache {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(f));
                 }
-                continue;
-            }
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            let victims = self.choose_victims(&mut g);
-            let frame = Frame::new(Page::placeholder(pgno), LOADING);
-            let mut guard = frame.latch.write_arc();
-            g.map.insert(pgno, Arc::clone(&frame));
-            g.probation.push_back(pgno);
-            drop(g);
-            let read = self.read_page(pgno);
-            match read {
-                Ok(page) => {
-                    *guard = page;
-                    frame.state.store(READY, Ordering::Release);
-                    drop(guard);
-                    self.evict_victims(victims)?;
-                    return Ok(Some(frame));
-                }
-                Err(e) => {
-                    frame.state.store(FAILED, Ordering::Release);
-                    {
-                        let mut g = self.inner.lock();
-                        if g.map.get(&pgno).is_some_and(|f| Arc::ptr_eq(f, &frame)) {
-                            g.map.remove(&pgno);
-                        }
-                    }
-                    drop(guard);
-                    self.evict_victims(victims)?;
-                    return Err(e);
-                }
             }
         }
         Err(Error::new(ErrorKind::DiskIO)
             .with_pgno(pgno)
             .with_message("page read kept failing in other threads"))
+    }
+
+    /// Reads page `pgno` into `frame`, just installed as loading with its write latch held
+    /// (`guard`), then writes the victims chosen to make room.
+    fn load(
+        &self,
+        pgno: Pgno,
+        frame: Arc<Frame>,
+        mut guard: parking_lot::ArcRwLockWriteGuard<parking_lot::RawRwLock, Page>,
+        victims: Vec<Arc<Frame>>,
+    ) -> Result<Arc<Frame>> {
+        let read = self.read_page(pgno);
+        match read {
+            Ok(page) => {
+                *guard = page;
+                frame.state.store(READY, Ordering::Release);
+                drop(guard);
+                self.evict_victims(victims)?;
+                Ok(frame)
+            }
+            Err(e) => {
+                frame.state.store(FAILED, Ordering::Release);
+                {
+                    let _g = self.inner.lock();
+                    let mut map = self.map.write();
+                    if map.get(&pgno).is_some_and(|f| Arc::ptr_eq(f, &frame)) {
+                        map.remove(&pgno);
+                    }
+                }
+                drop(guard);
+                self.evict_victims(victims)?;
+                Err(e)
+            }
+        }
     }
 
     fn read_page(&self, pgno: Pgno) -> Result<Page> {
@@ -307,19 +334,22 @@ impl BufferCache {
         let mut make = Some(make);
         for _ in 0..MAX_GET_ATTEMPTS {
             let mut g = self.inner.lock();
-            if let Some(f) = g.map.get(&pgno) {
+            let mut map = self.map.write();
+            if let Some(f) = map.get(&pgno) {
                 let f = Arc::clone(f);
+                drop(map);
                 drop(g);
                 if f.wait_ready() {
                     return Ok(f);
                 }
                 continue;
             }
-            let victims = self.choose_victims(&mut g);
+            let victims = self.choose_victims(&mut g, &mut map);
             let page = make.take().map_or_else(|| Page::placeholder(pgno), |m| m());
             let frame = Frame::new(page, READY);
-            g.map.insert(pgno, Arc::clone(&frame));
+            map.insert(pgno, Arc::clone(&frame));
             g.probation.push_back(pgno);
+            drop(map);
             drop(g);
             self.evict_victims(victims)?;
             return Ok(frame);
@@ -331,9 +361,9 @@ impl BufferCache {
 
     /// Makes room for one more frame: evicts clean, unpinned frames at once and returns the
     /// dirty ones chosen (pinned by the returned `Arc`s) to be written outside the mutex.
-    fn choose_victims(&self, g: &mut Inner) -> Vec<Arc<Frame>> {
+    fn choose_victims(&self, g: &mut Inner, map: &mut PgnoMap<Arc<Frame>>) -> Vec<Arc<Frame>> {
         let mut dirty = Vec::new();
-        let mut need = (g.map.len() + 1).saturating_sub(self.budget_pages);
+        let mut need = (map.len() + 1).saturating_sub(self.budget_pages);
         let mut budget = 2 * (g.probation.len() + g.protected.len()) + 2;
         while need > 0 && budget > 0 {
             budget -= 1;
@@ -347,7 +377,7 @@ impl BufferCache {
             let Some(pgno) = popped else {
                 break;
             };
-            let Some(frame) = g.map.get(&pgno).cloned() else {
+            let Some(frame) = map.get(&pgno).cloned() else {
                 continue;
             };
             let requeue = |g: &mut Inner, hot: bool| {
@@ -376,7 +406,7 @@ impl BufferCache {
                 need -= 1;
                 continue;
             }
-            g.map.remove(&pgno);
+            map.remove(&pgno);
             self.evictions.fetch_add(1, Ordering::Relaxed);
             need -= 1;
         }
@@ -401,11 +431,12 @@ impl BufferCache {
             }
         }
         let mut g = self.inner.lock();
+        let mut map = self.map.write();
         for f in victims {
             let pgno = f.pgno;
-            let ours = g.map.get(&pgno).is_some_and(|m| Arc::ptr_eq(m, &f));
+            let ours = map.get(&pgno).is_some_and(|m| Arc::ptr_eq(m, &f));
             if ours && Arc::strong_count(&f) == 2 && !f.meta.lock().dirty {
-                g.map.remove(&pgno);
+                map.remove(&pgno);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             } else if ours {
                 if f.hot.load(Ordering::Relaxed) {
@@ -535,9 +566,10 @@ impl BufferCache {
     pub(crate) fn flush_all(&self) -> Result<()> {
         let frames: Vec<Arc<Frame>> = {
             let g = self.inner.lock();
+            let map = self.map.read();
             g.dirty
                 .iter()
-                .filter_map(|(_, p)| g.map.get(p).cloned())
+                .filter_map(|(_, p)| map.get(p).cloned())
                 .collect()
         };
         for f in frames {
@@ -550,17 +582,18 @@ impl BufferCache {
     /// Every dirty frame (for redo's end).
     pub(crate) fn dirty_frames(&self) -> Vec<Arc<Frame>> {
         let g = self.inner.lock();
+        let map = self.map.read();
         g.dirty
             .iter()
-            .filter_map(|(_, p)| g.map.get(p).cloned())
+            .filter_map(|(_, p)| map.get(p).cloned())
             .collect()
     }
 
     /// Drops every clean, unpinned frame (tests use it to force re-reads).
     pub(crate) fn drop_clean(&self) {
-        let mut g = self.inner.lock();
-        let victims: Vec<Pgno> = g
-            .map
+        let _g = self.inner.lock();
+        let mut map = self.map.write();
+        let victims: Vec<Pgno> = map
             .iter()
             .filter(|(_, f)| {
                 Arc::strong_count(f) == 1
@@ -570,7 +603,7 @@ impl BufferCache {
             .map(|(p, _)| *p)
             .collect();
         for p in victims {
-            g.map.remove(&p);
+            map.remove(&p);
         }
     }
 
@@ -582,7 +615,7 @@ impl BufferCache {
             evictions: self.evictions.load(Ordering::Relaxed),
             pages_read: self.reads.load(Ordering::Relaxed),
             pages_written: self.writes.load(Ordering::Relaxed),
-            cached_pages: g.map.len() as u64,
+            cached_pages: self.map.read().len() as u64,
             dirty_pages: g.dirty.len() as u64,
         }
     }
