@@ -298,6 +298,29 @@ impl Record {
         Ok(out)
     }
 
+    /// The byte offset of fixed column `id`'s value in the encoded record `bytes`, when the
+    /// record holds a non-null value for it (escrow updates add their delta in place there).
+    /// `None` when the column is null, beyond the record's fixed area, or the bytes are not a
+    /// well-formed header for `layout`.
+    pub(crate) fn fixed_offset(bytes: &[u8], layout: &RecordLayout, id: u32) -> Option<u32> {
+        if area_of(id) != Some(ColumnArea::Fixed) || bytes.first() != Some(&FORMAT_VERSION) {
+            return None;
+        }
+        let f = usize::from(*bytes.get(1)?);
+        let i = id as usize - 1;
+        if i >= f {
+            return None;
+        }
+        if bytes.get(4 + i / 8)? & (1 << (i % 8)) != 0 {
+            return None;
+        }
+        let before: u32 = layout.fixed_sizes.get(..i)?.iter().sum();
+        let size = *layout.fixed_sizes.get(i)?;
+        let off = 4 + f.div_ceil(8) as u32 + before;
+        bytes.get(off as usize..(off + size) as usize)?;
+        Some(off)
+    }
+
     /// Decodes a record.
     ///
     /// # Errors

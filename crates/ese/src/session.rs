@@ -21,6 +21,9 @@ pub(crate) struct SessionState {
     pub(crate) last_commit: Option<Lgpos>,
     /// Temporary tables opened by the session, closed when it ends.
     pub(crate) temp_tables: Vec<std::sync::Weak<crate::temp::TempShared>>,
+    /// Records that got escrow deltas on a delete-on-zero column in the open transaction,
+    /// checked when it ends.
+    pub(crate) zero_checks: Vec<crate::special::ZeroCheck>,
 }
 
 /// A session's engine-side parts, shared by every clone of the handle.
@@ -47,6 +50,7 @@ impl SessionShared {
             None => Ok(()),
         };
         st.trx = None;
+        st.zero_checks.clear();
         st.open_dbs.clear();
         for temp in st.temp_tables.drain(..) {
             if let Some(temp) = temp.upgrade() {
@@ -252,11 +256,17 @@ impl Session {
         let level_before = t.level();
         match t.commit_level(grbit.contains(CommitGrbit::LAZY_FLUSH)) {
             Ok(info) => {
+                let mut checks = Vec::new();
                 if let Some(c) = info {
                     if c.lgpos.is_some() {
                         st.last_commit = c.lgpos;
                     }
                     st.trx = None;
+                    checks = std::mem::take(&mut st.zero_checks);
+                }
+                drop(st);
+                if !checks.is_empty() {
+                    crate::special::run_zero_checks(self, checks);
                 }
                 call.pop_level();
                 Ok(())
@@ -307,8 +317,14 @@ impl Session {
         }
         let open = t.is_open();
         let target = t.level();
+        let mut checks = Vec::new();
         if !open {
             st.trx = None;
+            checks = std::mem::take(&mut st.zero_checks);
+        }
+        drop(st);
+        if !checks.is_empty() {
+            crate::special::run_zero_checks(self, checks);
         }
         while self.core.level() > target {
             call.pop_level();
