@@ -846,10 +846,15 @@ impl Table {
         Ok(())
     }
 
-    /// Prepares an update (JetPrepareUpdate).
+    /// Prepares an update (JetPrepareUpdate). An insert gets the engine's column values at
+    /// once, as ESE assigns them: the next auto-increment value (readable from the copy
+    /// buffer with [`Table::retrieve_column`] before the update, and never handed out again
+    /// even if the update is cancelled or rolled back), version 0, and the default of every
+    /// escrow column.
     ///
     /// # Errors
-    /// `AlreadyPrepared` (-1607) if an update is prepared; `NoCurrentRecord` (-1603) for a
+    /// `AlreadyPrepared` (-1607) if an update is prepared; `OutOfAutoincrementValues` (-1076)
+    /// when a Long auto-increment column passed `i32::MAX`; `NoCurrentRecord` (-1603) for a
     /// replace off a record; `WriteConflict` (-1102) when `Replace` cannot take the write lock
     /// (another transaction changed the record); `NotInTransaction` (-1054) for `Replace`
     /// outside a transaction (the lock needs one); `UpdateNotPrepared` (-1609) to cancel
@@ -904,7 +909,10 @@ impl Table {
     /// # Errors
     /// `UpdateNotPrepared` (-1609); `ColumnNotFound` (-1507); `InvalidBufferSize` (-1047) /
     /// `ColumnTooBig` (-1506) for a value that does not fit the column; `NullInvalid` (-1504)
-    /// for null in a NotNULL column; the session errors.
+    /// for null in a NotNULL column; `InvalidColumnType` (-1511) for an auto-increment column
+    /// (always), and for a version or escrow column while a replace is prepared (ESE's
+    /// rules: the engine maintains them; an insert may give a version or escrow column its
+    /// starting value); the session errors.
     pub fn set_column(&mut self, column: u32, value: Option<&[u8]>) -> Result<()> {
         self.set_column_itag(column, value, 1)
     }
@@ -1057,7 +1065,8 @@ impl Table {
 
     /// Writes the prepared update (JetUpdate), the record and its entries in every secondary
     /// index together, and returns the record's bookmark (its primary key); the cursor moves
-    /// to the record (on its first entry in the current index).
+    /// to the record (on its first entry in the current index). A replace adds one to every
+    /// version column (wrapping) and keeps every escrow column's current value.
     ///
     /// # Errors
     /// `UpdateNotPrepared` (-1609); `KeyDuplicate` (-1605) for an insert whose primary key
