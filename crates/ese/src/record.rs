@@ -461,6 +461,32 @@ mod tests {
     }
 
     #[test]
+    fn fixed_offset_finds_values_in_place() {
+        let layout = RecordLayout {
+            fixed_sizes: vec![4, 8, 1, 8],
+        };
+        let mut r = Record::new();
+        r.set(1, 1, tv(&7i32.to_le_bytes())).unwrap();
+        r.set(2, 1, tv(&(-3i64).to_le_bytes())).unwrap();
+        r.set(128, 1, tv(b"x")).unwrap();
+        let b = r.encode(&layout).unwrap();
+        let off = Record::fixed_offset(&b, &layout, 2).unwrap() as usize;
+        assert_eq!(b[off..off + 8], (-3i64).to_le_bytes());
+        let off = Record::fixed_offset(&b, &layout, 1).unwrap() as usize;
+        assert_eq!(b[off..off + 4], 7i32.to_le_bytes());
+        // Beyond the record's fixed area, a null value, a non-fixed id, damaged bytes.
+        assert_eq!(Record::fixed_offset(&b, &layout, 4), None);
+        r.set(3, 1, None).unwrap();
+        r.set(4, 1, tv(&[0; 8])).unwrap();
+        let b = r.encode(&layout).unwrap();
+        assert_eq!(Record::fixed_offset(&b, &layout, 3), None);
+        assert!(Record::fixed_offset(&b, &layout, 4).is_some());
+        assert_eq!(Record::fixed_offset(&b, &layout, 128), None);
+        assert_eq!(Record::fixed_offset(&b[..6], &layout, 4), None);
+        assert_eq!(Record::fixed_offset(&[], &layout, 1), None);
+    }
+
+    #[test]
     fn round_trip_all_areas() {
         let layout = RecordLayout {
             fixed_sizes: vec![4, 8, 1],
