@@ -417,7 +417,31 @@ fn concurrent_escrow_updates_never_conflict_and_sum_the_committed_deltas() {
     s.create_table(db, &special_table("t")).unwrap();
     let mut t = s.open_table(db, "t").unwrap();
     let id = insert(&mut t, "counter").unwrap();
+    // A reader in short transactions meanwhile: its snapshot never changes under it.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (inst, path, done) = (inst.clone(), path.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let r = inst.begin_session().unwrap();
+            let db = r.open_database(&path).unwrap();
+            let mut t = r.open_table(db, "t").unwrap();
+            let n = col(&t, "n");
+            seek_id(&mut t, id).unwrap();
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                r.begin_transaction().unwrap();
+                let first = t.retrieve_column(n).unwrap();
+                std::thread::yield_now();
+                assert_eq!(t.retrieve_column(n).unwrap(), first, "snapshot changed");
+                r.commit_transaction(CommitGrbit::empty()).unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
     let (sum_n, sum_m) = escrow_storm(&inst, &path, id, 200);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
     seek_id(&mut t, id).unwrap();
     assert_eq!(
         i64_of(&t.retrieve_column(col(&t, "n")).unwrap().unwrap()),
@@ -610,5 +634,46 @@ fn delete_on_zero_deletes_the_record_once_the_committed_value_is_zero() {
         code(t.move_to(Move::First)),
         -1603,
         "the index entry is gone too"
+    );
+}
+
+#[test]
+fn escrow_deltas_follow_nested_levels_and_own_inserts() {
+    let (inst, dir) = running_instance("escrownest");
+    let s = inst.begin_session().unwrap();
+    let db = s
+        .create_database(dir.path().join("e.edb"), CreateDatabaseGrbit::empty())
+        .unwrap();
+    s.create_table(db, &special_table("t")).unwrap();
+    let mut t = s.open_table(db, "t").unwrap();
+    let n = col(&t, "n");
+    s.begin_transaction().unwrap();
+    // A record this transaction inserted takes deltas before it commits.
+    let id = insert(&mut t, "new").unwrap();
+    t.escrow_update(n, &10i64.to_le_bytes()).unwrap();
+    s.begin_transaction().unwrap();
+    t.escrow_update(n, &5i64.to_le_bytes()).unwrap();
+    assert_eq!(i64_of(&t.retrieve_column(n).unwrap().unwrap()), 15);
+    // Rolling back the inner level removes its delta only.
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    assert_eq!(i64_of(&t.retrieve_column(n).unwrap().unwrap()), 10);
+    s.begin_transaction().unwrap();
+    t.escrow_update(n, &7i64.to_le_bytes()).unwrap();
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    // A replace prepared (on another cursor) before a delta keeps the delta: the escrow
+    // value of its copy buffer is stale, the record's is used.
+    let mut t2 = s.open_table(db, "t").unwrap();
+    seek_id(&mut t2, id).unwrap();
+    t2.prepare_update(Prep::Replace).unwrap();
+    assert_eq!(i64_of(&t2.retrieve_column(n).unwrap().unwrap()), 17);
+    t.escrow_update(n, &100i64.to_le_bytes()).unwrap();
+    t2.set_column(col(&t2, "name"), Some(b"renamed")).unwrap();
+    t2.update().unwrap();
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    seek_id(&mut t, id).unwrap();
+    assert_eq!(i64_of(&t.retrieve_column(n).unwrap().unwrap()), 117);
+    assert_eq!(
+        t.retrieve_column(col(&t, "name")).unwrap().unwrap(),
+        b"renamed"
     );
 }
