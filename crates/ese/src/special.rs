@@ -68,20 +68,40 @@ fn plain(data: Vec<u8>) -> TaggedValue {
 
 /// The largest value of auto-increment column `column` over every record of `tree` (each
 /// node of the tree, committed or not, deleted or not: an upper bound of every value ever
-/// handed out that reached the tree), 0 for none.
+/// handed out that reached the tree), 0 for none. When the column leads the primary index in
+/// ascending order the last node holds it; otherwise every record is read.
 pub(crate) fn autoinc_max(
     engine: &crate::engine::Engine,
+    def: &TableDef,
     tree: ObjId,
     column: u32,
     layout: &RecordLayout,
 ) -> Result<i64> {
     let t = engine.store.tree(tree)?;
     let mut c = t.cursor();
+    let value_of = |data: &[u8]| -> Result<Option<i64>> {
+        Ok(Record::decode(data, layout)?
+            .get(column, 1)
+            .and_then(|v| int_of(&v.data)))
+    };
+    let leads = def
+        .primary()
+        .and_then(|ix| ix.segments.first())
+        .is_some_and(|s| s.column == column && !s.descending);
+    if leads {
+        if !c.move_last()? {
+            return Ok(0);
+        }
+        // Every record has a value (it is assigned at insert), so the last one is the
+        // largest; a record without one falls through to the scan.
+        if let Some(v) = value_of(c.data())? {
+            return Ok(v);
+        }
+    }
     let mut max = 0i64;
     let mut on = c.move_first()?;
     while on {
-        let rec = Record::decode(c.data(), layout)?;
-        if let Some(v) = rec.get(column, 1).and_then(|v| int_of(&v.data)) {
+        if let Some(v) = value_of(c.data())? {
             max = max.max(v);
         }
         on = c.move_next()?;
@@ -125,7 +145,7 @@ impl Table {
             let data = if g.contains(ColumnGrbit::AUTOINCREMENT) {
                 let width = c.def.coltyp.fixed_size().unwrap_or(8) as usize;
                 let counter = self.engine.autoinc_counter(self.tree, || {
-                    autoinc_max(&self.engine, self.tree, c.id, &self.layout)
+                    autoinc_max(&self.engine, &self.def, self.tree, c.id, &self.layout)
                 })?;
                 let mut next = counter.lock();
                 let v = *next;
