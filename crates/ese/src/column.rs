@@ -132,9 +132,11 @@ bitflags! {
         const TAGGED = 0x2;
         /// `JET_bitColumnNotNULL` (0x4): a value is required.
         const NOT_NULL = 0x4;
-        /// `JET_bitColumnVersion` (0x8): an i32 bumped on every update.
+        /// `JET_bitColumnVersion` (0x8): an i32 set to 0 at insert and bumped (wrapping) on
+        /// every replace; it cannot be set on replace.
         const VERSION = 0x8;
-        /// `JET_bitColumnAutoincrement` (0x10): assigned on insert (Long or Currency/LongLong).
+        /// `JET_bitColumnAutoincrement` (0x10): assigned when an insert is prepared, from 1 up
+        /// (Long or Currency/LongLong; one per table); it can never be set.
         const AUTOINCREMENT = 0x10;
         /// `JET_bitColumnTTKey` (0x40): a key column of a temporary table
         /// ([`Session::open_temp_table`](crate::Session::open_temp_table)); key columns sort
@@ -144,11 +146,12 @@ bitflags! {
         const TT_DESCENDING = 0x80;
         /// `JET_bitColumnMultiValued` (0x400): several values per record (must be tagged).
         const MULTI_VALUED = 0x400;
-        /// `JET_bitColumnEscrowUpdate` (0x800): updated by commuting deltas (Long or
-        /// LongLong, with a default value).
+        /// `JET_bitColumnEscrowUpdate` (0x800): updated by commuting deltas
+        /// ([`Table::escrow_update`](crate::Table::escrow_update); Long or LongLong, with a
+        /// default value, which an insert stores); it cannot be set on replace.
         const ESCROW_UPDATE = 0x800;
         /// `JET_bitColumnDeleteOnZero` (0x20000): with escrow, delete the record when the
-        /// value reaches zero.
+        /// committed value reaches zero (checked when a transaction with a delta on it ends).
         const DELETE_ON_ZERO = 0x20000;
         /// `JET_bitColumnVariable` (0x40000): stored in the variable area.
         const VARIABLE = 0x4_0000;

@@ -112,7 +112,13 @@ pub(crate) struct Engine {
     backup_pin: parking_lot::Mutex<Option<Lgpos>>,
     /// Next implicit key of each table without a primary index, shared by its cursors.
     seqs: parking_lot::Mutex<std::collections::HashMap<ObjId, Arc<std::sync::atomic::AtomicU64>>>,
+    /// Next auto-increment value of each table with an auto-increment column, shared by its
+    /// cursors (derived from the table's largest value at first use; see `docs/design.md`).
+    autoincs: parking_lot::Mutex<std::collections::HashMap<ObjId, AutoincCounter>>,
 }
+
+/// The next auto-increment value of a table, taken and advanced under its mutex.
+pub(crate) type AutoincCounter = Arc<parking_lot::Mutex<i64>>;
 
 fn db_options(params: &Params, dbid: u32) -> DbOptions {
     DbOptions::new()
@@ -339,6 +345,7 @@ impl Engine {
             params,
             recovery: stats,
             seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            autoincs: parking_lot::Mutex::new(std::collections::HashMap::new()),
             backup_pin: parking_lot::Mutex::new(None),
             ckpt_lock: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),
@@ -708,6 +715,27 @@ impl Engine {
         };
         let c = Arc::new(std::sync::atomic::AtomicU64::new(next));
         seqs.insert(tree, Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// The auto-increment counter of table tree `tree`; at its first use in this engine its
+    /// next value is one more than `max()`, the largest value in the table (computed while
+    /// the map is locked, so concurrent first inserts agree).
+    ///
+    /// # Errors
+    /// The errors of `max`.
+    pub(crate) fn autoinc_counter(
+        &self,
+        tree: ObjId,
+        max: impl FnOnce() -> Result<i64>,
+    ) -> Result<AutoincCounter> {
+        let mut map = self.autoincs.lock();
+        if let Some(c) = map.get(&tree) {
+            return Ok(Arc::clone(c));
+        }
+        let next = max()?.saturating_add(1).max(1);
+        let c = Arc::new(parking_lot::Mutex::new(next));
+        map.insert(tree, Arc::clone(&c));
         Ok(c)
     }
 }

@@ -66,6 +66,7 @@ mod key;
 mod record;
 mod seek;
 mod session;
+mod special;
 mod table;
 mod temp;
 

@@ -298,6 +298,29 @@ impl Record {
         Ok(out)
     }
 
+    /// The byte offset of fixed column `id`'s value in the encoded record `bytes`, when the
+    /// record holds a non-null value for it (escrow updates add their delta in place there).
+    /// `None` when the column is null, beyond the record's fixed area, or the bytes are not a
+    /// well-formed header for `layout`.
+    pub(crate) fn fixed_offset(bytes: &[u8], layout: &RecordLayout, id: u32) -> Option<u32> {
+        if area_of(id) != Some(ColumnArea::Fixed) || bytes.first() != Some(&FORMAT_VERSION) {
+            return None;
+        }
+        let f = usize::from(*bytes.get(1)?);
+        let i = id as usize - 1;
+        if i >= f {
+            return None;
+        }
+        if bytes.get(4 + i / 8)? & (1 << (i % 8)) != 0 {
+            return None;
+        }
+        let before: u32 = layout.fixed_sizes.get(..i)?.iter().sum();
+        let size = *layout.fixed_sizes.get(i)?;
+        let off = 4 + f.div_ceil(8) as u32 + before;
+        bytes.get(off as usize..(off + size) as usize)?;
+        Some(off)
+    }
+
     /// Decodes a record.
     ///
     /// # Errors
@@ -435,6 +458,32 @@ mod tests {
             data: d.to_vec(),
             separated: false,
         })
+    }
+
+    #[test]
+    fn fixed_offset_finds_values_in_place() {
+        let layout = RecordLayout {
+            fixed_sizes: vec![4, 8, 1, 8],
+        };
+        let mut r = Record::new();
+        r.set(1, 1, tv(&7i32.to_le_bytes())).unwrap();
+        r.set(2, 1, tv(&(-3i64).to_le_bytes())).unwrap();
+        r.set(128, 1, tv(b"x")).unwrap();
+        let b = r.encode(&layout).unwrap();
+        let off = Record::fixed_offset(&b, &layout, 2).unwrap() as usize;
+        assert_eq!(b[off..off + 8], (-3i64).to_le_bytes());
+        let off = Record::fixed_offset(&b, &layout, 1).unwrap() as usize;
+        assert_eq!(b[off..off + 4], 7i32.to_le_bytes());
+        // Beyond the record's fixed area, a null value, a non-fixed id, damaged bytes.
+        assert_eq!(Record::fixed_offset(&b, &layout, 4), None);
+        r.set(3, 1, None).unwrap();
+        r.set(4, 1, tv(&[0; 8])).unwrap();
+        let b = r.encode(&layout).unwrap();
+        assert_eq!(Record::fixed_offset(&b, &layout, 3), None);
+        assert!(Record::fixed_offset(&b, &layout, 4).is_some());
+        assert_eq!(Record::fixed_offset(&b, &layout, 128), None);
+        assert_eq!(Record::fixed_offset(&b[..6], &layout, 4), None);
+        assert_eq!(Record::fixed_offset(&[], &layout, 1), None);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub(crate) struct SessionState {
     pub(crate) last_commit: Option<Lgpos>,
     /// Temporary tables opened by the session, closed when it ends.
     pub(crate) temp_tables: Vec<std::sync::Weak<crate::temp::TempShared>>,
+    /// Records that got escrow deltas on a delete-on-zero column in the open transaction,
+    /// checked when it ends.
+    pub(crate) zero_checks: Vec<crate::special::ZeroCheck>,
 }
 
 /// The identity of a commit (ESE's `JET_COMMIT_ID`), returned by
@@ -58,6 +61,7 @@ impl SessionShared {
             None => Ok(()),
         };
         st.trx = None;
+        st.zero_checks.clear();
         st.open_dbs.clear();
         for temp in st.temp_tables.drain(..) {
             if let Some(temp) = temp.upgrade() {
@@ -311,12 +315,18 @@ impl Session {
         match t.commit_level(grbit.contains(CommitGrbit::LAZY_FLUSH)) {
             Ok(info) => {
                 let mut lgpos = None;
+                let mut checks = Vec::new();
                 if let Some(c) = info {
                     if c.lgpos.is_some() {
                         st.last_commit = c.lgpos;
                     }
                     lgpos = c.lgpos;
                     st.trx = None;
+                    checks = std::mem::take(&mut st.zero_checks);
+                }
+                drop(st);
+                if !checks.is_empty() {
+                    crate::special::run_zero_checks(self, checks);
                 }
                 call.pop_level();
                 Ok(lgpos)
@@ -367,8 +377,14 @@ impl Session {
         }
         let open = t.is_open();
         let target = t.level();
+        let mut checks = Vec::new();
         if !open {
             st.trx = None;
+            checks = std::mem::take(&mut st.zero_checks);
+        }
+        drop(st);
+        if !checks.is_empty() {
+            crate::special::run_zero_checks(self, checks);
         }
         while self.core.level() > target {
             call.pop_level();

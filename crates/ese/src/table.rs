@@ -291,11 +291,11 @@ pub(crate) fn register_trees(engine: &Engine, dbid: u32, def: &TableDef) -> Resu
 
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    prep: Prep,
-    record: Record,
+    pub(crate) prep: Prep,
+    pub(crate) record: Record,
     /// The record's bytes when a replace was prepared (`ReplaceNoLock` compares them at
     /// update, as ESE compares a record checksum).
-    original: Option<Vec<u8>>,
+    pub(crate) original: Option<Vec<u8>>,
 }
 
 /// The current index of a cursor.
@@ -377,7 +377,7 @@ pub struct Table {
     pub(crate) current: Option<Vec<u8>>,
     /// Where the cursor is when it has no current entry.
     pub(crate) off: Off,
-    prepared: Option<Prepared>,
+    pub(crate) prepared: Option<Prepared>,
     /// Next implicit key (tables without a primary index).
     seq: Arc<AtomicU64>,
     /// The search key being made.
@@ -846,10 +846,15 @@ impl Table {
         Ok(())
     }
 
-    /// Prepares an update (JetPrepareUpdate).
+    /// Prepares an update (JetPrepareUpdate). An insert gets the engine's column values at
+    /// once, as ESE assigns them: the next auto-increment value (readable from the copy
+    /// buffer with [`Table::retrieve_column`] before the update, and never handed out again
+    /// even if the update is cancelled or rolled back), version 0, and the default of every
+    /// escrow column.
     ///
     /// # Errors
-    /// `AlreadyPrepared` (-1607) if an update is prepared; `NoCurrentRecord` (-1603) for a
+    /// `AlreadyPrepared` (-1607) if an update is prepared; `OutOfAutoincrementValues` (-1076)
+    /// when a Long auto-increment column passed `i32::MAX`; `NoCurrentRecord` (-1603) for a
     /// replace off a record; `WriteConflict` (-1102) when `Replace` cannot take the write lock
     /// (another transaction changed the record); `NotInTransaction` (-1054) for `Replace`
     /// outside a transaction (the lock needs one); `UpdateNotPrepared` (-1609) to cancel
@@ -867,9 +872,11 @@ impl Table {
             }
             _ if self.prepared.is_some() => return Err(Error::new(ErrorKind::AlreadyPrepared)),
             Prep::Insert => {
+                let mut record = Record::new();
+                self.init_insert(&mut record)?;
                 self.prepared = Some(Prepared {
                     prep,
-                    record: Record::new(),
+                    record,
                     original: None,
                 });
             }
@@ -902,7 +909,10 @@ impl Table {
     /// # Errors
     /// `UpdateNotPrepared` (-1609); `ColumnNotFound` (-1507); `InvalidBufferSize` (-1047) /
     /// `ColumnTooBig` (-1506) for a value that does not fit the column; `NullInvalid` (-1504)
-    /// for null in a NotNULL column; the session errors.
+    /// for null in a NotNULL column; `InvalidColumnType` (-1511) for an auto-increment column
+    /// (always), and for a version or escrow column while a replace is prepared (ESE's
+    /// rules: the engine maintains them; an insert may give a version or escrow column its
+    /// starting value); the session errors.
     pub fn set_column(&mut self, column: u32, value: Option<&[u8]>) -> Result<()> {
         self.set_column_itag(column, value, 1)
     }
@@ -929,6 +939,7 @@ impl Table {
             .prepared
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+        crate::special::check_settable(&col.def, p.prep)?;
         let multi = col.def.grbit.contains(ColumnGrbit::MULTI_VALUED);
         let itag = match itag {
             0 if !multi => 1,
@@ -978,37 +989,7 @@ impl Table {
         old: Option<&Record>,
         new: Option<&Record>,
     ) -> Result<()> {
-        for ix in self.def.indexes.iter().filter(|i| !i.is_primary()) {
-            let keys = |r: Option<&Record>| -> Result<Vec<Vec<u8>>> {
-                r.map_or_else(|| Ok(Vec::new()), |r| record_keys(&self.def, ix, r))
-            };
-            let (before, after) = (keys(old)?, keys(new)?);
-            let tree = tree_id(self.dbid(), ix.objid);
-            let layout = ix.layout();
-            for k in before.iter().filter(|k| after.binary_search(k).is_err()) {
-                t.delete(tree, &layout.node_key(k, bm)).map_err(|e| {
-                    if e.kind() == ErrorKind::RecordNotFound {
-                        Error::new(ErrorKind::SecondaryIndexCorrupted).with_message(format!(
-                            "index {:?} lacks an entry of a record it indexes",
-                            ix.name
-                        ))
-                    } else {
-                        e
-                    }
-                })?;
-            }
-            for k in after.iter().filter(|k| before.binary_search(k).is_err()) {
-                t.insert(tree, &layout.node_key(k, bm), bm).map_err(|e| {
-                    if e.kind() == ErrorKind::KeyDuplicate {
-                        Error::new(ErrorKind::KeyDuplicate)
-                            .with_message(format!("unique index {:?}", ix.name))
-                    } else {
-                        e
-                    }
-                })?;
-            }
-        }
-        Ok(())
+        maintain_indexes_of(&self.def, self.dbid(), t, bm, old, new)
     }
 
     /// The update inside transaction `t`: returns the bookmark and the cursor's new entry.
@@ -1027,53 +1008,65 @@ impl Table {
                 return Err(Error::new(ErrorKind::NullInvalid).with_message(c.def.name.clone()));
             }
         }
-        let bytes = p.record.encode(&self.layout)?;
+        let insert = p.prep == Prep::Insert;
+        let tree = self.tree;
+        // The record as this transaction sees it (a read changes nothing, so it needs no
+        // savepoint).
+        let old = if insert {
+            None
+        } else {
+            let cur = self
+                .current
+                .as_deref()
+                .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
+            let old_bytes = t
+                .read(tree, cur)?
+                .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
+            if p.prep == Prep::ReplaceNoLock && p.original.as_ref() != Some(&old_bytes) {
+                return Err(Error::new(ErrorKind::WriteConflict).with_message(
+                    "the record changed since the update was prepared (replace without lock)",
+                ));
+            }
+            Some(Record::decode(&old_bytes, &self.layout)?)
+        };
+        let adjusted = match &old {
+            Some(o) if self.has_replace_columns() => Some(self.on_replace(&p.record, o)?),
+            _ => None,
+        };
+        let rec = adjusted.as_ref().unwrap_or(&p.record);
+        let bytes = rec.encode(&self.layout)?;
         let max = self.engine.db(self.dbid())?.db.max_record_len();
-        let key = self.key_of(&p.record)?;
+        let key = self.key_of(rec)?;
         if bytes.len() + key.len() > max {
             return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
                 "the record has {} bytes, a page holds at most {max}",
                 bytes.len() + key.len()
             )));
         }
-        let insert = p.prep == Prep::Insert;
         if !insert && self.current.as_deref() != Some(&key[..]) {
             return Err(Error::new(ErrorKind::RecordPrimaryChanged));
         }
-        let tree = self.tree;
         let save = t.change_count();
         let r = (|| {
-            let old = if insert {
-                None
-            } else {
-                let old_bytes = t
-                    .read(tree, &key)?
-                    .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
-                if p.prep == Prep::ReplaceNoLock && p.original.as_ref() != Some(&old_bytes) {
-                    return Err(Error::new(ErrorKind::WriteConflict).with_message(
-                        "the record changed since the update was prepared (replace without lock)",
-                    ));
-                }
-                Some(Record::decode(&old_bytes, &self.layout)?)
-            };
             if insert {
                 t.insert(tree, &key, &bytes)?;
             } else {
                 t.replace(tree, &key, &bytes)?;
             }
-            self.maintain_indexes(t, &key, old.as_ref(), Some(&p.record))
+            self.maintain_indexes(t, &key, old.as_ref(), Some(rec))
         })();
         if let Err(e) = r {
             t.rollback_to(save)?;
             return Err(e);
         }
-        let pos = self.entry_of(&key, &p.record)?;
+        let pos = self.entry_of(&key, rec)?;
         Ok((key, pos))
     }
 
     /// Writes the prepared update (JetUpdate), the record and its entries in every secondary
     /// index together, and returns the record's bookmark (its primary key); the cursor moves
-    /// to the record (on its first entry in the current index).
+    /// to the record (on its first entry in the current index). A replace adds one to every
+    /// version column (wrapping) and keeps every escrow column's current value.
     ///
     /// # Errors
     /// `UpdateNotPrepared` (-1609); `KeyDuplicate` (-1605) for an insert whose primary key
@@ -1146,4 +1139,51 @@ impl Table {
                 }
             })
     }
+}
+
+/// Changes the entries of record `bm` of the table `def` (in database `dbid`) in every
+/// secondary index from those of `old` to those of `new` (`None`: no record), in `t`.
+///
+/// # Errors
+/// `SecondaryIndexCorrupted` (-1414) when an entry to remove is missing; `KeyDuplicate`
+/// (-1605) for a unique index; the transaction's errors.
+pub(crate) fn maintain_indexes_of(
+    def: &TableDef,
+    dbid: u32,
+    t: &mut Transaction,
+    bm: &[u8],
+    old: Option<&Record>,
+    new: Option<&Record>,
+) -> Result<()> {
+    for ix in def.indexes.iter().filter(|i| !i.is_primary()) {
+        let keys = |r: Option<&Record>| -> Result<Vec<Vec<u8>>> {
+            r.map_or_else(|| Ok(Vec::new()), |r| record_keys(def, ix, r))
+        };
+        let (before, after) = (keys(old)?, keys(new)?);
+        let tree = tree_id(dbid, ix.objid);
+        let layout = ix.layout();
+        for k in before.iter().filter(|k| after.binary_search(k).is_err()) {
+            t.delete(tree, &layout.node_key(k, bm)).map_err(|e| {
+                if e.kind() == ErrorKind::RecordNotFound {
+                    Error::new(ErrorKind::SecondaryIndexCorrupted).with_message(format!(
+                        "index {:?} lacks an entry of a record it indexes",
+                        ix.name
+                    ))
+                } else {
+                    e
+                }
+            })?;
+        }
+        for k in after.iter().filter(|k| before.binary_search(k).is_err()) {
+            t.insert(tree, &layout.node_key(k, bm), bm).map_err(|e| {
+                if e.kind() == ErrorKind::KeyDuplicate {
+                    Error::new(ErrorKind::KeyDuplicate)
+                        .with_message(format!("unique index {:?}", ix.name))
+                } else {
+                    e
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
