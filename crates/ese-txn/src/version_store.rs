@@ -264,8 +264,9 @@ impl VersionStore {
     }
 
     /// The oldest snapshot any live transaction reads at; versions committed at or below it
-    /// are visible to everyone.
-    pub(crate) fn horizon(&self) -> u64 {
+    /// are visible to everyone (and a change committed at or below it is seen by every
+    /// transaction, so what it made unreachable can be freed).
+    pub fn horizon(&self) -> u64 {
         let active = self.active.lock();
         let latest = self.last_commit.load(Ordering::Acquire);
         active
@@ -274,6 +275,12 @@ impl VersionStore {
             .min()
             .unwrap_or(latest)
             .min(latest)
+    }
+
+    /// The newest commit timestamp handed out (every committed transaction has a timestamp at
+    /// or below it).
+    pub fn last_commit_ts(&self) -> u64 {
+        self.last_commit.load(Ordering::Acquire)
     }
 
     /// The state of `key` of `tree` as `view` sees it. `read_phys` reads the physical state

@@ -112,6 +112,10 @@ pub(crate) struct Engine {
     backup_pin: parking_lot::Mutex<Option<Lgpos>>,
     /// Next implicit key of each table without a primary index, shared by its cursors.
     seqs: parking_lot::Mutex<std::collections::HashMap<ObjId, Arc<std::sync::atomic::AtomicU64>>>,
+    /// Open cursors per table (JetDeleteTable refuses a table in use).
+    pub(crate) cursors: Arc<crate::ddl::OpenCursors>,
+    /// Trees of committed table and index deletions, freed once nobody can reach them.
+    pub(crate) deferred: parking_lot::Mutex<Vec<crate::ddl::DeferredFree>>,
 }
 
 fn db_options(params: &Params, dbid: u32) -> DbOptions {
@@ -338,6 +342,8 @@ impl Engine {
             params,
             recovery: stats,
             seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            cursors: Arc::default(),
+            deferred: parking_lot::Mutex::new(Vec::new()),
             backup_pin: parking_lot::Mutex::new(None),
             ckpt_lock: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),

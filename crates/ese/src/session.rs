@@ -8,6 +8,7 @@ use ese_session::{SessionCall, SessionCore};
 use ese_txn::Transaction;
 use parking_lot::Mutex;
 
+use crate::ddl::LevelEnd;
 use crate::grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit};
 use crate::instance::{Instance, InstanceInner};
 
@@ -21,6 +22,17 @@ pub(crate) struct SessionState {
     pub(crate) last_commit: Option<Lgpos>,
     /// Temporary tables opened by the session, closed when it ends.
     pub(crate) temp_tables: Vec<std::sync::Weak<crate::temp::TempShared>>,
+    /// Cursors opened inside a transaction level (closed if it rolls back).
+    pub(crate) cursors: Vec<std::sync::Weak<crate::ddl::CursorHandle>>,
+    /// Trees made unreachable by DDL of the open transaction, freed after its commit.
+    pub(crate) ddl_pending: Vec<crate::ddl::PendingFree>,
+}
+
+impl SessionState {
+    /// Applies the end of a transaction level to the session's cursors and DDL bookkeeping.
+    pub(crate) fn level_end(&mut self, engine: Option<&crate::engine::Engine>, end: &LevelEnd) {
+        crate::ddl::level_end(engine, &mut self.cursors, &mut self.ddl_pending, end);
+    }
 }
 
 /// A session's engine-side parts, shared by every clone of the handle.
@@ -47,6 +59,7 @@ impl SessionShared {
             None => Ok(()),
         };
         st.trx = None;
+        st.level_end(None, &LevelEnd::RolledBack { to: 0 });
         st.open_dbs.clear();
         for temp in st.temp_tables.drain(..) {
             if let Some(temp) = temp.upgrade() {
@@ -252,11 +265,23 @@ impl Session {
         let level_before = t.level();
         match t.commit_level(grbit.contains(CommitGrbit::LAZY_FLUSH)) {
             Ok(info) => {
+                let into = t.level();
                 if let Some(c) = info {
                     if c.lgpos.is_some() {
                         st.last_commit = c.lgpos;
                     }
                     st.trx = None;
+                    let engine = self.inst.engine().ok();
+                    st.level_end(engine.as_deref(), &LevelEnd::Committed0 { ts: c.commit_ts });
+                    drop(st);
+                    if let Some(engine) = engine
+                        && let Err(e) = crate::ddl::free_deferred(&engine)
+                    {
+                        // The commit is done; a tree that cannot be freed stays allocated.
+                        self.check_fatal(&e);
+                    }
+                } else {
+                    st.level_end(None, &LevelEnd::Committed { into });
                 }
                 call.pop_level();
                 Ok(())
@@ -310,6 +335,7 @@ impl Session {
         if !open {
             st.trx = None;
         }
+        st.level_end(None, &LevelEnd::RolledBack { to: target });
         while self.core.level() > target {
             call.pop_level();
         }
