@@ -616,11 +616,16 @@ impl VersionStore {
             .rev()
             .find(|r| matches!(r.before, Before::State(_)))
             .is_some_and(|r| r.oper == Oper::Delete);
-        if now_empty
-            && last_was_delete
-            && let PhysState::Deleted(_) = self.store.read(tree, key)?
-        {
-            self.store.write(tree, key, &PhysState::Absent, &[])?;
+        if now_empty && last_was_delete {
+            // A tree freed since (its table or index was deleted, and every snapshot that
+            // could see it is gone) has nothing left to clean.
+            let phys = match self.store.read(tree, key) {
+                Err(e) if e.kind() == ErrorKind::ObjectNotFound => return Ok(n),
+                r => r?,
+            };
+            if let PhysState::Deleted(_) = phys {
+                self.store.write(tree, key, &PhysState::Absent, &[])?;
+            }
         }
         Ok(n)
     }

@@ -177,9 +177,9 @@ pub(crate) fn level_end(
 
 /// Frees the trees of committed deletions that nobody can reach any more: every live
 /// transaction began after the deletion committed (`ts` at or below the version store's
-/// horizon, so no snapshot still sees the catalog record naming them), no cursor is open on
-/// the table, and the version store holds no entry of the trees (version cleanup would visit
-/// them). Each tree is freed by one logged operation (`Database::delete_tree`); the others
+/// horizon, so no snapshot still sees the catalog record naming them) and no cursor is open
+/// on the table. Version entries of the trees may remain: no snapshot reads them any more,
+/// and version cleanup skips a tree that no longer exists (objids are never reused). Each tree is freed by one logged operation (`Database::delete_tree`); the others
 /// wait for a later call. Called after level-0 commits.
 ///
 /// A crash between the commit and the freeing leaves the trees allocated and unnamed (their
@@ -196,19 +196,18 @@ pub(crate) fn free_deferred(engine: &Engine) -> Result<()> {
     let mut i = 0;
     while i < list.len() {
         let Some(f) = list.get(i) else { break };
-        let ready = f.ts <= horizon
-            && engine.cursors.count(f.table) == 0
-            && f.trees
-                .iter()
-                .all(|o| !engine.vs.may_have_versions(tree_id(f.dbid, *o)));
+        let ready = f.ts <= horizon && engine.cursors.count(f.table) == 0;
         if !ready {
             i += 1;
             continue;
         }
         let f = list.swap_remove(i);
-        // A database detached since keeps its trees (and gets them back at no cost: they are
-        // unnamed, like the trees of a rolled-back creation).
+        // A database detached since keeps the trees, allocated and unnamed (like the trees of
+        // a rolled-back creation).
         let Ok(d) = engine.db(f.dbid) else { continue };
+        // Version cleanup may be reading a tree it still has entries of: let it finish, and
+        // keep it off until the trees are gone (it then finds them unregistered).
+        let _no_cleanup = engine.vs.pause_cleanup();
         for objid in f.trees {
             engine.store.unregister(tree_id(f.dbid, objid));
             match d.db.delete_tree(objid) {
