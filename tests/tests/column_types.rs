@@ -1,6 +1,6 @@
 //! Every JET column type through the public API: extreme values round-trip (minimum and
-//! maximum, NaN and infinities for floating types, empty and longest values for variable
-//! types), null, default values, multi-valued order in tagged columns, wrong buffer sizes
+//! maximum, NaN and infinities for floating types, shortest, zero-length and longest values
+//! for variable types), null, default values, multi-valued order in tagged columns, wrong buffer sizes
 //! (`InvalidBufferSize`, -1047) and values over the column's limit (`ColumnTooBig`, -1506);
 //! indexes order values of each numeric type numerically, and text compares
 //! case-insensitively by default.
@@ -388,4 +388,35 @@ fn text_compares_case_insensitively_in_an_index() {
     t.set_current_index(Some("by_lw")).unwrap();
     t.seek(&[Some(b"pear")], Seek::Eq).unwrap();
     assert_eq!(t.retrieve_column(w).unwrap().unwrap(), b"apple");
+}
+
+#[test]
+fn zero_length_values_of_variable_types() {
+    let (_inst, _dir, s, db) = setup("coltypes-empty");
+    for ty in [
+        ColumnType::Binary,
+        ColumnType::Text,
+        ColumnType::LongBinary,
+        ColumnType::LongText,
+    ] {
+        s.create_table(db, &table_for(ty)).unwrap();
+        let mut t = s.open_table(db, &format!("t{}", ty as u32)).unwrap();
+        let [k, v, mv, d] = ["k", "v", "mv", "d"].map(|c| t.column_id(c).unwrap());
+        t.prepare_update(Prep::Insert).unwrap();
+        t.set_column(k, Some(&0i32.to_le_bytes())).unwrap();
+        t.set_column(v, Some(&[])).unwrap();
+        t.set_column_itag(mv, Some(&[]), 0).unwrap();
+        t.set_column_itag(mv, Some(b"x"), 0).unwrap();
+        t.set_column(d, Some(&[])).unwrap();
+        t.update().unwrap();
+        seek_k(&mut t, 0);
+        // `Some(&[])` is a zero-length value (ESE's `JET_bitSetZeroLength`), not null: it
+        // counts as a value and hides the default.
+        assert_eq!(t.retrieve_column(v).unwrap(), Some(Vec::new()), "{ty:?}");
+        assert_eq!(t.column_value_count(v).unwrap(), 1);
+        assert_eq!(t.column_value_count(mv).unwrap(), 2);
+        assert_eq!(t.retrieve_column_itag(mv, 1).unwrap(), Some(Vec::new()));
+        assert_eq!(t.retrieve_column_itag(mv, 2).unwrap(), Some(b"x".to_vec()));
+        assert_eq!(t.retrieve_column(d).unwrap(), Some(Vec::new()));
+    }
 }

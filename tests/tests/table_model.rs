@@ -7,7 +7,7 @@
 //! catalog's table list and each table's columns are compared with the model. The run ends
 //! with a transaction left open at a crash (`SimFs`): recovery must give exactly the model.
 //!
-//! `ESE_MODEL_STEPS` sets the number of transactions (default 120), `ESE_MODEL_SEED` the
+//! `ESE_MODEL_STEPS` sets the number of transactions (default 200), `ESE_MODEL_SEED` the
 //! seed (default 1).
 
 #![allow(
@@ -85,14 +85,14 @@ fn value(rng: &mut fastrand::Rng, c: &ColModel) -> Vec<u8> {
     match c.ty {
         ColumnType::Bit => vec![u8::from(rng.bool())],
         ColumnType::Text | ColumnType::LongText => {
-            let n = rng.usize(1..=c.limit());
+            let n = rng.usize(0..=c.limit());
             (0..n).map(|_| rng.alphanumeric() as u8).collect()
         }
         t => {
             let n = if t.fixed_size().is_some() || rng.u8(0..4) == 0 {
                 c.limit()
             } else {
-                rng.usize(1..=c.limit().min(64))
+                rng.usize(0..=c.limit().min(64))
             };
             (0..n).map(|_| rng.u8(..)).collect()
         }
@@ -425,7 +425,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
-    let steps = env_u64("ESE_MODEL_STEPS", 120);
+    let steps = env_u64("ESE_MODEL_STEPS", 200);
     let seed = env_u64("ESE_MODEL_SEED", 1);
     let fs = SimFs::new();
     let inst = instance(&fs);

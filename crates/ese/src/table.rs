@@ -232,19 +232,32 @@ impl Session {
         let engine = self.inst.engine()?;
         let d = self.opened(&engine, db)?;
         let cat = tree_id(d.dbid, CATALOG_OBJID);
-        let view = self.read_view();
-        let bytes = engine
-            .vs
-            .read(cat, &catalog::table_key(name), &view)?
-            .value()
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()))?;
+        let key = catalog::table_key(name);
+        let read = || -> Result<Vec<u8>> {
+            engine
+                .vs
+                .read(cat, &key, &self.read_view())?
+                .value()
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()))
+        };
+        let bytes = read()?;
         let def = TableDef::decode(&bytes)?;
         let tree = tree_id(d.dbid, def.objid);
-        register_trees(&engine, d.dbid, &def)?;
-        let seq = engine.implicit_key_counter(tree)?;
-        let cur = CurIndex::primary(&def, tree);
+        // The cursor counts as open before it touches the trees, and the catalog is read
+        // again: a deletion whose trees were freed in between shows there (it committed
+        // before the freeing), so no cursor reaches a freed tree.
         let handle = self.register_cursor(&engine, tree);
+        let ready = (|| {
+            let again = TableDef::decode(&read()?)?;
+            if again.objid != def.objid {
+                return Err(Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()));
+            }
+            register_trees(&engine, d.dbid, &def)?;
+            engine.implicit_key_counter(tree)
+        })();
+        let seq = ready.inspect_err(|_| handle.close())?;
+        let cur = CurIndex::primary(&def, tree);
         Ok(Table {
             handle,
             session: self.clone(),
