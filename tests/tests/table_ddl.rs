@@ -529,3 +529,80 @@ fn committed_ddl_survives_a_crash_and_uncommitted_ddl_does_not() {
     assert_eq!(s.table_names(db).unwrap(), ["altered", "kept"]);
     s.check_database(db).unwrap();
 }
+
+#[test]
+fn attach_frees_the_trees_no_catalog_record_names() {
+    let (_inst, dir, s, db) = setup("ddl-sweep");
+    let path = dir.path().join("d.edb");
+    s.create_table(db, &items("kept")).unwrap();
+    fill(&s, db, "kept", 100);
+    let start = free_pages(&s, db);
+    // A table (with a secondary index) created and filled in a transaction that rolls back:
+    // its trees stay allocated, unnamed.
+    s.begin_transaction().unwrap();
+    s.create_table(db, &items("rolled_back")).unwrap();
+    let mut t = s.open_table(db, "rolled_back").unwrap();
+    for i in 0..300 {
+        insert(&mut t, i, &format!("{i:05}{}", "y".repeat(30)));
+    }
+    drop(t);
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    let trees_before = s.check_database(db).unwrap().trees.len();
+    // Attaching again frees them.
+    s.close_database(db).unwrap();
+    s.detach_database(&path).unwrap();
+    s.attach_database(&path, AttachDatabaseGrbit::empty())
+        .unwrap();
+    let db = s.open_database(&path).unwrap();
+    let report = s.check_database(db).unwrap();
+    assert_eq!(
+        report.trees.len(),
+        trees_before - 2,
+        "table and index trees"
+    );
+    assert!(
+        report.free_pages > start + 5,
+        "free pages {start} -> {}",
+        report.free_pages
+    );
+    let mut t = s.open_table(db, "kept").unwrap();
+    assert_eq!(scan(&mut t, "id").len(), 100);
+    assert_eq!(t.index_info("by_label").unwrap().segments.len(), 2);
+    t.set_current_index(Some("by_label")).unwrap();
+    assert_eq!(scan(&mut t, "id").len(), 100);
+}
+
+#[test]
+fn trees_of_a_deletion_cut_short_by_a_crash_are_freed_at_the_next_attach() {
+    let fs = SimFs::new();
+    let inst = sim_instance(&fs);
+    inst.init().unwrap();
+    let s = inst.begin_session().unwrap();
+    let db = s.create_database(DB, CreateDatabaseGrbit::empty()).unwrap();
+    s.create_table(db, &items("big")).unwrap();
+    s.create_table(db, &items("small")).unwrap();
+    fill(&s, db, "big", 400);
+    fill(&s, db, "small", 3);
+    let trees = s.check_database(db).unwrap().trees.len();
+    // An old snapshot keeps the deleted table's trees allocated past the commit.
+    let reader = inst.begin_session().unwrap();
+    reader.begin_transaction().unwrap();
+    s.delete_table(db, "big").unwrap();
+    assert_eq!(s.check_database(db).unwrap().trees.len(), trees);
+    let img = fs.crash(CrashModel::DropAll, 0);
+    fs.set_power_cut(Some(0));
+    drop((s, reader));
+    drop(inst);
+
+    let inst = sim_instance(&img);
+    inst.init().unwrap();
+    let s = inst.begin_session().unwrap();
+    s.attach_database(DB, AttachDatabaseGrbit::empty()).unwrap();
+    let db = s.open_database(DB).unwrap();
+    assert_eq!(s.table_names(db).unwrap(), ["small"]);
+    let report = s.check_database(db).unwrap();
+    assert_eq!(report.trees.len(), trees - 2);
+    assert!(report.free_pages > 10, "free pages {}", report.free_pages);
+    let mut t = s.open_table(db, "small").unwrap();
+    assert_eq!(scan(&mut t, "id").len(), 3);
+}

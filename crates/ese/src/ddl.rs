@@ -182,8 +182,8 @@ pub(crate) fn level_end(
 /// and version cleanup skips a tree that no longer exists (objids are never reused). Each tree is freed by one logged operation (`Database::delete_tree`); the others
 /// wait for a later call. Called after level-0 commits.
 ///
-/// A crash between the commit and the freeing leaves the trees allocated and unnamed (their
-/// pages are lost to the database until it is compacted), never named and freed.
+/// A crash between the commit and the freeing leaves the trees allocated and unnamed, never
+/// named and freed; the next attach frees them ([`sweep_unnamed_trees`]).
 ///
 /// # Errors
 /// The page store's errors of `delete_tree` (write failures, corruption of the tree).
@@ -218,6 +218,60 @@ pub(crate) fn free_deferred(engine: &Engine) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Frees the trees of a database that no catalog record names: those of a table or index
+/// created in a transaction that rolled back, and those of a deleted table or index whose
+/// freeing a crash or a detach prevented. Runs at attach, before any session can use the
+/// database, so no transaction can be creating a tree it has not named yet. Only table and
+/// index trees are candidates (objids above the catalog's); the sweep does nothing when the
+/// catalog holds a record it does not know (it could name trees). A tree that cannot be freed
+/// (damaged) is left as it is; write failures are returned.
+///
+/// # Errors
+/// Page read errors of the catalog and the tree directory; write failures of `delete_tree`.
+pub(crate) fn sweep_unnamed_trees(d: &crate::engine::AttachedDb) -> Result<usize> {
+    let cat = d.db.open_tree(CATALOG_OBJID)?;
+    let mut named = std::collections::HashSet::new();
+    let mut c = cat.cursor();
+    let mut on = c.move_first()?;
+    while on {
+        // A flag-deleted record is a committed deletion: the database was not attached, so
+        // no transaction has versions in it, and recovery undid every uncommitted change.
+        let state = ese_txn::node_state(Some((c.data().to_vec(), c.flags())));
+        let Some(bytes) = state.value() else {
+            on = c.move_next()?;
+            continue;
+        };
+        let Some(def) = catalog::is_table_key(c.key())
+            .then(|| TableDef::decode(bytes).ok())
+            .flatten()
+        else {
+            return Ok(0);
+        };
+        named.insert(def.objid);
+        named.insert(def.lv_objid);
+        named.extend(def.indexes.iter().map(|i| i.objid));
+        on = c.move_next()?;
+    }
+    let mut freed = 0;
+    for (objid, _, kind) in d.db.trees()? {
+        if objid.0 <= CATALOG_OBJID.0
+            || named.contains(&objid)
+            || !matches!(
+                kind,
+                ese_btree::TreeKind::Table | ese_btree::TreeKind::Index
+            )
+        {
+            continue;
+        }
+        match d.db.delete_tree(objid) {
+            Ok(()) => freed += 1,
+            Err(e) if crate::session::is_fatal_io(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(freed)
 }
 
 impl Session {

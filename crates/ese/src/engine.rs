@@ -460,7 +460,10 @@ impl Engine {
             path: path.to_path_buf(),
             db,
         };
-        self.attach_common(d, None::<fn(&AttachedDb) -> Result<()>>)
+        self.attach_common(
+            d,
+            Some(|d: &AttachedDb| crate::ddl::sweep_unnamed_trees(d).map(drop)),
+        )
     }
 
     fn attach_common(
