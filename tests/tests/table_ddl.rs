@@ -380,31 +380,38 @@ fn table_column_and_index_info() {
 }
 
 #[test]
-fn dup_cursor_starts_before_first_on_the_same_index() {
+fn dup_cursor_is_on_the_first_record_of_the_clustered_index() {
     let (_inst, _dir, s, db) = setup("ddl-dup");
     s.create_table(db, &items("a")).unwrap();
+    s.create_table(db, &items("empty")).unwrap();
     fill(&s, db, "a", 5);
     let mut t = s.open_table(db, "a").unwrap();
+    let (id, label) = (t.column_id("id").unwrap(), t.column_id("label").unwrap());
     t.set_current_index(Some("by_label")).unwrap();
     t.move_to(Move::Last).unwrap();
     t.prepare_update(Prep::Insert).unwrap();
     let mut d = t.dup_cursor().unwrap();
-    assert_eq!(d.current_index(), "by_label");
-    assert_eq!(code(d.retrieve_column(1)), -1603);
+    // ESE: the duplicate is on the clustered index, on the first row, with no prepared
+    // update and no search key.
+    assert_eq!(d.current_index(), "pk");
+    assert_eq!(d.retrieve_column(id).unwrap().unwrap(), 0i32.to_le_bytes());
     assert_eq!(code(d.update()), -1609);
+    assert_eq!(code(d.seek_key(ese::Seek::Eq)), -1608);
     d.move_to(Move::Next).unwrap();
-    let label = d.column_id("label").unwrap();
-    assert_eq!(
-        d.retrieve_column(label).unwrap().unwrap(),
-        format!("label {:05} {}", 0, "x".repeat(20)).as_bytes()
-    );
-    // The original keeps its position and its prepared update.
+    assert_eq!(d.retrieve_column(id).unwrap().unwrap(), 1i32.to_le_bytes());
+    // The original keeps its index, position and prepared update.
+    assert_eq!(t.current_index(), "by_label");
     t.prepare_update(Prep::Cancel).unwrap();
     assert_eq!(
         t.retrieve_column(label).unwrap().unwrap(),
         format!("label {:05} {}", 4, "x".repeat(20)).as_bytes()
     );
-    drop(t);
+    // On an empty table the duplicate is on no record.
+    let e = s.open_table(db, "empty").unwrap();
+    let mut de = e.dup_cursor().unwrap();
+    assert_eq!(code(de.retrieve_column(id)), -1603);
+    assert_eq!(code(de.move_to(Move::Next)), -1603);
+    drop((t, e, de));
     // The duplicate alone keeps the table in use.
     assert_eq!(code(s.delete_table(db, "a")), -1304);
     drop(d);

@@ -615,18 +615,26 @@ impl Table {
         self.session.defer_free(&self.engine, explicit, level, free);
     }
 
-    /// A new cursor on the same table (JetDupCursor): same current index, no position (before
-    /// the first entry, as ESE's duplicate starts), no search key, no index range and no
-    /// prepared update. It belongs to the same session and counts as open on the table; if it
-    /// was made inside a transaction level, a rollback of that level closes it.
+    /// A new cursor on the same table (JetDupCursor). As ESE's, the duplicate is on the
+    /// clustered (primary) index and on the table's first record (on no record when the
+    /// table is empty, as the session sees it); nothing else is copied: no search key, no
+    /// index range, no prepared update. It belongs to the same session and counts as open on
+    /// the table; made inside a transaction level, it is closed if that level rolls back.
     ///
     /// # Errors
-    /// `InvalidTableId` (-1310) if this cursor was closed by a rollback; the session errors.
+    /// `InvalidTableId` (-1310) if this cursor was closed by a rollback; page read errors;
+    /// the session errors.
     pub fn dup_cursor(&self) -> Result<Table> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
-        self.check_open()?;
-        Ok(self.duplicate())
+        {
+            let _call = self.session.enter(false)?;
+            self.check_open()?;
+        }
+        let mut dup = self.duplicate();
+        match dup.move_to(crate::table::Move::First) {
+            Ok(()) => Ok(dup),
+            Err(e) if e.kind() == ErrorKind::NoCurrentRecord => Ok(dup),
+            Err(e) => Err(e),
+        }
     }
 
     /// Returns `InvalidTableId` once the cursor was closed (by the rollback of the

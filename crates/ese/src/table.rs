@@ -419,7 +419,7 @@ impl Drop for Table {
 }
 
 impl Table {
-    /// A second cursor on the table with this one's current index and nothing else (see
+    /// A second cursor on the table, on its primary index, before the first record (see
     /// [`Table::dup_cursor`]).
     pub(crate) fn duplicate(&self) -> Table {
         let handle = self.session.register_cursor(&self.engine, self.tree);
@@ -431,7 +431,7 @@ impl Table {
             layout: self.layout.clone(),
             tree: self.tree,
             pad: self.pad,
-            cur: self.cur.clone(),
+            cur: CurIndex::primary(&self.def, self.tree),
             pos: None,
             current: None,
             off: Off::BeforeFirst(None),
