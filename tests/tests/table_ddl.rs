@@ -420,7 +420,7 @@ fn dup_cursor_is_on_the_first_record_of_the_clustered_index() {
 
 #[test]
 fn a_cursor_opened_in_a_rolled_back_level_is_closed() {
-    let (_inst, _dir, s, db) = setup("ddl-cursor-levels");
+    let (_inst, dir, s, db) = setup("ddl-cursor-levels");
     s.create_table(db, &items("a")).unwrap();
     fill(&s, db, "a", 3);
     let mut outside = s.open_table(db, "a").unwrap();
@@ -458,6 +458,17 @@ fn a_cursor_opened_in_a_rolled_back_level_is_closed() {
     drop((outside, kept));
     s.delete_table(db, "a").unwrap();
     drop((level1, level2, dup2, committed_in));
+    // Ending a session closes its cursors, opened in a transaction or not.
+    s.create_table(db, &items("b")).unwrap();
+    let other = s.dup().unwrap();
+    let odb = other.open_database(dir.path().join("d.edb")).unwrap();
+    let mut plain = other.open_table(odb, "b").unwrap();
+    other.begin_transaction().unwrap();
+    let _in_trx = other.open_table(odb, "b").unwrap();
+    assert_eq!(code(s.delete_table(db, "b")), -1304);
+    other.end(ese::EndSessionGrbit::empty()).unwrap();
+    assert_eq!(code(plain.move_to(Move::First)), -1104);
+    s.delete_table(db, "b").unwrap();
 }
 
 const DB: &str = "/data/ddl.edb";

@@ -119,6 +119,9 @@ pub(crate) enum LevelEnd {
     Committed0 { ts: u64 },
     /// Levels above `to` rolled back (`to` 0: the whole transaction).
     RolledBack { to: u32 },
+    /// The session ended: every cursor is closed (JetEndSession closes the session's
+    /// tables).
+    SessionEnded,
 }
 
 /// Applies the end of a transaction level to a session's cursors and pending frees.
@@ -142,7 +145,7 @@ pub(crate) fn level_end(
             }
             LevelEnd::Committed0 { .. } => {
                 h.level.store(0, Ordering::Release);
-                false
+                true
             }
             LevelEnd::RolledBack { to } => {
                 if h.level() > to {
@@ -151,6 +154,10 @@ pub(crate) fn level_end(
                 } else {
                     true
                 }
+            }
+            LevelEnd::SessionEnded => {
+                h.close();
+                false
             }
         }
     });
@@ -161,6 +168,7 @@ pub(crate) fn level_end(
             }
         }
         LevelEnd::RolledBack { to } => pending.retain(|p| p.level <= to),
+        LevelEnd::SessionEnded => pending.clear(),
         LevelEnd::Committed0 { ts } => {
             if let Some(engine) = engine {
                 let mut d = engine.deferred.lock();
@@ -295,9 +303,12 @@ impl Session {
             .filter(|t| t.is_open())
             .map_or(0, ese_txn::Transaction::level);
         let h = CursorHandle::open(&engine.cursors, table, level);
-        if level > 0 {
-            st.cursors.push(Arc::downgrade(&h));
+        if st.cursors.len() >= 64 && st.cursors.len().is_power_of_two() {
+            // Dropped cursors leave dead entries; prune them now and then.
+            st.cursors
+                .retain(|w| w.upgrade().is_some_and(|h| !h.is_closed()));
         }
+        st.cursors.push(Arc::downgrade(&h));
         h
     }
 
@@ -680,8 +691,12 @@ mod tests {
             &mut pending,
             &LevelEnd::Committed0 { ts: 1 },
         );
-        assert!(list.is_empty() && !outer.is_closed());
-        outer.close();
+        assert!(!outer.is_closed());
+        let to0 = LevelEnd::RolledBack { to: 0 };
+        level_end(None, &mut list, &mut pending, &to0);
+        assert!(!outer.is_closed(), "committed: it belongs to level 0 now");
+        level_end(None, &mut list, &mut pending, &LevelEnd::SessionEnded);
+        assert!(outer.is_closed() && list.is_empty());
         outer.close();
         assert_eq!(reg.count(table), 0);
     }

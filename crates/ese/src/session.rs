@@ -22,7 +22,8 @@ pub(crate) struct SessionState {
     pub(crate) last_commit: Option<Lgpos>,
     /// Temporary tables opened by the session, closed when it ends.
     pub(crate) temp_tables: Vec<std::sync::Weak<crate::temp::TempShared>>,
-    /// Cursors opened inside a transaction level (closed if it rolls back).
+    /// The session's cursors (closed by a rollback of the level they belong to, and all when
+    /// the session ends).
     pub(crate) cursors: Vec<std::sync::Weak<crate::ddl::CursorHandle>>,
     /// Trees made unreachable by DDL of the open transaction, freed after its commit.
     pub(crate) ddl_pending: Vec<crate::ddl::PendingFree>,
@@ -59,7 +60,7 @@ impl SessionShared {
             None => Ok(()),
         };
         st.trx = None;
-        st.level_end(None, &LevelEnd::RolledBack { to: 0 });
+        st.level_end(None, &LevelEnd::SessionEnded);
         st.open_dbs.clear();
         for temp in st.temp_tables.drain(..) {
             if let Some(temp) = temp.upgrade() {
@@ -120,7 +121,8 @@ impl Session {
     }
 
     /// Ends the session (JetEndSession): rolls back every open transaction level, closes
-    /// everything the session holds and frees it; every later call on any clone returns
+    /// everything the session holds (its cursors included: they no longer keep their tables
+    /// in use) and frees it; every later call on any clone returns
     /// `InvalidSesid` (-1104). `grbit` is accepted and ignored, as in ESE.
     ///
     /// # Errors
