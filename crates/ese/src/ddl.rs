@@ -103,6 +103,8 @@ pub(crate) struct PendingFree {
 #[derive(Debug)]
 pub(crate) struct DeferredFree {
     dbid: u32,
+    /// The attachment the trees belong to: after a detach, `dbid` may name another file.
+    db: std::sync::Weak<crate::engine::AttachedDb>,
     /// The table tree's engine-wide id (its cursors keep the trees alive).
     table: ObjId,
     /// Objids of the trees to free.
@@ -211,8 +213,11 @@ pub(crate) fn free_deferred(engine: &Engine) -> Result<()> {
         }
         let f = list.swap_remove(i);
         // A database detached since keeps the trees, allocated and unnamed (like the trees of
-        // a rolled-back creation).
-        let Ok(d) = engine.db(f.dbid) else { continue };
+        // a rolled-back creation; the next attach frees them).
+        let Some(d) = f.db.upgrade() else { continue };
+        if !engine.db(f.dbid).is_ok_and(|cur| Arc::ptr_eq(&cur, &d)) {
+            continue;
+        }
         // Version cleanup may be reading a tree it still has entries of: let it finish, and
         // keep it off until the trees are gone (it then finds them unregistered).
         let _no_cleanup = engine.vs.pause_cleanup();
@@ -380,6 +385,7 @@ impl Session {
                 t.level(),
                 DeferredFree {
                     dbid: d.dbid,
+                    db: Arc::downgrade(&d),
                     table,
                     trees,
                     ts: 0,
@@ -617,8 +623,12 @@ impl Table {
     /// Hands the tree of a deleted index to the deferred freeing (see
     /// [`Session::delete_table`]).
     pub(crate) fn defer_index_free(&self, explicit: bool, level: u32, objid: ObjId) {
+        let Ok(d) = self.engine.db(self.dbid()) else {
+            return;
+        };
         let free = DeferredFree {
             dbid: self.dbid(),
+            db: Arc::downgrade(&d),
             table: self.tree,
             trees: vec![objid],
             ts: 0,
