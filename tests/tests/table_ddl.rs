@@ -624,3 +624,51 @@ fn trees_of_a_deletion_cut_short_by_a_crash_are_freed_at_the_next_attach() {
     let mut t = s.open_table(db, "small").unwrap();
     assert_eq!(scan(&mut t, "id").len(), 3);
 }
+
+#[test]
+fn ddl_conflicts_with_another_transactions_changes() {
+    let (_inst, dir, s, db) = setup("ddl-conflicts");
+    s.create_table(db, &items("a")).unwrap();
+    fill(&s, db, "a", 3);
+    let other = s.dup().unwrap();
+    let odb = other.open_database(dir.path().join("d.edb")).unwrap();
+    // Another transaction has an uncommitted insert: DDL on the table conflicts.
+    let mut ot = other.open_table(odb, "a").unwrap();
+    other.begin_transaction().unwrap();
+    insert(&mut ot, 100, "other");
+    let mut t = s.open_table(db, "a").unwrap();
+    s.begin_transaction().unwrap();
+    assert_eq!(
+        code(t.add_column(&ColumnDef::new("x", ColumnType::Long))),
+        -1102
+    );
+    assert_eq!(code(t.delete_index("by_label")), -1102);
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    other.commit_transaction(CommitGrbit::empty()).unwrap();
+    drop(ot);
+    // The other way round: uncommitted DDL blocks another transaction's writes.
+    s.begin_transaction().unwrap();
+    t.add_column(&ColumnDef::new("x", ColumnType::Long))
+        .unwrap();
+    let mut ot = other.open_table(odb, "a").unwrap();
+    other.begin_transaction().unwrap();
+    ot.prepare_update(Prep::Insert).unwrap();
+    ot.set_column(ot.column_id("id").unwrap(), Some(&200i32.to_le_bytes()))
+        .unwrap();
+    assert_eq!(code(ot.update()), -1102);
+    other.rollback(RollbackGrbit::empty()).unwrap();
+    drop(ot);
+    // A delete of the table conflicts with another transaction's lock on it too.
+    drop(t);
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    let mut ot = other.open_table(odb, "a").unwrap();
+    other.begin_transaction().unwrap();
+    insert(&mut ot, 300, "locks the definition");
+    drop(ot);
+    assert_eq!(code(s.delete_table(db, "a")), -1102);
+    assert_eq!(code(s.rename_table(db, "a", "b")), -1102);
+    other.commit_transaction(CommitGrbit::empty()).unwrap();
+    s.rename_table(db, "a", "b").unwrap();
+    s.delete_table(db, "b").unwrap();
+    assert!(s.table_names(db).unwrap().is_empty());
+}

@@ -5,7 +5,8 @@
 //! their parent or rolled back alone. An in-memory model follows every committed change; after
 //! every transaction every table is scanned in full, a few records are read by key, and the
 //! catalog's table list and each table's columns are compared with the model. The run ends
-//! with a transaction left open at a crash (`SimFs`): recovery must give exactly the model.
+//! with a transaction left open at a crash (`SimFs`, every crash model): recovery must give
+//! exactly the model.
 //!
 //! `ESE_MODEL_STEPS` sets the number of transactions (default 200), `ESE_MODEL_SEED` the
 //! seed (default 1).
@@ -494,19 +495,25 @@ fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
     for _ in 0..10 {
         d.step();
     }
-    let image = fs.crash(CrashModel::DropAll, seed);
+    let images: Vec<(CrashModel, SimFs)> = CrashModel::ALL
+        .iter()
+        .map(|m| (*m, fs.crash(*m, seed)))
+        .collect();
     fs.set_power_cut(Some(0));
     drop(d);
     drop(s);
     drop(inst);
 
-    let inst = instance(&image);
-    inst.init().unwrap();
-    let s = inst.begin_session().unwrap();
-    s.attach_database(DB, AttachDatabaseGrbit::empty()).unwrap();
-    let db = s.open_database(DB).unwrap();
-    check(&s, db, &committed, &mut check_rng, "after the crash");
-    s.check_database(db).unwrap();
+    for (model, image) in images {
+        let what = format!("after a crash ({model:?})");
+        let inst = instance(&image);
+        inst.init().unwrap();
+        let s = inst.begin_session().unwrap();
+        s.attach_database(DB, AttachDatabaseGrbit::empty()).unwrap();
+        let db = s.open_database(DB).unwrap();
+        check(&s, db, &committed, &mut check_rng, &what);
+        s.check_database(db).unwrap();
+    }
     println!(
         "model: {steps} transactions ({commits} committed, {rollbacks} rolled back, {nested} \
          with a nested level), {} tables and {} records at the end",
