@@ -672,3 +672,147 @@ fn ddl_conflicts_with_another_transactions_changes() {
     s.delete_table(db, "b").unwrap();
     assert!(s.table_names(db).unwrap().is_empty());
 }
+
+/// What the crash sweep compares: per table (in catalog order) its name, its columns (name,
+/// type), its indexes and its record count.
+type Summary = Vec<(String, Vec<(String, ColumnType)>, Vec<String>, u64)>;
+
+fn summary(s: &Session, db: DbId) -> ese::Result<Summary> {
+    let mut out = Vec::new();
+    for name in s.table_names(db)? {
+        let t = s.open_table(db, &name)?;
+        let cols = t
+            .columns()?
+            .into_iter()
+            .map(|c| (c.name, c.coltyp))
+            .collect();
+        let ixs = t.indexes()?.into_iter().map(|i| i.name).collect();
+        out.push((name, cols, ixs, t.table_info()?.records));
+    }
+    Ok(out)
+}
+
+/// A DDL workload, one durable commit per step, with checkpoints between. Returns the summary after each commit, the
+/// summary the commit in progress at the power cut would have made (if one was), and whether
+/// the workload ended early.
+fn ddl_workload(s: &Session, db: DbId) -> (Vec<Summary>, Option<Summary>, bool) {
+    let mut states = vec![summary(s, db).unwrap()];
+    let mut in_flight = None;
+    let steps: Vec<Box<dyn Fn(&Session) -> ese::Result<()>>> = vec![
+        Box::new(|s| s.create_table(db, &items("t1"))),
+        Box::new(|s| {
+            let mut t = s.open_table(db, "t1")?;
+            for i in 0i32..60 {
+                let (idc, lc) = (t.column_id("id")?, t.column_id("label")?);
+                t.prepare_update(Prep::Insert)?;
+                t.set_column(idc, Some(&i.to_le_bytes()))?;
+                t.set_column(lc, Some(format!("row {i} {}", "z".repeat(30)).as_bytes()))?;
+                t.update()?;
+            }
+            Ok(())
+        }),
+        Box::new(|s| s.create_table(db, &items("t2"))),
+        Box::new(|s| {
+            let mut t = s.open_table(db, "t1")?;
+            t.add_column(&ColumnDef::new("extra", ColumnType::LongLong))
+                .map(drop)
+        }),
+        Box::new(|s| s.rename_table(db, "t2", "t3")),
+        Box::new(|s| {
+            let mut t = s.open_table(db, "t1")?;
+            t.create_index(&ix("by_n", "+n\0+id\0\0", IndexGrbit::empty()))
+        }),
+        Box::new(|s| s.open_table(db, "t1")?.delete_index("by_label")),
+        Box::new(|s| s.open_table(db, "t1")?.delete_column("label")),
+        Box::new(|s| s.delete_table(db, "t3")),
+        Box::new(|s| s.create_table(db, &items("t4"))),
+        Box::new(|s| {
+            s.delete_table(db, "t1")?;
+            s.begin_transaction()?;
+            s.rename_table(db, "t4", "t5")?;
+            s.rollback(RollbackGrbit::empty())
+        }),
+    ];
+    for (n, step) in steps.iter().enumerate() {
+        let r = (|| {
+            if n % 3 == 2 {
+                // Pages reach the database file too, not only the log.
+                s.instance().checkpoint_now()?;
+            }
+            s.begin_transaction()?;
+            step(s)?;
+            // The state this commit makes, read inside the transaction.
+            in_flight = Some(summary(s, db)?);
+            s.commit_transaction(CommitGrbit::empty())
+        })();
+        match r {
+            Ok(()) => {
+                states.push(in_flight.take().unwrap());
+            }
+            Err(_) => return (states, in_flight, true),
+        }
+    }
+    (states, None, false)
+}
+
+#[test]
+fn ddl_recovers_at_every_crash_point() {
+    let base = SimFs::new();
+    {
+        let inst = sim_instance(&base);
+        inst.init().unwrap();
+        let s = inst.begin_session().unwrap();
+        let db = s.create_database(DB, CreateDatabaseGrbit::empty()).unwrap();
+        s.close_database(db).unwrap();
+        inst.term(ese::TermGrbit::empty()).unwrap();
+    }
+    let run = |cut: Option<u64>| {
+        let fs = base.crash(CrashModel::DropAll, 0);
+        let inst = sim_instance(&fs);
+        inst.init().unwrap();
+        let s = inst.begin_session().unwrap();
+        s.attach_database(DB, AttachDatabaseGrbit::empty()).unwrap();
+        let db = s.open_database(DB).unwrap();
+        let start = fs.op_count();
+        if let Some(k) = cut {
+            fs.set_power_cut(Some(start + k));
+        }
+        let (states, in_flight, cut_short) = ddl_workload(&s, db);
+        let used = fs.op_count() - start;
+        fs.set_power_cut(Some(0));
+        drop(s);
+        drop(inst);
+        (fs, states, in_flight, cut_short, used)
+    };
+    let (_, whole, _, cut_short, total) = run(None);
+    assert!(!cut_short && whole.len() == 12, "the workload runs");
+    let step = (total / 60).max(1);
+    let mut images = 0;
+    let mut k = 0;
+    while k < total {
+        let (fs, states, in_flight, _, _) = run(Some(k));
+        for model in CrashModel::ALL {
+            let what = format!("cut {k}/{total} {model:?}");
+            let img = fs.crash(model, k);
+            let inst = sim_instance(&img);
+            inst.init()
+                .unwrap_or_else(|e| panic!("{what}: recovery: {e}"));
+            let s = inst.begin_session().unwrap();
+            s.attach_database(DB, AttachDatabaseGrbit::empty())
+                .unwrap_or_else(|e| panic!("{what}: attach: {e}"));
+            let db = s.open_database(DB).unwrap();
+            let got = summary(&s, db).unwrap_or_else(|e| panic!("{what}: reading: {e}"));
+            let last = states.last().unwrap();
+            assert!(
+                &got == last || in_flight.as_ref() == Some(&got),
+                "{what}: recovered {got:?}\nlast commit {last:?}\nin flight {in_flight:?}"
+            );
+            s.check_database(db)
+                .unwrap_or_else(|e| panic!("{what}: integrity: {e}"));
+            images += 1;
+        }
+        k += step;
+    }
+    println!("DDL crash sweep: {images} crash images over {total} I/O operations");
+    assert!(images > 100);
+}
