@@ -692,13 +692,16 @@ fn summary(s: &Session, db: DbId) -> ese::Result<Summary> {
     Ok(out)
 }
 
+/// One step of [`ddl_workload`].
+type Step<'a> = dyn Fn(&Session) -> ese::Result<()> + 'a;
+
 /// A DDL workload, one durable commit per step, with checkpoints between. Returns the summary after each commit, the
 /// summary the commit in progress at the power cut would have made (if one was), and whether
 /// the workload ended early.
 fn ddl_workload(s: &Session, db: DbId) -> (Vec<Summary>, Option<Summary>, bool) {
     let mut states = vec![summary(s, db).unwrap()];
     let mut in_flight = None;
-    let steps: Vec<Box<dyn Fn(&Session) -> ese::Result<()>>> = vec![
+    let steps: Vec<Box<Step<'_>>> = vec![
         Box::new(|s| s.create_table(db, &items("t1"))),
         Box::new(|s| {
             let mut t = s.open_table(db, "t1")?;
