@@ -819,3 +819,55 @@ fn ddl_recovers_at_every_crash_point() {
     println!("DDL crash sweep: {images} crash images over {total} I/O operations");
     assert!(images > 100);
 }
+
+#[test]
+fn add_column_definition_errors_and_area_limits() {
+    let (_inst, _dir, s, db) = setup("ddl-add-limits");
+    s.create_table(db, &items("a")).unwrap();
+    let mut t = s.open_table(db, "a").unwrap();
+    let auto = |n: &str| ColumnDef::new(n, ColumnType::Long).grbit(ColumnGrbit::AUTOINCREMENT);
+    t.add_column(&auto("counter")).unwrap();
+    assert_eq!(code(t.add_column(&auto("counter2"))), -1510);
+    let tagged_nn =
+        ColumnDef::new("tn", ColumnType::Binary).grbit(ColumnGrbit::TAGGED | ColumnGrbit::NOT_NULL);
+    assert_eq!(code(t.add_column(&tagged_nn)), -1514);
+    let mv_fixed = ColumnDef::new("mf", ColumnType::Long)
+        .grbit(ColumnGrbit::FIXED | ColumnGrbit::MULTI_VALUED);
+    assert_eq!(code(t.add_column(&mv_fixed)), -1509);
+    // The fixed area holds ids 1 to 127: the table has 3 fixed columns (id, n, counter).
+    for i in 0..124 {
+        t.add_column(&ColumnDef::new(&format!("f{i}"), ColumnType::UnsignedByte))
+            .unwrap();
+    }
+    assert_eq!(t.column_id("f123").unwrap(), 127);
+    assert_eq!(
+        code(t.add_column(&ColumnDef::new("one_more", ColumnType::UnsignedByte))),
+        -1040
+    );
+    // Deleting a column does not give its id back.
+    t.delete_column("f0").unwrap();
+    assert_eq!(
+        code(t.add_column(&ColumnDef::new("one_more", ColumnType::UnsignedByte))),
+        -1040
+    );
+    // Other areas still have room.
+    let v = t
+        .add_column(&ColumnDef::new("var", ColumnType::Binary))
+        .unwrap();
+    assert!((128..256).contains(&v));
+    // Records with every fixed column still round-trip.
+    s.begin_transaction().unwrap();
+    t.prepare_update(Prep::Insert).unwrap();
+    t.set_column(t.column_id("id").unwrap(), Some(&1i32.to_le_bytes()))
+        .unwrap();
+    t.set_column(127, Some(&[9])).unwrap();
+    t.update().unwrap();
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    t.move_to(Move::First).unwrap();
+    assert_eq!(t.retrieve_column(127).unwrap(), Some(vec![9]));
+    assert_eq!(
+        t.retrieve_column(t.column_id("f50").unwrap()).unwrap(),
+        None
+    );
+    assert_eq!(t.columns().unwrap().len(), 3 + 1 + 123 + 1);
+}
