@@ -1,6 +1,6 @@
 //! Model test of DDL and DML together: a seeded random sequence of transactions creates,
 //! renames and deletes tables, adds and deletes columns of every type (multi-valued tagged
-//! columns and defaults included) and inserts, replaces and deletes records with values of
+//! columns and defaults included), creates and deletes secondary indexes and inserts, replaces and deletes records with values of
 //! every type (long values too), committing or rolling back, with nested levels committed into
 //! their parent or rolled back alone. An in-memory model follows every committed change; after
 //! every transaction every table is scanned in full, a few records are read by key, and the
@@ -77,6 +77,9 @@ struct TableModel {
     name: String,
     cols: Vec<ColModel>,
     rows: BTreeMap<i64, BTreeMap<String, Vec<Vec<u8>>>>,
+    /// Secondary indexes: (index name, column name), on single-valued columns of short
+    /// types, so every record has exactly one entry.
+    indexes: Vec<(String, String)>,
 }
 
 /// Tables by lower-case name.
@@ -176,6 +179,7 @@ impl Driver {
                 name,
                 cols,
                 rows: BTreeMap::new(),
+                indexes: Vec::new(),
             },
         );
     }
@@ -217,12 +221,55 @@ impl Driver {
                 let i = self.rng.usize(..tm.cols.len());
                 let cname = tm.cols[i].name.clone();
                 let mut t = self.open(&tm.name.clone());
+                if tm.indexes.iter().any(|(_, c)| *c == cname) {
+                    assert_eq!(
+                        t.delete_column(&cname).unwrap_err().kind(),
+                        ErrorKind::ColumnInUse
+                    );
+                    return;
+                }
                 t.delete_column(&cname).unwrap();
                 let tm = self.model.get_mut(&key).unwrap();
                 tm.cols.remove(i);
                 for row in tm.rows.values_mut() {
                     row.remove(&cname);
                 }
+            }
+            12..=13 => {
+                // An index on a single-valued column of a short type.
+                let tm = &self.model[&key];
+                let free: Vec<&ColModel> = tm
+                    .cols
+                    .iter()
+                    .filter(|c| !c.multi && !c.ty.is_long())
+                    .filter(|c| !tm.indexes.iter().any(|(_, ic)| *ic == c.name))
+                    .collect();
+                if free.is_empty() {
+                    return;
+                }
+                let col = free[self.rng.usize(..free.len())].name.clone();
+                self.next_name += 1;
+                let name = format!("ix{}", self.next_name);
+                let dir = if self.rng.bool() { '+' } else { '-' };
+                let mut t = self.open(&tm.name.clone());
+                t.create_index(&IndexCreate {
+                    name: name.clone(),
+                    key: format!("{dir}{col}\0\0"),
+                    grbit: IndexGrbit::empty(),
+                    key_most: 0,
+                })
+                .unwrap();
+                self.model.get_mut(&key).unwrap().indexes.push((name, col));
+            }
+            14 => {
+                let tm = &self.model[&key];
+                if tm.indexes.is_empty() {
+                    return;
+                }
+                let i = self.rng.usize(..tm.indexes.len());
+                let mut t = self.open(&tm.name.clone());
+                t.delete_index(&tm.indexes[i].0).unwrap();
+                self.model.get_mut(&key).unwrap().indexes.remove(i);
             }
             _ => self.dml(&key),
         }
@@ -403,6 +450,27 @@ fn check(s: &Session, db: DbId, model: &Model, rng: &mut fastrand::Rng, what: &s
             "{what}: record count of {}",
             tm.name
         );
+        // Every secondary index holds one entry per record.
+        let mut ixs: Vec<String> = t.indexes().unwrap().into_iter().map(|i| i.name).collect();
+        let mut want_ixs: Vec<String> = tm.indexes.iter().map(|(n, _)| n.clone()).collect();
+        want_ixs.push("pk".into());
+        ixs.sort();
+        want_ixs.sort();
+        assert_eq!(ixs, want_ixs, "{what}: indexes of {}", tm.name);
+        for (ix, _) in &tm.indexes {
+            t.set_current_index(Some(ix)).unwrap();
+            let mut keys = Vec::new();
+            let mut r = t.move_to(Move::First);
+            while r.is_ok() {
+                keys.push(i64::from_le_bytes(
+                    t.retrieve_column(kid).unwrap().unwrap().try_into().unwrap(),
+                ));
+                r = t.move_to(Move::Next);
+            }
+            keys.sort_unstable();
+            let want: Vec<i64> = tm.rows.keys().copied().collect();
+            assert_eq!(keys, want, "{what}: entries of index {ix} of {}", tm.name);
+        }
     }
 }
 
@@ -516,8 +584,9 @@ fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
     }
     println!(
         "model: {steps} transactions ({commits} committed, {rollbacks} rolled back, {nested} \
-         with a nested level), {} tables and {} records at the end",
+         with a nested level), {} tables, {} records and {} secondary indexes at the end",
         committed.len(),
-        committed.values().map(|t| t.rows.len()).sum::<usize>()
+        committed.values().map(|t| t.rows.len()).sum::<usize>(),
+        committed.values().map(|t| t.indexes.len()).sum::<usize>()
     );
 }
