@@ -4,7 +4,8 @@
 //! every type (long values too), committing or rolling back, with nested levels committed into
 //! their parent or rolled back alone. An in-memory model follows every committed change; after
 //! every transaction every table is scanned in full, a few records are read by key, and the
-//! catalog's table list and each table's columns are compared with the model. The run ends
+//! catalog's table list and each table's columns are compared with the model; a second
+//! session holding an older snapshot must keep seeing the model of its snapshot. The run ends
 //! with a transaction left open at a crash (`SimFs`, every crash model): recovery must give
 //! exactly the model.
 //!
@@ -510,7 +511,29 @@ fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
     };
     let mut check_rng = fastrand::Rng::with_seed(seed ^ 0x5EED);
     let (mut commits, mut rollbacks, mut nested) = (0, 0, 0);
+    // A second session holding a snapshot across several of the writer's transactions: it
+    // must keep seeing the tables, columns and records of its snapshot (the trees of tables
+    // deleted since are not freed under it).
+    let reader = inst.begin_session().unwrap();
+    let rdb = reader.open_database(DB).unwrap();
+    let mut snapshot: Option<Model> = None;
+    let mut snapshot_checks = 0;
     for n in 0..steps {
+        match &snapshot {
+            None if d.rng.u8(0..8) == 0 => {
+                reader.begin_transaction().unwrap();
+                snapshot = Some(d.model.clone());
+            }
+            Some(m) if d.rng.u8(0..3) == 0 => {
+                check(&reader, rdb, m, &mut check_rng, &format!("snapshot at {n}"));
+                snapshot_checks += 1;
+                if d.rng.bool() {
+                    reader.commit_transaction(CommitGrbit::empty()).unwrap();
+                    snapshot = None;
+                }
+            }
+            _ => {}
+        }
         let saved = d.model.clone();
         s.begin_transaction().unwrap();
         for _ in 0..d.rng.usize(1..8) {
@@ -556,6 +579,9 @@ fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
             &format!("after transaction {n}"),
         );
     }
+    if snapshot.is_some() {
+        reader.commit_transaction(CommitGrbit::empty()).unwrap();
+    }
     s.check_database(db).unwrap();
     // A transaction open at the crash: recovery undoes it.
     s.begin_transaction().unwrap();
@@ -569,7 +595,7 @@ fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
         .collect();
     fs.set_power_cut(Some(0));
     drop(d);
-    drop(s);
+    drop((s, reader));
     drop(inst);
 
     for (model, image) in images {
@@ -584,7 +610,8 @@ fn random_ddl_and_dml_match_the_model_and_survive_a_crash() {
     }
     println!(
         "model: {steps} transactions ({commits} committed, {rollbacks} rolled back, {nested} \
-         with a nested level), {} tables, {} records and {} secondary indexes at the end",
+         with a nested level), {snapshot_checks} checks of an older snapshot, {} tables, {} \
+         records and {} secondary indexes at the end",
         committed.len(),
         committed.values().map(|t| t.rows.len()).sum::<usize>(),
         committed.values().map(|t| t.indexes.len()).sum::<usize>()
