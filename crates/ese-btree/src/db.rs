@@ -666,6 +666,61 @@ impl Database {
         Ok(())
     }
 
+    /// The number of pages tree `objid` owns (ESE's `JET_TblInfoSpaceOwned` of one tree),
+    /// counted by walking it level by level under the writer lock, so the count matches one
+    /// moment. Pages are read through the cache without copying them.
+    ///
+    /// # Errors
+    /// `ObjectNotFound` if there is no such tree; `BadParentPageLink` / `DatabaseCorrupted`
+    /// when its pages do not form a tree of that objid; page read errors.
+    pub fn tree_pages(&self, objid: ObjId) -> Result<u64> {
+        let sh = &self.shared;
+        let _w = sh.writer.lock();
+        let dir = Tree::new(Arc::clone(sh), DIR_OBJID, DIR_PGNO, TreeKind::Table);
+        let (data, _) = dir.get_opt(&key_u32(objid.0))?.ok_or_else(|| {
+            Error::new(ErrorKind::ObjectNotFound)
+                .with_message(format!("no tree with objid {objid}"))
+        })?;
+        let (root, _) = parse_dir_entry(&data)?;
+        let mut level = vec![root];
+        let mut seen = std::collections::HashSet::new();
+        let mut count = 0u64;
+        for _ in 0..crate::split::MAX_DEPTH {
+            let mut below = Vec::new();
+            for &p in &level {
+                if p == Pgno::NULL || !seen.insert(p) {
+                    return Err(Error::new(ErrorKind::DatabaseCorrupted)
+                        .with_pgno(p)
+                        .with_message(format!("tree {objid} reaches page {p} twice")));
+                }
+                let frame = sh.cache.get(p)?;
+                let page = frame.latch.read();
+                if page.objid() != objid || page.flags().contains(PageFlags::EMPTY) {
+                    return Err(Error::new(ErrorKind::BadParentPageLink)
+                        .with_pgno(p)
+                        .with_message(format!("page does not belong to tree {objid}")));
+                }
+                if !page.is_leaf() {
+                    for i in 0..page.count() {
+                        below.push(page.child(i).ok_or_else(|| {
+                            Error::new(ErrorKind::NodeCorrupted)
+                                .with_pgno(p)
+                                .with_message("bad child pointer")
+                        })?);
+                    }
+                }
+                count += 1;
+            }
+            if below.is_empty() {
+                return Ok(count);
+            }
+            level = below;
+        }
+        Err(Error::new(ErrorKind::DatabaseCorrupted)
+            .with_pgno(root)
+            .with_message(format!("tree {objid} deeper than the maximum")))
+    }
+
     /// Every tree of the database (objid, root page, kind), in objid order.
     ///
     /// # Errors

@@ -264,8 +264,9 @@ impl VersionStore {
     }
 
     /// The oldest snapshot any live transaction reads at; versions committed at or below it
-    /// are visible to everyone.
-    pub(crate) fn horizon(&self) -> u64 {
+    /// are visible to everyone (and a change committed at or below it is seen by every
+    /// transaction, so what it made unreachable can be freed).
+    pub fn horizon(&self) -> u64 {
         let active = self.active.lock();
         let latest = self.last_commit.load(Ordering::Acquire);
         active
@@ -274,6 +275,12 @@ impl VersionStore {
             .min()
             .unwrap_or(latest)
             .min(latest)
+    }
+
+    /// The newest commit timestamp handed out (every committed transaction has a timestamp at
+    /// or below it).
+    pub fn last_commit_ts(&self) -> u64 {
+        self.last_commit.load(Ordering::Acquire)
     }
 
     /// The state of `key` of `tree` as `view` sees it. `read_phys` reads the physical state
@@ -609,11 +616,16 @@ impl VersionStore {
             .rev()
             .find(|r| matches!(r.before, Before::State(_)))
             .is_some_and(|r| r.oper == Oper::Delete);
-        if now_empty
-            && last_was_delete
-            && let PhysState::Deleted(_) = self.store.read(tree, key)?
-        {
-            self.store.write(tree, key, &PhysState::Absent, &[])?;
+        if now_empty && last_was_delete {
+            // A tree freed since (its table or index was deleted, and every snapshot that
+            // could see it is gone) has nothing left to clean.
+            let phys = match self.store.read(tree, key) {
+                Err(e) if e.kind() == ErrorKind::ObjectNotFound => return Ok(n),
+                r => r?,
+            };
+            if let PhysState::Deleted(_) = phys {
+                self.store.write(tree, key, &PhysState::Absent, &[])?;
+            }
         }
         Ok(n)
     }

@@ -55,6 +55,11 @@ pub(crate) fn table_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// Whether `key` is the catalog key of a table.
+pub(crate) fn is_table_key(key: &[u8]) -> bool {
+    key.first() == Some(&KEY_TABLE)
+}
+
 /// A column as the catalog holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ColumnEntry {

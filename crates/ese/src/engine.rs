@@ -115,6 +115,10 @@ pub(crate) struct Engine {
     /// Next auto-increment value of each table with an auto-increment column, shared by its
     /// cursors (derived from the table's largest value at first use; see `docs/design.md`).
     autoincs: parking_lot::Mutex<std::collections::HashMap<ObjId, AutoincCounter>>,
+    /// Open cursors per table (JetDeleteTable refuses a table in use).
+    pub(crate) cursors: Arc<crate::ddl::OpenCursors>,
+    /// Trees of committed table and index deletions, freed once nobody can reach them.
+    pub(crate) deferred: parking_lot::Mutex<Vec<crate::ddl::DeferredFree>>,
 }
 
 /// The next auto-increment value of a table, taken and advanced under its mutex.
@@ -346,6 +350,8 @@ impl Engine {
             recovery: stats,
             seqs: parking_lot::Mutex::new(std::collections::HashMap::new()),
             autoincs: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            cursors: Arc::default(),
+            deferred: parking_lot::Mutex::new(Vec::new()),
             backup_pin: parking_lot::Mutex::new(None),
             ckpt_lock: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),
@@ -462,7 +468,10 @@ impl Engine {
             path: path.to_path_buf(),
             db,
         };
-        self.attach_common(d, None::<fn(&AttachedDb) -> Result<()>>)
+        self.attach_common(
+            d,
+            Some(|d: &AttachedDb| crate::ddl::sweep_unnamed_trees(d).map(drop)),
+        )
     }
 
     fn attach_common(

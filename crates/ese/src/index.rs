@@ -620,6 +620,7 @@ impl Table {
     pub fn create_index(&mut self, create: &IndexCreate) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let engine = Arc::clone(&self.engine);
         session.in_transaction(&engine, |t| self.create_index_in(t, create))
     }
@@ -730,7 +731,9 @@ impl Table {
 
     /// Deletes an index of the table (JetDeleteIndex), in the session's transaction (or an
     /// implicit one). A cursor whose current index it was goes back to the primary index.
-    /// The index's tree is not freed (a snapshot older than the delete may still read it).
+    /// The index's tree is freed after the commit, once no transaction that could still see
+    /// the index is open and no cursor is open on the table (as a deleted table's trees, see
+    /// [`Session::delete_table`](crate::Session::delete_table)).
     ///
     /// # Errors
     /// `IndexNotFound` (-1404); `IndexMustStay` (-1405) for the primary (clustered) index;
@@ -740,8 +743,10 @@ impl Table {
     pub fn delete_index(&mut self, name: &str) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let engine = Arc::clone(&self.engine);
-        session.in_transaction(&engine, |t| {
+        let explicit = session.open_level() > 0;
+        let (level, objid) = session.in_transaction(&engine, |t| {
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
             let key = catalog::table_key(&self.def.name);
             let bytes = t.read(cat, &key)?.ok_or_else(|| {
@@ -758,10 +763,13 @@ impl Table {
             if def.indexes.get(i).is_some_and(IndexEntry::is_primary) {
                 return Err(Error::new(ErrorKind::IndexMustStay).with_message(name.to_owned()));
             }
-            def.indexes.remove(i);
+            let removed = def.indexes.remove(i);
             t.replace(cat, &key, &def.encode())?;
-            self.install_def(def.encode())
-        })
+            self.install_def(def.encode())?;
+            Ok((t.level(), removed.objid))
+        })?;
+        self.defer_index_free(explicit, level, objid);
+        Ok(())
     }
 }
 

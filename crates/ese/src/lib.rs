@@ -58,9 +58,11 @@ mod backup;
 mod catalog;
 mod column;
 mod database;
+mod ddl;
 mod engine;
 mod grbit;
 mod index;
+mod info;
 mod instance;
 mod key;
 mod record;
@@ -87,6 +89,7 @@ pub use grbit::{BackupGrbit, EndExternalBackupGrbit};
 pub use index::{
     IndexRangeGrbit, MakeKeyGrbit, RetrieveKeyGrbit, SeekResult, SetCurrentIndexGrbit,
 };
+pub use info::{ColumnInfo, IndexInfo, IndexSegmentInfo, TableInfo};
 pub use instance::{Instance, InstanceBuilder};
 pub use key::{SegmentSpec, fold_text, normalize_prefix, normalize_segment, truncate_key};
 pub use record::{Record, RecordLayout, TaggedValue};

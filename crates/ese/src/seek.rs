@@ -112,6 +112,7 @@ impl Table {
     pub fn make_key(&mut self, value: Option<&[u8]>, grbit: MakeKeyGrbit) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let def = Arc::clone(&self.def);
         let ix = self.current_ix()?.clone();
         make_key(&def, &ix, &mut self.key, value, grbit)
@@ -132,6 +133,7 @@ impl Table {
     pub fn seek_key(&mut self, op: Seek) -> Result<SeekResult> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let key = self
             .key
             .take()
@@ -152,6 +154,7 @@ impl Table {
     pub fn seek(&mut self, values: &[Option<&[u8]>], op: Seek) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let def = Arc::clone(&self.def);
         let ix = self.current_ix()?.clone();
         let mut key = None;
@@ -186,6 +189,7 @@ impl Table {
     pub fn set_index_range(&mut self, grbit: IndexRangeGrbit) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         if IndexRangeGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
@@ -224,6 +228,7 @@ impl Table {
     /// `NoCurrentRecord` (-1603) when the cursor is on no entry; the session errors.
     pub fn index_record_count(&self, max: u64) -> Result<u64> {
         let _call = self.session.enter(false)?;
+        self.check_open()?;
         let (node, _) = self
             .pos
             .as_ref()
@@ -253,6 +258,7 @@ impl Table {
     /// is being made; `InvalidGrbit` (-900); the session errors.
     pub fn retrieve_key(&self, grbit: RetrieveKeyGrbit) -> Result<Vec<u8>> {
         let _call = self.session.enter(false)?;
+        self.check_open()?;
         if RetrieveKeyGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
@@ -296,6 +302,7 @@ impl Table {
     ) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         if SetCurrentIndexGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
@@ -453,6 +460,7 @@ impl Table {
     ) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         if self.cur.is_primary() {
             return Err(Error::new(ErrorKind::NoCurrentIndex)
                 .with_message("the current index is the primary index"));

@@ -8,6 +8,7 @@ use ese_session::{SessionCall, SessionCore};
 use ese_txn::Transaction;
 use parking_lot::Mutex;
 
+use crate::ddl::LevelEnd;
 use crate::grbit::{BeginTransactionGrbit, CommitGrbit, EndSessionGrbit, RollbackGrbit};
 use crate::instance::{Instance, InstanceInner};
 
@@ -24,6 +25,18 @@ pub(crate) struct SessionState {
     /// Records that got escrow deltas on a delete-on-zero column in the open transaction,
     /// checked when it ends.
     pub(crate) zero_checks: Vec<crate::special::ZeroCheck>,
+    /// The session's cursors (closed by a rollback of the level they belong to, and all when
+    /// the session ends).
+    pub(crate) cursors: Vec<std::sync::Weak<crate::ddl::CursorHandle>>,
+    /// Trees made unreachable by DDL of the open transaction, freed after its commit.
+    pub(crate) ddl_pending: Vec<crate::ddl::PendingFree>,
+}
+
+impl SessionState {
+    /// Applies the end of a transaction level to the session's cursors and DDL bookkeeping.
+    pub(crate) fn level_end(&mut self, engine: Option<&crate::engine::Engine>, end: &LevelEnd) {
+        crate::ddl::level_end(engine, &mut self.cursors, &mut self.ddl_pending, end);
+    }
 }
 
 /// The identity of a commit (ESE's `JET_COMMIT_ID`), returned by
@@ -62,6 +75,7 @@ impl SessionShared {
         };
         st.trx = None;
         st.zero_checks.clear();
+        st.level_end(None, &LevelEnd::SessionEnded);
         st.open_dbs.clear();
         for temp in st.temp_tables.drain(..) {
             if let Some(temp) = temp.upgrade() {
@@ -122,7 +136,8 @@ impl Session {
     }
 
     /// Ends the session (JetEndSession): rolls back every open transaction level, closes
-    /// everything the session holds and frees it; every later call on any clone returns
+    /// everything the session holds (its cursors included: they no longer keep their tables
+    /// in use) and frees it; every later call on any clone returns
     /// `InvalidSesid` (-1104). `grbit` is accepted and ignored, as in ESE.
     ///
     /// # Errors
@@ -315,18 +330,28 @@ impl Session {
         match t.commit_level(grbit.contains(CommitGrbit::LAZY_FLUSH)) {
             Ok(info) => {
                 let mut lgpos = None;
-                let mut checks = Vec::new();
+                let into = t.level();
                 if let Some(c) = info {
                     if c.lgpos.is_some() {
                         st.last_commit = c.lgpos;
                     }
                     lgpos = c.lgpos;
                     st.trx = None;
-                    checks = std::mem::take(&mut st.zero_checks);
-                }
-                drop(st);
-                if !checks.is_empty() {
-                    crate::special::run_zero_checks(self, checks);
+                    let checks = std::mem::take(&mut st.zero_checks);
+                    let engine = self.inst.engine().ok();
+                    st.level_end(engine.as_deref(), &LevelEnd::Committed0 { ts: c.commit_ts });
+                    drop(st);
+                    if let Some(engine) = engine
+                        && let Err(e) = crate::ddl::free_deferred(&engine)
+                    {
+                        // The commit is done; a tree that cannot be freed stays allocated.
+                        self.check_fatal(&e);
+                    }
+                    if !checks.is_empty() {
+                        crate::special::run_zero_checks(self, checks);
+                    }
+                } else {
+                    st.level_end(None, &LevelEnd::Committed { into });
                 }
                 call.pop_level();
                 Ok(lgpos)
@@ -382,6 +407,7 @@ impl Session {
             st.trx = None;
             checks = std::mem::take(&mut st.zero_checks);
         }
+        st.level_end(None, &LevelEnd::RolledBack { to: target });
         drop(st);
         if !checks.is_empty() {
             crate::special::run_zero_checks(self, checks);

@@ -225,12 +225,14 @@ impl Table {
     /// `RecordDeleted` (-1017) if this transaction does not see the record;
     /// `WriteConflict` (-1102) when another transaction replaced, deleted or write-locked
     /// the record and has not committed (or committed after this transaction began);
-    /// `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069); the session errors.
+    /// `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069); `InvalidTableId` (-1310)
+    /// for a cursor closed by the rollback of the level it was opened in; the session errors.
     ///
     /// Corresponds to: `JetEscrowUpdate`.
     pub fn escrow_update(&mut self, column: u32, delta: &[u8]) -> Result<Vec<u8>> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let mut st = session.shared.state.lock();
         let t = st
             .trx

@@ -232,19 +232,34 @@ impl Session {
         let engine = self.inst.engine()?;
         let d = self.opened(&engine, db)?;
         let cat = tree_id(d.dbid, CATALOG_OBJID);
-        let view = self.read_view();
-        let bytes = engine
-            .vs
-            .read(cat, &catalog::table_key(name), &view)?
-            .value()
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()))?;
+        let key = catalog::table_key(name);
+        let read = || -> Result<Vec<u8>> {
+            engine
+                .vs
+                .read(cat, &key, &self.read_view())?
+                .value()
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()))
+        };
+        let bytes = read()?;
         let def = TableDef::decode(&bytes)?;
         let tree = tree_id(d.dbid, def.objid);
-        register_trees(&engine, d.dbid, &def)?;
-        let seq = engine.implicit_key_counter(tree)?;
+        // The cursor counts as open before it touches the trees, and the catalog is read
+        // again: a deletion whose trees were freed in between shows there (it committed
+        // before the freeing), so no cursor reaches a freed tree.
+        let handle = self.register_cursor(&engine, tree);
+        let ready = (|| {
+            let again = TableDef::decode(&read()?)?;
+            if again.objid != def.objid {
+                return Err(Error::new(ErrorKind::ObjectNotFound).with_message(name.to_owned()));
+            }
+            register_trees(&engine, d.dbid, &def)?;
+            engine.implicit_key_counter(tree)
+        })();
+        let seq = ready.inspect_err(|_| handle.close())?;
         let cur = CurIndex::primary(&def, tree);
         Ok(Table {
+            handle,
             session: self.clone(),
             engine,
             layout: def.layout(),
@@ -353,6 +368,11 @@ pub(crate) enum Land {
 /// every call enters through that session (so another thread using it concurrently gets
 /// `SessionSharingViolation`), reads through its snapshot and writes through its transaction.
 ///
+/// A cursor opened inside a transaction level is closed when that level rolls back (as ESE
+/// closes such cursors); every later call on it returns `InvalidTableId` (-1310). Committing
+/// the level hands the cursor to the level below; a cursor opened outside a transaction is
+/// never closed that way. Dropping the cursor closes it (JetCloseTable).
+///
 /// A cursor has a current index (the primary index when opened, see
 /// [`Table::set_current_index`]), a current entry of that index (and so a current record), a
 /// search key being made ([`Table::make_key`]) and optionally an index range
@@ -386,6 +406,43 @@ pub struct Table {
     /// The tree cursor of the last move or seek, with the tree it is on, kept so moving next
     /// from the entry it is on costs no descent.
     pub(crate) nav: Option<(ObjId, Cursor)>,
+    /// The cursor's registration (open cursors per table; closed by a rollback of the level
+    /// it was opened in).
+    pub(crate) handle: Arc<crate::ddl::CursorHandle>,
+}
+
+/// Closing a cursor (JetCloseTable) is dropping it; a prepared update is discarded.
+impl Drop for Table {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}
+
+impl Table {
+    /// A second cursor on the table, on its primary index, before the first record (see
+    /// [`Table::dup_cursor`]).
+    pub(crate) fn duplicate(&self) -> Table {
+        let handle = self.session.register_cursor(&self.engine, self.tree);
+        Table {
+            session: self.session.clone(),
+            engine: Arc::clone(&self.engine),
+            def: Arc::clone(&self.def),
+            def_bytes: self.def_bytes.clone(),
+            layout: self.layout.clone(),
+            tree: self.tree,
+            pad: self.pad,
+            cur: CurIndex::primary(&self.def, self.tree),
+            pos: None,
+            current: None,
+            off: Off::BeforeFirst(None),
+            prepared: None,
+            seq: Arc::clone(&self.seq),
+            key: None,
+            range: None,
+            nav: None,
+            handle,
+        }
+    }
 }
 
 impl std::fmt::Debug for Table {
@@ -649,6 +706,7 @@ impl Table {
     pub fn move_to(&mut self, m: Move) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let view = session.read_view();
         let mut c = self.take_cursor()?;
         let (on, forward) = match m {
@@ -777,6 +835,7 @@ impl Table {
     /// As [`Table::retrieve_column`]; `BadItagSequence` (-1518) for `itag` 0.
     pub fn retrieve_column_itag(&self, column: u32, itag: usize) -> Result<Option<Vec<u8>>> {
         let _call = self.session.enter(false)?;
+        self.check_open()?;
         if itag == 0 {
             return Err(Error::new(ErrorKind::BadItagSequence));
         }
@@ -800,6 +859,7 @@ impl Table {
     /// As [`Table::retrieve_column`].
     pub fn column_value_count(&self, column: u32) -> Result<usize> {
         let _call = self.session.enter(false)?;
+        self.check_open()?;
         let col = self.def.column(column)?;
         let rec = match &self.prepared {
             Some(p) => p.record.clone(),
@@ -830,6 +890,7 @@ impl Table {
     pub fn goto_bookmark(&mut self, bookmark: &[u8]) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let view = session.read_view();
         let rec = self.record_at(&view, bookmark)?;
         self.range = None;
@@ -862,6 +923,7 @@ impl Table {
     pub fn prepare_update(&mut self, prep: Prep) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         match prep {
             Prep::Cancel => {
                 return self
@@ -934,6 +996,7 @@ impl Table {
     ) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let col = self.def.column(column)?.clone();
         let p = self
             .prepared
@@ -1083,6 +1146,7 @@ impl Table {
     pub fn update(&mut self) -> Result<Vec<u8>> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         if self.prepared.is_none() {
             return Err(Error::new(ErrorKind::UpdateNotPrepared));
         }
@@ -1124,6 +1188,7 @@ impl Table {
     pub fn delete(&mut self) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
+        self.check_open()?;
         let key = self
             .current
             .clone()
