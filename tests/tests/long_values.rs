@@ -81,7 +81,7 @@ fn fixture(tables: &[(&str, ColumnType)]) -> Fixture {
 }
 
 /// Deterministic bytes (printable, so they are valid text too), different per `seed`.
-fn data(len: usize, seed: u8) -> Vec<u8> {
+fn data(len: usize, seed: u32) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(u64::from(seed));
     (0..len).map(|_| rng.u8(b'a'..=b'z')).collect()
 }
@@ -129,10 +129,10 @@ fn values_of_every_size_round_trip_and_survive_term() {
     ]);
     let lens = [0usize, 1, 1024, 1025, PAGE - 1, PAGE + 1, 10 << 20];
     let mut expect = Vec::new();
-    for (k, name) in ["bin", "txt"].into_iter().enumerate() {
+    for (k, name) in (0u32..).zip(["bin", "txt"]) {
         let mut t = f.s.open_table(f.db, name).unwrap();
         for (i, len) in (0i32..).zip(lens) {
-            let v = data(len, (k * 10) as u8 + i as u8);
+            let v = data(len, k * 10 + i.unsigned_abs());
             insert(&mut t, i, &v);
             expect.push((name, i, v));
         }
@@ -363,7 +363,7 @@ fn replace_and_delete_free_the_chunks() {
     let mut t = s.open_table(f.db, "t").unwrap();
     let (lv, n) = (col(&t, "lv"), col(&t, "n"));
     for i in 0..3 {
-        insert(&mut t, i, &data(20_000, i as u8));
+        insert(&mut t, i, &data(20_000, i.unsigned_abs()));
     }
     let per = 20_000u64.div_ceil((PAGE - 200) as u64);
     let (lids, chunks) = t.long_value_stats().unwrap();
@@ -371,13 +371,13 @@ fn replace_and_delete_free_the_chunks() {
     assert!(chunks >= 3 * per, "{chunks}");
     // Another column changes: the long value stays where it is.
     replace(s, &mut t, 0, |t| {
-        t.set_column(n, Some(&5i32.to_le_bytes())).unwrap()
+        t.set_column(n, Some(&5i32.to_le_bytes())).unwrap();
     });
     assert_eq!(t.long_value_stats().unwrap(), (lids, chunks));
     assert_eq!(lv_of(&mut t, 0).unwrap(), data(20_000, 0));
     // A new value replaces the old one's chunks.
     replace(s, &mut t, 0, |t| {
-        t.set_column(lv, Some(&data(30_000, 9))).unwrap()
+        t.set_column(lv, Some(&data(30_000, 9))).unwrap();
     });
     let (lids2, chunks2) = t.long_value_stats().unwrap();
     assert_eq!(lids2, 3);
@@ -593,7 +593,7 @@ fn many_medium_values_in_one_record_are_moved_out_of_it() {
     let mv = col(&t, "mv");
     // Twenty 1000-byte values: each stays under the 1 KiB threshold, together they pass a
     // page; the longest move out until the record fits.
-    let vals: Vec<Vec<u8>> = (0..20).map(|i| data(1000 - i, i as u8)).collect();
+    let vals: Vec<Vec<u8>> = (0u32..20).map(|i| data(1000 - i as usize, i)).collect();
     t.prepare_update(Prep::Insert).unwrap();
     t.set_column(col(&t, "id"), Some(&1i32.to_le_bytes()))
         .unwrap();
@@ -623,7 +623,7 @@ fn secondary_index_over_a_long_text_column() {
     });
     s.create_table(f.db, &create).unwrap();
     let mut t = s.open_table(f.db, "docs").unwrap();
-    let doc = |first: &str, len: usize, seed: u8| {
+    let doc = |first: &str, len: usize, seed: u32| {
         let mut v = first.as_bytes().to_vec();
         v.extend(data(len, seed));
         v
