@@ -945,7 +945,7 @@ impl Table {
 
     /// The table's long-value tree, or `None` for a table created before long-value trees
     /// existed (its long values stay in the record).
-    fn lv_tree(&self) -> Result<Option<LvTree>> {
+    pub(crate) fn lv_tree(&self) -> Result<Option<LvTree>> {
         if self.def.lv_objid.0 == 0 {
             return Ok(None);
         }
