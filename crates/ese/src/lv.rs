@@ -277,7 +277,8 @@ mod tests {
         for id in [1i32, 2] {
             t.prepare_update(Prep::Insert).unwrap();
             t.set_column(1, Some(&id.to_le_bytes())).unwrap();
-            t.set_column(256, Some(&vec![id as u8; 10_000])).unwrap();
+            t.set_column(256, Some(&vec![id.to_le_bytes()[0]; 10_000]))
+                .unwrap();
             t.update().unwrap();
         }
         let lv = t.lv_tree().unwrap().unwrap();
