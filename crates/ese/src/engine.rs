@@ -502,6 +502,9 @@ impl Engine {
                 self.store.unregister(tree_id(d.dbid, objid));
             }
         }
+        // Implicit-key and LID counters belong to this file: another database attached
+        // under the same id starts from its own trees.
+        self.seqs.lock().retain(|tree, _| tree.0 >> 24 != d.dbid);
         Ok(())
     }
 

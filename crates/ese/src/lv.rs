@@ -155,7 +155,8 @@ impl LvTree {
             return Ok(Vec::new());
         }
         let end = r.len.min(offset.saturating_add(max as u64));
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        // The length comes from the record: trust it for the capacity only up to 16 chunks.
+        let mut out = Vec::with_capacity((end - offset).min(16 * self.chunk) as usize);
         let mut c0 = offset - offset % self.chunk;
         while c0 < end {
             let d = self.chunk_at(vs, view, r, c0)?;
