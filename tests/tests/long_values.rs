@@ -417,6 +417,13 @@ fn rollback_leaves_nothing_and_old_snapshots_read_old_values() {
     let mut rt = reader.open_table(rdb, "t").unwrap();
     reader.begin_transaction().unwrap();
     assert_eq!(lv_of(&mut rt, 1).unwrap(), old);
+    // An uncommitted change is not seen, and rolled back leaves the value as it was.
+    s.begin_transaction().unwrap();
+    replace_in(&mut t, 1, &data(20_000, 8));
+    assert_eq!(lv_of(&mut t, 1).unwrap(), data(20_000, 8));
+    assert_eq!(lv_of(&mut rt, 1).unwrap(), old);
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    assert_eq!(lv_of(&mut t, 1).unwrap(), old);
     replace(s, &mut t, 1, |t| {
         t.set_column_with(
             col(t, "lv"),

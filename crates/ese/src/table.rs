@@ -165,7 +165,8 @@ impl Session {
 
     /// Creates a table with its columns and indexes (JetCreateTableColumnIndex), in the
     /// session's transaction (or an implicit one): if that transaction rolls back, the table
-    /// does not exist. Every secondary index gets a B+tree of its own.
+    /// does not exist. Every secondary index gets a B+tree of its own, and the table a
+    /// long-value tree for its separated long values.
     ///
     /// # Errors
     /// `InvalidName` (-1002) for a bad table, column or index name; `TableDuplicate` (-1303)
@@ -177,6 +178,7 @@ impl Session {
     /// `IndexHasPrimary` (-1402) for two primary indexes; `IndexDuplicate` (-1403) for two
     /// indexes with one name; `CannotIndex` (-1071) for an escrow column in a key;
     /// `InvalidGrbit` (-900) for unknown index options; `InvalidDatabaseId` (-1010);
+    /// `OutOfDatabaseSpace` (-1012) / disk errors when its trees cannot be allocated;
     /// `TransReadOnly` (-1110) in a read-only transaction; `WriteConflict` (-1102) if another
     /// transaction is creating the same table; the session and instance errors.
     pub fn create_table(&self, db: DbId, create: &TableCreate) -> Result<()> {
@@ -836,7 +838,8 @@ impl Table {
     ///
     /// # Errors
     /// `NoCurrentRecord` (-1603) off a record; `RecordDeleted` (-1017) if the record was
-    /// deleted; `ColumnNotFound` (-1507); the session errors.
+    /// deleted; `ColumnNotFound` (-1507); `LVCorrupted` (-1526) for a separated long value
+    /// with a missing or damaged chunk; the session errors.
     pub fn retrieve_column(&self, column: u32) -> Result<Option<Vec<u8>>> {
         self.retrieve_column_itag(column, 1)
     }
@@ -1570,8 +1573,14 @@ impl Table {
     /// `WriteConflict` (-1102) when another transaction changed the record, an entry key of a
     /// unique index or the table's definition and has not committed (or committed after this
     /// transaction began), and for a replace without lock whose record changed since it was
-    /// prepared; `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069); the session
-    /// errors. On error nothing is written and the update stays prepared.
+    /// prepared; `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069) (deleting a
+    /// replaced separated long value keeps its chunks' before-images); `LVCorrupted` (-1526)
+    /// when a long value the update replaces has a missing chunk; the session errors. On
+    /// error nothing is written and the update stays prepared.
+    ///
+    /// A long value over 1024 bytes (or a shorter one when the record would not fit a page
+    /// otherwise) is written to the table's long-value tree in the same transaction, and the
+    /// chunks of the long values the update replaces are deleted.
     pub fn update(&mut self) -> Result<Vec<u8>> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
@@ -1614,7 +1623,9 @@ impl Table {
     ///
     /// # Errors
     /// `NoCurrentRecord` (-1603); `RecordDeleted` (-1017) if it was deleted already;
-    /// `WriteConflict` (-1102); `TransReadOnly` (-1110); the session errors.
+    /// `WriteConflict` (-1102); `TransReadOnly` (-1110); `LVCorrupted` (-1526) when one of
+    /// its separated long values has a missing chunk (nothing is deleted); the session
+    /// errors. The chunks of the record's separated long values are deleted with it.
     pub fn delete(&mut self) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
