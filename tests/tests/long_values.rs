@@ -288,6 +288,27 @@ fn append_overwrite_size_and_reads_at_an_offset() {
             .unwrap();
     });
     assert_eq!(lv_of(&mut t, 1), None);
+    // Overwrite and resize: the value ends with the data.
+    replace(s, &mut t, 1, |t| {
+        t.set_column_with(
+            lv,
+            Some(&data(3000, 6)),
+            SetGrbit::empty(),
+            SetInfo::default(),
+        )
+        .unwrap();
+        t.set_column_with(
+            lv,
+            Some(b"xyz"),
+            SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV,
+            info(1500),
+        )
+        .unwrap();
+    });
+    let mut cut = data(3000, 6);
+    cut.truncate(1500);
+    cut.extend_from_slice(b"xyz");
+    assert!(lv_of(&mut t, 1).unwrap() == cut);
     // Errors.
     goto(&mut t, 1);
     s.begin_transaction().unwrap();
@@ -310,6 +331,15 @@ fn append_overwrite_size_and_reads_at_an_offset() {
             lv,
             Some(b"x"),
             SetGrbit::APPEND_LV | SetGrbit::OVERWRITE_LV,
+            SetInfo::default()
+        )),
+        -900
+    );
+    assert_eq!(
+        code(t.set_column_with(
+            lv,
+            Some(&[0; 4]),
+            SetGrbit::APPEND_LV | SetGrbit::SIZE_LV,
             SetInfo::default()
         )),
         -900

@@ -1287,15 +1287,17 @@ impl Table {
     /// [`SetGrbit::OVERWRITE_LV`] writes `value` over it from byte `info.ib_long_value`
     /// (extending it past its end), [`SetGrbit::SIZE_LV`] makes its length the u32
     /// (little-endian) in `value`, padding with zero bytes or truncating (length 0 leaves a
-    /// zero-length value). Without those options `value` replaces the value; empty data sets
-    /// null unless [`SetGrbit::ZERO_LENGTH`] is given (as ESE), `None` sets null. A long
+    /// zero-length value), and `OVERWRITE_LV | SIZE_LV` overwrites and then cuts the value
+    /// at the end of the data. Without those options `value` replaces the value; empty data
+    /// sets null unless [`SetGrbit::ZERO_LENGTH`] is given (as ESE), `None` sets null. A long
     /// value longer than 1024 bytes is stored apart from the record, in the table's
-    /// long-value tree, when the update is written.
+    /// long-value tree, when the update is written; [`SetGrbit::SEPARATE_LV`] and
+    /// [`SetGrbit::INTRINSIC_LV`] are accepted as hints and have no effect.
     ///
     /// # Errors
     /// `UpdateNotPrepared` (-1609); `ColumnNotFound` (-1507); `InvalidGrbit` (-900) for
-    /// unknown options, for `APPEND_LV`/`OVERWRITE_LV`/`SIZE_LV` on a column that is not long
-    /// or two of them together; `InvalidBufferSize` (-1047) for a `SIZE_LV` value that is not
+    /// unknown options, for `APPEND_LV`/`OVERWRITE_LV`/`SIZE_LV` on a column that is not long,
+    /// and for `APPEND_LV` with `OVERWRITE_LV` or `SIZE_LV`; `InvalidBufferSize` (-1047) for a `SIZE_LV` value that is not
     /// 4 bytes, or a fixed-size value of the wrong size; `ColumnNoChunk` (-1502) for an
     /// `ib_long_value` past the end of the value; `ColumnTooBig` (-1506) when the value would
     /// be longer than the column's maximum (the message gives both lengths); `NullInvalid`
@@ -1333,9 +1335,9 @@ impl Table {
                 col.def.name
             )));
         }
-        if lv_ops.bits().count_ones() > 1 {
+        if lv_ops.bits().count_ones() > 1 && lv_ops != SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV {
             return Err(Error::new(ErrorKind::InvalidGrbit)
-                .with_message("APPEND_LV, OVERWRITE_LV and SIZE_LV exclude each other"));
+                .with_message("APPEND_LV goes with neither OVERWRITE_LV nor SIZE_LV"));
         }
         let new = if lv_ops.is_empty() {
             match value {
@@ -1375,7 +1377,7 @@ impl Table {
                 }
                 cur.resize(n as usize, 0);
             } else {
-                let at = if lv_ops == SetGrbit::OVERWRITE_LV {
+                let at = if lv_ops.contains(SetGrbit::OVERWRITE_LV) {
                     info.ib_long_value
                 } else {
                     cur.len() as u64
@@ -1397,6 +1399,10 @@ impl Table {
                 }
                 if let Some(dst) = cur.get_mut(at..end) {
                     dst.copy_from_slice(data);
+                }
+                if lv_ops.contains(SetGrbit::SIZE_LV) {
+                    // ESE's overwrite-range-and-resize: the value ends with the data.
+                    cur.truncate(end);
                 }
             }
             if cur.is_empty()
