@@ -928,3 +928,65 @@ fn crash_at_many_points_keeps_whole_committed_long_values() {
         k += step;
     }
 }
+
+#[test]
+fn appends_to_a_large_value_write_only_the_chunks_they_touch() {
+    // The default version store budget (2 MiB): a rewrite of a 3 MiB value would keep more
+    // before-images than that; an append versions one chunk.
+    let fs = SimFs::new();
+    let fsd: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let inst = Instance::builder("long-values-budget")
+        .system_path("/sys")
+        .log_path("/log")
+        .file_system(fsd)
+        .create()
+        .unwrap();
+    inst.init().unwrap();
+    let s = inst.begin_session().unwrap();
+    let db = s.create_database(DB, CreateDatabaseGrbit::empty()).unwrap();
+    s.create_table(db, &lv_table("t", ColumnType::LongBinary))
+        .unwrap();
+    let mut t = s.open_table(db, "t").unwrap();
+    let lv = col(&t, "lv");
+    let mut want = data(3 << 20, 1);
+    insert(&mut t, 1, &want);
+    let (lids, chunks) = t.long_value_stats().unwrap();
+    for round in 0..5 {
+        let more = data(5000, 2 + round);
+        replace(&s, &mut t, 1, |t| {
+            t.set_column_with(lv, Some(&more), SetGrbit::APPEND_LV, SetInfo::default())
+                .unwrap();
+        });
+        want.extend_from_slice(&more);
+    }
+    let info = SetInfo {
+        itag_sequence: 1,
+        ib_long_value: 1 << 20,
+    };
+    replace(&s, &mut t, 1, |t| {
+        t.set_column_with(lv, Some(b"in the middle"), SetGrbit::OVERWRITE_LV, info)
+            .unwrap();
+    });
+    want[1 << 20..(1 << 20) + 13].copy_from_slice(b"in the middle");
+    assert!(lv_of(&mut t, 1).unwrap() == want);
+    let (lids2, chunks2) = t.long_value_stats().unwrap();
+    assert_eq!(lids2, lids, "the value kept its place");
+    assert!(
+        chunks2 > chunks && chunks2 <= chunks + 5,
+        "{chunks} -> {chunks2}"
+    );
+    // Replacing the whole value at once needs the before-images of every chunk.
+    let e = (|| {
+        goto(&mut t, 1);
+        s.begin_transaction()?;
+        t.prepare_update(Prep::Replace)?;
+        t.set_column(lv, Some(&data(3 << 20, 9)))?;
+        t.update()
+    })()
+    .unwrap_err();
+    assert_eq!(e.code(), -1069, "{e}");
+    t.prepare_update(Prep::Cancel).unwrap();
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    assert!(lv_of(&mut t, 1).unwrap() == want);
+    check(&s, db);
+}

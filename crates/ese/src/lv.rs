@@ -184,6 +184,49 @@ impl LvTree {
         })
     }
 
+    /// Makes long value `r` hold `data` (at least one byte) in place, in transaction `t`:
+    /// chunks whose bytes do not change are left alone, changed ones replaced, new ones
+    /// inserted and those past the new end deleted, so appending to a long value or
+    /// overwriting part of it writes (and versions) only the chunks it touches.
+    ///
+    /// # Errors
+    /// `LVCorrupted` (-1526) for a missing chunk or one of the wrong length; the
+    /// transaction's errors.
+    pub(crate) fn rewrite(&self, t: &mut Transaction, r: LvRef, data: &[u8]) -> Result<LvRef> {
+        let new_len = data.len() as u64;
+        let mut offset = 0u64;
+        while offset < r.len.max(new_len) {
+            let key = chunk_key(r.lid, offset);
+            let piece = data
+                .get(offset as usize..(offset + self.chunk).min(new_len) as usize)
+                .unwrap_or_default();
+            if offset < r.len {
+                let want = self.chunk.min(r.len - offset) as usize;
+                let old = t
+                    .read(self.tree, &key)?
+                    .filter(|d| d.len() == want)
+                    .ok_or_else(|| {
+                        lv_corrupt(format!(
+                            "long value {} ({} bytes): no chunk of {want} bytes at offset {offset}",
+                            r.lid, r.len
+                        ))
+                    })?;
+                if piece.is_empty() {
+                    t.delete(self.tree, &key)?;
+                } else if old != piece {
+                    t.replace(self.tree, &key, piece)?;
+                }
+            } else {
+                t.insert(self.tree, &key, piece)?;
+            }
+            offset += self.chunk;
+        }
+        Ok(LvRef {
+            lid: r.lid,
+            len: new_len,
+        })
+    }
+
     /// Deletes every chunk of `r`, in transaction `t`.
     ///
     /// # Errors

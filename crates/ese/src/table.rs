@@ -1015,14 +1015,40 @@ impl Table {
     }
 
     /// `rec` as it is stored, in transaction `t`: every value of a long column longer than
-    /// [`LV_INTRINSIC_MOST`] bytes is written to the long-value tree under a new LID and
-    /// replaced by its reference; then, while the record is longer than `room` bytes, the
-    /// longest value of a long column still in the record (over 16 bytes) moves out too.
-    /// Values already separated stay as they are.
-    fn store_lvs(&self, t: &mut Transaction, rec: &Record, room: usize) -> Result<Record> {
+    /// [`LV_INTRINSIC_MOST`] bytes is written to the long-value tree and replaced by its
+    /// reference; then, while the record is longer than `room` bytes, the longest value of a
+    /// long column still in the record (over 16 bytes) moves out too. Values already
+    /// separated stay as they are. A value is written in place of the separated value the
+    /// same column and `itagSequence` had in `old` (the record it replaces) when `rec` no
+    /// longer refers to that one (only its changed chunks are written), else under a new LID.
+    fn store_lvs(
+        &self,
+        t: &mut Transaction,
+        rec: &Record,
+        old: Option<&Record>,
+        room: usize,
+    ) -> Result<Record> {
         let Some(lv) = self.lv_tree()? else {
             return Ok(rec.clone());
         };
+        // LIDs of `old` that `rec` does not refer to: each may take one new value in place.
+        let mut kept = Vec::new();
+        for (_, values) in rec.columns() {
+            for v in values.iter().filter(|v| v.separated) {
+                kept.push(LvRef::decode(&v.data)?.lid);
+            }
+        }
+        let mut reusable = std::collections::BTreeMap::new();
+        if let Some(old) = old {
+            for (id, values) in old.columns() {
+                for (i, v) in values.iter().enumerate().filter(|(_, v)| v.separated) {
+                    let r = LvRef::decode(&v.data)?;
+                    if !kept.contains(&r.lid) {
+                        reusable.insert((id, i + 1), r);
+                    }
+                }
+            }
+        }
         let mut out = rec.clone();
         let mut candidates: Vec<(u32, usize, usize)> = Vec::new();
         for (id, values) in rec.columns() {
@@ -1034,7 +1060,8 @@ impl Table {
                     continue;
                 }
                 if v.data.len() > LV_INTRINSIC_MOST {
-                    self.separate(t, &lv, &mut out, id, i + 1, &v.data)?;
+                    let prev = reusable.remove(&(id, i + 1));
+                    self.separate(t, &lv, &mut out, (id, i + 1), &v.data, prev)?;
                 } else if v.data.len() > LV_REF_LEN {
                     candidates.push((id, i + 1, v.data.len()));
                 }
@@ -1046,28 +1073,33 @@ impl Table {
                 break;
             }
             if let Some(v) = rec.get(id, itag) {
-                self.separate(t, &lv, &mut out, id, itag, &v.data)?;
+                let prev = reusable.remove(&(id, itag));
+                self.separate(t, &lv, &mut out, (id, itag), &v.data, prev)?;
             }
         }
         Ok(out)
     }
 
-    /// Writes `data` as a new long value and makes value `itag` of column `id` of `rec` its
-    /// reference.
+    /// Writes `data` as a long value (in place of `prev` when given, else under a new LID)
+    /// and makes value `itag` of column `id` of `rec` its reference.
     fn separate(
         &self,
         t: &mut Transaction,
         lv: &LvTree,
         rec: &mut Record,
-        id: u32,
-        itag: usize,
+        (id, itag): (u32, usize),
         data: &[u8],
+        prev: Option<LvRef>,
     ) -> Result<()> {
-        let lid = self
-            .engine
-            .lid_counter(lv.tree)?
-            .fetch_add(1, Ordering::Relaxed);
-        let r = lv.write(t, lid, data)?;
+        let r = if let Some(prev) = prev {
+            lv.rewrite(t, prev, data)?
+        } else {
+            let lid = self
+                .engine
+                .lid_counter(lv.tree)?
+                .fetch_add(1, Ordering::Relaxed);
+            lv.write(t, lid, data)?
+        };
         rec.set(
             id,
             itag,
@@ -1524,14 +1556,6 @@ impl Table {
         let tree = self.tree;
         let save = t.change_count();
         let r = (|| {
-            let stored = self.store_lvs(t, &p.record, max.saturating_sub(key.len()))?;
-            let bytes = stored.encode(&self.layout)?;
-            if bytes.len() + key.len() > max {
-                return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
-                    "the record has {} bytes, a page holds at most {max}",
-                    bytes.len() + key.len()
-                )));
-            }
             let old = if insert {
                 None
             } else {
@@ -1545,7 +1569,17 @@ impl Table {
                 }
                 Some(Record::decode(&old_bytes, &self.layout)?)
             };
+            // Before `store_lvs`, which may rewrite the old record's long values in place.
             let old_keyed = old.as_ref().map(|o| self.keyed(o, &view)).transpose()?;
+            let stored =
+                self.store_lvs(t, &p.record, old.as_ref(), max.saturating_sub(key.len()))?;
+            let bytes = stored.encode(&self.layout)?;
+            if bytes.len() + key.len() > max {
+                return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
+                    "the record has {} bytes, a page holds at most {max}",
+                    bytes.len() + key.len()
+                )));
+            }
             if insert {
                 t.insert(tree, &key, &bytes)?;
             } else {
