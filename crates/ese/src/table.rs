@@ -1379,8 +1379,8 @@ impl Table {
                 _ => None,
             }
         } else {
-            // The value being changed (an appended or overwritten value is the whole value
-            // from here on: the update writes it under a new LID).
+            // The value being changed, whole: the update writes back only the chunks whose
+            // bytes changed.
             let mut cur = match p.record.get(column, itag) {
                 Some(v) if v.separated => {
                     self.read_lv(&v.data, &session.read_view(), 0, usize::MAX)?
@@ -1619,8 +1619,9 @@ impl Table {
     /// error nothing is written and the update stays prepared.
     ///
     /// A long value over 1024 bytes (or a shorter one when the record would not fit a page
-    /// otherwise) is written to the table's long-value tree in the same transaction, and the
-    /// chunks of the long values the update replaces are deleted.
+    /// otherwise) is written to the table's long-value tree in the same transaction; a
+    /// changed separated value is rewritten in place (only the chunks whose bytes changed),
+    /// and the chunks of separated values the record no longer has are deleted.
     pub fn update(&mut self) -> Result<Vec<u8>> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
