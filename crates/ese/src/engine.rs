@@ -519,6 +519,9 @@ impl Engine {
                 self.store.unregister(tree_id(d.dbid, objid));
             }
         }
+        // Implicit-key and LID counters belong to this file: another database attached
+        // under the same id starts from its own trees.
+        self.seqs.lock().retain(|tree, _| tree.0 >> 24 != d.dbid);
         Ok(())
     }
 
@@ -696,6 +699,27 @@ impl Engine {
         }
         self.log.append_and_flush(&[FAMILY_TERM])?;
         self.write_checkpoint_locked()
+    }
+
+    /// The next long-value id of long-value tree `tree` (ESE's `lidMax` + 1, kept in the
+    /// FCB): one more than the highest LID any chunk of the tree has (flag-deleted and
+    /// uncommitted chunks included), 1 for an empty tree, read on first use and then kept for
+    /// the life of the engine, so a LID is never handed out twice while the instance runs.
+    pub(crate) fn lid_counter(&self, tree: ObjId) -> Result<Arc<std::sync::atomic::AtomicU64>> {
+        let mut seqs = self.seqs.lock();
+        if let Some(c) = seqs.get(&tree) {
+            return Ok(Arc::clone(c));
+        }
+        let t = self.store.tree(tree)?;
+        let mut c = t.cursor();
+        let next = if c.move_last()? {
+            crate::lv::lid_of_key(c.key()).map_or(1, |l| l.saturating_add(1))
+        } else {
+            1
+        };
+        let c = Arc::new(std::sync::atomic::AtomicU64::new(next.max(1)));
+        seqs.insert(tree, Arc::clone(&c));
+        Ok(c)
     }
 
     /// The counter of implicit keys of `tree` (tables without a primary index): starts after

@@ -126,3 +126,43 @@ bitflags! {
         const NO_DB_HEADER_UPDATE = 0x200;
     }
 }
+
+bitflags! {
+    /// Options of [`Table::set_column_with`](crate::Table::set_column_with) (JetSetColumn's
+    /// grbit). `APPEND_LV`, `OVERWRITE_LV` and `SIZE_LV` apply to long columns (LongBinary,
+    /// LongText) only; `APPEND_LV` goes with neither of the other two.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SetGrbit: u32 {
+        /// `JET_bitSetAppendLV` (0x1): append the data to the value (a null value becomes the
+        /// data).
+        const APPEND_LV = 0x1;
+        /// `JET_bitSetOverwriteLV` (0x4): write the data over the value from byte
+        /// `SetInfo::ib_long_value`, extending it when the data runs past its end.
+        const OVERWRITE_LV = 0x4;
+        /// `JET_bitSetSizeLV` (0x8): the data is the new length of the value (a u32,
+        /// little-endian): longer pads with zero bytes, shorter truncates. With
+        /// `OVERWRITE_LV`: the data is written at the offset and the value ends after it.
+        const SIZE_LV = 0x8;
+        /// `JET_bitSetZeroLength` (0x20): empty data sets a zero-length value, not null.
+        const ZERO_LENGTH = 0x20;
+        /// `JET_bitSetSeparateLV` (0x40): accepted as a hint; where a long value goes is
+        /// decided by its length (over 1024 bytes: separated) and the record's room.
+        const SEPARATE_LV = 0x40;
+        /// `JET_bitSetIntrinsicLV` (0x400): accepted as a hint, as `SEPARATE_LV`.
+        const INTRINSIC_LV = 0x400;
+    }
+}
+
+bitflags! {
+    /// Options of [`Table::retrieve_column_with`](crate::Table::retrieve_column_with)
+    /// (JetRetrieveColumn's grbit).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct RetrieveGrbit: u32 {
+        /// `JET_bitRetrieveCopy` (0x1): read the prepared update (the copy buffer); without
+        /// it the record as stored is read.
+        const COPY = 0x1;
+        /// `JET_bitRetrieveIgnoreDefault` (0x20): a column without a value is null, not its
+        /// default.
+        const IGNORE_DEFAULT = 0x20;
+    }
+}

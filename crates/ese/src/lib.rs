@@ -65,6 +65,7 @@ mod index;
 mod info;
 mod instance;
 mod key;
+mod lv;
 mod record;
 mod seek;
 mod session;
@@ -83,7 +84,7 @@ pub use ese_log::LogSignature;
 pub use ese_session::{InstanceState, Sesid};
 pub use grbit::{
     AttachDatabaseGrbit, BeginTransactionGrbit, CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit,
-    RollbackGrbit, TermGrbit,
+    RetrieveGrbit, RollbackGrbit, SetGrbit, TermGrbit,
 };
 pub use grbit::{BackupGrbit, EndExternalBackupGrbit};
 pub use index::{
@@ -94,5 +95,8 @@ pub use instance::{Instance, InstanceBuilder};
 pub use key::{SegmentSpec, fold_text, normalize_prefix, normalize_segment, truncate_key};
 pub use record::{Record, RecordLayout, TaggedValue};
 pub use session::{CommitId, Session};
-pub use table::{IndexCreate, IndexGrbit, Move, Prep, Seek, Table, TableCreate};
+pub use table::{
+    IndexCreate, IndexGrbit, Move, Prep, RetInfo, RetrievedColumn, Seek, SetInfo, Table,
+    TableCreate,
+};
 pub use temp::{TempTable, TempTableGrbit};

@@ -339,7 +339,7 @@ impl Table {
                 return Err(Error::new(ErrorKind::NoCurrentRecord));
             };
             let rec = self.record_at(&view, &bm)?;
-            self.pos = self.entry_of(&bm, &rec)?;
+            self.pos = self.entry_of(&bm, &rec, &view)?;
             if self.pos.is_none() {
                 self.current = None;
                 self.off = Off::BeforeFirst(None);

@@ -16,8 +16,10 @@ use crate::column::{
 };
 use crate::database::DbId;
 use crate::engine::{Engine, tree_id};
+use crate::grbit::{RetrieveGrbit, SetGrbit};
 use crate::index::{EntryLayout, INDEXES_MOST, IndexRange, MadeKey, check_index, record_keys};
 pub use crate::index::{IndexCreate, IndexGrbit};
+use crate::lv::{LV_INTRINSIC_MOST, LV_KEY_PREFIX, LV_REF_LEN, LvRef, LvTree};
 use crate::record::{Record, RecordLayout, TaggedValue};
 use crate::session::Session;
 
@@ -56,6 +58,62 @@ pub enum Prep {
     ReplaceNoLock,
     /// `JET_prepCancel`: drop the prepared update.
     Cancel,
+}
+
+/// Which value of a column [`Table::set_column_with`] changes, and where (ESE's
+/// `JET_SETINFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetInfo {
+    /// `itagSequence`: the value of a multi-valued column (1-based; 0 appends a value).
+    pub itag_sequence: usize,
+    /// `ibLongValue`: the byte offset [`SetGrbit::OVERWRITE_LV`] writes at.
+    pub ib_long_value: u64,
+}
+
+impl Default for SetInfo {
+    /// The first value, offset 0.
+    fn default() -> SetInfo {
+        SetInfo {
+            itag_sequence: 1,
+            ib_long_value: 0,
+        }
+    }
+}
+
+/// Which value of a column [`Table::retrieve_column_with`] reads, and from where (ESE's
+/// `JET_RETINFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetInfo {
+    /// `itagSequence`: the value of a multi-valued column (1-based).
+    pub itag_sequence: usize,
+    /// `ibLongValue`: the byte offset to read from (long columns only).
+    pub ib_long_value: u64,
+}
+
+impl Default for RetInfo {
+    /// The first value, offset 0.
+    fn default() -> RetInfo {
+        RetInfo {
+            itag_sequence: 1,
+            ib_long_value: 0,
+        }
+    }
+}
+
+/// What [`Table::retrieve_column_with`] read of a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrievedColumn {
+    /// The bytes from the offset, at most the length asked for.
+    pub data: Vec<u8>,
+    /// The value's length from the offset in bytes (ESE's `cbActual`; 0 at or past the end).
+    pub actual_len: u64,
+}
+
+impl RetrievedColumn {
+    /// Whether `data` is cut short of `actual_len` (ESE's `JET_wrnBufferTruncated`, 1006).
+    pub fn is_truncated(&self) -> bool {
+        self.actual_len > self.data.len() as u64
+    }
 }
 
 /// Seek operators (ESE's `JET_bitSeek*`).
@@ -107,7 +165,8 @@ impl Session {
 
     /// Creates a table with its columns and indexes (JetCreateTableColumnIndex), in the
     /// session's transaction (or an implicit one): if that transaction rolls back, the table
-    /// does not exist. Every secondary index gets a B+tree of its own.
+    /// does not exist. Every secondary index gets a B+tree of its own, and the table a
+    /// long-value tree for its separated long values.
     ///
     /// # Errors
     /// `InvalidName` (-1002) for a bad table, column or index name; `TableDuplicate` (-1303)
@@ -119,6 +178,7 @@ impl Session {
     /// `IndexHasPrimary` (-1402) for two primary indexes; `IndexDuplicate` (-1403) for two
     /// indexes with one name; `CannotIndex` (-1071) for an escrow column in a key;
     /// `InvalidGrbit` (-900) for unknown index options; `InvalidDatabaseId` (-1010);
+    /// `OutOfDatabaseSpace` (-1012) / disk errors when its trees cannot be allocated;
     /// `TransReadOnly` (-1110) in a read-only transaction; `WriteConflict` (-1102) if another
     /// transaction is creating the same table; the session and instance errors.
     pub fn create_table(&self, db: DbId, create: &TableCreate) -> Result<()> {
@@ -207,6 +267,9 @@ impl Session {
             let tree = d.db.create_tree(ese_btree::TreeKind::Table)?;
             def.objid = tree.objid();
             engine.store.register(tree_id(d.dbid, tree.objid()), tree);
+            let lv = d.db.create_tree(ese_btree::TreeKind::LongValue)?;
+            def.lv_objid = lv.objid();
+            engine.store.register(tree_id(d.dbid, lv.objid()), lv);
             for ix in &mut def.indexes {
                 if ix.is_primary() {
                     ix.objid = def.objid;
@@ -295,7 +358,12 @@ fn check_primary_grbit(g: IndexGrbit) -> Result<()> {
 /// another session).
 pub(crate) fn register_trees(engine: &Engine, dbid: u32, def: &TableDef) -> Result<()> {
     let d = engine.db(dbid)?;
-    for objid in std::iter::once(def.objid).chain(def.indexes.iter().map(|i| i.objid)) {
+    // A table created before long-value trees existed has `lv_objid` 0 and no such tree.
+    let lv = Some(def.lv_objid).filter(|o| o.0 != 0);
+    for objid in std::iter::once(def.objid)
+        .chain(lv)
+        .chain(def.indexes.iter().map(|i| i.objid))
+    {
         let id = tree_id(dbid, objid);
         if engine.store.tree(id).is_err() {
             engine.store.register(id, d.db.open_tree(objid)?);
@@ -776,12 +844,19 @@ impl Table {
 
     /// The entry record `rec` with bookmark `bm` has in the current index (its first one for
     /// a multi-valued column): (node key, secondary-key length), or `None`.
-    pub(crate) fn entry_of(&self, bm: &[u8], rec: &Record) -> Result<Option<EntryPos>> {
+    /// Separated long values of key columns are read through `view`.
+    pub(crate) fn entry_of(
+        &self,
+        bm: &[u8],
+        rec: &Record,
+        view: &ReadView,
+    ) -> Result<Option<EntryPos>> {
         if self.cur.is_primary() {
             return Ok(Some((bm.to_vec(), bm.len())));
         }
         let ix = self.current_ix()?;
-        Ok(record_keys(&self.def, ix, rec)?
+        let rec = self.keyed(rec, view)?;
+        Ok(record_keys(&self.def, ix, &rec)?
             .into_iter()
             .next()
             .map(|k| (self.cur.layout.node_key(&k, bm), k.len())))
@@ -821,7 +896,8 @@ impl Table {
     ///
     /// # Errors
     /// `NoCurrentRecord` (-1603) off a record; `RecordDeleted` (-1017) if the record was
-    /// deleted; `ColumnNotFound` (-1507); the session errors.
+    /// deleted; `ColumnNotFound` (-1507); `LVCorrupted` (-1526) for a separated long value
+    /// with a missing or damaged chunk; the session errors.
     pub fn retrieve_column(&self, column: u32) -> Result<Option<Vec<u8>>> {
         self.retrieve_column_itag(column, 1)
     }
@@ -845,10 +921,315 @@ impl Table {
             None => self.current_record()?,
         };
         Ok(match rec.get(column, itag) {
+            Some(v) if v.separated => {
+                Some(self.read_lv(&v.data, &self.session.read_view(), 0, usize::MAX)?)
+            }
             Some(v) => Some(v.data),
             None if itag == 1 => col.def.default.clone(),
             None => None,
         })
+    }
+
+    /// Retrieves part of a value of a column (JetRetrieveColumn with `JET_RETINFO`): value
+    /// `info.itag_sequence` (1-based), from byte `info.ib_long_value` (long columns only), at
+    /// most `max_len` bytes. With [`RetrieveGrbit::COPY`] the prepared update is read (the
+    /// current record when none is prepared), without it the current record as stored. A
+    /// separated long value is read from the table's long-value tree, only the chunks needed.
+    ///
+    /// Returns `None` for a null value (`JET_wrnColumnNull`), else the bytes and the value's
+    /// length from the offset (ESE's `cbActual`, 0 at or past the end); when that is more
+    /// than `max_len` the bytes are cut (`JET_wrnBufferTruncated`,
+    /// [`RetrievedColumn::is_truncated`]).
+    ///
+    /// # Errors
+    /// `InvalidGrbit` (-900) for options other than `COPY` and `IGNORE_DEFAULT`;
+    /// `InvalidParameter` (-1003) for an `ib_long_value` on a column that is not long;
+    /// `BadItagSequence` (-1518) for `itag_sequence` 0; `NoCurrentRecord` (-1603) off a record;
+    /// `RecordDeleted` (-1017); `ColumnNotFound` (-1507); `LVCorrupted` (-1526) for a missing
+    /// or damaged chunk of a separated value; the session errors.
+    pub fn retrieve_column_with(
+        &self,
+        column: u32,
+        grbit: RetrieveGrbit,
+        info: RetInfo,
+        max_len: usize,
+    ) -> Result<Option<RetrievedColumn>> {
+        let _call = self.session.enter(false)?;
+        self.check_open()?;
+        if RetrieveGrbit::from_bits(grbit.bits()).is_none() {
+            return Err(Error::new(ErrorKind::InvalidGrbit)
+                .with_message(format!("retrieve grbit {:#x}", grbit.bits())));
+        }
+        if info.itag_sequence == 0 {
+            return Err(Error::new(ErrorKind::BadItagSequence));
+        }
+        let col = self.def.column(column)?;
+        if info.ib_long_value != 0 && !col.def.coltyp.is_long() {
+            return Err(
+                Error::new(ErrorKind::InvalidParameter).with_message(format!(
+                    "ibLongValue {} on column {:?}, which is not a long column",
+                    info.ib_long_value, col.def.name
+                )),
+            );
+        }
+        let rec = match (&self.prepared, grbit.contains(RetrieveGrbit::COPY)) {
+            (Some(p), true) => p.record.clone(),
+            _ => self.current_record()?,
+        };
+        let ib = info.ib_long_value;
+        let value = match rec.get(column, info.itag_sequence) {
+            Some(v) if v.separated => {
+                let r = LvRef::decode(&v.data)?;
+                let data = self.read_lv(&v.data, &self.session.read_view(), ib, max_len)?;
+                return Ok(Some(RetrievedColumn {
+                    data,
+                    actual_len: r.len.saturating_sub(ib),
+                }));
+            }
+            Some(v) => v.data,
+            None if info.itag_sequence == 1 && !grbit.contains(RetrieveGrbit::IGNORE_DEFAULT) => {
+                match &col.def.default {
+                    Some(d) => d.clone(),
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
+        };
+        let from = usize::try_from(ib).unwrap_or(usize::MAX).min(value.len());
+        let rest = value.get(from..).unwrap_or_default();
+        Ok(Some(RetrievedColumn {
+            data: rest
+                .get(..max_len.min(rest.len()))
+                .unwrap_or_default()
+                .to_vec(),
+            actual_len: rest.len() as u64,
+        }))
+    }
+
+    /// The table's long-value tree, or `None` for a table created before long-value trees
+    /// existed (its long values stay in the record).
+    pub(crate) fn lv_tree(&self) -> Result<Option<LvTree>> {
+        if self.def.lv_objid.0 == 0 {
+            return Ok(None);
+        }
+        let max = self.engine.db(self.dbid())?.db.max_record_len();
+        Ok(Some(LvTree::new(
+            tree_id(self.dbid(), self.def.lv_objid),
+            max,
+        )))
+    }
+
+    /// Up to `max` bytes from byte `offset` of the separated value with reference `reference`,
+    /// as `view` sees it.
+    fn read_lv(
+        &self,
+        reference: &[u8],
+        view: &ReadView,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>> {
+        let r = LvRef::decode(reference)?;
+        let lv = self.lv_tree()?.ok_or_else(|| {
+            Error::new(ErrorKind::LVCorrupted).with_message(format!(
+                "table {:?} has a separated value but no long-value tree",
+                self.def.name
+            ))
+        })?;
+        lv.read(&self.engine.vs, view, r, offset, max)
+    }
+
+    /// `rec` with each separated value of a column some index of the table keys on replaced
+    /// by its first bytes ([`LV_KEY_PREFIX`]), read through `view`: what index keys are made
+    /// from (they are truncated far below that length).
+    pub(crate) fn keyed(&self, rec: &Record, view: &ReadView) -> Result<Record> {
+        let def = Arc::clone(&self.def);
+        self.keyed_in(&def, rec, view)
+    }
+
+    /// [`Table::keyed`] for the indexes of definition `def`.
+    pub(crate) fn keyed_in(&self, def: &TableDef, rec: &Record, view: &ReadView) -> Result<Record> {
+        let mut out = rec.clone();
+        let mut cols: Vec<u32> = def
+            .indexes
+            .iter()
+            .flat_map(|i| i.segments.iter().map(|s| s.column))
+            .collect();
+        cols.sort_unstable();
+        cols.dedup();
+        for id in cols {
+            for itag in 1..=rec.count(id) {
+                if let Some(v) = rec.get(id, itag).filter(|v| v.separated) {
+                    let data = self.read_lv(&v.data, view, 0, LV_KEY_PREFIX)?;
+                    out.set(
+                        id,
+                        itag,
+                        Some(TaggedValue {
+                            data,
+                            separated: false,
+                        }),
+                    )?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `rec` as it is stored, in transaction `t`: every value of a long column longer than
+    /// [`LV_INTRINSIC_MOST`] bytes is written to the long-value tree and replaced by its
+    /// reference; then, while the record is longer than `room` bytes, the longest value of a
+    /// long column still in the record (over 16 bytes) moves out too. Values already
+    /// separated stay as they are. A value is written in place of the separated value the
+    /// same column and `itagSequence` had in `old` (the record it replaces) when `rec` no
+    /// longer refers to that one (only its changed chunks are written), else under a new LID.
+    fn store_lvs(
+        &self,
+        t: &mut Transaction,
+        rec: &Record,
+        old: Option<&Record>,
+        room: usize,
+    ) -> Result<Record> {
+        let Some(lv) = self.lv_tree()? else {
+            return Ok(rec.clone());
+        };
+        // LIDs of `old` that `rec` does not refer to: each may take one new value in place.
+        let mut kept = Vec::new();
+        for (_, values) in rec.columns() {
+            for v in values.iter().filter(|v| v.separated) {
+                kept.push(LvRef::decode(&v.data)?.lid);
+            }
+        }
+        let mut reusable = std::collections::BTreeMap::new();
+        if let Some(old) = old {
+            for (id, values) in old.columns() {
+                for (i, v) in values.iter().enumerate().filter(|(_, v)| v.separated) {
+                    let r = LvRef::decode(&v.data)?;
+                    if !kept.contains(&r.lid) {
+                        reusable.insert((id, i + 1), r);
+                    }
+                }
+            }
+        }
+        let mut out = rec.clone();
+        let mut candidates: Vec<(u32, usize, usize)> = Vec::new();
+        for (id, values) in rec.columns() {
+            if !self.def.column(id).is_ok_and(|c| c.def.coltyp.is_long()) {
+                continue;
+            }
+            for (i, v) in values.iter().enumerate() {
+                if v.separated {
+                    continue;
+                }
+                if v.data.len() > LV_INTRINSIC_MOST {
+                    let prev = reusable.remove(&(id, i + 1));
+                    self.separate(t, &lv, &mut out, (id, i + 1), &v.data, prev)?;
+                } else if v.data.len() > LV_REF_LEN {
+                    candidates.push((id, i + 1, v.data.len()));
+                }
+            }
+        }
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.2));
+        for (id, itag, _) in candidates {
+            if out.encode(&self.layout)?.len() <= room {
+                break;
+            }
+            if let Some(v) = rec.get(id, itag) {
+                let prev = reusable.remove(&(id, itag));
+                self.separate(t, &lv, &mut out, (id, itag), &v.data, prev)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` as a long value (in place of `prev` when given, else under a new LID)
+    /// and makes value `itag` of column `id` of `rec` its reference.
+    fn separate(
+        &self,
+        t: &mut Transaction,
+        lv: &LvTree,
+        rec: &mut Record,
+        (id, itag): (u32, usize),
+        data: &[u8],
+        prev: Option<LvRef>,
+    ) -> Result<()> {
+        let r = if let Some(prev) = prev {
+            lv.rewrite(t, prev, data)?
+        } else {
+            let lid = self
+                .engine
+                .lid_counter(lv.tree)?
+                .fetch_add(1, Ordering::Relaxed);
+            lv.write(t, lid, data)?
+        };
+        rec.set(
+            id,
+            itag,
+            Some(TaggedValue {
+                data: r.encode(),
+                separated: true,
+            }),
+        )
+    }
+
+    /// Frees (in transaction `t`) every separated value of `old` that `new` does not keep.
+    fn free_lvs(&self, t: &mut Transaction, old: &Record, new: Option<&Record>) -> Result<()> {
+        let refs = |r: &Record| -> Result<Vec<LvRef>> {
+            let mut out = Vec::new();
+            for (_, values) in r.columns() {
+                for v in values.iter().filter(|v| v.separated) {
+                    out.push(LvRef::decode(&v.data)?);
+                }
+            }
+            Ok(out)
+        };
+        let old_refs = refs(old)?;
+        if old_refs.is_empty() {
+            return Ok(());
+        }
+        let keep = new.map(refs).transpose()?.unwrap_or_default();
+        let lv = self.lv_tree()?.ok_or_else(|| {
+            Error::new(ErrorKind::LVCorrupted).with_message(format!(
+                "table {:?} has a separated value but no long-value tree",
+                self.def.name
+            ))
+        })?;
+        for r in old_refs {
+            if !keep.iter().any(|k| k.lid == r.lid) {
+                lv.free(t, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts what the table's long-value tree holds as this session sees it: (separated
+    /// long values, chunks). For tests and diagnostics; not a JET function.
+    ///
+    /// # Errors
+    /// The session and page store errors.
+    #[doc(hidden)]
+    pub fn long_value_stats(&self) -> Result<(u64, u64)> {
+        let _call = self.session.enter(false)?;
+        let Some(lv) = self.lv_tree()? else {
+            return Ok((0, 0));
+        };
+        let view = self.session.read_view();
+        let tree = self.engine.store.tree(lv.tree)?;
+        let mut c = tree.cursor();
+        let mut on = c.move_first()?;
+        let (mut lids, mut chunks, mut last) = (0u64, 0u64, None);
+        while on {
+            let key = c.key().to_vec();
+            let node = Some((c.data().to_vec(), c.flags()));
+            if self.visible_in(&view, lv.tree, &key, node)?.is_some() {
+                chunks += 1;
+                let lid = crate::lv::lid_of_key(&key);
+                if lid != last {
+                    lids += 1;
+                    last = lid;
+                }
+            }
+            on = c.move_next()?;
+        }
+        Ok((lids, chunks))
     }
 
     /// The number of values a column of the current record (or of the prepared update) has:
@@ -894,7 +1275,7 @@ impl Table {
         let view = session.read_view();
         let rec = self.record_at(&view, bookmark)?;
         self.range = None;
-        let pos = self.entry_of(bookmark, &rec)?;
+        let pos = self.entry_of(bookmark, &rec, &view)?;
         self.current = Some(bookmark.to_vec());
         self.off = Off::BeforeFirst(None);
         if pos.is_none() {
@@ -994,28 +1375,165 @@ impl Table {
         value: Option<&[u8]>,
         itag: usize,
     ) -> Result<()> {
+        self.set_column_with(
+            column,
+            value,
+            SetGrbit::ZERO_LENGTH,
+            SetInfo {
+                itag_sequence: itag,
+                ib_long_value: 0,
+            },
+        )
+    }
+
+    /// Sets a value of a column of the prepared update with JetSetColumn's options and
+    /// `JET_SETINFO`: value `info.itag_sequence` as in [`Table::set_column_itag`]; on a long
+    /// column (LongBinary, LongText) [`SetGrbit::APPEND_LV`] appends `value` to it,
+    /// [`SetGrbit::OVERWRITE_LV`] writes `value` over it from byte `info.ib_long_value`
+    /// (extending it past its end), [`SetGrbit::SIZE_LV`] makes its length the u32
+    /// (little-endian) in `value`, padding with zero bytes or truncating (length 0 leaves a
+    /// zero-length value), and `OVERWRITE_LV | SIZE_LV` overwrites and then cuts the value
+    /// at the end of the data. Without those options `value` replaces the value; empty data
+    /// sets null unless [`SetGrbit::ZERO_LENGTH`] is given (as ESE), `None` sets null. A long
+    /// value longer than 1024 bytes is stored apart from the record, in the table's
+    /// long-value tree, when the update is written; [`SetGrbit::SEPARATE_LV`] and
+    /// [`SetGrbit::INTRINSIC_LV`] are accepted as hints and have no effect.
+    ///
+    /// # Errors
+    /// `UpdateNotPrepared` (-1609); `ColumnNotFound` (-1507); `InvalidGrbit` (-900) for
+    /// unknown options, for `APPEND_LV`/`OVERWRITE_LV`/`SIZE_LV` on a column that is not long,
+    /// and for `APPEND_LV` with `OVERWRITE_LV` or `SIZE_LV`; `InvalidBufferSize` (-1047) for a `SIZE_LV` value that is not
+    /// 4 bytes, or a fixed-size value of the wrong size; `ColumnNoChunk` (-1502) for an
+    /// `ib_long_value` past the end of the value; `ColumnTooBig` (-1506) when the value would
+    /// be longer than the column's maximum (the message gives both lengths); `NullInvalid`
+    /// (-1504) for null in a NotNULL column; `BadItagSequence` (-1518) as
+    /// [`Table::set_column_itag`]; `LVCorrupted` (-1526) when the value being changed is a
+    /// damaged separated value; the session errors.
+    pub fn set_column_with(
+        &mut self,
+        column: u32,
+        value: Option<&[u8]>,
+        grbit: SetGrbit,
+        info: SetInfo,
+    ) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
         self.check_open()?;
+        if SetGrbit::from_bits(grbit.bits()).is_none() {
+            return Err(Error::new(ErrorKind::InvalidGrbit)
+                .with_message(format!("set grbit {:#x}", grbit.bits())));
+        }
         let col = self.def.column(column)?.clone();
         let p = self
             .prepared
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
         crate::special::check_settable(&col.def, p.prep)?;
         let multi = col.def.grbit.contains(ColumnGrbit::MULTI_VALUED);
-        let itag = match itag {
+        let itag = match info.itag_sequence {
             0 if !multi => 1,
             n if n > 1 && !multi => return Err(Error::new(ErrorKind::BadItagSequence)),
             n => n,
         };
-        if let Some(v) = value {
-            col.def.check_value(v)?;
+        let lv_ops = grbit & (SetGrbit::APPEND_LV | SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV);
+        if !lv_ops.is_empty() && !col.def.coltyp.is_long() {
+            return Err(Error::new(ErrorKind::InvalidGrbit).with_message(format!(
+                "long-value options on column {:?}, which is not a long column",
+                col.def.name
+            )));
+        }
+        if lv_ops.bits().count_ones() > 1 && lv_ops != SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV {
+            return Err(Error::new(ErrorKind::InvalidGrbit)
+                .with_message("APPEND_LV goes with neither OVERWRITE_LV nor SIZE_LV"));
+        }
+        let new = if lv_ops.is_empty() {
+            match value {
+                Some(v) if !v.is_empty() || grbit.contains(SetGrbit::ZERO_LENGTH) => {
+                    Some(v.to_vec())
+                }
+                _ => None,
+            }
+        } else {
+            // The value being changed, whole: the update writes back only the chunks whose
+            // bytes changed.
+            let mut cur = match p.record.get(column, itag) {
+                Some(v) if v.separated => {
+                    self.read_lv(&v.data, &session.read_view(), 0, usize::MAX)?
+                }
+                Some(v) => v.data,
+                None => Vec::new(),
+            };
+            let data = value.unwrap_or_default();
+            let max = u64::from(col.def.effective_max());
+            let too_big = |len: u64| {
+                Error::new(ErrorKind::ColumnTooBig).with_message(format!(
+                    "column {:?} holds at most {max} bytes, the value would have {len}",
+                    col.def.name
+                ))
+            };
+            if lv_ops == SetGrbit::SIZE_LV {
+                let n: [u8; 4] = data.try_into().map_err(|_| {
+                    Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
+                        "SIZE_LV takes the new length as 4 bytes, got {}",
+                        data.len()
+                    ))
+                })?;
+                let n = u32::from_le_bytes(n);
+                if u64::from(n) > max {
+                    return Err(too_big(u64::from(n)));
+                }
+                cur.resize(n as usize, 0);
+            } else {
+                let at = if lv_ops.contains(SetGrbit::OVERWRITE_LV) {
+                    info.ib_long_value
+                } else {
+                    cur.len() as u64
+                };
+                if at > cur.len() as u64 {
+                    return Err(Error::new(ErrorKind::ColumnNoChunk).with_message(format!(
+                        "ibLongValue {at} is past the end of the value ({} bytes)",
+                        cur.len()
+                    )));
+                }
+                let end = at + data.len() as u64;
+                if end > max {
+                    return Err(too_big(end));
+                }
+                let at = at as usize;
+                let end = end as usize;
+                if cur.len() < end {
+                    cur.resize(end, 0);
+                }
+                if let Some(dst) = cur.get_mut(at..end) {
+                    dst.copy_from_slice(data);
+                }
+                if lv_ops.contains(SetGrbit::SIZE_LV) {
+                    // ESE's overwrite-range-and-resize: the value ends with the data.
+                    cur.truncate(end);
+                }
+            }
+            if cur.is_empty()
+                && p.record.get(column, itag).is_none()
+                && !grbit.contains(SetGrbit::ZERO_LENGTH)
+                && lv_ops != SetGrbit::SIZE_LV
+            {
+                // Appending nothing to null leaves null.
+                None
+            } else {
+                Some(cur)
+            }
+        };
+        let p = self
+            .prepared
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+        if let Some(v) = new {
+            col.def.check_value(&v)?;
             p.record.set(
                 column,
                 itag,
                 Some(TaggedValue {
-                    data: v.to_vec(),
+                    data: v,
                     separated: false,
                 }),
             )
@@ -1073,6 +1591,7 @@ impl Table {
         }
         let insert = p.prep == Prep::Insert;
         let tree = self.tree;
+        let view = t.read_view();
         // The record as this transaction sees it (a read changes nothing, so it needs no
         // savepoint).
         let old = if insert {
@@ -1097,32 +1616,41 @@ impl Table {
             _ => None,
         };
         let rec = adjusted.as_ref().unwrap_or(&p.record);
-        let bytes = rec.encode(&self.layout)?;
+        // Keys are made from the first bytes of separated values.
+        let new_keyed = self.keyed(rec, &view)?;
         let max = self.engine.db(self.dbid())?.db.max_record_len();
-        let key = self.key_of(rec)?;
-        if bytes.len() + key.len() > max {
-            return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
-                "the record has {} bytes, a page holds at most {max}",
-                bytes.len() + key.len()
-            )));
-        }
+        let key = self.key_of(&new_keyed)?;
         if !insert && self.current.as_deref() != Some(&key[..]) {
             return Err(Error::new(ErrorKind::RecordPrimaryChanged));
         }
+        // Before `store_lvs`, which may rewrite the old record's long values in place.
+        let old_keyed = old.as_ref().map(|o| self.keyed(o, &view)).transpose()?;
         let save = t.change_count();
         let r = (|| {
+            let stored = self.store_lvs(t, rec, old.as_ref(), max.saturating_sub(key.len()))?;
+            let bytes = stored.encode(&self.layout)?;
+            if bytes.len() + key.len() > max {
+                return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
+                    "the record has {} bytes, a page holds at most {max}",
+                    bytes.len() + key.len()
+                )));
+            }
             if insert {
                 t.insert(tree, &key, &bytes)?;
             } else {
                 t.replace(tree, &key, &bytes)?;
             }
-            self.maintain_indexes(t, &key, old.as_ref(), Some(rec))
+            self.maintain_indexes(t, &key, old_keyed.as_ref(), Some(&new_keyed))?;
+            if let Some(o) = &old {
+                self.free_lvs(t, o, Some(&stored))?;
+            }
+            Ok(())
         })();
         if let Err(e) = r {
             t.rollback_to(save)?;
             return Err(e);
         }
-        let pos = self.entry_of(&key, rec)?;
+        let pos = self.entry_of(&key, &new_keyed, &view)?;
         Ok((key, pos))
     }
 
@@ -1141,8 +1669,15 @@ impl Table {
     /// `WriteConflict` (-1102) when another transaction changed the record, an entry key of a
     /// unique index or the table's definition and has not committed (or committed after this
     /// transaction began), and for a replace without lock whose record changed since it was
-    /// prepared; `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069); the session
-    /// errors. On error nothing is written and the update stays prepared.
+    /// prepared; `TransReadOnly` (-1110); `VersionStoreOutOfMemory` (-1069) (deleting a
+    /// replaced separated long value keeps its chunks' before-images); `LVCorrupted` (-1526)
+    /// when a long value the update replaces has a missing chunk; the session errors. On
+    /// error nothing is written and the update stays prepared.
+    ///
+    /// A long value over 1024 bytes (or a shorter one when the record would not fit a page
+    /// otherwise) is written to the table's long-value tree in the same transaction; a
+    /// changed separated value is rewritten in place (only the chunks whose bytes changed),
+    /// and the chunks of separated values the record no longer has are deleted.
     pub fn update(&mut self) -> Result<Vec<u8>> {
         let session = self.session.clone();
         let _call = session.enter(false)?;
@@ -1169,8 +1704,10 @@ impl Table {
                 .read(tree, key)?
                 .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?;
             let old = Record::decode(&old, &self.layout)?;
+            let old_keyed = self.keyed(&old, &t.read_view())?;
             t.delete(tree, key)?;
-            self.maintain_indexes(t, key, Some(&old), None)
+            self.maintain_indexes(t, key, Some(&old_keyed), None)?;
+            self.free_lvs(t, &old, None)
         })();
         if let Err(e) = r {
             t.rollback_to(save)?;
@@ -1184,7 +1721,9 @@ impl Table {
     ///
     /// # Errors
     /// `NoCurrentRecord` (-1603); `RecordDeleted` (-1017) if it was deleted already;
-    /// `WriteConflict` (-1102); `TransReadOnly` (-1110); the session errors.
+    /// `WriteConflict` (-1102); `TransReadOnly` (-1110); `LVCorrupted` (-1526) when one of
+    /// its separated long values has a missing chunk (nothing is deleted); the session
+    /// errors. The chunks of the record's separated long values are deleted with it.
     pub fn delete(&mut self) -> Result<()> {
         let session = self.session.clone();
         let _call = session.enter(false)?;

@@ -16,6 +16,9 @@
 //! A row is a record in the format of `record.rs`. Its node key is the normalized key of the
 //! `TT_KEY` columns (as an index key, at most 255 bytes), followed for a table that is not
 //! unique by an 8-byte big-endian insertion number, so equal keys keep their insertion order.
+//! Long values (LongBinary, LongText) stay in the row (ESE's `JET_bitTTIntrinsicLVsOnly`
+//! behaviour): a temporary table has no long-value tree, so a row's values together are
+//! limited by what one record holds.
 
 #![deny(clippy::indexing_slicing)]
 
