@@ -577,10 +577,7 @@ mod tests {
 
     #[test]
     fn ole_dates_and_guids_read_like_windows() {
-        assert_eq!(
-            ole_date_text(25_569.0).unwrap(),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(ole_date_text(25_569.0).unwrap(), "1970-01-01T00:00:00.000Z");
         assert_eq!(ole_date_text(2.5).unwrap(), "1900-01-01T12:00:00.000Z");
         assert_eq!(ole_date_text(f64::NAN), None);
         let g = [
@@ -612,7 +609,9 @@ mod tests {
         for len in 0..300 {
             let junk: Vec<u8> = (0..len)
                 .map(|i| {
-                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
                     if i == 0 { 1 } else { (state >> 56) as u8 }
                 })
                 .collect();

@@ -149,9 +149,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .collect();
     let entry = live
         .iter()
-        .find(|e| e.key_name.eq_ignore_ascii_case(&args.table))
+        // The catalog key is the name folded as the engine folds it.
+        .find(|e| e.key_name == args.table.to_lowercase())
         .ok_or_else(|| {
-            let names: Vec<&str> = live.iter().map(|e| e.key_name.as_str()).collect();
+            let names: Vec<&str> = live
+                .iter()
+                .map(|e| {
+                    e.def
+                        .as_ref()
+                        .map_or(e.key_name.as_str(), |d| d.name.as_str())
+                })
+                .collect();
             not_found(
                 ErrorKind::ObjectNotFound,
                 format!(
@@ -306,18 +314,15 @@ fn print_human(def: &TableDef, rows: &[RawRow], j: &RecordsJson) {
         let mut cells: Vec<String> = cols
             .iter()
             .map(|c| {
-                values
-                    .iter()
-                    .find(|(id, _)| *id == c.id)
-                    .map_or_else(
-                        || "-".to_owned(),
-                        |(_, vals)| {
-                            vals.iter()
-                                .map(|v: &Stored| value_text(Some(c), v, CELL_MOST))
-                                .collect::<Vec<_>>()
-                                .join(" | ")
-                        },
-                    )
+                values.iter().find(|(id, _)| *id == c.id).map_or_else(
+                    || "-".to_owned(),
+                    |(_, vals)| {
+                        vals.iter()
+                            .map(|v: &Stored| value_text(Some(c), v, CELL_MOST))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    },
+                )
             })
             .collect();
         if dirty {

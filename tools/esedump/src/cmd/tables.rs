@@ -282,10 +282,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         for c in &t.columns {
             let mut opts = c.grbit_names.join(",");
             if c.default.is_some() {
-                opts.push_str(if opts.is_empty() { "default" } else { ",default" });
+                opts.push_str(if opts.is_empty() {
+                    "default"
+                } else {
+                    ",default"
+                });
             }
             if c.deleted {
-                opts.push_str(if opts.is_empty() { "DELETED" } else { ",DELETED" });
+                opts.push_str(if opts.is_empty() {
+                    "DELETED"
+                } else {
+                    ",DELETED"
+                });
             }
             ct.row(vec![
                 format!("  {}", c.id),
