@@ -26,6 +26,11 @@
 //! database from its log (and says so), every committed batch is there, the open ones are
 //! rolled back, and the incremental run redoes the rest.
 
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts become f64 only for rates and percentages on display"
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -161,7 +166,7 @@ fn path_hash(b: &[u8]) -> [u8; 16] {
         h ^= u128::from(x);
         h = h.wrapping_mul(PRIME);
     }
-    h.to_be_bytes()
+    h.to_le_bytes()
 }
 
 /// A modification time as an OLE automation date (ESE's DateTime: f64 days since
@@ -262,7 +267,12 @@ fn read_content(path: &Path, head_cap: usize) -> Content {
             text = Some(is_text(&head));
         }
         if text != Some(false) {
-            lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            #[allow(
+                clippy::naive_bytecount,
+                reason = "no bytecount dependency; fast enough"
+            )]
+            let n = chunk.iter().filter(|&&b| b == b'\n').count();
+            lines += n as u64;
         }
     }
     let text = text.unwrap_or_else(|| is_text(&head));
@@ -443,12 +453,12 @@ fn write_row(t: &mut Table, c: Cols, job: &Job, content: &Content) -> ese::Resul
     let name = job
         .path
         .file_name()
-        .map(|n| n.as_encoded_bytes())
+        .map(std::ffi::OsStr::as_encoded_bytes)
         .unwrap_or_default();
     let ext = job
         .path
         .extension()
-        .map(|e| e.as_encoded_bytes())
+        .map(std::ffi::OsStr::as_encoded_bytes)
         .unwrap_or_default();
     t.set_column(c.path, Some(path))?;
     t.set_column(c.name, Some(name).filter(|n| !n.is_empty()))?;
@@ -493,17 +503,29 @@ fn acquire(slots: &[Slot], start: usize) -> ese::Result<&Slot> {
 
 /// One worker: takes jobs until none is left, reads each file without a session, then
 /// writes its row through a pooled session.
-fn worker(
-    id: usize,
-    jobs: &[Job],
-    next_job: &AtomicUsize,
-    slots: &[Slot],
+/// What the workers share.
+struct Shared<'a> {
+    jobs: &'a [Job],
+    next_job: &'a AtomicUsize,
+    slots: &'a [Slot],
     cols: Cols,
     batch: usize,
-    counts: &Counts,
-    stop: &AtomicBool,
-    pb: &ProgressBar,
-) -> ese::Result<()> {
+    counts: &'a Counts,
+    stop: &'a AtomicBool,
+    pb: &'a ProgressBar,
+}
+
+fn worker(id: usize, sh: &Shared<'_>) -> ese::Result<()> {
+    let Shared {
+        jobs,
+        next_job,
+        slots,
+        cols,
+        batch,
+        counts,
+        stop,
+        pb,
+    } = *sh;
     while !stop.load(Ordering::Relaxed) {
         let i = next_job.fetch_add(1, Ordering::Relaxed);
         let Some(job) = jobs.get(i) else {
@@ -685,15 +707,24 @@ fn run(args: &Args) -> ese::Result<()> {
     let counts = Counts::default();
     let next_job = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let shared = Shared {
+        jobs: &jobs,
+        next_job: &next_job,
+        slots: &slots,
+        cols,
+        batch,
+        counts: &counts,
+        stop: &stop,
+        pb: &pb,
+    };
+    let shared = &shared;
     let results: Vec<ese::Result<()>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..workers)
             .map(|id| {
-                let (jobs, next_job, slots, counts, stop, pb) =
-                    (&jobs, &next_job, &slots, &counts, &stop, &pb);
                 sc.spawn(move || {
-                    let r = worker(id, jobs, next_job, slots, cols, batch, counts, stop, pb);
+                    let r = worker(id, shared);
                     if r.is_err() {
-                        stop.store(true, Ordering::Relaxed);
+                        shared.stop.store(true, Ordering::Relaxed);
                     }
                     r
                 })
@@ -833,7 +864,7 @@ fn queries(t: &mut Table, c: Cols, find: Option<&str>) -> ese::Result<()> {
         )?;
         on = absent_is_false(t.seek_key(Seek::Ge).map(|_| ()))?;
     }
-    largest.sort_by(|a, b| b.0.cmp(&a.0));
+    largest.sort_by_key(|l| std::cmp::Reverse(l.0));
     largest.truncate(10);
     println!("\nThe 10 largest files (index by_ext_size, the first entries of each extension):");
     for (size, path) in &largest {

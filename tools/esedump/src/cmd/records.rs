@@ -1,6 +1,7 @@
 //! `esedump records DB TABLE [--index NAME] [--limit N]`: the rows of a table, in the order
 //! of its primary index or of a secondary index, each value decoded by its column's type.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use ese_btree::NodeFlags;
@@ -343,13 +344,14 @@ fn print_human(def: &TableDef, rows: &[RawRow], j: &RecordsJson) {
     println!();
     let mut summary = format!("{} row(s)", j.returned);
     if j.truncated {
-        summary.push_str(&format!(", limited to {}: more follow", j.returned));
+        let _ = write!(summary, ", limited to {}: more follow", j.returned);
     }
     if j.deleted_entries_skipped > 0 {
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             ", {} flag-deleted entries not shown",
             j.deleted_entries_skipped
-        ));
+        );
     }
     println!("{summary}");
     for p in problems {
