@@ -676,13 +676,13 @@ fn run(args: &Args) -> ese::Result<()> {
     let known = load_known(&mut t, cols)?;
 
     println!(
-        "Indexing {} into {} ({} workers sharing {} sessions, {} rows per transaction); \
-         skipping the database directory and directories named target/ and .git/",
+        "Indexing {} into {} ({workers} worker{} sharing {nsessions} session{}, {batch} rows \
+         per transaction); skipping the database directory and directories named target/ and \
+         .git/",
         args.dir.display(),
         db_path.display(),
-        workers,
-        nsessions,
-        batch
+        if workers == 1 { "" } else { "s" },
+        if nsessions == 1 { "" } else { "s" },
     );
     let index_started = Instant::now();
     let (jobs, seen, unchanged) = walk(&args.dir, db_dir.as_deref(), &known);

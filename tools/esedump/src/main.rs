@@ -13,6 +13,17 @@
 
 #![deny(unsafe_code)]
 
+/// `println!` for stdout that ends the process quietly when the reader has gone away
+/// (`esedump records DB T | head`), as Unix tools do on SIGPIPE, instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod catalog;
 mod cmd;
 mod dbfile;

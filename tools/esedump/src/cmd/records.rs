@@ -331,7 +331,7 @@ fn print_human(def: &TableDef, rows: &[RawRow], j: &RecordsJson) {
         }
         t.row(cells);
     }
-    println!(
+    outln!(
         "Table {} ({}), {}:",
         j.table,
         j.path,
@@ -341,7 +341,7 @@ fn print_human(def: &TableDef, rows: &[RawRow], j: &RecordsJson) {
         )
     );
     t.print();
-    println!();
+    outln!();
     let mut summary = format!("{} row(s)", j.returned);
     if j.truncated {
         let _ = write!(summary, ", limited to {}: more follow", j.returned);
@@ -353,8 +353,8 @@ fn print_human(def: &TableDef, rows: &[RawRow], j: &RecordsJson) {
             j.deleted_entries_skipped
         );
     }
-    println!("{summary}");
+    outln!("{summary}");
     for p in problems {
-        println!("  problem: {p}");
+        outln!("  problem: {p}");
     }
 }

@@ -247,7 +247,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if args.json {
         return print_json(&j);
     }
-    println!(
+    outln!(
         "Database: {} ({}); catalog: tree {} root page {}; {} table(s)",
         j.path,
         j.state,
@@ -256,7 +256,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         j.tables.len()
     );
     for t in &j.tables {
-        println!();
+        outln!();
         // Node flags mean something only in a dirty database: after a clean shutdown the
         // version store is empty.
         let flags = if t.node_flags.is_empty() || !j.recovery_needed {
@@ -264,7 +264,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         } else {
             format!(" [{}]", t.node_flags.join(", "))
         };
-        println!(
+        outln!(
             "Table {}{flags}: tree {} (root page {}), long values: {}",
             t.name,
             opt(t.objid),
@@ -275,7 +275,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             )
         );
         if let Some(p) = &t.problem {
-            println!("  the definition does not decode: {p}");
+            outln!("  the definition does not decode: {p}");
             continue;
         }
         let mut ct = Table::new(&["  ID", "COLUMN", "TYPE", "AREA", "MAX", "CP", "OPTIONS"]);
@@ -318,7 +318,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             ]);
         }
         if t.indexes.is_empty() {
-            println!("  (no index: records are keyed by an implicit sequence number)");
+            outln!("  (no index: records are keyed by an implicit sequence number)");
         } else {
             it.print();
         }
