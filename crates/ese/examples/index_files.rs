@@ -531,7 +531,9 @@ fn worker(id: usize, sh: &Shared<'_>) -> ese::Result<()> {
         let Some(job) = jobs.get(i) else {
             return Ok(());
         };
-        let budget = RECORD_BUDGET.saturating_sub(job.path.as_os_str().len() * 2);
+        // The path, its file name and its extension (each at most the path's length) share
+        // the record with the text's beginning.
+        let budget = RECORD_BUDGET.saturating_sub(job.path.as_os_str().len() * 3);
         let content = if job.kind == "file" {
             read_content(&job.path, HEAD_BYTES.min(budget))
         } else {
