@@ -321,3 +321,21 @@ fn dirty_database_is_shown_as_the_file_holds_it() {
     }
     assert_eq!(snapshot(dir.path()), before, "esedump changed a file");
 }
+
+/// `esedump records DB T | head`: when the reader closes the pipe, esedump ends quietly with
+/// exit code 0 instead of panicking on the failed write.
+#[test]
+fn a_closed_stdout_ends_esedump_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_ese_db(dir.path(), false);
+    let p = path.to_str().unwrap();
+    for args in [vec!["records", p, "People"], vec!["tables", p, "--json"]] {
+        let mut child = common::spawn_esedump(&args);
+        // Close the read end before esedump writes its first line.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
