@@ -159,6 +159,20 @@ impl Session {
         d.db.check_integrity()
     }
 
+    /// The page cache counters of an open database: hits, misses, evictions, pages read and
+    /// written since it was attached, and the pages cached and dirty now (ESE's "Database
+    /// Cache" performance counters, `% Hit` among them; ESE has no JET function for them).
+    ///
+    /// # Errors
+    /// `InvalidDatabaseId` (-1010) if this session has not opened `db`; the session and
+    /// instance errors.
+    pub fn database_cache_stats(&self, db: DbId) -> Result<ese_btree::CacheStats> {
+        let _call = self.enter(false)?;
+        let engine = self.inst.engine()?;
+        let d = self.opened(&engine, db)?;
+        Ok(d.db.cache_stats())
+    }
+
     fn register_open(&self, d: &AttachedDb) -> DbId {
         *self.shared.state.lock().open_dbs.entry(d.dbid).or_insert(0) += 1;
         DbId(d.dbid)

@@ -1,7 +1,7 @@
 //! `esedump`: inspection of databases, logs and checkpoints in eseutil's vocabulary.
 //!
 //! One subcommand per eseutil dump mode (`header` = `/mh`, `checkpoint` = `/mk`, `log` =
-//! `/ml`, `page` = `/p`, `space` = `/ms`, `check` = `/g`), each in its own module under
+//! `/ml`, `page` = `/p`, `space` = `/ms`, `check` = `/g`, `tables` = `/mm`, `records`), each in its own module under
 //! `cmd/`. Output is a readable table by default and the stable JSON schema of
 //! `docs/esedump.md` with `--json`. Errors go to stderr as
 //! `esedump: JET_errXxx (-nnnn): message` with a non-zero exit code.
@@ -13,6 +13,18 @@
 
 #![deny(unsafe_code)]
 
+/// `println!` for stdout that ends the process quietly when the reader has gone away
+/// (`esedump records DB T | head`), as Unix tools do on SIGPIPE, instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
+mod catalog;
 mod cmd;
 mod dbfile;
 mod output;
@@ -44,6 +56,8 @@ enum Command {
     Page(cmd::page::Args),
     Space(cmd::space::Args),
     Check(cmd::check::Args),
+    Tables(cmd::tables::Args),
+    Records(cmd::records::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +69,8 @@ fn main() -> ExitCode {
         Command::Page(a) => cmd::page::run(a),
         Command::Space(a) => cmd::space::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Tables(a) => cmd::tables::run(a),
+        Command::Records(a) => cmd::records::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

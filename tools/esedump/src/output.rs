@@ -6,12 +6,27 @@ use clap::ValueEnum;
 use ese_core::{Error, Lgpos};
 use serde::Serialize;
 
+/// Writes one line on stdout (the `outln!` macro). When stdout is a pipe whose reader has
+/// gone away the process exits with code 0 (nothing is left to report to anyone); any other
+/// write error is reported on stderr with exit code 1.
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("esedump: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints `value` as pretty JSON on stdout (the `--json` output of every command).
 pub(crate) fn print_json<T: Serialize>(value: &T) -> ese_core::Result<()> {
     let s = serde_json::to_string_pretty(value).map_err(|e| {
         Error::new(ese_core::ErrorKind::InternalError).with_message(format!("JSON output: {e}"))
     })?;
-    println!("{s}");
+    outln!("{s}");
     Ok(())
 }
 
@@ -193,7 +208,7 @@ impl Table {
                     let _ = write!(line, "{cell:<w$}  ");
                 }
             }
-            println!("{}", line.trim_end());
+            outln!("{}", line.trim_end());
         }
     }
 }
@@ -203,7 +218,7 @@ pub(crate) fn print_fields(fields: &[(&str, String)]) {
     let w = fields.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
     for (l, v) in fields {
         let label = format!("{l}:");
-        println!("{label:<w$} {v}");
+        outln!("{label:<w$} {v}");
     }
 }
 

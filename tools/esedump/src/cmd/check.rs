@@ -138,8 +138,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if args.json {
         print_json(&j)?;
     } else {
-        println!("Database: {}", j.path);
-        println!(
+        outln!("Database: {}", j.path);
+        outln!(
             "Pages: {} in the file, {} verified, {} unused at the end, {} damaged",
             file_pages,
             verified,
@@ -147,20 +147,20 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             bad.len()
         );
         for e in &bad {
-            println!("  damaged: {e}");
+            outln!("  damaged: {e}");
         }
         match &structure {
-            Ok(r) => println!(
+            Ok(r) => outln!(
                 "Trees: {} checked, {} free pages, space accounted for",
                 r.trees.len(),
                 r.free_pages
             ),
-            Err(e) => println!("Trees: FAILED: {e}"),
+            Err(e) => outln!("Trees: FAILED: {e}"),
         }
         if dirty {
-            println!("State: DirtyShutdown: recovery needed");
+            outln!("State: DirtyShutdown: recovery needed");
         }
-        println!(
+        outln!(
             "Integrity check {}",
             if j.clean { "passed" } else { "FAILED" }
         );

@@ -99,7 +99,7 @@ fn print_slots(db: &DbFile) {
             Ok(h) => format!("valid, sequence {}", h.sequence),
             Err(e) => format!("invalid: {e}"),
         };
-        println!("header copy {} (offset {}): {what}", s.slot, s.offset);
+        outln!("header copy {} (offset {}): {what}", s.slot, s.offset);
     }
 }
 

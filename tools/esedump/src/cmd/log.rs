@@ -223,11 +223,11 @@ impl Sink<'_> {
             });
         } else {
             if !self.header_printed {
-                println!();
-                println!("{:<22} {:>7}  {:<6} DETAIL", "LGPOS", "LENGTH", "FAMILY");
+                outln!();
+                outln!("{:<22} {:>7}  {:<6} DETAIL", "LGPOS", "LENGTH", "FAMILY");
                 self.header_printed = true;
             }
-            println!(
+            outln!(
                 "{:<22} {:>7}  {:<6} {}",
                 lgpos.to_string(),
                 payload.len(),
@@ -362,7 +362,7 @@ fn print_summary(
             },
         ),
     ]);
-    println!();
+    outln!();
     print_generations(gens, headers);
 }
 
@@ -437,7 +437,7 @@ fn read_file(args: &Args, sink: &mut Sink<'_>) -> Result<(LogJson, Option<Error>
     if !args.json {
         print_summary(args, "file", &signature, &gens, &[h]);
         if next.is_none() {
-            println!(
+            outln!(
                 "(no generation {:X} beside it: the first frame that does not verify is taken \
                  as the end of the log)",
                 h.generation.wrapping_add(1)
@@ -519,15 +519,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         print_json(&j)?;
     } else {
         let f = &j.families;
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{} records (page {}, txn {}, upper {}, unknown {})",
-            j.record_count, f.page, f.txn, f.upper, f.unknown
+            j.record_count,
+            f.page,
+            f.txn,
+            f.upper,
+            f.unknown
         );
         match (&err, sink.last_end) {
-            (None, Some(l)) => println!("Clean end of log after {l}"),
-            (None, None) => println!("Clean end of log (no records)"),
-            (Some(e), _) => println!("Log ends with {}: {e}", j.end.status),
+            (None, Some(l)) => outln!("Clean end of log after {l}"),
+            (None, None) => outln!("Clean end of log (no records)"),
+            (Some(e), _) => outln!("Log ends with {}: {e}", j.end.status),
         }
     }
     match err {

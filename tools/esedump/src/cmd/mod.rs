@@ -5,7 +5,9 @@ pub(crate) mod checkpoint;
 pub(crate) mod header;
 pub(crate) mod log;
 pub(crate) mod page;
+pub(crate) mod records;
 pub(crate) mod space;
+pub(crate) mod tables;
 
 use ese_core::fs::FileSystem;
 use ese_core::{Error, ErrorKind, Result};

@@ -183,7 +183,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             ));
         }
         print_fields(&fields);
-        println!();
+        outln!();
         let mut t = Table::new(&["TAG", "IB", "CB", "FLAGS", "KEY", "DATA"]);
         for l in &lines {
             let flags = match l.flags {

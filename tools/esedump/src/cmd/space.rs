@@ -132,9 +132,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         ]);
     }
     t.print();
-    println!();
+    outln!();
     let owned: u64 = j.trees.iter().map(|t| t.owned_pages).sum();
-    println!(
+    outln!(
         "{} pages of {} bytes in the file: {} owned by {} trees, {} space page, {} free, {} \
          unused at the end (last allocated page {})",
         j.file_pages,

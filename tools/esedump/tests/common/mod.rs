@@ -255,3 +255,10 @@ pub(crate) fn flip_byte(path: &Path, pgno: u32) {
     bytes[off] ^= 0x20;
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Starts the esedump binary with `args`, stdout and stderr piped (under [`FORK_GUARD`]), for
+/// tests that read or close its output themselves.
+pub(crate) fn spawn_esedump(args: &[&str]) -> Child {
+    let _g = FORK_GUARD.read().unwrap_or_else(PoisonError::into_inner);
+    spawn(args)
+}
