@@ -49,8 +49,11 @@ pub struct InstanceBuilder {
 }
 
 impl InstanceBuilder {
-    /// The directory of the checkpoint file (`JET_paramSystemPath`). Default: the current
-    /// directory.
+    /// The instance's system directory (`JET_paramSystemPath`): where temporary databases
+    /// (spilled temp tables) are created. Default: the current directory. Unlike ESE, which
+    /// keeps the checkpoint file here, this engine keeps `edb.chk` in the log directory
+    /// ([`InstanceBuilder::log_path`]) beside the generations it points into (see
+    /// `docs/format-log.md`).
     pub fn system_path(mut self, path: impl AsRef<Path>) -> Self {
         self.params.system_path = path.as_ref().to_path_buf();
         self

@@ -54,6 +54,11 @@
 
 #![deny(unsafe_code)]
 
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 mod backup;
 mod catalog;
 mod column;
