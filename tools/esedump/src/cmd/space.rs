@@ -83,9 +83,8 @@ struct Owner {
 /// the map empty (`space` reports pages, not the schema).
 fn owners(engine: &ese_btree::Database) -> BTreeMap<u32, Owner> {
     let mut m = BTreeMap::new();
-    let entries = match super::tables::read_catalog(engine) {
-        Ok(e) => e,
-        Err(_) => return m,
+    let Ok(entries) = super::tables::read_catalog(engine) else {
+        return m;
     };
     let mut add = |objid: u32, table: &str, role, index: Option<String>| {
         if objid != 0 {
