@@ -13,6 +13,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use common::{PAGE_SIZE, esedump, json, json_of, stderr, stdout};
@@ -45,7 +46,10 @@ fn text(n: usize, seed: u8) -> String {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }
 
 /// A database (4 KiB pages) with table `Blobs`: `id` (primary), `bin` (LongBinary), `txt`
@@ -96,7 +100,8 @@ fn make_lv_db(dir: &Path) -> PathBuf {
     s.begin_transaction().unwrap();
     for (i, n) in SIZES.iter().enumerate() {
         t.prepare_update(Prep::Insert).unwrap();
-        t.set_column(id, Some(&(i as i32).to_le_bytes())).unwrap();
+        t.set_column(id, Some(&i32::try_from(i).unwrap().to_le_bytes()))
+            .unwrap();
         t.set_column(bin, Some(&binary(*n, i as u8))).unwrap();
         t.set_column(txt, Some(text(*n, i as u8).as_bytes()))
             .unwrap();
@@ -145,7 +150,7 @@ fn records_read_separated_values_whole_with_a_large_lv_max() {
     assert_eq!(j["damaged_long_values"], 0);
     assert_eq!(j["lv_max"], 1_000_000);
     for (i, n) in SIZES.iter().enumerate() {
-        let r = row(&j, i as i32);
+        let r = row(&j, i32::try_from(i).unwrap());
         let seed = i as u8;
         assert_whole(
             &r["values"]["bin"],
@@ -299,7 +304,7 @@ fn damaged_chunk_page_is_an_error_cell_and_a_failing_exit() {
     }
     // Every cell that is not damaged still holds what was written.
     for (i, n) in SIZES.iter().enumerate() {
-        let r = row(&j, i as i32);
+        let r = row(&j, i32::try_from(i).unwrap());
         for (col, want) in [
             ("bin", bin_json(&binary(*n, i as u8))),
             ("txt", Value::String(text(*n, i as u8))),

@@ -1,5 +1,6 @@
 //! `esedump space DB` (eseutil `/ms`): pages owned, available and used per tree, and the free
-//! pages of the database.
+//! pages of the database; each tree named by its table and use, and per table the pages of its
+//! records, indexes and long values.
 
 use std::path::PathBuf;
 
@@ -16,7 +17,8 @@ use crate::output::{Table, print_json};
 /// Dump space usage per tree (eseutil /ms).
 ///
 /// For every tree (the tree directory, objid 1, first): kind, root page, depth, pages owned,
-/// available and used, leaf pages, nodes and bytes used on the leaves; then the space page,
+/// available and used, leaf pages, nodes and bytes used on the leaves, and what the catalog
+/// says it is for (its table and use: records, index, long values); then the space page,
 /// the free pages and the unused tail of the file. Walks every tree, so a damaged database
 /// fails with the error that names the page.
 #[derive(Debug, clap::Args)]
