@@ -369,3 +369,111 @@ fn tables_and_space_name_the_long_value_tree() {
     assert!(out.contains("long values"), "{out}");
     assert!(out.contains("table Blobs: "), "{out}");
 }
+
+/// The LID of the separated value of `column` (itag sequence 1) in row `id` of `records` JSON.
+fn lid_of(j: &Value, id: i32, column: &str) -> u64 {
+    row(j, id)["separated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["column"] == column && s["itag_sequence"] == 1)
+        .unwrap()["lid"]
+        .as_u64()
+        .unwrap()
+}
+
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "chunk keys are LID and offset big-endian (docs/format-database.md)"
+)]
+fn chunk_key(lid: u64, offset: u32) -> Vec<u8> {
+    let mut k = lid.to_be_bytes().to_vec();
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+#[test]
+fn missing_short_and_deleted_chunks_are_error_cells_naming_lid_and_offset() {
+    use std::sync::Arc;
+
+    use ese_btree::{Database, DbOptions, DbState, MemWal, NodeFlags};
+    use ese_core::fs::{FileSystem, OsFs};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_lv_db(dir.path());
+    let p = path.to_str().unwrap();
+    let j = json(&["records", p, "blobs", "--lv-max", "1000000"]);
+    let lv_objid = json(&["tables", p])["tables"][0]["lv_objid"]
+        .as_u64()
+        .unwrap();
+    let (bin2, txt2, multi) = (
+        lid_of(&j, 2, "bin"),
+        lid_of(&j, 2, "txt"),
+        lid_of(&j, MULTI_ROW, "multi"),
+    );
+    let chunk = u32::try_from(Database::max_record_len_for(PAGE_SIZE) - 12).unwrap();
+    assert!(chunk < 5_000, "a 5,000-byte value has two chunks");
+    {
+        // Damage the long-value tree with the page store itself, as a bug could.
+        let _open = common::files_open_guard();
+        let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
+        let opts = DbOptions::new().page_size(PAGE_SIZE);
+        let db = Database::open(&fs, &path, opts, Arc::new(MemWal::new())).unwrap();
+        let lv = db
+            .open_tree(ese_core::ObjId(u32::try_from(lv_objid).unwrap()))
+            .unwrap();
+        lv.delete(&chunk_key(bin2, chunk)).unwrap();
+        lv.replace(&chunk_key(txt2, 0), b"short").unwrap();
+        lv.set_flags(&chunk_key(multi, 0), NodeFlags::DELETED)
+            .unwrap();
+        db.flush().unwrap();
+        db.write_header(|h| h.state = DbState::CleanShutdown)
+            .unwrap();
+    }
+
+    let o = esedump(&["records", p, "blobs", "--lv-max", "1000000", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("JET_errLVCorrupted (-1526)"), "{err}");
+    assert!(
+        err.contains("3 separated long value(s) of table Blobs"),
+        "{err}"
+    );
+    let j = json_of(&o);
+    assert_eq!(j["damaged_long_values"], 3);
+    let rest = 5_000 - chunk;
+    let r = row(&j, 2);
+    assert_eq!(
+        r["values"]["bin"]["long_value"]["error"],
+        format!(
+            "LID {bin2} (5000 bytes): the chunk at offset {chunk} is missing ({rest} bytes expected)"
+        )
+    );
+    assert_eq!(r["values"]["bin"]["long_value"]["size"], 5_000);
+    assert_eq!(
+        r["values"]["txt"]["long_value"]["error"],
+        format!("LID {txt2} (5000 bytes): the chunk at offset 0 has 5 bytes, {chunk} expected")
+    );
+    let m = row(&j, MULTI_ROW)["values"]["multi"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        m[0]["long_value"]["error"],
+        format!("LID {multi} (5000 bytes): the chunk at offset 0 is flag-deleted")
+    );
+    // The other values of the same row and column still read.
+    assert_eq!(m[1], bin_json(&binary(100, 101)));
+    assert_eq!(m[2], bin_json(&binary(200_000, 102)));
+    assert_eq!(row(&j, 3)["values"]["bin"], bin_json(&binary(200_000, 3)));
+
+    // A cut before the missing chunk does not read it: the value shows, cut, and no damage is
+    // reported for it.
+    let o = esedump(&["records", p, "blobs", "--lv-max", "100", "--json"]);
+    let j = json_of(&o);
+    let lv = &row(&j, 2)["values"]["bin"]["long_value"];
+    assert_eq!(lv["value"], bin_json(&binary(100, 2)));
+    assert_eq!(lv["truncated"], true);
+    assert_eq!(j["damaged_long_values"], 2);
+    assert_eq!(o.status.code(), Some(1));
+}
