@@ -19,6 +19,9 @@ const CHUNK_KEY_LEN: usize = 12;
 /// The longest value a reference may announce: 2 GiB - 1 (LongBinary's maximum).
 const LV_SIZE_MOST: u64 = (1 << 31) - 1;
 
+/// The most bytes reserved for a value before its chunks are read: 1 MiB.
+const PREALLOC_MOST: u64 = 1 << 20;
+
 /// The node key of the chunk of `lid` that starts at byte `offset` (below 2 GiB).
 fn chunk_key(lid: u64, offset: u64) -> [u8; CHUNK_KEY_LEN] {
     let mut k = [0u8; CHUNK_KEY_LEN];
@@ -85,7 +88,8 @@ impl LvReader {
             }
         })?;
         let want = size.min(max);
-        let mut bytes = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        // Grown as chunks read: a damaged reference may announce 2 GiB that are not there.
+        let mut bytes = Vec::with_capacity(usize::try_from(want.min(PREALLOC_MOST)).unwrap_or(0));
         let mut offset = 0u64;
         while offset < want {
             let expect = self.chunk.min(size - offset);
