@@ -27,6 +27,7 @@ macro_rules! outln {
 mod catalog;
 mod cmd;
 mod dbfile;
+mod longvalue;
 mod output;
 mod payload;
 mod rofs;
