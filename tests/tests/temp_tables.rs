@@ -296,3 +296,35 @@ fn large_sort_spills_to_disk_and_returns_rows_in_order() {
         size >> 20
     );
 }
+
+/// Init removes the temporary databases a killed process left in the system path (nobody
+/// holds their lock), and keeps one another process still uses (its lock is held) and files
+/// that are not temporary databases.
+#[test]
+fn init_removes_temporary_databases_left_by_a_killed_process() {
+    use ese_core::fs::{FileSystem, Lock, OpenOptions, OsFs};
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("tmp-4000001-0.edb");
+    let in_use = dir.path().join("tmp-4000002-3.edb");
+    let others = [dir.path().join("tmp-x-1.edb"), dir.path().join("data.edb")];
+    for p in [&stale, &in_use].into_iter().chain(&others) {
+        std::fs::write(p, vec![0u8; 8192]).unwrap();
+    }
+    let fs = OsFs::new();
+    let held = fs
+        .open(&in_use, OpenOptions::read_write().lock(Lock::Exclusive))
+        .unwrap();
+    let inst = ese::Instance::builder("stale-temp")
+        .system_path(dir.path())
+        .log_path(dir.path().join("logs"))
+        .create()
+        .unwrap();
+    inst.init().unwrap();
+    assert!(!stale.exists(), "the unlocked leftover is removed");
+    assert!(in_use.exists(), "a temp database in use stays");
+    for p in &others {
+        assert!(p.exists(), "{} is not a temp database", p.display());
+    }
+    drop(held);
+    inst.term(ese::TermGrbit::empty()).unwrap();
+}

@@ -372,6 +372,7 @@ impl Instance {
                 ));
         }
         self.inner.fs.create_dir_all(&p.system_path)?;
+        crate::temp::remove_stale_temp_databases(self.inner.fs.as_ref(), &p.system_path);
         let engine = Arc::new(Engine::start(
             Arc::clone(&self.inner.fs),
             p.clone(),

@@ -10,7 +10,8 @@
 //! no log). More rows fill memory again and make more runs. The first read merges every run
 //! and the rows still in memory into one B+tree in key order (ESE materializes a sort the
 //! same way); from then on rows go straight into that tree. Closing the table, ending its
-//! session or terminating the instance deletes the file.
+//! session or terminating the instance deletes the file; a file left by a killed process is
+//! removed by the next init that uses the same system path (it is no longer locked).
 //!
 //! # Rows
 //! A row is a record in the format of `record.rs`. Its node key is the normalized key of the
@@ -976,4 +977,46 @@ impl Drop for TempTable {
     fn drop(&mut self) {
         self.shared.close();
     }
+}
+
+/// Removes temporary databases (`tmp-<process>-<n>.edb`) that a process which ended without
+/// closing its temp tables (killed, or crashed) left in `dir`; returns how many. A temporary
+/// database in use is locked exclusively by the process using it, so a file whose exclusive
+/// lock can be taken belongs to nobody: it is removed while the lock is held. Best effort: a
+/// file that cannot be inspected or removed stays (temp databases are never recovered, so a
+/// leftover only costs disk space).
+pub(crate) fn remove_stale_temp_databases(fs: &dyn FileSystem, dir: &std::path::Path) -> usize {
+    let Ok(names) = fs.list(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for name in names {
+        let Some(middle) = name
+            .strip_prefix("tmp-")
+            .and_then(|rest| rest.strip_suffix(".edb"))
+        else {
+            continue;
+        };
+        let well_formed = middle.split_once('-').is_some_and(|(pid, n)| {
+            !pid.is_empty()
+                && !n.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && n.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !well_formed {
+            continue;
+        }
+        let path = dir.join(&name);
+        let options = ese_core::fs::OpenOptions::read_write().lock(ese_core::fs::Lock::Exclusive);
+        if let Ok(handle) = fs.open(&path, options) {
+            if fs.remove_file(&path).is_ok() {
+                removed += 1;
+            }
+            drop(handle);
+        }
+    }
+    if removed > 0 {
+        let _ = fs.sync_dir(dir);
+    }
+    removed
 }
