@@ -416,6 +416,169 @@ impl Record {
     }
 }
 
+/// A record read in place: the areas of an encoded record, checked as [`Record::decode`]
+/// checks them, from which single values are taken without decoding (and copying) the rest.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordRef<'a> {
+    /// Fixed column count `F`, the null bitmap and the fixed values.
+    fixed_count: usize,
+    bitmap: &'a [u8],
+    fixed_data: &'a [u8],
+    /// Variable end offsets (2·V bytes) and the variable data.
+    var_offs: &'a [u8],
+    var_data: &'a [u8],
+    /// Tagged entries (5·T bytes) and the tagged data.
+    entries: &'a [u8],
+    tag_data: &'a [u8],
+}
+
+fn le16(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([
+        b.get(i).copied().unwrap_or(0),
+        b.get(i + 1).copied().unwrap_or(0),
+    ])
+}
+
+impl<'a> RecordRef<'a> {
+    /// Checks `bytes` as a record of `layout` and finds its areas.
+    ///
+    /// # Errors
+    /// `DatabaseCorrupted` (-1206) where [`Record::decode`] returns it.
+    pub(crate) fn parse(bytes: &'a [u8], layout: &RecordLayout) -> Result<RecordRef<'a>> {
+        let mut r = Cursor { b: bytes, at: 0 };
+        if r.u8()? != FORMAT_VERSION {
+            return Err(corrupt("unknown format version"));
+        }
+        let f = r.u8()? as usize;
+        let v = r.u8()? as usize;
+        let _reserved = r.u8()?;
+        if f > 127 || v > 128 {
+            return Err(corrupt("area counts out of range"));
+        }
+        let bitmap = r.take(f.div_ceil(8))?;
+        let sizes = layout
+            .fixed_sizes
+            .get(..f)
+            .ok_or_else(|| corrupt("fixed column beyond the schema"))?;
+        let fixed_len: usize = sizes.iter().map(|s| *s as usize).sum();
+        let fixed_data = r.take(fixed_len)?;
+        let var_offs = r.take(v * 2)?;
+        let mut start = 0usize;
+        for i in 0..v {
+            let end = usize::from(le16(var_offs, 2 * i) & !NULL_BIT);
+            if end < start {
+                return Err(corrupt("variable offsets out of order"));
+            }
+            start = end;
+        }
+        let var_data = r.take(start)?;
+        let count = usize::from(r.u16()?);
+        let entries = r.take(count * 5)?;
+        let tag_data = r.rest();
+        let mut start = 0usize;
+        let mut last_id = 0u32;
+        for e in entries.chunks_exact(5) {
+            let id = u32::from(le16(e, 0));
+            let end = usize::from(le16(e, 3));
+            if id < 256 || id < last_id || end < start {
+                return Err(corrupt("tagged entries out of order"));
+            }
+            start = end;
+            last_id = id;
+        }
+        if start != tag_data.len() {
+            return Err(if start > tag_data.len() {
+                corrupt("tagged offset past the data")
+            } else {
+                corrupt("trailing bytes")
+            });
+        }
+        Ok(RecordRef {
+            fixed_count: f,
+            bitmap,
+            fixed_data,
+            var_offs,
+            var_data,
+            entries,
+            tag_data,
+        })
+    }
+
+    /// Value `itag` (1-based) of column `id` and whether it is a separated long value's
+    /// reference, as [`Record::get`] gives it; `layout` is the one the record was parsed with.
+    pub(crate) fn get(
+        &self,
+        layout: &RecordLayout,
+        id: u32,
+        itag: usize,
+    ) -> Option<(&'a [u8], bool)> {
+        if itag == 0 {
+            return None;
+        }
+        match area_of(id)? {
+            ColumnArea::Fixed => {
+                let i = id as usize - 1;
+                if itag != 1 || i >= self.fixed_count {
+                    return None;
+                }
+                if self
+                    .bitmap
+                    .get(i / 8)
+                    .is_some_and(|b| b & (1 << (i % 8)) != 0)
+                {
+                    return None;
+                }
+                let at: usize = layout
+                    .fixed_sizes
+                    .get(..i)?
+                    .iter()
+                    .map(|s| *s as usize)
+                    .sum();
+                let size = *layout.fixed_sizes.get(i)? as usize;
+                Some((self.fixed_data.get(at..at + size)?, false))
+            }
+            ColumnArea::Variable => {
+                let i = (id - FIRST_VARIABLE) as usize;
+                if itag != 1 || 2 * i >= self.var_offs.len() {
+                    return None;
+                }
+                let word = le16(self.var_offs, 2 * i);
+                if word & NULL_BIT != 0 {
+                    return None;
+                }
+                let start = if i == 0 {
+                    0
+                } else {
+                    usize::from(le16(self.var_offs, 2 * i - 2) & !NULL_BIT)
+                };
+                Some((
+                    self.var_data.get(start..usize::from(word & !NULL_BIT))?,
+                    false,
+                ))
+            }
+            ColumnArea::Tagged => {
+                let mut start = 0usize;
+                let mut seen = 0usize;
+                for e in self.entries.chunks_exact(5) {
+                    let eid = u32::from(le16(e, 0));
+                    let end = usize::from(le16(e, 3));
+                    if eid == id {
+                        seen += 1;
+                        if seen == itag {
+                            let sep = e.get(2).is_some_and(|f| f & TAG_SEPARATED != 0);
+                            return Some((self.tag_data.get(start..end)?, sep));
+                        }
+                    } else if eid > id {
+                        return None;
+                    }
+                    start = end;
+                }
+                None
+            }
+        }
+    }
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     at: usize,

@@ -155,8 +155,7 @@ impl Table {
         let session = self.session.clone();
         let _call = session.enter(false)?;
         self.check_open()?;
-        let def = Arc::clone(&self.def);
-        let ix = self.current_ix()?.clone();
+        let ix = self.current_ix()?;
         let mut key = None;
         for (i, v) in values.iter().enumerate() {
             let g = if i == 0 {
@@ -164,7 +163,7 @@ impl Table {
             } else {
                 MakeKeyGrbit::empty()
             };
-            make_key(&def, &ix, &mut key, *v, g)?;
+            make_key(&self.def, ix, &mut key, *v, g)?;
         }
         let key = key.unwrap_or(MadeKey {
             bytes: Vec::new(),
