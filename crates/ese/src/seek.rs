@@ -73,22 +73,24 @@ impl Table {
             let on = if on { c.move_prev()? } else { c.move_last()? };
             self.land(&mut c, on, false, &view)?
         };
-        self.nav = Some((self.cur.tree, c));
         let Land::Found(l) = land else {
+            self.nav = Some((self.cur.tree, c));
             self.pos = None;
             self.current = None;
             self.off = Off::BeforeFirst(None);
             return Err(Error::new(ErrorKind::RecordNotFound));
         };
-        let equal = key.matches(l.node.get(..l.seckey_len).unwrap_or_default())
+        let equal = key.matches(c.key().get(..l.seckey_len).unwrap_or_default())
             && !matches!(op, SeekOp::Gt | SeekOp::Lt);
         if op == SeekOp::Eq && !equal {
+            self.nav = Some((self.cur.tree, c));
             self.pos = None;
             self.current = None;
             self.off = Off::BeforeFirst(None);
             return Err(Error::new(ErrorKind::RecordNotFound));
         }
-        self.position(l);
+        self.position(&c, l);
+        self.nav = Some((self.cur.tree, c));
         Ok(if equal {
             SeekResult::Equal
         } else {
@@ -351,7 +353,7 @@ impl Table {
         let mut c = tree.cursor();
         let on = c.move_first()?;
         match self.land(&mut c, on, true, &view)? {
-            Land::Found(l) => self.position(l),
+            Land::Found(l) => self.position(&c, l),
             Land::Stopped(_) => {
                 self.pos = None;
                 self.current = None;

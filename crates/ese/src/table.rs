@@ -453,14 +453,12 @@ pub(crate) enum Off {
 /// An entry's node key and the length of its secondary-key part.
 pub(crate) type EntryPos = (Vec<u8>, usize);
 
-/// A visible entry a tree cursor is on.
+/// A visible entry a tree cursor is on (its node key is the cursor's key).
 pub(crate) struct Landed {
-    pub(crate) node: Vec<u8>,
     pub(crate) seckey_len: usize,
-    pub(crate) bookmark: Vec<u8>,
-    /// On the primary index: the record's bytes as the view saw them, read after the version
-    /// store's change epoch had the value given here (see [`RecordCache`]).
-    pub(crate) record: Option<(Vec<u8>, u64)>,
+    /// The bookmark of its record: `None` on the primary index, where it is the node key
+    /// (and the record's bytes went to the cursor's [`RecordCache`]).
+    pub(crate) bookmark: Option<Vec<u8>>,
 }
 
 /// The current record's bytes kept by a cursor, so retrieving columns after a seek or a move
@@ -744,33 +742,59 @@ impl Table {
         self.cur.layout.seckey_len(c.key(), c.data())
     }
 
-    /// The entry `c` is on, if `view` sees it.
+    /// The entry `c` is on, if `view` sees it. On the primary index the record's bytes are
+    /// kept in the cursor's [`RecordCache`].
     fn examine(&self, view: &ReadView, c: &Cursor) -> Result<Option<Landed>> {
-        // Loaded before the record is read (see `RecordCache`).
-        let epoch = self.engine.vs.change_epoch();
-        let node = c.key().to_vec();
+        let node = c.key();
+        if self.cur.layout == EntryLayout::Primary {
+            // Loaded before the record is read (see `RecordCache`); the node was read by the
+            // tree cursor before `may_have_versions` is asked (see there).
+            let epoch = self.engine.vs.change_epoch();
+            let mut cache = self.rec_cache.lock();
+            cache.valid = false;
+            if self.engine.vs.may_have_versions(self.cur.tree) {
+                let Some(data) = self.visible_in(
+                    view,
+                    self.cur.tree,
+                    node,
+                    Some((c.data().to_vec(), c.flags())),
+                )?
+                else {
+                    return Ok(None);
+                };
+                cache.bytes = data;
+            } else {
+                if c.flags().contains(NodeFlags::DELETED) {
+                    return Ok(None);
+                }
+                cache.bytes.clear();
+                cache.bytes.extend_from_slice(c.data());
+            }
+            cache.bookmark.clear();
+            cache.bookmark.extend_from_slice(node);
+            cache.epoch = epoch;
+            cache.valid = true;
+            return Ok(Some(Landed {
+                seckey_len: node.len(),
+                bookmark: None,
+            }));
+        }
         let Some(data) = self.visible_in(
             view,
             self.cur.tree,
-            &node,
+            node,
             Some((c.data().to_vec(), c.flags())),
         )?
         else {
             return Ok(None);
         };
-        let (bookmark, seckey_len, record) = match self.cur.layout {
-            EntryLayout::Primary => (node.clone(), node.len(), Some((data, epoch))),
-            EntryLayout::Unique => (data, node.len(), None),
-            EntryLayout::NonUnique => {
-                let l = self.cur.layout.seckey_len(&node, &data)?;
-                (data, l, None)
-            }
+        let seckey_len = match self.cur.layout {
+            EntryLayout::NonUnique => self.cur.layout.seckey_len(node, &data)?,
+            _ => node.len(),
         };
         Ok(Some(Landed {
-            node,
             seckey_len,
-            bookmark,
-            record,
+            bookmark: Some(data),
         }))
     }
 
@@ -802,25 +826,32 @@ impl Table {
         Ok(Land::Stopped(None))
     }
 
-    pub(crate) fn position(&mut self, l: Landed) {
-        if let Some((bytes, epoch)) = l.record {
-            let cache = self.rec_cache.get_mut();
-            cache.bookmark.clear();
-            cache.bookmark.extend_from_slice(&l.bookmark);
-            cache.bytes = bytes;
-            cache.epoch = epoch;
-            cache.valid = true;
-        }
-        self.pos = Some((l.node, l.seckey_len));
-        self.current = Some(l.bookmark);
+    /// Makes the entry `c` is on, found by [`Table::land`], the current one (reusing the
+    /// buffers of the previous position).
+    pub(crate) fn position(&mut self, c: &Cursor, l: Landed) {
+        let node = c.key();
+        let mut pos = self.pos.take().map(|(k, _)| k).unwrap_or_default();
+        pos.clear();
+        pos.extend_from_slice(node);
+        self.pos = Some((pos, l.seckey_len));
+        self.current = Some(match l.bookmark {
+            Some(b) => b,
+            None => {
+                let mut cur = self.current.take().unwrap_or_default();
+                cur.clear();
+                cur.extend_from_slice(node);
+                cur
+            }
+        });
         self.off = Off::BeforeFirst(None);
     }
 
-    /// Applies the end of a move: on an entry, or off the index in direction `forward`.
-    fn finish_move(&mut self, land: Land, forward: bool) -> Result<()> {
+    /// Applies the end of a move (`c` on the entry found): on an entry, or off the index in
+    /// direction `forward`.
+    fn finish_move(&mut self, c: &Cursor, land: Land, forward: bool) -> Result<()> {
         match land {
             Land::Found(l) => {
-                self.position(l);
+                self.position(c, l);
                 Ok(())
             }
             Land::Stopped(at) => {
@@ -891,8 +922,9 @@ impl Table {
             },
         };
         let land = self.land(&mut c, on, forward, &view)?;
+        let r = self.finish_move(&c, land, forward);
         self.nav = Some((self.cur.tree, c));
-        self.finish_move(land, forward)
+        r
     }
 
     /// A tree cursor on the current index: the one kept from the last move or seek (which
