@@ -64,14 +64,16 @@ impl Table {
     fn seek_made(&mut self, key: &MadeKey, op: Seek) -> Result<SeekResult> {
         self.range = None;
         let view = self.session.read_view();
+        // Before the tree cursor reads anything (see `RecordCache`).
+        let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
         let forward = matches!(op, SeekOp::Eq | SeekOp::Ge | SeekOp::Gt);
         let on = self.find_from(&mut c, key, matches!(op, SeekOp::Gt | SeekOp::Le))?;
         let land = if forward {
-            self.land(&mut c, on, true, &view)?
+            self.land(&mut c, on, true, &view, epoch)?
         } else {
             let on = if on { c.move_prev()? } else { c.move_last()? };
-            self.land(&mut c, on, false, &view)?
+            self.land(&mut c, on, false, &view, epoch)?
         };
         let Land::Found(l) = land else {
             self.nav = Some((self.cur.tree, c));
@@ -235,12 +237,13 @@ impl Table {
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
         let view = self.session.read_view();
+        let epoch = self.engine.vs.change_epoch();
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let mut on = seek_ge(&mut c, node)?;
         let mut n = 0u64;
         while max == 0 || n < max {
-            match self.land(&mut c, on, true, &view)? {
+            match self.land(&mut c, on, true, &view, epoch)? {
                 Land::Found(_) => n += 1,
                 Land::Stopped(_) => break,
             }
@@ -349,10 +352,11 @@ impl Table {
             }
             return Ok(());
         }
+        let epoch = self.engine.vs.change_epoch();
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let on = c.move_first()?;
-        match self.land(&mut c, on, true, &view)? {
+        match self.land(&mut c, on, true, &view, epoch)? {
             Land::Found(l) => self.position(&c, l),
             Land::Stopped(_) => {
                 self.pos = None;

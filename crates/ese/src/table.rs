@@ -743,13 +743,13 @@ impl Table {
     }
 
     /// The entry `c` is on, if `view` sees it. On the primary index the record's bytes are
-    /// kept in the cursor's [`RecordCache`].
-    fn examine(&self, view: &ReadView, c: &Cursor) -> Result<Option<Landed>> {
+    /// kept in the cursor's [`RecordCache`] with `epoch`, the change epoch loaded before `c`
+    /// read the node.
+    fn examine(&self, view: &ReadView, c: &Cursor, epoch: u64) -> Result<Option<Landed>> {
         let node = c.key();
         if self.cur.layout == EntryLayout::Primary {
-            // Loaded before the record is read (see `RecordCache`); the node was read by the
-            // tree cursor before `may_have_versions` is asked (see there).
-            let epoch = self.engine.vs.change_epoch();
+            // The node was read by the tree cursor after `epoch` was loaded and before
+            // `may_have_versions` is asked (see there).
             let mut cache = self.rec_cache.lock();
             cache.valid = false;
             if self.engine.vs.may_have_versions(self.cur.tree) {
@@ -799,13 +799,15 @@ impl Table {
     }
 
     /// From the node `c` is on (`on`), the first entry in direction `forward` that `view`
-    /// sees, stopping at the index range's limit in that direction.
+    /// sees, stopping at the index range's limit in that direction. `epoch` is the version
+    /// store's change epoch loaded before `c` was positioned (see [`RecordCache`]).
     pub(crate) fn land(
         &self,
         c: &mut Cursor,
         mut on: bool,
         forward: bool,
         view: &ReadView,
+        epoch: u64,
     ) -> Result<Land> {
         while on {
             if let Some(r) = self.range.as_ref().filter(|r| r.upper == forward) {
@@ -814,7 +816,7 @@ impl Table {
                     return Ok(Land::Stopped(Some(c.key().to_vec())));
                 }
             }
-            if let Some(l) = self.examine(view, c)? {
+            if let Some(l) = self.examine(view, c, epoch)? {
                 return Ok(Land::Found(l));
             }
             on = if forward {
@@ -879,6 +881,8 @@ impl Table {
         let _call = session.enter(false)?;
         self.check_open()?;
         let view = session.read_view();
+        // Before the tree cursor reads anything (see `RecordCache`).
+        let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
         let (on, forward) = match m {
             Move::First => {
@@ -921,7 +925,7 @@ impl Table {
                 }
             },
         };
-        let land = self.land(&mut c, on, forward, &view)?;
+        let land = self.land(&mut c, on, forward, &view, epoch)?;
         let r = self.finish_move(&c, land, forward);
         self.nav = Some((self.cur.tree, c));
         r
