@@ -679,6 +679,19 @@ mod tests {
         assert_eq!(back.count(256), 2);
         assert_eq!(back.get(256, 2).unwrap().data, b"bb");
         assert!(back.get(300, 1).unwrap().separated);
+        // Read in place, every value is the decoded record's.
+        let rr = RecordRef::parse(&bytes, &layout).unwrap();
+        for id in (0..=4).chain(127..=131).chain(255..=301) {
+            for itag in 0..=3 {
+                assert_eq!(
+                    rr.get(&layout, id, itag),
+                    back.get(id, itag)
+                        .as_ref()
+                        .map(|v| (&v.data[..], v.separated)),
+                    "column {id} itag {itag}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -708,9 +721,24 @@ mod tests {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                let _ = Record::decode(&b, &layout);
+                // Read in place, the same bytes are refused exactly when decoding refuses
+                // them, and the values found are the decoded ones.
+                match (Record::decode(&b, &layout), RecordRef::parse(&b, &layout)) {
+                    (Ok(d), Ok(rr)) => {
+                        for id in [1, 2, 3, 128, 129, 130, 256, 400, 401] {
+                            let want = d.get(id, 1);
+                            let want = want.as_ref().map(|v| (&v.data[..], v.separated));
+                            assert_eq!(rr.get(&layout, id, 1), want);
+                        }
+                    }
+                    (Err(e1), Err(e2)) => assert_eq!(e1.code(), e2.code()),
+                    (d, rr) => panic!("decode {:?}, in place {:?}", d.is_ok(), rr.is_ok()),
+                }
             }
-            let _ = Record::decode(&bytes[..i], &layout);
+            assert_eq!(
+                Record::decode(&bytes[..i], &layout).is_ok(),
+                RecordRef::parse(&bytes[..i], &layout).is_ok()
+            );
         }
     }
 }
