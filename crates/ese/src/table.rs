@@ -836,14 +836,13 @@ impl Table {
         pos.clear();
         pos.extend_from_slice(node);
         self.pos = Some((pos, l.seckey_len));
-        self.current = Some(match l.bookmark {
-            Some(b) => b,
-            None => {
-                let mut cur = self.current.take().unwrap_or_default();
-                cur.clear();
-                cur.extend_from_slice(node);
-                cur
-            }
+        self.current = Some(if let Some(b) = l.bookmark {
+            b
+        } else {
+            let mut cur = self.current.take().unwrap_or_default();
+            cur.clear();
+            cur.extend_from_slice(node);
+            cur
         });
         self.off = Off::BeforeFirst(None);
     }
