@@ -432,6 +432,7 @@ pub(crate) struct RecordRef<'a> {
     tag_data: &'a [u8],
 }
 
+#[inline]
 fn le16(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([
         b.get(i).copied().unwrap_or(0),
@@ -445,36 +446,41 @@ impl<'a> RecordRef<'a> {
     /// # Errors
     /// `DatabaseCorrupted` (-1206) where [`Record::decode`] returns it.
     pub(crate) fn parse(bytes: &'a [u8], layout: &RecordLayout) -> Result<RecordRef<'a>> {
-        let mut r = Cursor { b: bytes, at: 0 };
-        if r.u8()? != FORMAT_VERSION {
+        #[inline]
+        fn split(b: &[u8], n: usize) -> Result<(&[u8], &[u8])> {
+            b.split_at_checked(n).ok_or_else(|| corrupt("truncated"))
+        }
+        let (&[version, f, v, _reserved], r) = split(bytes, 4)? else {
+            return Err(corrupt("truncated"));
+        };
+        if version != FORMAT_VERSION {
             return Err(corrupt("unknown format version"));
         }
-        let f = r.u8()? as usize;
-        let v = r.u8()? as usize;
-        let _reserved = r.u8()?;
+        let (f, v) = (usize::from(f), usize::from(v));
         if f > 127 || v > 128 {
             return Err(corrupt("area counts out of range"));
         }
-        let bitmap = r.take(f.div_ceil(8))?;
-        let sizes = layout
-            .fixed_sizes
-            .get(..f)
-            .ok_or_else(|| corrupt("fixed column beyond the schema"))?;
-        let fixed_len: usize = sizes.iter().map(|s| *s as usize).sum();
-        let fixed_data = r.take(fixed_len)?;
-        let var_offs = r.take(v * 2)?;
+        let (bitmap, r) = split(r, f.div_ceil(8))?;
+        let fixed_len: usize = if f == 0 {
+            0
+        } else {
+            let sizes = layout.fixed_sizes.get(..f);
+            let sizes = sizes.ok_or_else(|| corrupt("fixed column beyond the schema"))?;
+            sizes.iter().map(|s| *s as usize).sum()
+        };
+        let (fixed_data, r) = split(r, fixed_len)?;
+        let (var_offs, r) = split(r, v * 2)?;
         let mut start = 0usize;
-        for i in 0..v {
-            let end = usize::from(le16(var_offs, 2 * i) & !NULL_BIT);
+        for w in var_offs.chunks_exact(2) {
+            let end = usize::from(le16(w, 0) & !NULL_BIT);
             if end < start {
                 return Err(corrupt("variable offsets out of order"));
             }
             start = end;
         }
-        let var_data = r.take(start)?;
-        let count = usize::from(r.u16()?);
-        let entries = r.take(count * 5)?;
-        let tag_data = r.rest();
+        let (var_data, r) = split(r, start)?;
+        let (count, r) = split(r, 2)?;
+        let (entries, tag_data) = split(r, usize::from(le16(count, 0)) * 5)?;
         let mut start = 0usize;
         let mut last_id = 0u32;
         for e in entries.chunks_exact(5) {
@@ -585,6 +591,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let s = self
             .b
