@@ -1,6 +1,7 @@
 //! Records of a 10-column table through the public API: inserts (batches of 1,000 records per
 //! transaction, lazy commit) and point retrieval by primary key of every column, on one
-//! session and on 4 sessions (threads).
+//! session and on 4 sessions (threads); the retrieval column by column (JetRetrieveColumn)
+//! and in one call (JetRetrieveColumns, buffers reused).
 //!
 //! The table mixes every storage area: fixed (Long key, LongLong, IEEEDouble, DateTime, Bit),
 //! variable (Text, Binary) and tagged (Text, Binary, LongLong) columns.
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ese::{
     ColumnDef, ColumnGrbit, ColumnType, CommitGrbit, CreateDatabaseGrbit, DbId, IndexCreate,
-    IndexGrbit, Instance, Prep, Seek, Session, Table, TableCreate,
+    IndexGrbit, Instance, Prep, RetrieveColumn, Seek, Session, Table, TableCreate,
 };
 
 /// Records per insert transaction.
@@ -101,6 +102,13 @@ fn retrieve(t: &mut Table, c: &[u32; 10], id: u32) {
     for col in c {
         black_box(t.retrieve_column(*col).unwrap());
     }
+}
+
+/// Seeks record `id` and retrieves its 10 columns in one call into `rc`.
+fn retrieve_all(t: &mut Table, rc: &mut [RetrieveColumn], id: u32) {
+    t.seek(&[Some(&id.to_le_bytes())], Seek::Eq).unwrap();
+    t.retrieve_columns(rc).unwrap();
+    black_box(&*rc);
 }
 
 struct Bench {
@@ -231,6 +239,36 @@ fn retrievals(c: &mut Criterion) {
                     sc.spawn(move || {
                         for _ in 0..LOOKUPS {
                             retrieve(t, &cols, next());
+                        }
+                    });
+                }
+            });
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("table_retrieve_columns_10");
+    g.throughput(Throughput::Elements(u64::from(LOOKUPS)));
+    let mut rc = cols.map(RetrieveColumn::new);
+    let mut next = ids(0x9E37_79B9_7F4A_7C15, n);
+    g.bench_function("1_session", |bn| {
+        bn.iter(|| {
+            for _ in 0..LOOKUPS {
+                retrieve_all(&mut t, &mut rc, next());
+            }
+        });
+    });
+    g.throughput(Throughput::Elements(u64::from(LOOKUPS) * SESSIONS as u64));
+    g.bench_function("4_sessions", |bn| {
+        bn.iter(|| {
+            round += 1;
+            std::thread::scope(|sc| {
+                for (w, (_s, t)) in ws.iter_mut().enumerate() {
+                    let mut next = ids(round * 31 + w as u64, n);
+                    let mut rc = cols.map(RetrieveColumn::new);
+                    sc.spawn(move || {
+                        for _ in 0..LOOKUPS {
+                            retrieve_all(t, &mut rc, next());
                         }
                     });
                 }

@@ -233,6 +233,14 @@ impl Transaction {
     }
 
     fn change(&mut self, tree: ObjId, key: &[u8], change: &Change<'_>) -> Result<i64> {
+        let r = self.change_inner(tree, key, change);
+        // After the change (successful or not: a failed change may have written and undone),
+        // so a reader that cached this session's view notices it.
+        self.vs.bump_change_epoch();
+        r
+    }
+
+    fn change_inner(&mut self, tree: ObjId, key: &[u8], change: &Change<'_>) -> Result<i64> {
         self.ensure_open()?;
         if self.read_only && !matches!(change, Change::Lock { write: false }) {
             return Err(Error::new(ErrorKind::TransReadOnly));
@@ -432,8 +440,13 @@ impl Transaction {
                 )
             };
             let ts = vs.last_commit.load(Ordering::Acquire) + 1;
+            // The change epoch moves before and after the commit becomes visible: a reader
+            // that cached a record in between holds the epoch of the first move, which the
+            // second makes stale (see `VersionStore::change_epoch`).
+            vs.bump_change_epoch();
             self.state.commit_ts.store(ts, Ordering::Release);
             vs.last_commit.store(ts, Ordering::Release);
+            vs.bump_change_epoch();
             (lgpos, ts)
         };
         if let (Some(commit), Some(first)) = (lgpos, self.first_lgpos) {
@@ -534,6 +547,12 @@ impl Transaction {
     }
 
     fn undo_last(&mut self) -> Result<()> {
+        let r = self.undo_last_inner();
+        self.vs.bump_change_epoch();
+        r
+    }
+
+    fn undo_last_inner(&mut self) -> Result<()> {
         let Some(op) = self.ops.last() else {
             return Ok(());
         };

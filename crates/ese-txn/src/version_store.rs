@@ -178,6 +178,8 @@ pub struct VersionStore {
     /// Entries per tree slot (trees hashed into [`TREE_SLOTS`] slots): lets readers skip the
     /// version store entirely for trees without versions (see [`VersionStore::may_have_versions`]).
     tree_slots: Box<[AtomicU64]>,
+    /// See [`VersionStore::change_epoch`].
+    change_epoch: AtomicU64,
 }
 
 /// Number of per-tree entry counters; trees that share a slot only cost each other a slower
@@ -226,6 +228,7 @@ impl VersionStore {
             oldest_lgpos: Mutex::new(HashMap::new()),
             undurable: Mutex::new(Vec::new()),
             tree_slots: (0..TREE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            change_epoch: AtomicU64::new(0),
         }
     }
 
@@ -281,6 +284,21 @@ impl VersionStore {
     /// or below it).
     pub fn last_commit_ts(&self) -> u64 {
         self.last_commit.load(Ordering::Acquire)
+    }
+
+    /// A counter that moves whenever what some view sees may have changed: after every change
+    /// a transaction makes (which its own view sees) and every undo of one, and both before
+    /// and after a commit becomes visible to other views. A reader that loads it *before*
+    /// reading a record may keep the record and serve it again for as long as the counter
+    /// still has that value: no view has changed since. (Version cleanup removes only what
+    /// no view sees, so it does not move the counter.)
+    pub fn change_epoch(&self) -> u64 {
+        self.change_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Moves [`VersionStore::change_epoch`].
+    pub(crate) fn bump_change_epoch(&self) {
+        self.change_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The state of `key` of `tree` as `view` sees it. `read_phys` reads the physical state

@@ -448,7 +448,8 @@ pub(crate) fn make_key(
     }
     let mut k = if grbit.contains(MakeKeyGrbit::NEW_KEY) {
         MadeKey {
-            bytes: Vec::new(),
+            // Room for a typical key at once (a key grows segment by segment).
+            bytes: Vec::with_capacity(64),
             segments: 0,
             end_limit: false,
             complete: false,

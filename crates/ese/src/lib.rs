@@ -101,7 +101,7 @@ pub use key::{SegmentSpec, fold_text, normalize_prefix, normalize_segment, trunc
 pub use record::{Record, RecordLayout, TaggedValue};
 pub use session::{CommitId, Session};
 pub use table::{
-    IndexCreate, IndexGrbit, Move, Prep, RetInfo, RetrievedColumn, Seek, SetInfo, Table,
-    TableCreate,
+    IndexCreate, IndexGrbit, Move, Prep, RetInfo, RetrieveColumn, RetrievedColumn, Seek, SetInfo,
+    Table, TableCreate,
 };
 pub use temp::{TempTable, TempTableGrbit};

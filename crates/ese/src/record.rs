@@ -416,12 +416,182 @@ impl Record {
     }
 }
 
+/// A record read in place: the areas of an encoded record, checked as [`Record::decode`]
+/// checks them, from which single values are taken without decoding (and copying) the rest.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordRef<'a> {
+    /// Fixed column count `F`, the null bitmap and the fixed values.
+    fixed_count: usize,
+    bitmap: &'a [u8],
+    fixed_data: &'a [u8],
+    /// Variable end offsets (2·V bytes) and the variable data.
+    var_offs: &'a [u8],
+    var_data: &'a [u8],
+    /// Tagged entries (5·T bytes) and the tagged data.
+    entries: &'a [u8],
+    tag_data: &'a [u8],
+}
+
+#[inline]
+fn le16(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([
+        b.get(i).copied().unwrap_or(0),
+        b.get(i + 1).copied().unwrap_or(0),
+    ])
+}
+
+impl<'a> RecordRef<'a> {
+    /// Checks `bytes` as a record of `layout` and finds its areas.
+    ///
+    /// # Errors
+    /// `DatabaseCorrupted` (-1206) where [`Record::decode`] returns it.
+    pub(crate) fn parse(bytes: &'a [u8], layout: &RecordLayout) -> Result<RecordRef<'a>> {
+        #[inline]
+        fn split(b: &[u8], n: usize) -> Result<(&[u8], &[u8])> {
+            b.split_at_checked(n).ok_or_else(|| corrupt("truncated"))
+        }
+        let (&[version, f, v, _reserved], r) = split(bytes, 4)? else {
+            return Err(corrupt("truncated"));
+        };
+        if version != FORMAT_VERSION {
+            return Err(corrupt("unknown format version"));
+        }
+        let (f, v) = (usize::from(f), usize::from(v));
+        if f > 127 || v > 128 {
+            return Err(corrupt("area counts out of range"));
+        }
+        let (bitmap, r) = split(r, f.div_ceil(8))?;
+        let fixed_len: usize = if f == 0 {
+            0
+        } else {
+            let sizes = layout.fixed_sizes.get(..f);
+            let sizes = sizes.ok_or_else(|| corrupt("fixed column beyond the schema"))?;
+            sizes.iter().map(|s| *s as usize).sum()
+        };
+        let (fixed_data, r) = split(r, fixed_len)?;
+        let (var_offs, r) = split(r, v * 2)?;
+        let mut start = 0usize;
+        for w in var_offs.chunks_exact(2) {
+            let end = usize::from(le16(w, 0) & !NULL_BIT);
+            if end < start {
+                return Err(corrupt("variable offsets out of order"));
+            }
+            start = end;
+        }
+        let (var_data, r) = split(r, start)?;
+        let (count, r) = split(r, 2)?;
+        let (entries, tag_data) = split(r, usize::from(le16(count, 0)) * 5)?;
+        let mut start = 0usize;
+        let mut last_id = 0u32;
+        for e in entries.chunks_exact(5) {
+            let id = u32::from(le16(e, 0));
+            let end = usize::from(le16(e, 3));
+            if id < 256 || id < last_id || end < start {
+                return Err(corrupt("tagged entries out of order"));
+            }
+            start = end;
+            last_id = id;
+        }
+        if start != tag_data.len() {
+            return Err(if start > tag_data.len() {
+                corrupt("tagged offset past the data")
+            } else {
+                corrupt("trailing bytes")
+            });
+        }
+        Ok(RecordRef {
+            fixed_count: f,
+            bitmap,
+            fixed_data,
+            var_offs,
+            var_data,
+            entries,
+            tag_data,
+        })
+    }
+
+    /// Value `itag` (1-based) of column `id` and whether it is a separated long value's
+    /// reference, as [`Record::get`] gives it; `layout` is the one the record was parsed with.
+    pub(crate) fn get(
+        &self,
+        layout: &RecordLayout,
+        id: u32,
+        itag: usize,
+    ) -> Option<(&'a [u8], bool)> {
+        if itag == 0 {
+            return None;
+        }
+        match area_of(id)? {
+            ColumnArea::Fixed => {
+                let i = id as usize - 1;
+                if itag != 1 || i >= self.fixed_count {
+                    return None;
+                }
+                if self
+                    .bitmap
+                    .get(i / 8)
+                    .is_some_and(|b| b & (1 << (i % 8)) != 0)
+                {
+                    return None;
+                }
+                let at: usize = layout
+                    .fixed_sizes
+                    .get(..i)?
+                    .iter()
+                    .map(|s| *s as usize)
+                    .sum();
+                let size = *layout.fixed_sizes.get(i)? as usize;
+                Some((self.fixed_data.get(at..at + size)?, false))
+            }
+            ColumnArea::Variable => {
+                let i = (id - FIRST_VARIABLE) as usize;
+                if itag != 1 || 2 * i >= self.var_offs.len() {
+                    return None;
+                }
+                let word = le16(self.var_offs, 2 * i);
+                if word & NULL_BIT != 0 {
+                    return None;
+                }
+                let start = if i == 0 {
+                    0
+                } else {
+                    usize::from(le16(self.var_offs, 2 * i - 2) & !NULL_BIT)
+                };
+                Some((
+                    self.var_data.get(start..usize::from(word & !NULL_BIT))?,
+                    false,
+                ))
+            }
+            ColumnArea::Tagged => {
+                let mut start = 0usize;
+                let mut seen = 0usize;
+                for e in self.entries.chunks_exact(5) {
+                    let eid = u32::from(le16(e, 0));
+                    let end = usize::from(le16(e, 3));
+                    if eid == id {
+                        seen += 1;
+                        if seen == itag {
+                            let sep = e.get(2).is_some_and(|f| f & TAG_SEPARATED != 0);
+                            return Some((self.tag_data.get(start..end)?, sep));
+                        }
+                    } else if eid > id {
+                        return None;
+                    }
+                    start = end;
+                }
+                None
+            }
+        }
+    }
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let s = self
             .b
@@ -516,6 +686,19 @@ mod tests {
         assert_eq!(back.count(256), 2);
         assert_eq!(back.get(256, 2).unwrap().data, b"bb");
         assert!(back.get(300, 1).unwrap().separated);
+        // Read in place, every value is the decoded record's.
+        let rr = RecordRef::parse(&bytes, &layout).unwrap();
+        for id in (0..=4).chain(127..=131).chain(255..=301) {
+            for itag in 0..=3 {
+                assert_eq!(
+                    rr.get(&layout, id, itag),
+                    back.get(id, itag)
+                        .as_ref()
+                        .map(|v| (&v.data[..], v.separated)),
+                    "column {id} itag {itag}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -545,9 +728,24 @@ mod tests {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                let _ = Record::decode(&b, &layout);
+                // Read in place, the same bytes are refused exactly when decoding refuses
+                // them, and the values found are the decoded ones.
+                match (Record::decode(&b, &layout), RecordRef::parse(&b, &layout)) {
+                    (Ok(d), Ok(rr)) => {
+                        for id in [1, 2, 3, 128, 129, 130, 256, 400, 401] {
+                            let want = d.get(id, 1);
+                            let want = want.as_ref().map(|v| (&v.data[..], v.separated));
+                            assert_eq!(rr.get(&layout, id, 1), want);
+                        }
+                    }
+                    (Err(e1), Err(e2)) => assert_eq!(e1.code(), e2.code()),
+                    (d, rr) => panic!("decode {:?}, in place {:?}", d.is_ok(), rr.is_ok()),
+                }
             }
-            let _ = Record::decode(&bytes[..i], &layout);
+            assert_eq!(
+                Record::decode(&bytes[..i], &layout).is_ok(),
+                RecordRef::parse(&bytes[..i], &layout).is_ok()
+            );
         }
     }
 }

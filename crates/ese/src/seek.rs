@@ -64,31 +64,35 @@ impl Table {
     fn seek_made(&mut self, key: &MadeKey, op: Seek) -> Result<SeekResult> {
         self.range = None;
         let view = self.session.read_view();
+        // Before the tree cursor reads anything (see `RecordCache`).
+        let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
         let forward = matches!(op, SeekOp::Eq | SeekOp::Ge | SeekOp::Gt);
         let on = self.find_from(&mut c, key, matches!(op, SeekOp::Gt | SeekOp::Le))?;
         let land = if forward {
-            self.land(&mut c, on, true, &view)?
+            self.land(&mut c, on, true, &view, epoch)?
         } else {
             let on = if on { c.move_prev()? } else { c.move_last()? };
-            self.land(&mut c, on, false, &view)?
+            self.land(&mut c, on, false, &view, epoch)?
         };
-        self.nav = Some((self.cur.tree, c));
         let Land::Found(l) = land else {
+            self.nav = Some((self.cur.tree, c));
             self.pos = None;
             self.current = None;
             self.off = Off::BeforeFirst(None);
             return Err(Error::new(ErrorKind::RecordNotFound));
         };
-        let equal = key.matches(l.node.get(..l.seckey_len).unwrap_or_default())
+        let equal = key.matches(c.key().get(..l.seckey_len).unwrap_or_default())
             && !matches!(op, SeekOp::Gt | SeekOp::Lt);
         if op == SeekOp::Eq && !equal {
+            self.nav = Some((self.cur.tree, c));
             self.pos = None;
             self.current = None;
             self.off = Off::BeforeFirst(None);
             return Err(Error::new(ErrorKind::RecordNotFound));
         }
-        self.position(l);
+        self.position(&c, l);
+        self.nav = Some((self.cur.tree, c));
         Ok(if equal {
             SeekResult::Equal
         } else {
@@ -155,8 +159,7 @@ impl Table {
         let session = self.session.clone();
         let _call = session.enter(false)?;
         self.check_open()?;
-        let def = Arc::clone(&self.def);
-        let ix = self.current_ix()?.clone();
+        let ix = self.current_ix()?;
         let mut key = None;
         for (i, v) in values.iter().enumerate() {
             let g = if i == 0 {
@@ -164,7 +167,7 @@ impl Table {
             } else {
                 MakeKeyGrbit::empty()
             };
-            make_key(&def, &ix, &mut key, *v, g)?;
+            make_key(&self.def, ix, &mut key, *v, g)?;
         }
         let key = key.unwrap_or(MadeKey {
             bytes: Vec::new(),
@@ -234,12 +237,13 @@ impl Table {
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
         let view = self.session.read_view();
+        let epoch = self.engine.vs.change_epoch();
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let mut on = seek_ge(&mut c, node)?;
         let mut n = 0u64;
         while max == 0 || n < max {
-            match self.land(&mut c, on, true, &view)? {
+            match self.land(&mut c, on, true, &view, epoch)? {
                 Land::Found(_) => n += 1,
                 Land::Stopped(_) => break,
             }
@@ -348,11 +352,12 @@ impl Table {
             }
             return Ok(());
         }
+        let epoch = self.engine.vs.change_epoch();
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let on = c.move_first()?;
-        match self.land(&mut c, on, true, &view)? {
-            Land::Found(l) => self.position(l),
+        match self.land(&mut c, on, true, &view, epoch)? {
+            Land::Found(l) => self.position(&c, l),
             Land::Stopped(_) => {
                 self.pos = None;
                 self.current = None;

@@ -20,7 +20,7 @@ use crate::grbit::{RetrieveGrbit, SetGrbit};
 use crate::index::{EntryLayout, INDEXES_MOST, IndexRange, MadeKey, check_index, record_keys};
 pub use crate::index::{IndexCreate, IndexGrbit};
 use crate::lv::{LV_INTRINSIC_MOST, LV_KEY_PREFIX, LV_REF_LEN, LvRef, LvTree};
-use crate::record::{Record, RecordLayout, TaggedValue};
+use crate::record::{Record, RecordLayout, RecordRef, TaggedValue};
 use crate::session::Session;
 
 /// A table to create with its columns and indexes (ESE's `JET_TABLECREATE`).
@@ -113,6 +113,40 @@ impl RetrievedColumn {
     /// Whether `data` is cut short of `actual_len` (ESE's `JET_wrnBufferTruncated`, 1006).
     pub fn is_truncated(&self) -> bool {
         self.actual_len > self.data.len() as u64
+    }
+}
+
+/// One column to read with [`Table::retrieve_columns`] and what was read (ESE's
+/// `JET_RETRIEVECOLUMN`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrieveColumn {
+    /// The column id.
+    pub column: u32,
+    /// `itagSequence`: the value of a multi-valued column (1-based).
+    pub itag_sequence: usize,
+    /// [`RetrieveGrbit::COPY`] and [`RetrieveGrbit::IGNORE_DEFAULT`].
+    pub grbit: RetrieveGrbit,
+    /// Out: the value's bytes (empty when null); the buffer is reused by later calls.
+    pub data: Vec<u8>,
+    /// Out: whether the value is null (ESE's `JET_wrnColumnNull`).
+    pub is_null: bool,
+}
+
+impl RetrieveColumn {
+    /// Value 1 of column `column`, no options, an empty buffer.
+    pub fn new(column: u32) -> RetrieveColumn {
+        RetrieveColumn {
+            column,
+            itag_sequence: 1,
+            grbit: RetrieveGrbit::empty(),
+            data: Vec::new(),
+            is_null: true,
+        }
+    }
+
+    /// The value read: `None` when null.
+    pub fn value(&self) -> Option<&[u8]> {
+        (!self.is_null).then_some(&self.data[..])
     }
 }
 
@@ -339,6 +373,7 @@ impl Session {
             key: None,
             range: None,
             nav: None,
+            rec_cache: parking_lot::Mutex::new(RecordCache::default()),
         })
     }
 }
@@ -418,11 +453,30 @@ pub(crate) enum Off {
 /// An entry's node key and the length of its secondary-key part.
 pub(crate) type EntryPos = (Vec<u8>, usize);
 
-/// A visible entry a tree cursor is on.
+/// A visible entry a tree cursor is on (its node key is the cursor's key).
 pub(crate) struct Landed {
-    pub(crate) node: Vec<u8>,
     pub(crate) seckey_len: usize,
-    pub(crate) bookmark: Vec<u8>,
+    /// The bookmark of its record: `None` on the primary index, where it is the node key
+    /// (and the record's bytes went to the cursor's [`RecordCache`]).
+    pub(crate) bookmark: Option<Vec<u8>>,
+}
+
+/// The current record's bytes kept by a cursor, so retrieving columns after a seek or a move
+/// needs no second descent of the primary tree.
+///
+/// The bytes are those of the record with bookmark `bookmark` as the session's view saw it,
+/// read after [`ese_txn::VersionStore::change_epoch`] had the value `epoch`. That counter
+/// moves after every change or undo any transaction makes and around every commit, so while
+/// it keeps that value no view has changed: the session's own view, a snapshot or the latest
+/// committed state all still see these bytes (and a view the session switched to since, by
+/// beginning or ending a transaction, sees the same committed state). The cache serves a
+/// read only when the cursor's current bookmark is `bookmark` and the counter is `epoch`.
+#[derive(Debug, Default)]
+pub(crate) struct RecordCache {
+    bookmark: Vec<u8>,
+    bytes: Vec<u8>,
+    epoch: u64,
+    valid: bool,
 }
 
 /// Where a move ended.
@@ -477,6 +531,10 @@ pub struct Table {
     /// The cursor's registration (open cursors per table; closed by a rollback of the level
     /// it was opened in).
     pub(crate) handle: Arc<crate::ddl::CursorHandle>,
+    /// The current record's bytes while no view changed (reads take `&self`, and another
+    /// thread's call is refused by the session before it gets here, so the lock is never
+    /// contended).
+    pub(crate) rec_cache: parking_lot::Mutex<RecordCache>,
 }
 
 /// Closing a cursor (JetCloseTable) is dropping it; a prepared update is discarded.
@@ -509,6 +567,7 @@ impl Table {
             range: None,
             nav: None,
             handle,
+            rec_cache: parking_lot::Mutex::new(RecordCache::default()),
         }
     }
 }
@@ -683,41 +742,72 @@ impl Table {
         self.cur.layout.seckey_len(c.key(), c.data())
     }
 
-    /// The entry `c` is on, if `view` sees it.
-    fn examine(&self, view: &ReadView, c: &Cursor) -> Result<Option<Landed>> {
-        let node = c.key().to_vec();
+    /// The entry `c` is on, if `view` sees it. On the primary index the record's bytes are
+    /// kept in the cursor's [`RecordCache`] with `epoch`, the change epoch loaded before `c`
+    /// read the node.
+    fn examine(&self, view: &ReadView, c: &Cursor, epoch: u64) -> Result<Option<Landed>> {
+        let node = c.key();
+        if self.cur.layout == EntryLayout::Primary {
+            // The node was read by the tree cursor after `epoch` was loaded and before
+            // `may_have_versions` is asked (see there).
+            let mut cache = self.rec_cache.lock();
+            cache.valid = false;
+            if self.engine.vs.may_have_versions(self.cur.tree) {
+                let Some(data) = self.visible_in(
+                    view,
+                    self.cur.tree,
+                    node,
+                    Some((c.data().to_vec(), c.flags())),
+                )?
+                else {
+                    return Ok(None);
+                };
+                cache.bytes = data;
+            } else {
+                if c.flags().contains(NodeFlags::DELETED) {
+                    return Ok(None);
+                }
+                cache.bytes.clear();
+                cache.bytes.extend_from_slice(c.data());
+            }
+            cache.bookmark.clear();
+            cache.bookmark.extend_from_slice(node);
+            cache.epoch = epoch;
+            cache.valid = true;
+            return Ok(Some(Landed {
+                seckey_len: node.len(),
+                bookmark: None,
+            }));
+        }
         let Some(data) = self.visible_in(
             view,
             self.cur.tree,
-            &node,
+            node,
             Some((c.data().to_vec(), c.flags())),
         )?
         else {
             return Ok(None);
         };
-        let (bookmark, seckey_len) = match self.cur.layout {
-            EntryLayout::Primary => (node.clone(), node.len()),
-            EntryLayout::Unique => (data, node.len()),
-            EntryLayout::NonUnique => {
-                let l = self.cur.layout.seckey_len(&node, &data)?;
-                (data, l)
-            }
+        let seckey_len = match self.cur.layout {
+            EntryLayout::NonUnique => self.cur.layout.seckey_len(node, &data)?,
+            _ => node.len(),
         };
         Ok(Some(Landed {
-            node,
             seckey_len,
-            bookmark,
+            bookmark: Some(data),
         }))
     }
 
     /// From the node `c` is on (`on`), the first entry in direction `forward` that `view`
-    /// sees, stopping at the index range's limit in that direction.
+    /// sees, stopping at the index range's limit in that direction. `epoch` is the version
+    /// store's change epoch loaded before `c` was positioned (see [`RecordCache`]).
     pub(crate) fn land(
         &self,
         c: &mut Cursor,
         mut on: bool,
         forward: bool,
         view: &ReadView,
+        epoch: u64,
     ) -> Result<Land> {
         while on {
             if let Some(r) = self.range.as_ref().filter(|r| r.upper == forward) {
@@ -726,7 +816,7 @@ impl Table {
                     return Ok(Land::Stopped(Some(c.key().to_vec())));
                 }
             }
-            if let Some(l) = self.examine(view, c)? {
+            if let Some(l) = self.examine(view, c, epoch)? {
                 return Ok(Land::Found(l));
             }
             on = if forward {
@@ -738,17 +828,31 @@ impl Table {
         Ok(Land::Stopped(None))
     }
 
-    pub(crate) fn position(&mut self, l: Landed) {
-        self.pos = Some((l.node, l.seckey_len));
-        self.current = Some(l.bookmark);
+    /// Makes the entry `c` is on, found by [`Table::land`], the current one (reusing the
+    /// buffers of the previous position).
+    pub(crate) fn position(&mut self, c: &Cursor, l: Landed) {
+        let node = c.key();
+        let mut pos = self.pos.take().map(|(k, _)| k).unwrap_or_default();
+        pos.clear();
+        pos.extend_from_slice(node);
+        self.pos = Some((pos, l.seckey_len));
+        self.current = Some(if let Some(b) = l.bookmark {
+            b
+        } else {
+            let mut cur = self.current.take().unwrap_or_default();
+            cur.clear();
+            cur.extend_from_slice(node);
+            cur
+        });
         self.off = Off::BeforeFirst(None);
     }
 
-    /// Applies the end of a move: on an entry, or off the index in direction `forward`.
-    fn finish_move(&mut self, land: Land, forward: bool) -> Result<()> {
+    /// Applies the end of a move (`c` on the entry found): on an entry, or off the index in
+    /// direction `forward`.
+    fn finish_move(&mut self, c: &Cursor, land: Land, forward: bool) -> Result<()> {
         match land {
             Land::Found(l) => {
-                self.position(l);
+                self.position(c, l);
                 Ok(())
             }
             Land::Stopped(at) => {
@@ -776,6 +880,8 @@ impl Table {
         let _call = session.enter(false)?;
         self.check_open()?;
         let view = session.read_view();
+        // Before the tree cursor reads anything (see `RecordCache`).
+        let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
         let (on, forward) = match m {
             Move::First => {
@@ -818,9 +924,10 @@ impl Table {
                 }
             },
         };
-        let land = self.land(&mut c, on, forward, &view)?;
+        let land = self.land(&mut c, on, forward, &view, epoch)?;
+        let r = self.finish_move(&c, land, forward);
         self.nav = Some((self.cur.tree, c));
-        self.finish_move(land, forward)
+        r
     }
 
     /// A tree cursor on the current index: the one kept from the last move or seek (which
@@ -872,21 +979,45 @@ impl Table {
         Record::decode(&bytes, &self.layout)
     }
 
-    /// The current record's bytes.
-    fn current_bytes(&self) -> Result<Vec<u8>> {
+    /// Runs `f` on the current record's bytes as the session's view sees them: those the
+    /// cursor keeps when still valid (see [`RecordCache`]), else read from the primary tree
+    /// (and kept).
+    ///
+    /// # Errors
+    /// `NoCurrentRecord` (-1603) off a record; `RecordDeleted` (-1017) if the view no longer
+    /// sees it; the page store's errors; what `f` returns.
+    fn with_current<R>(&self, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         let key = self
             .current
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
-        let tree = self.engine.store.tree(self.tree)?;
-        let node = tree.get_opt(key)?;
-        self.visible_in(&self.session.read_view(), self.tree, key, node)?
-            .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))
+        let mut cache = self.rec_cache.lock();
+        // Loaded before the record is read (see `RecordCache`).
+        let epoch = self.engine.vs.change_epoch();
+        if !(cache.valid && cache.epoch == epoch && cache.bookmark == *key) {
+            cache.valid = false;
+            let tree = self.engine.store.tree(self.tree)?;
+            let node = tree.get_opt(key)?;
+            let bytes = self
+                .visible_in(&self.session.read_view(), self.tree, key, node)?
+                .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
+            cache.bookmark.clear();
+            cache.bookmark.extend_from_slice(key);
+            cache.bytes = bytes;
+            cache.epoch = epoch;
+            cache.valid = true;
+        }
+        f(&cache.bytes)
+    }
+
+    /// The current record's bytes.
+    fn current_bytes(&self) -> Result<Vec<u8>> {
+        self.with_current(|b| Ok(b.to_vec()))
     }
 
     /// The current record, decoded.
     fn current_record(&self) -> Result<Record> {
-        Record::decode(&self.current_bytes()?, &self.layout)
+        self.with_current(|b| Record::decode(b, &self.layout))
     }
 
     /// Retrieves a column of the current record (JetRetrieveColumn, `itagSequence` 1), or of
@@ -916,17 +1047,109 @@ impl Table {
             return Err(Error::new(ErrorKind::BadItagSequence));
         }
         let col = self.def.column(column)?;
-        let rec = match &self.prepared {
-            Some(p) => p.record.clone(),
-            None => self.current_record()?,
-        };
-        Ok(match rec.get(column, itag) {
-            Some(v) if v.separated => {
-                Some(self.read_lv(&v.data, &self.session.read_view(), 0, usize::MAX)?)
-            }
-            Some(v) => Some(v.data),
+        let value = self.value_of(self.prepared.is_some(), column, itag, |v| {
+            Ok(match v {
+                Some((d, true)) => {
+                    Some(self.read_lv(d, &self.session.read_view(), 0, usize::MAX)?)
+                }
+                Some((d, false)) => Some(d.to_vec()),
+                None => None,
+            })
+        })?;
+        Ok(match value {
             None if itag == 1 => col.def.default.clone(),
-            None => None,
+            v => v,
+        })
+    }
+
+    /// Runs `f` on value `itag` of column `column` (its bytes, and whether they are a
+    /// separated long value's reference; `None` when there is none): of the prepared update
+    /// when `copy`, else of the current record, read in place.
+    ///
+    /// # Errors
+    /// As [`Table::with_current`] when not `copy`; `DatabaseCorrupted` (-1206) for a damaged
+    /// record; what `f` returns.
+    fn value_of<R>(
+        &self,
+        copy: bool,
+        column: u32,
+        itag: usize,
+        f: impl FnOnce(Option<(&[u8], bool)>) -> Result<R>,
+    ) -> Result<R> {
+        if copy && let Some(p) = &self.prepared {
+            let v = p.record.get(column, itag);
+            return f(v.as_ref().map(|v| (&v.data[..], v.separated)));
+        }
+        self.with_current(|b| {
+            let r = RecordRef::parse(b, &self.layout)?;
+            f(r.get(&self.layout, column, itag))
+        })
+    }
+
+    /// Retrieves several columns of the current record, or of the prepared update for those
+    /// with [`RetrieveGrbit::COPY`] (JetRetrieveColumns): the record is read once for all of
+    /// them, and each value lands in its entry's buffer, which keeps its allocation between
+    /// calls. Each entry reads value `itag_sequence` (1-based) of its column; a separated
+    /// long value is read whole; a column without a value gives its default for value 1
+    /// unless [`RetrieveGrbit::IGNORE_DEFAULT`] is set. A null value (ESE's
+    /// `JET_wrnColumnNull`) leaves the buffer empty and sets `is_null`.
+    ///
+    /// # Errors
+    /// The first failing entry fails the call (ESE reports it in that entry's `err`; the
+    /// entries after it are left as they were): `InvalidGrbit` (-900) for options other than
+    /// `COPY` and `IGNORE_DEFAULT`; `BadItagSequence` (-1518) for `itag_sequence` 0;
+    /// `ColumnNotFound` (-1507); `NoCurrentRecord` (-1603) off a record; `RecordDeleted`
+    /// (-1017) if the record was deleted; `LVCorrupted` (-1526) for a separated long value
+    /// with a missing or damaged chunk; the session errors.
+    pub fn retrieve_columns(&self, columns: &mut [RetrieveColumn]) -> Result<()> {
+        let _call = self.session.enter(false)?;
+        self.check_open()?;
+        for c in columns.iter() {
+            if RetrieveGrbit::from_bits(c.grbit.bits()).is_none() {
+                return Err(Error::new(ErrorKind::InvalidGrbit)
+                    .with_message(format!("retrieve grbit {:#x}", c.grbit.bits())));
+            }
+            if c.itag_sequence == 0 {
+                return Err(Error::new(ErrorKind::BadItagSequence));
+            }
+            self.def.column(c.column)?;
+        }
+        let fill = |c: &mut RetrieveColumn, v: Option<(&[u8], bool)>| -> Result<()> {
+            c.data.clear();
+            c.is_null = false;
+            match v {
+                Some((d, true)) => {
+                    let lv = self.read_lv(d, &self.session.read_view(), 0, usize::MAX)?;
+                    c.data.extend_from_slice(&lv);
+                }
+                Some((d, false)) => c.data.extend_from_slice(d),
+                None => {
+                    let default = self.def.column(c.column)?.def.default.as_ref().filter(|_| {
+                        c.itag_sequence == 1 && !c.grbit.contains(RetrieveGrbit::IGNORE_DEFAULT)
+                    });
+                    match default {
+                        Some(d) => c.data.extend_from_slice(d),
+                        None => c.is_null = true,
+                    }
+                }
+            }
+            Ok(())
+        };
+        let copy =
+            |c: &RetrieveColumn| self.prepared.is_some() && c.grbit.contains(RetrieveGrbit::COPY);
+        for c in columns.iter_mut().filter(|c| copy(c)) {
+            self.value_of(true, c.column, c.itag_sequence, |v| fill(c, v))?;
+        }
+        if columns.iter().all(copy) {
+            return Ok(());
+        }
+        self.with_current(|b| {
+            let r = RecordRef::parse(b, &self.layout)?;
+            for c in columns.iter_mut().filter(|c| !copy(c)) {
+                let v = r.get(&self.layout, c.column, c.itag_sequence);
+                fill(c, v)?;
+            }
+            Ok(())
         })
     }
 
@@ -972,38 +1195,39 @@ impl Table {
                 )),
             );
         }
-        let rec = match (&self.prepared, grbit.contains(RetrieveGrbit::COPY)) {
-            (Some(p), true) => p.record.clone(),
-            _ => self.current_record()?,
-        };
         let ib = info.ib_long_value;
-        let value = match rec.get(column, info.itag_sequence) {
-            Some(v) if v.separated => {
-                let r = LvRef::decode(&v.data)?;
-                let data = self.read_lv(&v.data, &self.session.read_view(), ib, max_len)?;
-                return Ok(Some(RetrievedColumn {
-                    data,
-                    actual_len: r.len.saturating_sub(ib),
-                }));
-            }
-            Some(v) => v.data,
-            None if info.itag_sequence == 1 && !grbit.contains(RetrieveGrbit::IGNORE_DEFAULT) => {
-                match &col.def.default {
-                    Some(d) => d.clone(),
-                    None => return Ok(None),
+        let copy = grbit.contains(RetrieveGrbit::COPY);
+        self.value_of(copy, column, info.itag_sequence, |v| {
+            let value = match v {
+                Some((d, true)) => {
+                    let r = LvRef::decode(d)?;
+                    let data = self.read_lv(d, &self.session.read_view(), ib, max_len)?;
+                    return Ok(Some(RetrievedColumn {
+                        data,
+                        actual_len: r.len.saturating_sub(ib),
+                    }));
                 }
-            }
-            None => return Ok(None),
-        };
-        let from = usize::try_from(ib).unwrap_or(usize::MAX).min(value.len());
-        let rest = value.get(from..).unwrap_or_default();
-        Ok(Some(RetrievedColumn {
-            data: rest
-                .get(..max_len.min(rest.len()))
-                .unwrap_or_default()
-                .to_vec(),
-            actual_len: rest.len() as u64,
-        }))
+                Some((d, false)) => d,
+                None if info.itag_sequence == 1
+                    && !grbit.contains(RetrieveGrbit::IGNORE_DEFAULT) =>
+                {
+                    match &col.def.default {
+                        Some(d) => &d[..],
+                        None => return Ok(None),
+                    }
+                }
+                None => return Ok(None),
+            };
+            let from = usize::try_from(ib).unwrap_or(usize::MAX).min(value.len());
+            let rest = value.get(from..).unwrap_or_default();
+            Ok(Some(RetrievedColumn {
+                data: rest
+                    .get(..max_len.min(rest.len()))
+                    .unwrap_or_default()
+                    .to_vec(),
+                actual_len: rest.len() as u64,
+            }))
+        })
     }
 
     /// The table's long-value tree, or `None` for a table created before long-value trees

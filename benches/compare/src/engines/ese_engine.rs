@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use ese::{
     BeginTransactionGrbit, ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit,
-    EndSessionGrbit, ErrorKind, IndexCreate, IndexGrbit, Instance, Move, Prep, RollbackGrbit, Seek,
-    Session, Table, TableCreate, TermGrbit,
+    EndSessionGrbit, ErrorKind, IndexCreate, IndexGrbit, Instance, Move, Prep, RetrieveColumn,
+    RollbackGrbit, Seek, Session, Table, TableCreate, TermGrbit,
 };
 
 use crate::engines::Config;
@@ -33,7 +33,7 @@ pub fn setup(cfg: &Config) -> Setup {
         mapping: format!(
             "one table, primary index on a Binary key column (key_most {KEY_MOST}), a Binary \
              value column (max {VALUE_LEN} bytes); JetPrepareUpdate/JetSetColumn/JetUpdate, \
-             JetSeek + JetRetrieveColumn, JetMove; one session per thread"
+             JetSeek + JetRetrieveColumns (one reused buffer), JetMove; one session per thread"
         ),
         durability: "CommitGrbit::empty() (durable: the commit returns after the log is \
                      fdatasync'ed; group commit); circular logging"
@@ -114,7 +114,7 @@ impl Store for EseStore {
             session,
             table,
             k,
-            v,
+            value: [RetrieveColumn::new(v)],
         }))
     }
 
@@ -134,7 +134,8 @@ struct EseHandle {
     session: Session,
     table: Table,
     k: u32,
-    v: u32,
+    /// The value column, read with JetRetrieveColumns into a buffer kept between reads.
+    value: [RetrieveColumn; 1],
 }
 
 impl Drop for EseHandle {
@@ -171,7 +172,7 @@ impl Handle for EseHandle {
                 next(&mut key, &mut value);
                 h.table.prepare_update(Prep::Insert)?;
                 h.table.set_column(h.k, Some(&key))?;
-                h.table.set_column(h.v, Some(&value))?;
+                h.table.set_column(h.value[0].column, Some(&value))?;
                 h.table.update()?;
             }
             Ok(())
@@ -226,8 +227,8 @@ impl Handle for EseHandle {
             Err(e) if e.kind() == ErrorKind::RecordNotFound => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        let v = self.table.retrieve_column(self.v)?.unwrap_or_default();
-        sink(&v);
+        self.table.retrieve_columns(&mut self.value)?;
+        sink(&self.value[0].data);
         Ok(true)
     }
 
@@ -239,8 +240,8 @@ impl Handle for EseHandle {
         }
         let mut read = 0;
         while read < steps {
-            let v = self.table.retrieve_column(self.v)?.unwrap_or_default();
-            sink(&v);
+            self.table.retrieve_columns(&mut self.value)?;
+            sink(&self.value[0].data);
             read += 1;
             if read == steps {
                 break;
