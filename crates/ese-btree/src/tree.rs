@@ -256,7 +256,7 @@ impl Tree {
     fn modify(&self, key: &[u8], change: Change<'_>) -> Result<()> {
         self.sh.cache.check_failed()?;
         let _w = self.sh.writer.lock();
-        self.modify_locked(key, change, None).map(|_| ())
+        self.modify_locked(key, change, None, None).map(|_| ())
     }
 
     /// Makes the node with `key` be `state` (insert, replace, flag change or delete, whatever
@@ -294,15 +294,18 @@ impl Tree {
         let sh = &self.sh;
         sh.cache.check_failed()?;
         let _w = sh.writer.lock();
-        let current = {
+        // One descent serves the comparison and the change: the tree's writer mutex is held
+        // from here to the change, so no split or merge can move the key off this leaf.
+        let (frame, current) = {
             let leaf = self.descend(Target::Key(key))?;
-            match leaf.guard.search(key) {
+            let current = match leaf.guard.search(key) {
                 (i, true) => leaf
                     .guard
                     .node(i)
                     .map(|n| (n.flags, n.data == data_of(state))),
                 _ => None,
-            }
+            };
+            (leaf.frame, current)
         };
         let change = match (state, current) {
             (NodeState::Absent, None) => None,
@@ -318,7 +321,7 @@ impl Tree {
             }
         };
         if let Some(c) = change {
-            self.modify_locked(key, c, Some(annotation))
+            self.modify_locked(key, c, Some(annotation), Some(frame))
         } else {
             let rec = encode_annotation(sh.opts.dbid, annotation);
             sh.cache.log_change(&rec, &[])
@@ -332,11 +335,13 @@ impl Tree {
         key: &[u8],
         change: Change<'_>,
         annotation: Option<&[u8]>,
+        leaf: Option<Arc<Frame>>,
     ) -> Result<Lgpos> {
         let sh = &self.sh;
-        let leaf = self.descend(Target::Key(key))?;
-        let frame = leaf.frame;
-        drop(leaf.guard);
+        let frame = match leaf {
+            Some(f) => f,
+            None => self.descend(Target::Key(key))?.frame,
+        };
         {
             let mut page = frame.latch.write();
             let cap = capacity(sh.page_size());

@@ -39,6 +39,8 @@ pub struct Transaction {
     next_seq: u32,
     ops: Vec<OpRef>,
     first_lgpos: Option<Lgpos>,
+    /// Changes and locks undone so far (level rollbacks and savepoint rollbacks).
+    undone: u64,
 }
 
 /// The outcome of a level-0 commit.
@@ -85,6 +87,7 @@ impl VersionStore {
             next_seq: 0,
             ops: Vec::new(),
             first_lgpos: None,
+            undone: 0,
         }
     }
 
@@ -127,6 +130,14 @@ impl Transaction {
     /// Number of changes made so far.
     pub fn change_count(&self) -> usize {
         self.ops.len()
+    }
+
+    /// Number of changes and locks undone so far by [`Transaction::rollback_level`] and
+    /// [`Transaction::rollback_to`]. It only grows: while it stays the same, every version
+    /// (change or lock) the transaction took is still held, so a caller may remember that a
+    /// lock was taken instead of looking it up again.
+    pub fn undone_count(&self) -> u64 {
+        self.undone
     }
 
     /// The view the transaction reads with: its snapshot plus its own changes.
@@ -537,6 +548,8 @@ impl Transaction {
         let Some(op) = self.ops.last() else {
             return Ok(());
         };
+        // Counted before anything is undone: a failed undo may have removed the version.
+        self.undone += 1;
         let (tree, key) = (op.vkey.0, op.vkey.1.clone());
         let vs = Arc::clone(&self.vs);
         let mut shard = vs.shard(tree, &key);

@@ -279,6 +279,7 @@ impl Session {
                     engine.store.register(tree_id(d.dbid, it.objid()), it);
                 }
             }
+            engine.note_catalog_change();
             t.insert(cat, &key, &def.encode())
         })
     }
@@ -328,6 +329,7 @@ impl Session {
             layout: def.layout(),
             def: Arc::new(def),
             def_bytes: bytes,
+            def_synced: None,
             tree,
             pad: d.db.max_key_len() + 1,
             cur,
@@ -379,6 +381,14 @@ pub(crate) struct Prepared {
     /// The record's bytes when a replace was prepared (`ReplaceNoLock` compares them at
     /// update, as ESE compares a record checksum).
     pub(crate) original: Option<Vec<u8>>,
+}
+
+/// What makes a definition check of [`Table::sync_def`] still valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DefSynced {
+    trx: ese_core::TrxId,
+    undone: u64,
+    catalog_epoch: u64,
 }
 
 /// The current index of a cursor.
@@ -451,6 +461,11 @@ pub struct Table {
     pub(crate) def: Arc<TableDef>,
     /// The catalog record `def` was decoded from (to notice definition changes).
     pub(crate) def_bytes: Vec<u8>,
+    /// When [`Table::sync_def`] last found `def` current and the catalog record read-locked:
+    /// the transaction, its undo count and the engine's catalog epoch then. While all three
+    /// stay the same the lock is still held and no DDL wrote the catalog, so `def` is still
+    /// the definition the transaction sees.
+    pub(crate) def_synced: Option<DefSynced>,
     pub(crate) layout: RecordLayout,
     /// The table's (primary) tree.
     pub(crate) tree: ObjId,
@@ -496,6 +511,7 @@ impl Table {
             engine: Arc::clone(&self.engine),
             def: Arc::clone(&self.def),
             def_bytes: self.def_bytes.clone(),
+            def_synced: None,
             layout: self.layout.clone(),
             tree: self.tree,
             pad: self.pad,
@@ -604,6 +620,7 @@ impl Table {
         }
         self.def = Arc::new(def);
         self.def_bytes = bytes;
+        self.def_synced = None;
         Ok(())
     }
 
@@ -631,11 +648,24 @@ impl Table {
     /// record, taken once per transaction (DDL replaces that record, so it conflicts with the
     /// lock of every transaction that changed the table, and the other way round).
     ///
+    /// The check is made once per transaction: it is skipped while the transaction, its undo
+    /// count (a rollback may have released the lock) and the engine's catalog epoch (DDL of
+    /// this transaction, through any cursor, writes the catalog) are those of the last check.
+    /// Other transactions cannot change the record while the lock is held.
+    ///
     /// # Errors
     /// `WriteConflict` (-1102) when another transaction changed the table's definition and
     /// has not committed, or committed after `t` began; `ObjectNotFound` (-1305) if the
     /// table is gone; the page store's errors.
     pub(crate) fn sync_def(&mut self, t: &mut Transaction) -> Result<()> {
+        let now = DefSynced {
+            trx: t.id(),
+            undone: t.undone_count(),
+            catalog_epoch: self.engine.catalog_epoch(),
+        };
+        if self.def_synced == Some(now) {
+            return Ok(());
+        }
         let cat = tree_id(self.dbid(), CATALOG_OBJID);
         let key = catalog::table_key(&self.def.name);
         if !t.holds_version(cat, &key) {
@@ -653,6 +683,9 @@ impl Table {
         if bytes != self.def_bytes {
             self.install_def(bytes)?;
         }
+        // `now` was taken before the read: a catalog write in between makes it stale, and
+        // the next call checks again.
+        self.def_synced = Some(now);
         Ok(())
     }
 
