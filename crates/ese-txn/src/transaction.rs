@@ -9,8 +9,8 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use crate::record::{TxnRecord, Undo};
 use crate::store::PhysState;
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, Oper, ReadView, TrxState, VKey, VersionStore, apply_delta,
-    reconstruct, undo_state,
+    ABORTED, ACTIVE, Before, KeyView, Oper, ReadView, TrxState, VKey, VersionStore, apply_delta,
+    probe, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
@@ -267,8 +267,7 @@ impl Transaction {
         for attempt in 0..2 {
             let vs = Arc::clone(&self.vs);
             let mut shard = vs.shard(tree, key);
-            let probe: (ObjId, Box<[u8]>) = (tree, key.into());
-            let chain = shard.map.get(&probe);
+            let chain = shard.map.get(&probe(tree, key) as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
             let phys = vs.store.read(tree, key)?;
             let mine = match chain {
@@ -525,11 +524,10 @@ impl Transaction {
     /// Whether this transaction holds a version of `key` of `tree`: a change or a lock it made
     /// and has not rolled back.
     pub fn holds_version(&self, tree: ObjId, key: &[u8]) -> bool {
-        let probe: (ObjId, Box<[u8]>) = (tree, key.into());
         self.vs
             .shard(tree, key)
             .map
-            .get(&probe)
+            .get(&probe(tree, key) as &dyn KeyView)
             .is_some_and(|chain| chain.iter().any(|r| r.trx.id == self.state.id))
     }
 
