@@ -708,7 +708,8 @@ impl Table {
             let bm = c.key().to_vec();
             let node = Some((c.data().to_vec(), c.flags()));
             if let Some(bytes) = self.visible_in(&view, self.tree, &bm, node)? {
-                let rec = self.keyed_in(def, &Record::decode(&bytes, &layout)?, &view)?;
+                let decoded = Record::decode(&bytes, &layout)?;
+                let rec = self.keyed_in(def, &decoded, &view)?;
                 for k in record_keys(def, ix, &rec)? {
                     entries.push((entry_layout.node_key(&k, &bm), bm.clone()));
                 }

@@ -3,6 +3,7 @@
 //! retrieve, delete — every read through the session's snapshot, every write through its
 //! transaction (or an implicit one at level 0), a record and its index entries together.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -1074,13 +1075,23 @@ impl Table {
     /// `rec` with each separated value of a column some index of the table keys on replaced
     /// by its first bytes ([`LV_KEY_PREFIX`]), read through `view`: what index keys are made
     /// from (they are truncated far below that length).
-    pub(crate) fn keyed(&self, rec: &Record, view: &ReadView) -> Result<Record> {
+    pub(crate) fn keyed<'r>(&self, rec: &'r Record, view: &ReadView) -> Result<Cow<'r, Record>> {
         let def = Arc::clone(&self.def);
         self.keyed_in(&def, rec, view)
     }
 
     /// [`Table::keyed`] for the indexes of definition `def`.
-    pub(crate) fn keyed_in(&self, def: &TableDef, rec: &Record, view: &ReadView) -> Result<Record> {
+    pub(crate) fn keyed_in<'r>(
+        &self,
+        def: &TableDef,
+        rec: &'r Record,
+        view: &ReadView,
+    ) -> Result<Cow<'r, Record>> {
+        // Only long-value columns hold separated values: without one the record is its own
+        // keyed form.
+        if !has_long_columns(def) {
+            return Ok(Cow::Borrowed(rec));
+        }
         let mut out = rec.clone();
         let mut cols: Vec<u32> = def
             .indexes
@@ -1104,7 +1115,7 @@ impl Table {
                 }
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// `rec` as it is stored, in transaction `t`: every value of a long column longer than
@@ -1114,15 +1125,19 @@ impl Table {
     /// separated stay as they are. A value is written in place of the separated value the
     /// same column and `itagSequence` had in `old` (the record it replaces) when `rec` no
     /// longer refers to that one (only its changed chunks are written), else under a new LID.
-    fn store_lvs(
+    fn store_lvs<'r>(
         &self,
         t: &mut Transaction,
-        rec: &Record,
+        rec: &'r Record,
         old: Option<&Record>,
         room: usize,
-    ) -> Result<Record> {
+    ) -> Result<Cow<'r, Record>> {
+        // Only long-value columns (deleted ones included) are ever separated.
+        if !has_long_columns(&self.def) {
+            return Ok(Cow::Borrowed(rec));
+        }
         let Some(lv) = self.lv_tree()? else {
-            return Ok(rec.clone());
+            return Ok(Cow::Borrowed(rec));
         };
         // LIDs of `old` that `rec` does not refer to: each may take one new value in place.
         let mut kept = Vec::new();
@@ -1170,7 +1185,7 @@ impl Table {
                 self.separate(t, &lv, &mut out, (id, itag), &v.data, prev)?;
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// Writes `data` as a long value (in place of `prev` when given, else under a new LID)
@@ -1205,6 +1220,10 @@ impl Table {
 
     /// Frees (in transaction `t`) every separated value of `old` that `new` does not keep.
     fn free_lvs(&self, t: &mut Transaction, old: &Record, new: Option<&Record>) -> Result<()> {
+        // Only long-value columns (deleted ones included) are ever separated.
+        if !has_long_columns(&self.def) {
+            return Ok(());
+        }
         let refs = |r: &Record| -> Result<Vec<LvRef>> {
             let mut out = Vec::new();
             for (_, values) in r.columns() {
@@ -1673,7 +1692,7 @@ impl Table {
             } else {
                 t.replace(tree, &key, &bytes)?;
             }
-            self.maintain_indexes(t, &key, old_keyed.as_ref(), Some(&new_keyed))?;
+            self.maintain_indexes(t, &key, old_keyed.as_deref(), Some(&new_keyed))?;
             if let Some(o) = &old {
                 self.free_lvs(t, o, Some(&stored))?;
             }
@@ -1784,6 +1803,12 @@ impl Table {
 /// # Errors
 /// `SecondaryIndexCorrupted` (-1414) when an entry to remove is missing; `KeyDuplicate`
 /// (-1605) for a unique index; the transaction's errors.
+/// Whether the table `def` has a long-value column, deleted ones included: only those hold
+/// separated values.
+fn has_long_columns(def: &TableDef) -> bool {
+    def.columns.iter().any(|c| c.def.coltyp.is_long())
+}
+
 pub(crate) fn maintain_indexes_of(
     def: &TableDef,
     dbid: u32,
