@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ese_btree::{NodeFlags, NodeState, Tree, Wal};
+use ese_btree::{NodeFlags, NodeState, PutTarget, Tree, Wal};
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result};
 use parking_lot::RwLock;
 
 use crate::record::TxnRecord;
-use crate::store::{PhysState, TxnStore};
+use crate::store::{NewState, PhysState, TxnStore};
 
 /// Family byte of `ese-btree` page records.
 pub const FAMILY_PAGE: u8 = 1;
@@ -197,6 +197,28 @@ impl TxnStore for TreeStore {
             },
         };
         t.put(key, node, annotation)
+    }
+
+    fn write_checked(
+        &self,
+        tree: ObjId,
+        key: &[u8],
+        new: NewState<'_>,
+        decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Lgpos>> {
+        let t = self.tree(tree)?;
+        let target = match new {
+            NewState::Present(d) => PutTarget::State(NodeState::Present {
+                data: d,
+                flags: NodeFlags::VERSIONED,
+            }),
+            NewState::FlagDeleted => {
+                PutTarget::Flags(NodeFlags(NodeFlags::DELETED.0 | NodeFlags::VERSIONED.0))
+            }
+        };
+        t.put_with(key, target, |node| {
+            decide(&node_state(node.map(|(d, f)| (d.to_vec(), f))))
+        })
     }
 
     fn log(&self, record: &[u8]) -> Result<Lgpos> {
