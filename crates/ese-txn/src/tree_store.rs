@@ -52,10 +52,15 @@ impl std::fmt::Debug for FamilyWal {
 
 impl Wal for FamilyWal {
     fn append(&self, record: &[u8]) -> Result<Lgpos> {
-        let mut v = Vec::with_capacity(record.len() + 1);
-        v.push(self.family);
-        v.extend_from_slice(record);
-        self.inner.append(&v)
+        self.inner.append_parts(&[&[self.family], record])
+    }
+
+    fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        let family = [self.family];
+        all.push(&family);
+        all.extend_from_slice(parts);
+        self.inner.append_parts(&all)
     }
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {
@@ -222,10 +227,7 @@ impl TxnStore for TreeStore {
     }
 
     fn log(&self, record: &[u8]) -> Result<Lgpos> {
-        let mut v = Vec::with_capacity(record.len() + 1);
-        v.push(FAMILY_TXN);
-        v.extend_from_slice(record);
-        self.wal.append(&v)
+        self.wal.append_parts(&[&[FAMILY_TXN], record])
     }
 
     fn flush(&self, lgpos: Lgpos) -> Result<()> {
@@ -246,6 +248,10 @@ impl std::fmt::Debug for LogWal {
 impl Wal for LogWal {
     fn append(&self, record: &[u8]) -> Result<Lgpos> {
         self.0.append(record)
+    }
+
+    fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
+        self.0.append_parts(parts)
     }
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {

@@ -200,6 +200,8 @@ fn encode_groups(out: &mut Vec<u8>, v: &[u8]) {
         out.push(0);
         return;
     }
+    // One reservation for every group and its count byte.
+    out.reserve(v.len().div_ceil(GROUP) * (GROUP + 1));
     let mut chunks = v.chunks(GROUP).peekable();
     while let Some(c) = chunks.next() {
         out.extend_from_slice(c);

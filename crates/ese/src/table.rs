@@ -1475,7 +1475,9 @@ impl Table {
             return Err(Error::new(ErrorKind::InvalidGrbit)
                 .with_message(format!("set grbit {:#x}", grbit.bits())));
         }
-        let col = self.def.column(column)?.clone();
+        // A shared handle on the definition, not a copy of the column's entry.
+        let def = Arc::clone(&self.def);
+        let col = def.column(column)?;
         let p = self
             .prepared
             .as_ref()
@@ -1591,7 +1593,7 @@ impl Table {
             )
         } else {
             if col.def.grbit.contains(ColumnGrbit::NOT_NULL) {
-                return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name));
+                return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name.clone()));
             }
             p.record.set(column, itag, None)
         }
