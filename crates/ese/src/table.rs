@@ -1754,6 +1754,11 @@ impl Table {
         let tree = self.tree;
         let save = t.change_count();
         let r = (|| {
+            if !has_long_columns(&self.def) && self.def.indexes.iter().all(IndexEntry::is_primary) {
+                // Nothing but the record to delete: no index entry, no long value. The delete
+                // checks that this transaction sees the record.
+                return t.delete(tree, key);
+            }
             let old = t
                 .read(tree, key)?
                 .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?;
