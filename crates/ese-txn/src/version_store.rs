@@ -145,7 +145,7 @@ impl<'a> Borrow<dyn KeyView + 'a> for VKey {
 }
 
 /// The probe for `key` of `tree` in a shard's map.
-pub(crate) fn probe<'a>(tree: ObjId, key: &'a [u8]) -> (ObjId, &'a [u8]) {
+pub(crate) fn probe(tree: ObjId, key: &[u8]) -> (ObjId, &[u8]) {
     (tree, key)
 }
 
