@@ -871,3 +871,89 @@ fn add_column_definition_errors_and_area_limits() {
     );
     assert_eq!(t.columns().unwrap().len(), 3 + 1 + 123 + 1);
 }
+
+/// A cursor checks its table's definition once per transaction; DDL of the same transaction
+/// through another cursor (a new NotNULL column, a new unique index, a deleted index) must
+/// still reach its next update.
+#[test]
+fn ddl_through_another_cursor_reaches_the_next_update_in_the_same_transaction() {
+    let (_inst, _dir, s, db) = setup("ddl-sync-def");
+    s.create_table(db, &items("t")).unwrap();
+    let mut a = s.open_table(db, "t").unwrap();
+    let mut b = s.open_table(db, "t").unwrap();
+    s.begin_transaction().unwrap();
+    // The first update checks (and locks) the definition.
+    insert(&mut a, 1, "one");
+    // A NotNULL column with a default value, added through `b` (the table has a record,
+    // so the column needs the default).
+    let must = b
+        .add_column(
+            &ColumnDef::new("must", ColumnType::Long)
+                .grbit(ColumnGrbit::NOT_NULL | ColumnGrbit::FIXED)
+                .default_value(&7i32.to_le_bytes()),
+        )
+        .unwrap();
+    // `a` learns of the column at its next update: the record gets the default value.
+    insert(&mut a, 2, "two");
+    let mc = a.column_id("must").unwrap();
+    assert_eq!(mc, must);
+    assert_eq!(
+        a.retrieve_column(mc).unwrap(),
+        Some(7i32.to_le_bytes().to_vec())
+    );
+    // A unique index created through `b`: an update through `a` maintains it, so a duplicate
+    // label is refused and a new one is indexed.
+    b.create_index(&ix("u_label", "+label\0\0", IndexGrbit::UNIQUE))
+        .unwrap();
+    assert_eq!(
+        code({
+            let (idc, lc) = (a.column_id("id").unwrap(), a.column_id("label").unwrap());
+            a.prepare_update(Prep::Insert).unwrap();
+            a.set_column(idc, Some(&3i32.to_le_bytes())).unwrap();
+            a.set_column(lc, Some(b"two")).unwrap();
+            a.update()
+        }),
+        -1605
+    );
+    a.prepare_update(Prep::Cancel).unwrap();
+    insert(&mut a, 4, "four");
+    b.set_current_index(Some("u_label")).unwrap();
+    let labels: Vec<_> = scan(&mut b, "label").into_iter().flatten().collect();
+    assert_eq!(labels, [b"four".to_vec(), b"one".to_vec(), b"two".to_vec()]);
+    // The index deleted through `b`: updates through `a` no longer maintain it (a label that
+    // would have been a duplicate is accepted).
+    b.set_current_index(None).unwrap();
+    b.delete_index("u_label").unwrap();
+    insert(&mut a, 5, "four");
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    assert_eq!(scan(&mut a, "id").len(), 4);
+    s.check_database(db).unwrap();
+}
+
+/// The read lock a cursor's first update takes on the table's catalog record is released
+/// when the level it was taken in rolls back: the next update must take it again, so other
+/// transactions' DDL on the table conflicts until this transaction ends.
+#[test]
+fn definition_lock_released_by_a_level_rollback_is_taken_again() {
+    let (_inst, dir, s, db) = setup("ddl-sync-def-rollback");
+    s.create_table(db, &items("t")).unwrap();
+    let mut a = s.open_table(db, "t").unwrap();
+    let other = s.dup().unwrap();
+    let odb = other.open_database(dir.path().join("d.edb")).unwrap();
+    s.begin_transaction().unwrap();
+    s.begin_transaction().unwrap();
+    insert(&mut a, 1, "one");
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    // Level 1 again: the lock went with the rolled-back level.
+    insert(&mut a, 2, "two");
+    let mut ot = other.open_table(odb, "t").unwrap();
+    assert_eq!(
+        code(ot.add_column(&ColumnDef::new("extra", ColumnType::Long))),
+        -1102,
+        "DDL of another transaction must conflict with the table's definition lock"
+    );
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    ot.add_column(&ColumnDef::new("extra", ColumnType::Long))
+        .unwrap();
+    assert_eq!(scan(&mut a, "id").len(), 1);
+}

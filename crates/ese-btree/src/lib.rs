@@ -52,5 +52,5 @@ pub use header::{DB_FORMAT_VERSION, DB_MAGIC, DbHeader, DbState, PAGE_SIZES};
 pub use lv::{LV_MAX_LEN, LongValues};
 pub use page::{NodeFlags, PageFlags};
 pub use record::{ANNOTATION_MAX, record_annotation, record_dbid};
-pub use tree::{NodeState, Tree};
+pub use tree::{NodeState, PutTarget, Tree};
 pub use wal::{MemWal, Wal};

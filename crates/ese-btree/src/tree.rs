@@ -256,7 +256,7 @@ impl Tree {
     fn modify(&self, key: &[u8], change: Change<'_>) -> Result<()> {
         self.sh.cache.check_failed()?;
         let _w = self.sh.writer.lock();
-        self.modify_locked(key, change, None).map(|_| ())
+        self.modify_locked(key, change, None, None).map(|_| ())
     }
 
     /// Makes the node with `key` be `state` (insert, replace, flag change or delete, whatever
@@ -276,32 +276,66 @@ impl Tree {
     /// `DatabaseUnavailable` after an earlier write failure; the WAL's errors; space and page
     /// read errors. Never `KeyDuplicate` or `RecordNotFound`.
     pub fn put(&self, key: &[u8], state: NodeState<'_>, annotation: &[u8]) -> Result<Lgpos> {
-        if annotation.len() > ANNOTATION_MAX {
-            return Err(
-                Error::new(ErrorKind::InvalidParameter).with_message(format!(
-                    "annotation of {} bytes, the limit is {ANNOTATION_MAX}",
-                    annotation.len()
-                )),
-            );
-        }
-        match state {
-            NodeState::Present { data, flags } => {
+        check_annotation(annotation)?;
+        self.put_with(key, PutTarget::State(state), |_| {
+            Ok(Some(annotation.to_vec()))
+        })?
+        .ok_or_else(|| Error::new(ErrorKind::InternalError).with_message("put wrote nothing"))
+    }
+
+    /// [`Tree::put`] decided from the node's current state, read under the same writer mutex
+    /// as the change and with the same descent: `decide` gets the node's data and flags
+    /// (`None`: no node) and returns the annotation to log the change with, or `None` to
+    /// write nothing (then nothing is logged and this returns `None`). `target` is the state
+    /// to put, or [`PutTarget::Flags`] to keep the node's data and change only its flags.
+    ///
+    /// # Errors
+    /// Whatever `decide` returns (nothing written); `RecordNotFound` (-1601) for
+    /// [`PutTarget::Flags`] without a node; otherwise as [`Tree::put`].
+    pub fn put_with(
+        &self,
+        key: &[u8],
+        target: PutTarget<'_>,
+        decide: impl FnOnce(Option<(&[u8], NodeFlags)>) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Lgpos>> {
+        match target {
+            PutTarget::State(NodeState::Present { data, flags }) => {
                 check_flags(flags)?;
                 self.check_sizes(key, data.len())?;
             }
-            NodeState::Absent => self.check_sizes(key, 0)?,
+            PutTarget::State(NodeState::Absent) => self.check_sizes(key, 0)?,
+            PutTarget::Flags(flags) => check_flags(flags)?,
         }
         let sh = &self.sh;
         sh.cache.check_failed()?;
         let _w = sh.writer.lock();
-        let current = {
+        // One descent serves the decision, the comparison and the change: the tree's writer
+        // mutex is held from here to the change, so no split or merge can move the key off
+        // this leaf.
+        let (frame, current, annotation) = {
             let leaf = self.descend(Target::Key(key))?;
-            match leaf.guard.search(key) {
-                (i, true) => leaf
-                    .guard
-                    .node(i)
-                    .map(|n| (n.flags, n.data == data_of(state))),
+            let node = match leaf.guard.search(key) {
+                (i, true) => leaf.guard.node(i),
                 _ => None,
+            };
+            let Some(annotation) = decide(node.as_ref().map(|n| (n.data, n.flags)))? else {
+                return Ok(None);
+            };
+            check_annotation(&annotation)?;
+            let current = match target {
+                PutTarget::State(state) => node.map(|n| (n.flags, n.data == data_of(state))),
+                PutTarget::Flags(_) => node.map(|n| (n.flags, true)),
+            };
+            (leaf.frame, current, annotation)
+        };
+        let state = match target {
+            PutTarget::State(state) => state,
+            PutTarget::Flags(flags) => {
+                if current.is_none() {
+                    return Err(Error::new(ErrorKind::RecordNotFound));
+                }
+                // Only the flags are compared and changed: the data stays.
+                NodeState::Present { data: &[], flags }
             }
         };
         let change = match (state, current) {
@@ -318,10 +352,11 @@ impl Tree {
             }
         };
         if let Some(c) = change {
-            self.modify_locked(key, c, Some(annotation))
+            self.modify_locked(key, c, Some(&annotation), Some(frame))
+                .map(Some)
         } else {
-            let rec = encode_annotation(sh.opts.dbid, annotation);
-            sh.cache.log_change(&rec, &[])
+            let rec = encode_annotation(sh.opts.dbid, &annotation);
+            sh.cache.log_change(&rec, &[]).map(Some)
         }
     }
 
@@ -332,11 +367,13 @@ impl Tree {
         key: &[u8],
         change: Change<'_>,
         annotation: Option<&[u8]>,
+        leaf: Option<Arc<Frame>>,
     ) -> Result<Lgpos> {
         let sh = &self.sh;
-        let leaf = self.descend(Target::Key(key))?;
-        let frame = leaf.frame;
-        drop(leaf.guard);
+        let frame = match leaf {
+            Some(f) => f,
+            None => self.descend(Target::Key(key))?.frame,
+        };
         {
             let mut page = frame.latch.write();
             let cap = capacity(sh.page_size());
@@ -425,6 +462,28 @@ impl Tree {
         };
         sh.cache.log_change(&rec, &[frame])
     }
+}
+
+/// What [`Tree::put_with`] makes of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutTarget<'a> {
+    /// This state.
+    State(NodeState<'a>),
+    /// The node (which must exist) keeps its data and gets these flags.
+    Flags(NodeFlags),
+}
+
+/// `InvalidParameter` for an annotation over [`ANNOTATION_MAX`].
+fn check_annotation(annotation: &[u8]) -> Result<()> {
+    if annotation.len() > ANNOTATION_MAX {
+        return Err(
+            Error::new(ErrorKind::InvalidParameter).with_message(format!(
+                "annotation of {} bytes, the limit is {ANNOTATION_MAX}",
+                annotation.len()
+            )),
+        );
+    }
+    Ok(())
 }
 
 /// The state a leaf node should have ([`Tree::put`]).

@@ -16,6 +16,15 @@ pub trait Wal: Send + Sync {
     /// Whatever the log reports: `LogWriteFail`, `LogDiskFull`, `InstanceUnavailable`.
     fn append(&self, record: &[u8]) -> Result<Lgpos>;
 
+    /// Appends the one record made of `parts` in order, as [`Wal::append`] of their
+    /// concatenation would (a log that can frame the pieces as they are saves the copy).
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
+        self.append(&parts.concat())
+    }
+
     /// Makes every record with a position `<= up_to` durable.
     ///
     /// # Errors

@@ -60,6 +60,36 @@ fn frame_crc(lgpos: Lgpos, hdr_tail: &[u8], payload: &[u8]) -> u32 {
     crc32_seeded(lgpos.as_u64(), &[hdr_tail, payload])
 }
 
+/// [`encode_frame`] of the payload made of `parts` in order (no copy of the whole payload
+/// first).
+pub(crate) fn encode_frame_parts(
+    buf: &mut Vec<u8>,
+    generation: u32,
+    off: usize,
+    kind: u8,
+    parts: &[&[u8]],
+) -> Lgpos {
+    let lgpos = lgpos_at(generation, off);
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut hdr = [0u8; FRAME_HEADER];
+    put(&mut hdr, 4, &(len as u32).to_le_bytes());
+    put(&mut hdr, 8, &[kind]);
+    // `frame_crc` over the parts: the CRC of `crc32_seeded`, fed piece by piece.
+    let mut h = crc32fast::Hasher::new();
+    h.update(&lgpos.as_u64().to_le_bytes());
+    h.update(hdr.get(4..).unwrap_or_default());
+    for p in parts {
+        h.update(p);
+    }
+    put(&mut hdr, 0, &h.finalize().to_le_bytes());
+    buf.reserve(FRAME_HEADER + len);
+    buf.extend_from_slice(&hdr);
+    for p in parts {
+        buf.extend_from_slice(p);
+    }
+    lgpos
+}
+
 /// Appends the frame for `payload` (of `kind`) at file offset `off` to `buf`, whose first
 /// byte lies at file offset `off - (buf.len())`: i.e. `off` must equal the current end of the
 /// buffer. Returns the frame's LGPOS.
@@ -70,15 +100,7 @@ pub(crate) fn encode_frame(
     kind: u8,
     payload: &[u8],
 ) -> Lgpos {
-    let lgpos = lgpos_at(generation, off);
-    let mut hdr = [0u8; FRAME_HEADER];
-    put(&mut hdr, 4, &(payload.len() as u32).to_le_bytes());
-    put(&mut hdr, 8, &[kind]);
-    let crc = frame_crc(lgpos, hdr.get(4..).unwrap_or_default(), payload);
-    put(&mut hdr, 0, &crc.to_le_bytes());
-    buf.extend_from_slice(&hdr);
-    buf.extend_from_slice(payload);
-    lgpos
+    encode_frame_parts(buf, generation, off, kind, &[payload])
 }
 
 /// Pads `buf` (whose end is at file offset `end`) to the next sector boundary with a padding

@@ -55,7 +55,7 @@ use crate::generation::{ensure_reserves, install, preformat, remove_if_exists, t
 use crate::header::{FLAG_CIRCULAR, HEADER_BYTES, LogFileHeader, LogSignature, now_micros};
 use crate::reader::read_image;
 use crate::record::{
-    FRAME_HEADER, FrameCursor, KIND_DATA, encode_frame, frame_start, pad_to_sector,
+    FRAME_HEADER, FrameCursor, KIND_DATA, encode_frame_parts, frame_start, pad_to_sector,
 };
 
 /// Largest generation number (ESE's `lGenerationMax`); past it appends fail with
@@ -414,7 +414,16 @@ impl Log {
     ///   [`Log::append_shutdown`]), or no reserve log was left.
     /// - `LogSequenceEnd`: the generation number reached [`GENERATION_MAX`].
     pub fn append(&self, payload: &[u8]) -> Result<Lgpos> {
-        self.shared.append(payload, false)
+        self.shared.append(&[payload], false)
+    }
+
+    /// [`Log::append`] of the record made of `parts` in order (one record, as if they had been
+    /// concatenated; saves the caller building it).
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
+        self.shared.append(parts, false)
     }
 
     /// [`Log::append`] that still succeeds after the disk filled, while a reserve log has
@@ -424,7 +433,7 @@ impl Log {
     /// # Errors
     /// As [`Log::append`], except that the disk-full state does not refuse the record.
     pub fn append_shutdown(&self, payload: &[u8]) -> Result<Lgpos> {
-        self.shared.append(payload, true)
+        self.shared.append(&[payload], true)
     }
 
     /// Appends one record and waits until it is durable (a durable commit).
@@ -612,12 +621,12 @@ impl Shared {
         first_failure(e)
     }
 
-    fn append(&self, payload: &[u8], shutdown: bool) -> Result<Lgpos> {
-        if payload.len() > self.max_payload() {
+    fn append(&self, parts: &[&[u8]], shutdown: bool) -> Result<Lgpos> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_payload() {
             return Err(
                 Error::new(ErrorKind::LogBufferTooSmall).with_message(format!(
-                    "a {}-byte record exceeds the maximum of {} bytes",
-                    payload.len(),
+                    "a {len}-byte record exceeds the maximum of {} bytes",
                     self.max_payload()
                 )),
             );
@@ -633,7 +642,7 @@ impl Shared {
                 ));
             }
             let off = frame_start(st.buf_start + st.buf.len());
-            if off + FRAME_HEADER + payload.len() > self.file_bytes {
+            if off + FRAME_HEADER + len > self.file_bytes {
                 if st.sealed.is_some() || st.rolling {
                     // The next generation filled before the last rollover finished (the log
                     // is appended to faster than the disk takes it): wait for it, or do it
@@ -658,7 +667,7 @@ impl Shared {
             let rel = off - st.buf_start;
             st.buf.resize(rel, 0);
             let generation = st.generation;
-            let lgpos = encode_frame(&mut st.buf, generation, off, KIND_DATA, payload);
+            let lgpos = encode_frame_parts(&mut st.buf, generation, off, KIND_DATA, parts);
             st.last_appended = lgpos;
             return Ok(lgpos);
         }

@@ -37,6 +37,15 @@ impl PhysState {
     }
 }
 
+/// The state [`TxnStore::write_checked`] gives a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewState<'a> {
+    /// A live record with this data.
+    Present(&'a [u8]),
+    /// The record, with the data it has, flag-deleted.
+    FlagDeleted,
+}
+
 /// The page store under the transaction layer: reads and writes of physical key states, each
 /// write logged with an opaque annotation from this layer (undo information, compensation
 /// markers) in the same log record as the page change, so both are redone or lost together.
@@ -55,6 +64,38 @@ pub trait TxnStore: Send + Sync {
     /// checked the state under its own lock).
     fn write(&self, tree: ObjId, key: &[u8], state: &PhysState, annotation: &[u8])
     -> Result<Lgpos>;
+
+    /// Reads the physical state of `key` in `tree`, hands it to `decide` and, if that returns
+    /// an annotation, makes the state `new` (logged with the annotation): one look-up where
+    /// [`TxnStore::read`] then [`TxnStore::write`] take two. The state cannot change between
+    /// the read and the write. Returns the log position of the record, or `None` when
+    /// `decide` wrote nothing.
+    ///
+    /// # Errors
+    /// Whatever `decide` returns (nothing written); `RecordNotFound` (-1601) for
+    /// [`NewState::FlagDeleted`] of an absent key; otherwise as [`TxnStore::write`].
+    fn write_checked(
+        &self,
+        tree: ObjId,
+        key: &[u8],
+        new: NewState<'_>,
+        decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Lgpos>> {
+        let phys = self.read(tree, key)?;
+        let Some(annotation) = decide(&phys)? else {
+            return Ok(None);
+        };
+        let state = match (new, phys) {
+            (NewState::Present(d), _) => PhysState::Present(d.to_vec()),
+            (NewState::FlagDeleted, PhysState::Present(d) | PhysState::Deleted(d)) => {
+                PhysState::Deleted(d)
+            }
+            (NewState::FlagDeleted, PhysState::Absent) => {
+                return Err(ese_core::Error::new(ese_core::ErrorKind::RecordNotFound));
+            }
+        };
+        self.write(tree, key, &state, &annotation).map(Some)
+    }
 
     /// Appends a record of this layer alone (commit, end of rollback) to the log.
     ///

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 
 use crate::record::{TxnRecord, Undo};
-use crate::store::PhysState;
+use crate::store::{NewState, PhysState};
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, Oper, ReadView, TrxState, VKey, VersionStore, apply_delta,
-    reconstruct, undo_state,
+    ABORTED, ACTIVE, Before, KeyView, Oper, ReadView, TrxState, VKey, VersionStore, apply_delta,
+    probe, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
@@ -39,6 +39,8 @@ pub struct Transaction {
     next_seq: u32,
     ops: Vec<OpRef>,
     first_lgpos: Option<Lgpos>,
+    /// Changes and locks undone so far (level rollbacks and savepoint rollbacks).
+    undone: u64,
 }
 
 /// The outcome of a level-0 commit.
@@ -85,6 +87,7 @@ impl VersionStore {
             next_seq: 0,
             ops: Vec::new(),
             first_lgpos: None,
+            undone: 0,
         }
     }
 
@@ -127,6 +130,14 @@ impl Transaction {
     /// Number of changes made so far.
     pub fn change_count(&self) -> usize {
         self.ops.len()
+    }
+
+    /// Number of changes and locks undone so far by [`Transaction::rollback_level`] and
+    /// [`Transaction::rollback_to`]. It only grows: while it stays the same, every version
+    /// (change or lock) the transaction took is still held, so a caller may remember that a
+    /// lock was taken instead of looking it up again.
+    pub fn undone_count(&self) -> u64 {
+        self.undone
     }
 
     /// The view the transaction reads with: its snapshot plus its own changes.
@@ -260,12 +271,19 @@ impl Transaction {
             Change::Lock { write: true } => Oper::WriteLock,
             Change::Lock { write: false } => Oper::ReadLock,
         };
+        let new = match change {
+            Change::Insert(v) | Change::Replace(v) => Some(NewState::Present(v)),
+            Change::Delete => Some(NewState::FlagDeleted),
+            Change::Delta { .. } | Change::Lock { .. } => None,
+        };
+        if let Some(new) = new {
+            return self.change_checked(tree, key, oper, new).map(|()| 0);
+        }
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
             let vs = Arc::clone(&self.vs);
             let mut shard = vs.shard(tree, key);
-            let probe: (ObjId, Box<[u8]>) = (tree, key.into());
-            let chain = shard.map.get(&probe);
+            let chain = shard.map.get(&probe(tree, key) as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
             let phys = vs.store.read(tree, key)?;
             let mine = match chain {
@@ -405,6 +423,117 @@ impl Transaction {
         Err(self.vs.out_of_memory())
     }
 
+    /// An insert, replace or delete: the physical state is read, checked and changed with one
+    /// look-up of the page store ([`TxnStore::write_checked`]), under the key's shard lock.
+    fn change_checked(
+        &mut self,
+        tree: ObjId,
+        key: &[u8],
+        oper: Oper,
+        new: NewState<'_>,
+    ) -> Result<()> {
+        // At most two attempts: the second after a cleanup freed budget.
+        for attempt in 0..2 {
+            let vs = Arc::clone(&self.vs);
+            let mut shard = vs.shard(tree, key);
+            let chain = shard.map.get(&probe(tree, key) as &dyn KeyView);
+            VersionStore::check_conflict(chain, &self.state, oper)?;
+            let view = self.read_view();
+            let seq = self.next_seq;
+            let (trx, first_written) = (self.state.id, self.first_lgpos.is_some());
+            // What the decision took: the before-image entry and its charge (to give back if
+            // the write fails); whether the budget was short.
+            let mut taken: Option<(Before, u64)> = None;
+            let mut short = false;
+            let written = vs.store.write_checked(tree, key, new, &mut |phys| {
+                let mine = match chain {
+                    Some(c) => reconstruct(c, phys.clone(), &view),
+                    None => phys.clone(),
+                };
+                match oper {
+                    Oper::Insert if mine.value().is_some() || phys.value().is_some() => {
+                        return Err(Error::new(ErrorKind::KeyDuplicate));
+                    }
+                    Oper::Replace if mine.value().is_none() => {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    }
+                    Oper::Delete
+                        if !matches!(phys, PhysState::Present(_)) || mine.value().is_none() =>
+                    {
+                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    }
+                    _ => {}
+                }
+                let before = Before::State(phys.clone());
+                let Some(charge) = vs.try_charge(oper, &before) else {
+                    short = true;
+                    return Ok(None);
+                };
+                // Announce the change before any page sees it: readers that skip the version
+                // store for trees without versions must not miss it.
+                vs.pin_tree(tree);
+                if !first_written {
+                    // Hold the checkpoint back before the first change reaches the log (see
+                    // `change`); the real position replaces this after the write.
+                    vs.oldest_lgpos.lock().insert(trx, Lgpos::MIN);
+                }
+                taken = Some((before, charge));
+                Ok(Some(
+                    TxnRecord::Op {
+                        trx,
+                        seq,
+                        tree,
+                        key: key.to_vec(),
+                        undo: Undo::Restore(phys.clone()),
+                    }
+                    .encode(),
+                ))
+            });
+            let lgpos = match written {
+                Ok(Some(lgpos)) => lgpos,
+                Ok(None) if short && attempt == 0 => {
+                    drop(shard);
+                    vs.cleanup()?;
+                    continue;
+                }
+                Ok(None) if short => return Err(vs.out_of_memory()),
+                Ok(None) => {
+                    return Err(Error::new(ErrorKind::InternalError)
+                        .with_message("a checked change wrote nothing"));
+                }
+                Err(e) => {
+                    if let Some((_, charge)) = taken {
+                        vs.uncharge(charge);
+                        vs.unpin_tree(tree);
+                        if !first_written {
+                            vs.oldest_lgpos.lock().remove(&trx);
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            let Some((before, charge)) = taken else {
+                return Err(Error::new(ErrorKind::InternalError)
+                    .with_message("a checked change logged without a decision"));
+            };
+            if self.first_lgpos.is_none() {
+                self.first_lgpos = Some(lgpos);
+                vs.oldest_lgpos.lock().insert(trx, lgpos);
+            }
+            self.next_seq += 1;
+            let vkey = VersionStore::vkey(tree, key);
+            let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
+            vs.push_rce(&mut shard, &vkey, rce);
+            self.ops.push(OpRef {
+                vkey,
+                seq,
+                level: self.level,
+            });
+            return Ok(());
+        }
+        Err(self.vs.out_of_memory())
+    }
+
     /// Commits the innermost level (JetCommitTransaction). A nested level merges into its
     /// parent. The last level commits the transaction: its commit record is logged and, unless
     /// `lazy`, made durable before this returns (group commit). Returns the commit's details
@@ -527,11 +656,10 @@ impl Transaction {
     /// Whether this transaction holds a version of `key` of `tree`: a change or a lock it made
     /// and has not rolled back.
     pub fn holds_version(&self, tree: ObjId, key: &[u8]) -> bool {
-        let probe: (ObjId, Box<[u8]>) = (tree, key.into());
         self.vs
             .shard(tree, key)
             .map
-            .get(&probe)
+            .get(&probe(tree, key) as &dyn KeyView)
             .is_some_and(|chain| chain.iter().any(|r| r.trx.id == self.state.id))
     }
 
@@ -556,6 +684,8 @@ impl Transaction {
         let Some(op) = self.ops.last() else {
             return Ok(());
         };
+        // Counted before anything is undone: a failed undo may have removed the version.
+        self.undone += 1;
         let (tree, key) = (op.vkey.0, op.vkey.1.clone());
         let vs = Arc::clone(&self.vs);
         let mut shard = vs.shard(tree, &key);

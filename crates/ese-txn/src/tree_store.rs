@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ese_btree::{NodeFlags, NodeState, Tree, Wal};
+use ese_btree::{NodeFlags, NodeState, PutTarget, Tree, Wal};
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result};
 use parking_lot::RwLock;
 
 use crate::record::TxnRecord;
-use crate::store::{PhysState, TxnStore};
+use crate::store::{NewState, PhysState, TxnStore};
 
 /// Family byte of `ese-btree` page records.
 pub const FAMILY_PAGE: u8 = 1;
@@ -52,10 +52,15 @@ impl std::fmt::Debug for FamilyWal {
 
 impl Wal for FamilyWal {
     fn append(&self, record: &[u8]) -> Result<Lgpos> {
-        let mut v = Vec::with_capacity(record.len() + 1);
-        v.push(self.family);
-        v.extend_from_slice(record);
-        self.inner.append(&v)
+        self.inner.append_parts(&[&[self.family], record])
+    }
+
+    fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        let family = [self.family];
+        all.push(&family);
+        all.extend_from_slice(parts);
+        self.inner.append_parts(&all)
     }
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {
@@ -199,11 +204,30 @@ impl TxnStore for TreeStore {
         t.put(key, node, annotation)
     }
 
+    fn write_checked(
+        &self,
+        tree: ObjId,
+        key: &[u8],
+        new: NewState<'_>,
+        decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Lgpos>> {
+        let t = self.tree(tree)?;
+        let target = match new {
+            NewState::Present(d) => PutTarget::State(NodeState::Present {
+                data: d,
+                flags: NodeFlags::VERSIONED,
+            }),
+            NewState::FlagDeleted => {
+                PutTarget::Flags(NodeFlags(NodeFlags::DELETED.0 | NodeFlags::VERSIONED.0))
+            }
+        };
+        t.put_with(key, target, |node| {
+            decide(&node_state(node.map(|(d, f)| (d.to_vec(), f))))
+        })
+    }
+
     fn log(&self, record: &[u8]) -> Result<Lgpos> {
-        let mut v = Vec::with_capacity(record.len() + 1);
-        v.push(FAMILY_TXN);
-        v.extend_from_slice(record);
-        self.wal.append(&v)
+        self.wal.append_parts(&[&[FAMILY_TXN], record])
     }
 
     fn flush(&self, lgpos: Lgpos) -> Result<()> {
@@ -224,6 +248,10 @@ impl std::fmt::Debug for LogWal {
 impl Wal for LogWal {
     fn append(&self, record: &[u8]) -> Result<Lgpos> {
         self.0.append(record)
+    }
+
+    fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
+        self.0.append_parts(parts)
     }
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {

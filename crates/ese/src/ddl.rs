@@ -370,6 +370,7 @@ impl Session {
                 return Err(Error::new(ErrorKind::TableInUse)
                     .with_message(format!("a cursor is open on table {:?}", def.name)));
             }
+            engine.note_catalog_change();
             t.delete(cat, &key)?;
             let mut trees = vec![def.objid];
             trees.extend(
@@ -425,6 +426,7 @@ impl Session {
                     .with_message(format!("a cursor is open on table {:?}", def.name)));
             }
             new.clone_into(&mut def.name);
+            engine.note_catalog_change();
             if new_key == old_key {
                 return t.replace(cat, &old_key, &def.encode());
             }
@@ -569,6 +571,7 @@ impl Table {
                 deleted: false,
             });
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
+            engine.note_catalog_change();
             t.replace(cat, &key, &def.encode())?;
             self.install_def(def.encode())?;
             Ok(id)
@@ -615,6 +618,7 @@ impl Table {
                 c.deleted = true;
             }
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
+            engine.note_catalog_change();
             t.replace(cat, &key, &def.encode())?;
             self.install_def(def.encode())
         })

@@ -119,6 +119,11 @@ pub(crate) struct Engine {
     pub(crate) cursors: Arc<crate::ddl::OpenCursors>,
     /// Trees of committed table and index deletions, freed once nobody can reach them.
     pub(crate) deferred: parking_lot::Mutex<Vec<crate::ddl::DeferredFree>>,
+    /// Catalog writes so far (every DDL that inserts, replaces or deletes a catalog record
+    /// adds one before writing): a cursor that checked its table's definition in a transaction
+    /// needs no second look while this and the transaction's undo count stay the same (see
+    /// `Table::sync_def`).
+    catalog_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// The next auto-increment value of a table, taken and advanced under its mutex.
@@ -209,6 +214,19 @@ fn decode_db_list(b: &[u8]) -> Result<Vec<(u32, PathBuf)>> {
 }
 
 impl Engine {
+    /// Notes that a catalog record is about to be written (called by every DDL before it
+    /// writes the catalog, in the same engine call).
+    pub(crate) fn note_catalog_change(&self) {
+        self.catalog_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The number of catalog writes noted so far (see [`Engine::note_catalog_change`]).
+    pub(crate) fn catalog_epoch(&self) -> u64 {
+        self.catalog_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Opens the log and runs soft recovery: redo from the checkpoint, re-attaching the
     /// databases the log names, then undo of every unfinished transaction, then a clean
     /// detach of every recovered database and a new checkpoint. `progress` is called with
@@ -356,6 +374,7 @@ impl Engine {
             ckpt_lock: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            catalog_epoch: std::sync::atomic::AtomicU64::new(0),
         };
         for (_, d) in dbs {
             engine.detach_db(&d)?;

@@ -663,6 +663,7 @@ impl Table {
             }
             entry.objid = def.objid;
             def.indexes.insert(0, entry);
+            self.engine.note_catalog_change();
             t.replace(cat, &key, &def.encode())?;
         } else {
             // Allocated outside the transaction, like a table's tree: after a rollback the
@@ -674,6 +675,7 @@ impl Table {
                 .register(tree_id(dbid, tree.objid()), tree.clone());
             def.indexes.push(entry.clone());
             let save = t.change_count();
+            self.engine.note_catalog_change();
             t.replace(cat, &key, &def.encode())?;
             if let Err(e) = self.build_index(t, &def, &entry, &tree) {
                 t.rollback_to(save)?;
@@ -707,7 +709,8 @@ impl Table {
             let bm = c.key().to_vec();
             let node = Some((c.data().to_vec(), c.flags()));
             if let Some(bytes) = self.visible_in(&view, self.tree, &bm, node)? {
-                let rec = self.keyed_in(def, &Record::decode(&bytes, &layout)?, &view)?;
+                let decoded = Record::decode(&bytes, &layout)?;
+                let rec = self.keyed_in(def, &decoded, &view)?;
                 for k in record_keys(def, ix, &rec)? {
                     entries.push((entry_layout.node_key(&k, &bm), bm.clone()));
                 }
@@ -765,6 +768,7 @@ impl Table {
                 return Err(Error::new(ErrorKind::IndexMustStay).with_message(name.to_owned()));
             }
             let removed = def.indexes.remove(i);
+            engine.note_catalog_change();
             t.replace(cat, &key, &def.encode())?;
             self.install_def(def.encode())?;
             Ok((t.level(), removed.objid))

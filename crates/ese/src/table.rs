@@ -3,6 +3,7 @@
 //! retrieve, delete — every read through the session's snapshot, every write through its
 //! transaction (or an implicit one at level 0), a record and its index entries together.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -313,6 +314,7 @@ impl Session {
                     engine.store.register(tree_id(d.dbid, it.objid()), it);
                 }
             }
+            engine.note_catalog_change();
             t.insert(cat, &key, &def.encode())
         })
     }
@@ -362,6 +364,7 @@ impl Session {
             layout: def.layout(),
             def: Arc::new(def),
             def_bytes: bytes,
+            def_synced: None,
             tree,
             pad: d.db.max_key_len() + 1,
             cur,
@@ -414,6 +417,14 @@ pub(crate) struct Prepared {
     /// The record's bytes when a replace was prepared (`ReplaceNoLock` compares them at
     /// update, as ESE compares a record checksum).
     pub(crate) original: Option<Vec<u8>>,
+}
+
+/// What makes a definition check of [`Table::sync_def`] still valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DefSynced {
+    trx: ese_core::TrxId,
+    undone: u64,
+    catalog_epoch: u64,
 }
 
 /// The current index of a cursor.
@@ -505,6 +516,11 @@ pub struct Table {
     pub(crate) def: Arc<TableDef>,
     /// The catalog record `def` was decoded from (to notice definition changes).
     pub(crate) def_bytes: Vec<u8>,
+    /// When [`Table::sync_def`] last found `def` current and the catalog record read-locked:
+    /// the transaction, its undo count and the engine's catalog epoch then. While all three
+    /// stay the same the lock is still held and no DDL wrote the catalog, so `def` is still
+    /// the definition the transaction sees.
+    pub(crate) def_synced: Option<DefSynced>,
     pub(crate) layout: RecordLayout,
     /// The table's (primary) tree.
     pub(crate) tree: ObjId,
@@ -554,6 +570,7 @@ impl Table {
             engine: Arc::clone(&self.engine),
             def: Arc::clone(&self.def),
             def_bytes: self.def_bytes.clone(),
+            def_synced: None,
             layout: self.layout.clone(),
             tree: self.tree,
             pad: self.pad,
@@ -663,6 +680,7 @@ impl Table {
         }
         self.def = Arc::new(def);
         self.def_bytes = bytes;
+        self.def_synced = None;
         Ok(())
     }
 
@@ -690,11 +708,24 @@ impl Table {
     /// record, taken once per transaction (DDL replaces that record, so it conflicts with the
     /// lock of every transaction that changed the table, and the other way round).
     ///
+    /// The check is made once per transaction: it is skipped while the transaction, its undo
+    /// count (a rollback may have released the lock) and the engine's catalog epoch (DDL of
+    /// this transaction, through any cursor, writes the catalog) are those of the last check.
+    /// Other transactions cannot change the record while the lock is held.
+    ///
     /// # Errors
     /// `WriteConflict` (-1102) when another transaction changed the table's definition and
     /// has not committed, or committed after `t` began; `ObjectNotFound` (-1305) if the
     /// table is gone; the page store's errors.
     pub(crate) fn sync_def(&mut self, t: &mut Transaction) -> Result<()> {
+        let now = DefSynced {
+            trx: t.id(),
+            undone: t.undone_count(),
+            catalog_epoch: self.engine.catalog_epoch(),
+        };
+        if self.def_synced == Some(now) {
+            return Ok(());
+        }
         let cat = tree_id(self.dbid(), CATALOG_OBJID);
         let key = catalog::table_key(&self.def.name);
         if !t.holds_version(cat, &key) {
@@ -712,6 +743,9 @@ impl Table {
         if bytes != self.def_bytes {
             self.install_def(bytes)?;
         }
+        // `now` was taken before the read: a catalog write in between makes it stale, and
+        // the next call checks again.
+        self.def_synced = Some(now);
         Ok(())
     }
 
@@ -1265,13 +1299,23 @@ impl Table {
     /// `rec` with each separated value of a column some index of the table keys on replaced
     /// by its first bytes ([`LV_KEY_PREFIX`]), read through `view`: what index keys are made
     /// from (they are truncated far below that length).
-    pub(crate) fn keyed(&self, rec: &Record, view: &ReadView) -> Result<Record> {
+    pub(crate) fn keyed<'r>(&self, rec: &'r Record, view: &ReadView) -> Result<Cow<'r, Record>> {
         let def = Arc::clone(&self.def);
         self.keyed_in(&def, rec, view)
     }
 
     /// [`Table::keyed`] for the indexes of definition `def`.
-    pub(crate) fn keyed_in(&self, def: &TableDef, rec: &Record, view: &ReadView) -> Result<Record> {
+    pub(crate) fn keyed_in<'r>(
+        &self,
+        def: &TableDef,
+        rec: &'r Record,
+        view: &ReadView,
+    ) -> Result<Cow<'r, Record>> {
+        // Only long-value columns hold separated values: without one the record is its own
+        // keyed form.
+        if !has_long_columns(def) {
+            return Ok(Cow::Borrowed(rec));
+        }
         let mut out = rec.clone();
         let mut cols: Vec<u32> = def
             .indexes
@@ -1295,7 +1339,7 @@ impl Table {
                 }
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// `rec` as it is stored, in transaction `t`: every value of a long column longer than
@@ -1305,15 +1349,19 @@ impl Table {
     /// separated stay as they are. A value is written in place of the separated value the
     /// same column and `itagSequence` had in `old` (the record it replaces) when `rec` no
     /// longer refers to that one (only its changed chunks are written), else under a new LID.
-    fn store_lvs(
+    fn store_lvs<'r>(
         &self,
         t: &mut Transaction,
-        rec: &Record,
+        rec: &'r Record,
         old: Option<&Record>,
         room: usize,
-    ) -> Result<Record> {
+    ) -> Result<Cow<'r, Record>> {
+        // Only long-value columns (deleted ones included) are ever separated.
+        if !has_long_columns(&self.def) {
+            return Ok(Cow::Borrowed(rec));
+        }
         let Some(lv) = self.lv_tree()? else {
-            return Ok(rec.clone());
+            return Ok(Cow::Borrowed(rec));
         };
         // LIDs of `old` that `rec` does not refer to: each may take one new value in place.
         let mut kept = Vec::new();
@@ -1361,7 +1409,7 @@ impl Table {
                 self.separate(t, &lv, &mut out, (id, itag), &v.data, prev)?;
             }
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// Writes `data` as a long value (in place of `prev` when given, else under a new LID)
@@ -1396,6 +1444,10 @@ impl Table {
 
     /// Frees (in transaction `t`) every separated value of `old` that `new` does not keep.
     fn free_lvs(&self, t: &mut Transaction, old: &Record, new: Option<&Record>) -> Result<()> {
+        // Only long-value columns (deleted ones included) are ever separated.
+        if !has_long_columns(&self.def) {
+            return Ok(());
+        }
         let refs = |r: &Record| -> Result<Vec<LvRef>> {
             let mut out = Vec::new();
             for (_, values) in r.columns() {
@@ -1647,7 +1699,9 @@ impl Table {
             return Err(Error::new(ErrorKind::InvalidGrbit)
                 .with_message(format!("set grbit {:#x}", grbit.bits())));
         }
-        let col = self.def.column(column)?.clone();
+        // A shared handle on the definition, not a copy of the column's entry.
+        let def = Arc::clone(&self.def);
+        let col = def.column(column)?;
         let p = self
             .prepared
             .as_ref()
@@ -1763,7 +1817,7 @@ impl Table {
             )
         } else {
             if col.def.grbit.contains(ColumnGrbit::NOT_NULL) {
-                return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name));
+                return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name.clone()));
             }
             p.record.set(column, itag, None)
         }
@@ -1864,7 +1918,7 @@ impl Table {
             } else {
                 t.replace(tree, &key, &bytes)?;
             }
-            self.maintain_indexes(t, &key, old_keyed.as_ref(), Some(&new_keyed))?;
+            self.maintain_indexes(t, &key, old_keyed.as_deref(), Some(&new_keyed))?;
             if let Some(o) = &old {
                 self.free_lvs(t, o, Some(&stored))?;
             }
@@ -1924,6 +1978,11 @@ impl Table {
         let tree = self.tree;
         let save = t.change_count();
         let r = (|| {
+            if !has_long_columns(&self.def) && self.def.indexes.iter().all(IndexEntry::is_primary) {
+                // Nothing but the record to delete: no index entry, no long value. The delete
+                // checks that this transaction sees the record.
+                return t.delete(tree, key);
+            }
             let old = t
                 .read(tree, key)?
                 .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?;
@@ -1975,6 +2034,12 @@ impl Table {
 /// # Errors
 /// `SecondaryIndexCorrupted` (-1414) when an entry to remove is missing; `KeyDuplicate`
 /// (-1605) for a unique index; the transaction's errors.
+/// Whether the table `def` has a long-value column, deleted ones included: only those hold
+/// separated values.
+fn has_long_columns(def: &TableDef) -> bool {
+    def.columns.iter().any(|c| c.def.coltyp.is_long())
+}
+
 pub(crate) fn maintain_indexes_of(
     def: &TableDef,
     dbid: u32,
