@@ -292,38 +292,10 @@ impl Transaction {
             };
             let mut result = 0i64;
             let (new_phys, before, undo) = match change {
-                Change::Insert(v) => {
-                    if mine.value().is_some() || phys.value().is_some() {
-                        return Err(Error::new(ErrorKind::KeyDuplicate));
-                    }
-                    (
-                        Some(PhysState::Present(v.to_vec())),
-                        Before::State(phys.clone()),
-                        Undo::Restore(phys.clone()),
-                    )
-                }
-                Change::Replace(v) => {
-                    if mine.value().is_none() {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
-                    }
-                    (
-                        Some(PhysState::Present(v.to_vec())),
-                        Before::State(phys.clone()),
-                        Undo::Restore(phys.clone()),
-                    )
-                }
-                Change::Delete => {
-                    let PhysState::Present(data) = &phys else {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
-                    };
-                    if mine.value().is_none() {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
-                    }
-                    (
-                        Some(PhysState::Deleted(data.clone())),
-                        Before::State(phys.clone()),
-                        Undo::Restore(phys.clone()),
-                    )
+                // Inserts, replaces and deletes returned through `change_checked` above.
+                Change::Insert(_) | Change::Replace(_) | Change::Delete => {
+                    return Err(Error::new(ErrorKind::InternalError)
+                        .with_message("a record write reached the delta and lock path"));
                 }
                 Change::Delta {
                     offset,

@@ -97,6 +97,33 @@ pub(crate) struct TableDef {
 }
 
 impl TableDef {
+    /// Adds column `def` with the next unused id of its area (fixed 1–127, variable 128–255,
+    /// tagged 256–65,535; ids are never reused) and returns that id.
+    ///
+    /// # Errors
+    /// `TooManyColumns` (-1040) when the column's area has no id left.
+    pub(crate) fn push_column(&mut self, def: ColumnDef) -> Result<u32> {
+        let slot = match def.area() {
+            ColumnArea::Fixed => 0,
+            ColumnArea::Variable => 1,
+            ColumnArea::Tagged => 2,
+        };
+        let id = self.next_ids.get(slot).copied().unwrap_or(0);
+        let limit = [127, 255, 65_535].get(slot).copied().unwrap_or(0);
+        if id > limit {
+            return Err(Error::new(ErrorKind::TooManyColumns));
+        }
+        if let Some(n) = self.next_ids.get_mut(slot) {
+            *n += 1;
+        }
+        self.columns.push(ColumnEntry {
+            id,
+            def,
+            deleted: false,
+        });
+        Ok(id)
+    }
+
     /// What decoding a record of this table needs: the size of every fixed column id.
     pub(crate) fn layout(&self) -> RecordLayout {
         let nfixed = self.next_ids[0].saturating_sub(FIRST_FIXED) as usize;

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use ese_core::{Error, ErrorKind, ObjId, Result};
 use parking_lot::Mutex;
 
-use crate::catalog::{self, CATALOG_OBJID, ColumnEntry, TableDef};
-use crate::column::{ColumnArea, ColumnDef, ColumnGrbit, validate_name};
+use crate::catalog::{self, CATALOG_OBJID, TableDef};
+use crate::column::{ColumnDef, ColumnGrbit, validate_name};
 use crate::database::DbId;
 use crate::engine::{Engine, tree_id};
 use crate::session::Session;
@@ -552,28 +552,12 @@ impl Table {
                     column.name
                 )));
             }
-            let slot = match column.area() {
-                ColumnArea::Fixed => 0,
-                ColumnArea::Variable => 1,
-                ColumnArea::Tagged => 2,
-            };
-            let id = def.next_ids.get(slot).copied().unwrap_or(0);
-            let limit = [127, 255, 65_535].get(slot).copied().unwrap_or(0);
-            if id > limit {
-                return Err(Error::new(ErrorKind::TooManyColumns));
-            }
-            if let Some(n) = def.next_ids.get_mut(slot) {
-                *n += 1;
-            }
-            def.columns.push(ColumnEntry {
-                id,
-                def: column.clone(),
-                deleted: false,
-            });
+            let id = def.push_column(column.clone())?;
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
             engine.note_catalog_change();
-            t.replace(cat, &key, &def.encode())?;
-            self.install_def(def.encode())?;
+            let bytes = def.encode();
+            t.replace(cat, &key, &bytes)?;
+            self.install_def(bytes)?;
             Ok(id)
         })
     }
@@ -619,8 +603,9 @@ impl Table {
             }
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
             engine.note_catalog_change();
-            t.replace(cat, &key, &def.encode())?;
-            self.install_def(def.encode())
+            let bytes = def.encode();
+            t.replace(cat, &key, &bytes)?;
+            self.install_def(bytes)
         })
     }
 

@@ -11,9 +11,9 @@ use ese_btree::{Cursor, NodeFlags, SeekOp};
 use ese_core::{Error, ErrorKind, ObjId, Result};
 use ese_txn::{PhysState, ReadView, Transaction, node_state};
 
-use crate::catalog::{self, CATALOG_OBJID, ColumnEntry, IndexEntry, TableDef};
+use crate::catalog::{self, CATALOG_OBJID, IndexEntry, TableDef};
 use crate::column::{
-    ColumnArea, ColumnDef, ColumnGrbit, FIRST_FIXED, FIRST_TAGGED, FIRST_VARIABLE, validate_name,
+    ColumnDef, ColumnGrbit, FIRST_FIXED, FIRST_TAGGED, FIRST_VARIABLE, validate_name,
 };
 use crate::database::DbId;
 use crate::engine::{Engine, tree_id};
@@ -245,24 +245,7 @@ impl Session {
                 }
                 autoinc = true;
             }
-            let slot = match c.area() {
-                ColumnArea::Fixed => 0,
-                ColumnArea::Variable => 1,
-                ColumnArea::Tagged => 2,
-            };
-            let id = def.next_ids.get(slot).copied().unwrap_or(0);
-            let limit = [127, 255, 65_535].get(slot).copied().unwrap_or(0);
-            if id > limit {
-                return Err(Error::new(ErrorKind::TooManyColumns));
-            }
-            if let Some(n) = def.next_ids.get_mut(slot) {
-                *n += 1;
-            }
-            def.columns.push(ColumnEntry {
-                id,
-                def: c.clone(),
-                deleted: false,
-            });
+            def.push_column(c.clone())?;
         }
         if create.indexes.len() > INDEXES_MOST {
             return Err(Error::new(ErrorKind::TooManyIndexes)

@@ -507,13 +507,7 @@ fn float_json(v: f64) -> Value {
 }
 
 /// A value in JSON, by column type (docs/esedump.md, `records`).
-pub(crate) fn value_json(col: Option<&Column>, v: &Stored) -> Value {
-    let b = match v {
-        Stored::Separated { lid, size } => {
-            return json!({"long_value": {"lid": lid, "size": size}});
-        }
-        Stored::Inline(b) => b.as_slice(),
-    };
+pub(crate) fn value_json(col: Option<&Column>, b: &[u8]) -> Value {
     let Some(col) = col else {
         return Value::String(hex(b));
     };
@@ -540,10 +534,9 @@ pub(crate) fn value_json(col: Option<&Column>, v: &Stored) -> Value {
 }
 
 /// A value for the human table, cut to `limit` characters.
-pub(crate) fn value_text(col: Option<&Column>, v: &Stored, limit: usize) -> String {
-    let s = match (v, col.map(|c| c.coltyp)) {
-        (Stored::Separated { size, .. }, _) => format!("<long value, {size} bytes>"),
-        (Stored::Inline(b), Some(5)) => match arr::<8>(b) {
+pub(crate) fn value_text(col: Option<&Column>, b: &[u8], limit: usize) -> String {
+    let s = match col.map(|c| c.coltyp) {
+        Some(5) => match arr::<8>(b) {
             Some(a) => {
                 let x = i64::from_le_bytes(a);
                 format!(
@@ -555,7 +548,7 @@ pub(crate) fn value_text(col: Option<&Column>, v: &Stored, limit: usize) -> Stri
             }
             None => hex(b),
         },
-        _ => match value_json(col, v) {
+        _ => match value_json(col, b) {
             Value::String(s) => s,
             other => other.to_string(),
         },

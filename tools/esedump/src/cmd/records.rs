@@ -159,13 +159,13 @@ fn resolve(def: &TableDef, lv: &LvReader, r: &RawRow, lv_max: u64) -> Cells {
 /// that does not read as a `long_value` object.
 fn cell_json(col: Option<&Column>, c: &Cell) -> Value {
     match c {
-        Cell::Inline(b) => value_json(col, &Stored::Inline(b.clone())),
+        Cell::Inline(b) => value_json(col, b),
         Cell::Long {
             lid,
             size,
             read: Ok(r),
         } => {
-            let v = value_json(col, &Stored::Inline(r.bytes.clone()));
+            let v = value_json(col, &r.bytes);
             if r.truncated {
                 json!({"long_value": {"lid": lid, "size": size, "value": v, "truncated": true}})
             } else {
@@ -503,9 +503,9 @@ fn print_human(
 /// [`CELL_MOST`] characters as they are), `<LID n: damaged>` for one that does not read.
 fn cell_text(c: &Column, v: &Cell) -> String {
     match v {
-        Cell::Inline(b) => value_text(Some(c), &Stored::Inline(b.clone()), CELL_MOST),
+        Cell::Inline(b) => value_text(Some(c), b, CELL_MOST),
         Cell::Long { read: Ok(r), .. } => {
-            let mut s = value_text(Some(c), &Stored::Inline(r.bytes.clone()), CELL_MOST);
+            let mut s = value_text(Some(c), &r.bytes, CELL_MOST);
             if r.truncated && !s.ends_with('…') {
                 s.push('…');
             }
