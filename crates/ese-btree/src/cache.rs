@@ -187,6 +187,9 @@ impl std::fmt::Debug for BufferCache {
 /// `MAX_DEPTH` pages), up to three new pages, a sibling and the space page.
 pub(crate) const MIN_CACHE_PAGES: usize = 64;
 
+/// Most pages one write of [`BufferCache::flush_all`] covers (256 KiB of 8 KiB pages).
+const MAX_RUN_PAGES: usize = 32;
+
 impl BufferCache {
     pub(crate) fn new(file: DbFile, wal: Arc<dyn Wal>, budget_bytes: u64) -> BufferCache {
         let ps = file.page_size() as u64;
@@ -451,6 +454,14 @@ impl BufferCache {
 
     /// Writes a dirty frame's page (WAL rule first) and moves it from dirty to unsynced. The
     /// caller holds the page's read latch, so the page cannot change meanwhile.
+    fn write_frame(&self, frame: &Frame, page: &Page) -> Result<()> {
+        self.write_run(&[(frame, page)])
+    }
+
+    /// Writes the dirty pages among `run` (frames of consecutive page numbers, each with its
+    /// read latch held by the caller so no page changes meanwhile): one log flush up to the
+    /// last change of any of them (WAL rule), then one write per stretch of consecutive dirty
+    /// pages, and moves them from dirty to unsynced.
     ///
     /// Two flushers may write one page at once (both hold read latches). The dirty check and
     /// the write ticket are taken together under the cache mutex, where a completed write
@@ -460,45 +471,66 @@ impl BufferCache {
     /// after the first write was synced and the checkpoint had passed the page: a crash then
     /// tore that second, unsynced write of a page no log record after the checkpoint could
     /// rebuild.)
-    fn write_frame(&self, frame: &Frame, page: &Page) -> Result<()> {
-        // The read latch the caller holds keeps `last_lgpos` from changing.
-        let last = {
-            let m = frame.meta.lock();
-            if !m.dirty {
-                return Ok(());
-            }
-            m.last_lgpos
+    fn write_run(&self, run: &[(&Frame, &Page)]) -> Result<()> {
+        // The read latches the caller holds keep `last_lgpos` from changing.
+        let last = run
+            .iter()
+            .filter_map(|(f, _)| {
+                let m = f.meta.lock();
+                m.dirty.then_some(m.last_lgpos)
+            })
+            .max();
+        let Some(last) = last else {
+            return Ok(());
         };
         self.check_failed()?;
-        let bytes = page.sealed();
         self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
-        let ticket = {
+        let tickets: Vec<Option<(Lgpos, Pgno, u64)>> = {
             let mut g = self.inner.lock();
-            let first = {
-                let m = frame.meta.lock();
-                if !m.dirty {
-                    // Another flusher wrote this state meanwhile.
-                    return Ok(());
-                }
-                m.first_dirty
-            };
-            g.write_seq += 1;
-            let t = (first, frame.pgno, g.write_seq);
-            g.in_flight.insert(t);
-            t
+            run.iter()
+                .map(|(f, _)| {
+                    let m = f.meta.lock();
+                    // A page written by another flusher meanwhile is clean: not written again.
+                    m.dirty.then(|| {
+                        g.write_seq += 1;
+                        let t = (m.first_dirty, f.pgno, g.write_seq);
+                        g.in_flight.insert(t);
+                        t
+                    })
+                })
+                .collect()
         };
-        let first = ticket.0;
-        let written = self.file.write_page(frame.pgno, &bytes);
+        let ps = self.page_size();
+        let mut buf = Vec::with_capacity(run.len() * ps);
+        let mut start = None;
+        let mut written = Ok(());
+        for ((f, page), t) in run.iter().zip(&tickets) {
+            if t.is_some() {
+                start.get_or_insert(f.pgno);
+                page.seal_into(&mut buf);
+            } else if let Some(at) = start.take() {
+                written = written.and_then(|()| self.file.write_page(at, &buf));
+                buf.clear();
+            }
+        }
+        if let Some(at) = start {
+            written = written.and_then(|()| self.file.write_page(at, &buf));
+        }
         let mut g = self.inner.lock();
-        g.in_flight.remove(&ticket);
+        for t in tickets.iter().flatten() {
+            g.in_flight.remove(t);
+        }
         written.map_err(|e| self.latch_failure(e.with_path(self.file.path())))?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        g.unsynced.insert(ticket);
-        let mut meta = frame.meta.lock();
-        if meta.dirty {
-            g.dirty.remove(&(first, frame.pgno));
-            meta.dirty = false;
-            meta.needs_image = true;
+        for ((f, _), t) in run.iter().zip(&tickets) {
+            let Some(t) = t else { continue };
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            g.unsynced.insert(*t);
+            let mut meta = f.meta.lock();
+            if meta.dirty {
+                g.dirty.remove(&(t.0, f.pgno));
+                meta.dirty = false;
+                meta.needs_image = true;
+            }
         }
         Ok(())
     }
@@ -562,19 +594,50 @@ impl BufferCache {
         Ok(())
     }
 
-    /// Writes every dirty page (obeying the WAL rule) and syncs the file.
+    /// Writes every dirty page (obeying the WAL rule) and syncs the file. Pages are written in
+    /// page-number order, neighbours together in one write of up to [`MAX_RUN_PAGES`] pages
+    /// after one log flush (ESE's checkpoint write-back coalesces the same way), so writing
+    /// back a large load is a few sequential writes rather than a flush and a write per page.
     pub(crate) fn flush_all(&self) -> Result<()> {
-        let frames: Vec<Arc<Frame>> = {
+        self.flush_older(Lgpos::MAX)
+    }
+
+    /// Writes the dirty pages first changed before `limit` (the ones holding the checkpoint
+    /// below it), as [`BufferCache::flush_all`] writes, and syncs the file.
+    pub(crate) fn flush_older(&self, limit: Lgpos) -> Result<()> {
+        let mut frames: Vec<Arc<Frame>> = {
             let g = self.inner.lock();
             let map = self.map.read();
             g.dirty
-                .iter()
+                .range(..(limit, Pgno::NULL))
                 .filter_map(|(_, p)| map.get(p).cloned())
                 .collect()
         };
-        for f in frames {
-            let page = f.latch.read();
-            self.write_frame(&f, &page)?;
+        frames.sort_unstable_by_key(|f| f.pgno);
+        let mut rest = frames.as_slice();
+        while let Some((first, tail)) = rest.split_first() {
+            // Only the first latch of a run is waited for; a neighbour whose latch is taken
+            // ends the run (a writer holding it may be waiting for a latch this run holds).
+            let mut guards = vec![(first, first.latch.read())];
+            rest = tail;
+            while guards.len() < MAX_RUN_PAGES {
+                let Some((next, tail)) = rest.split_first() else {
+                    break;
+                };
+                let follows = guards
+                    .last()
+                    .is_some_and(|(prev, _)| prev.pgno.0.checked_add(1) == Some(next.pgno.0));
+                if !follows {
+                    break;
+                }
+                let Some(g) = next.latch.try_read() else {
+                    break;
+                };
+                guards.push((next, g));
+                rest = tail;
+            }
+            let run: Vec<(&Frame, &Page)> = guards.iter().map(|(f, g)| (&***f, &**g)).collect();
+            self.write_run(&run)?;
         }
         self.sync()
     }

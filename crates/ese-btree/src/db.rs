@@ -419,6 +419,17 @@ impl Database {
         self.shared.cache.flush_all()
     }
 
+    /// Writes the dirty pages whose first change since they were last written is logged
+    /// before `limit` (each after the log is durable up to its last change) and syncs the
+    /// file, so this database's checkpoint reaches at least `limit` (ESE's checkpoint-depth
+    /// write-back: pages changed more recently stay cached to take further changes).
+    ///
+    /// # Errors
+    /// As [`Database::flush`].
+    pub fn flush_older(&self, limit: Lgpos) -> Result<()> {
+        self.shared.cache.flush_older(limit)
+    }
+
     /// Syncs pages already written by eviction, letting the checkpoint pass them.
     ///
     /// # Errors

@@ -814,6 +814,15 @@ impl Page {
         b
     }
 
+    /// Appends the page as written to the file (page number and checksum set) to `out`.
+    pub(crate) fn seal_into(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&self.buf);
+        if let Some(b) = out.get_mut(at..) {
+            seal(b, self.pgno);
+        }
+    }
+
     /// Decodes and verifies a page read from the place of `pgno`.
     ///
     /// # Errors

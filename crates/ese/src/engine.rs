@@ -619,6 +619,48 @@ impl Engine {
         }
     }
 
+    /// One pass of the background checkpointer, run when the log has grown past the checkpoint
+    /// depth since the checkpoint `current`: writes back the pages first changed more than
+    /// half the depth before the end of the log and advances the checkpoint (ESE's
+    /// checkpoint-depth maintenance). The checkpoint can go no further than the first change of
+    /// the oldest transaction still open (or whose commit is not durable yet) and a backup's
+    /// pin: pages changed after that are not written, and when the checkpoint already stands
+    /// there the pass does nothing, so a long transaction is not made to write its pages over
+    /// and over while it runs.
+    fn checkpoint_pass(&self, current: Lgpos) -> Result<()> {
+        let last = self.log.last_lgpos();
+        let mut target = self.lgpos_before(last, self.params.checkpoint_depth_bytes / 2);
+        if let Some(t) = self.vs.oldest_needed_lgpos(self.log.durable_lgpos()) {
+            target = target.min(t);
+        }
+        if let Some(pin) = *self.backup_pin.lock() {
+            target = target.min(pin);
+        }
+        if target <= current {
+            return Ok(());
+        }
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        for d in dbs {
+            d.db.flush_older(target)?;
+        }
+        self.write_checkpoint()
+    }
+
+    /// The position `bytes` of log before `at` (generations of the configured size), or the
+    /// start of the log.
+    fn lgpos_before(&self, at: Lgpos, bytes: u64) -> Lgpos {
+        let file = (u64::from(self.params.log_file_size_kib) * 1024).max(512);
+        let abs = (u64::from(at.generation) * file + u64::from(at.isec) * 512 + u64::from(at.ib))
+            .saturating_sub(bytes);
+        let rem = abs % file;
+        Lgpos::new(
+            u32::try_from(abs / file).unwrap_or(u32::MAX),
+            u16::try_from(rem / 512).unwrap_or(u16::MAX),
+            // Below 512 by the remainder.
+            (rem % 512) as u16,
+        )
+    }
+
     /// Starts an incremental backup: keeps the checkpoint from passing `at` (the start of the
     /// first generation it copies) until [`Engine::unpin_backup`].
     pub(crate) fn pin_for_backup(&self, at: Lgpos) {
@@ -675,7 +717,7 @@ impl Engine {
                     {
                         continue;
                     }
-                    if let Err(err) = e.flush() {
+                    if let Err(err) = e.checkpoint_pass(ckpt.lgpos) {
                         if let Some(i) = inst.upgrade() {
                             i.fatal(&err);
                         }

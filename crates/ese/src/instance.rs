@@ -119,9 +119,11 @@ impl InstanceBuilder {
     }
 
     /// How far the checkpoint may lag behind the end of the log, in bytes
-    /// (`JET_paramCheckpointDepthMax`): a background thread flushes dirty pages and advances
-    /// the checkpoint when the log grows past it, which bounds recovery time. Default 20 MiB
-    /// (ESE's); at least 16 KiB.
+    /// (`JET_paramCheckpointDepthMax`): when the log grows past it, a background thread writes
+    /// back the pages first changed more than half the depth before the end of the log and
+    /// advances the checkpoint, which bounds recovery time. The checkpoint never passes the
+    /// first change of the oldest open transaction, so the log behind a long transaction grows
+    /// past the depth until it ends. Default 20 MiB (ESE's); at least 16 KiB.
     pub fn checkpoint_depth_bytes(mut self, bytes: u64) -> Self {
         self.params.checkpoint_depth_bytes = bytes;
         self

@@ -1,0 +1,90 @@
+//! This engine alone through the harness's first phases (bulk load, individual durable writes,
+//! batch writes), with per-commit latencies, for profiling one phase under `perf`:
+//! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
+
+use std::time::Instant;
+
+use ese::{
+    ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, IndexCreate, IndexGrbit, Instance,
+    Prep, TableCreate, TermGrbit,
+};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n: usize = std::env::args().nth(1).map_or(Ok(1_000_000), |s| s.parse())?;
+    let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
+    let instance = Instance::builder("phases")
+        .system_path(dir.path())
+        .log_path(dir.path().join("logs"))
+        .circular_log(true)
+        .cache_size_max_bytes(1 << 30)
+        .version_store_bytes((n as u64 * 512).max(256 << 20))
+        .create()?;
+    instance.init()?;
+    let session = instance.begin_session()?;
+    let db = session.create_database(dir.path().join("b.edb"), CreateDatabaseGrbit::empty())?;
+    session.create_table(
+        db,
+        &TableCreate {
+            name: "kv".into(),
+            columns: vec![
+                ColumnDef::new("k", ColumnType::Binary).max_size(24),
+                ColumnDef::new("v", ColumnType::Binary).max_size(150),
+            ],
+            indexes: vec![IndexCreate {
+                name: "primary".into(),
+                key: "+k\0\0".into(),
+                grbit: IndexGrbit::PRIMARY | IndexGrbit::UNIQUE | IndexGrbit::DISALLOW_NULL,
+                key_most: 64,
+            }],
+        },
+    )?;
+    let mut table = session.open_table(db, "kv")?;
+    let (k, v) = (table.column_id("k")?, table.column_id("v")?);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut key = [0u8; 24];
+    let mut value = [0u8; 150];
+    let mut insert = |rng: &mut fastrand::Rng| -> Result<(), Box<dyn std::error::Error>> {
+        rng.fill(&mut key);
+        rng.fill(&mut value);
+        table.prepare_update(Prep::Insert)?;
+        table.set_column(k, Some(&key))?;
+        table.set_column(v, Some(&value))?;
+        table.update()?;
+        Ok(())
+    };
+    let t = Instant::now();
+    session.begin_transaction()?;
+    for _ in 0..n {
+        insert(&mut rng)?;
+    }
+    session.commit_transaction(CommitGrbit::empty())?;
+    eprintln!("bulk load {n}: {:?}", t.elapsed());
+    let mut lat = Vec::with_capacity(1000);
+    let t = Instant::now();
+    for _ in 0..1000 {
+        let c = Instant::now();
+        session.begin_transaction()?;
+        insert(&mut rng)?;
+        session.commit_transaction(CommitGrbit::empty())?;
+        lat.push(c.elapsed().as_micros());
+    }
+    let total = t.elapsed();
+    lat.sort_unstable();
+    eprintln!(
+        "individual writes 1000: {total:?}; µs p50 {} p90 {} p99 {} max {}",
+        lat[500], lat[900], lat[990], lat[999]
+    );
+    let t = Instant::now();
+    for _ in 0..100 {
+        session.begin_transaction()?;
+        for _ in 0..1000 {
+            insert(&mut rng)?;
+        }
+        session.commit_transaction(CommitGrbit::empty())?;
+    }
+    eprintln!("batch writes 100x1000: {:?}", t.elapsed());
+    drop(table);
+    session.end(ese::EndSessionGrbit::empty())?;
+    instance.term(TermGrbit::empty())?;
+    Ok(())
+}
