@@ -1,7 +1,8 @@
 //! File names of a log stream (ESE's naming with base name `edb`): `edb.log` (current
 //! generation), `edbXXXXXXXX.log` (finished generation, 8 hex digits), `edbtmp.log` (the next
-//! generation being prepared), `edbres00001.jrs`/`edbres00002.jrs` (reserve logs) and
-//! `edb.chk` (checkpoint).
+//! generation being prepared), `edbres00001.jrs`/`edbres00002.jrs` (reserve logs),
+//! `edbrcy00001.log`... (generations no longer needed, kept with circular logging to become
+//! later generations) and `edb.chk` (checkpoint).
 
 #![deny(clippy::indexing_slicing)]
 
@@ -16,6 +17,9 @@ pub(crate) struct StreamFiles {
 
 /// Number of reserve logs (ESE's minimum).
 pub(crate) const RESERVE_LOGS: u32 = 2;
+
+/// Most generation files circular logging keeps for reuse (`edbrcyNNNNN.log`).
+pub(crate) const RECYCLED_LOGS: u32 = 8;
 
 impl StreamFiles {
     pub(crate) fn new(dir: &Path, base: &str) -> StreamFiles {
@@ -43,6 +47,11 @@ impl StreamFiles {
     /// `edbres0000N.jrs` (N from 1).
     pub(crate) fn reserve(&self, n: u32) -> PathBuf {
         self.dir.join(format!("{}res{n:05}.jrs", self.base))
+    }
+
+    /// `edbrcy0000N.log` (N from 1): a generation file kept for reuse.
+    pub(crate) fn recycled(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("{}rcy{n:05}.log", self.base))
     }
 
     /// `edb.chk`.
@@ -77,6 +86,8 @@ mod tests {
         assert_eq!(f.parse_archive("edb0000001A.log"), Some(0x1a));
         assert_eq!(f.parse_archive("edb0001A.log"), Some(0x1a));
         assert_eq!(f.parse_archive("edbtmp.log"), None);
+        assert_eq!(f.recycled(3), Path::new("/l/edbrcy00003.log"));
+        assert_eq!(f.parse_archive("edbrcy00003.log"), None);
         assert_eq!(f.parse_archive("edb.log"), None);
         assert_eq!(f.parse_archive("edb00000000.log"), None);
         assert_eq!(f.parse_archive("xyz0000001A.log"), None);

@@ -3,7 +3,8 @@
 //!
 //! Rollover protocol (new generation `g + 1` while `edb.log` holds `g`):
 //! 1. everything of `g` is written and synced (the caller does this first);
-//! 2. `edbtmp.log`, preformatted with zeros and synced, receives the new header; sync;
+//! 2. `edbtmp.log`, preformatted with zeros and synced (or, with circular logging, the file of
+//!    a generation no longer needed, see [`recycle`]), receives the new header; sync;
 //! 3. `edb.log` is hard-linked as `edb{g:08X}.log`;
 //! 4. `edbtmp.log` is renamed over `edb.log`; directory sync.
 //!
@@ -65,6 +66,59 @@ pub(crate) fn preformat(
     }
     f.sync_data()?;
     Ok(f)
+}
+
+/// Keeps the file of a generation no longer needed (`path`, `bytes` long) for reuse as a
+/// later generation: renamed to a free `edbrcyNNNNN.log` slot. Returns whether it was kept;
+/// when every slot is taken or the file has another size, the caller deletes it.
+///
+/// Reuse is safe because a frame's checksum covers its LGPOS: the old generation's frames
+/// left in the file never verify as frames of the new one (`record.rs`), so they read as the
+/// never-written tail.
+pub(crate) fn recycle(
+    fs: &dyn FileSystem,
+    files: &StreamFiles,
+    path: &std::path::Path,
+    bytes: u64,
+) -> Result<bool> {
+    let Some(slot) = (1..=crate::files::RECYCLED_LOGS)
+        .map(|n| files.recycled(n))
+        .find(|p| !fs.exists(p).unwrap_or(true))
+    else {
+        return Ok(false);
+    };
+    if fs.open(path, OpenOptions::read())?.len()? != bytes {
+        return Ok(false);
+    }
+    fs.rename(path, &slot)?;
+    Ok(true)
+}
+
+/// Moves a kept generation file (see [`recycle`]) into place as `edbtmp.log`, `bytes` long,
+/// instead of formatting a new one: its blocks are written already, so later writes neither
+/// grow it nor allocate. `None` when none is kept.
+pub(crate) fn take_recycled(
+    fs: &dyn FileSystem,
+    files: &StreamFiles,
+    bytes: u64,
+) -> Result<Option<Box<dyn File>>> {
+    for n in 1..=crate::files::RECYCLED_LOGS {
+        let path = files.recycled(n);
+        if !fs.exists(&path)? {
+            continue;
+        }
+        let f = fs.open(&path, OpenOptions::read_write())?;
+        if f.len()? != bytes {
+            drop(f);
+            remove_if_exists(fs, &path)?;
+            continue;
+        }
+        drop(f);
+        remove_if_exists(fs, &files.temp())?;
+        fs.rename(&path, &files.temp())?;
+        return fs.open(&files.temp(), OpenOptions::read_write()).map(Some);
+    }
+    Ok(None)
 }
 
 /// Moves reserve log `n` into place as `edbtmp.log`; `None` if it does not exist.

@@ -51,7 +51,9 @@ use ese_core::{Error, ErrorKind, Lgpos, Result};
 use crate::checkpoint::{Checkpoint, MAX_DB_LIST_BYTES};
 use crate::config::{LogConfig, SECTOR_SIZE};
 use crate::files::StreamFiles;
-use crate::generation::{ensure_reserves, install, preformat, remove_if_exists, take_reserve};
+use crate::generation::{
+    ensure_reserves, install, preformat, recycle, remove_if_exists, take_recycled, take_reserve,
+};
 use crate::header::{FLAG_CIRCULAR, HEADER_BYTES, LogFileHeader, LogSignature, now_micros};
 use crate::reader::read_image;
 use crate::record::{
@@ -133,6 +135,8 @@ struct Shared {
     prepared: Mutex<Option<Box<dyn File>>>,
     /// Wakes the preparer thread when `prepared` was taken (or the log stops).
     prep_cond: Condvar,
+    /// Serializes taking and filling the `edbrcyNNNNN.log` slots.
+    recycle_lock: Mutex<()>,
     ckpt: Mutex<CheckpointState>,
     stop: AtomicBool,
     bg_lock: Mutex<()>,
@@ -357,6 +361,7 @@ impl Log {
             leader_cond: Condvar::new(),
             prepared: Mutex::new(None),
             prep_cond: Condvar::new(),
+            recycle_lock: Mutex::new(()),
             ckpt: Mutex::new(CheckpointState {
                 file: ckpt_file,
                 last: ckpt,
@@ -869,10 +874,17 @@ impl Shared {
         }
     }
 
-    /// The preformatted file for the next generation: the one prepared ahead, a new one, or
-    /// (on ENOSPC) a reserve log. The flag says whether a reserve log was used.
+    /// The preformatted file for the next generation: the one prepared ahead, a kept one
+    /// (circular logging), a new one, or (on ENOSPC) a reserve log. The flag says whether a reserve log was used.
     fn next_file(&self, prepared: &mut Option<Box<dyn File>>) -> Result<(Box<dyn File>, bool)> {
         if let Some(f) = prepared.take() {
+            return Ok((f, false));
+        }
+        let reused = {
+            let _slots = self.recycle_lock.lock();
+            take_recycled(self.fs.as_ref(), &self.files, self.file_bytes as u64)?
+        };
+        if let Some(f) = reused {
             return Ok((f, false));
         }
         match preformat(self.fs.as_ref(), &self.files.temp(), self.file_bytes as u64) {
@@ -943,7 +955,14 @@ impl Shared {
                 if let Some(g) = self.files.parse_archive(&name)
                     && g < limit
                 {
-                    remove_if_exists(self.fs.as_ref(), &self.files.dir.join(&name))?;
+                    let path = self.files.dir.join(&name);
+                    let kept = self.cfg.circular && {
+                        let _slots = self.recycle_lock.lock();
+                        recycle(self.fs.as_ref(), &self.files, &path, self.file_bytes as u64)?
+                    };
+                    if !kept {
+                        remove_if_exists(self.fs.as_ref(), &path)?;
+                    }
                     n += 1;
                 }
             }
@@ -989,7 +1008,8 @@ impl Shared {
     }
 
     /// The preparer thread (ESE keeps `edbtmp.log` formatted ahead): whenever no prepared file
-    /// is waiting, formats the next generation's file (zeros, synced), so that a rollover only
+    /// is waiting, takes a generation file kept by circular logging or formats the next
+    /// generation's file (zeros, synced), so that a rollover only
     /// writes the new header and renames. It starts at open and again as soon as a rollover
     /// took the file. A failure is not fatal (the rollover formats, and reports, on its own);
     /// the preparer then waits a while before trying again.
@@ -1001,6 +1021,14 @@ impl Shared {
             }
             if p.is_some() || self.state.lock().failed.is_some() {
                 self.prep_cond.wait_for(&mut p, PREPARE_RETRY);
+                continue;
+            }
+            let reused = {
+                let _slots = self.recycle_lock.lock();
+                take_recycled(self.fs.as_ref(), &self.files, self.file_bytes as u64)
+            };
+            if let Ok(Some(f)) = reused {
+                *p = Some(f);
                 continue;
             }
             match preformat(self.fs.as_ref(), &self.files.temp(), self.file_bytes as u64) {

@@ -192,6 +192,57 @@ fn circular_logging_deletes_generations_older_than_the_checkpoint() {
     assert_eq!(got.len(), 1);
 }
 
+fn recycled(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("edbrcy"))
+        .collect()
+}
+
+/// With circular logging, the files of generations behind the checkpoint are kept and become
+/// later generations; the frames of their old generation never show up as records.
+#[test]
+fn circular_logging_reuses_the_files_of_old_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(fs(), config(dir.path()).circular(true)).unwrap();
+    let mut appended = Vec::new();
+    let mut seen_recycled = 0;
+    // A checkpoint every 100 records, the last one at record 1199.
+    for i in 0..1500 {
+        let p = payload(i);
+        let l = log.append_and_flush(&p).unwrap();
+        appended.push((l, p));
+        if i % 100 == 99 && i < 1200 {
+            log.write_checkpoint(l, b"").unwrap();
+            seen_recycled = seen_recycled.max(recycled(dir.path()).len());
+        }
+    }
+    let generations = log.current_generation();
+    assert!(generations >= 10, "{generations} generations");
+    assert!(seen_recycled > 0, "no generation file was kept for reuse");
+    // Kept files are taken again: the directory never holds more than the slots allow.
+    assert!(recycled(dir.path()).len() <= 8);
+    drop(log);
+    // Every record from the last checkpoint on reads back exactly, though the files they are
+    // in held other generations' frames before.
+    let from = appended[1199].0;
+    let got = read_all(&fs(), dir.path(), from);
+    let want: Vec<_> = appended.iter().filter(|(l, _)| *l >= from).collect();
+    assert_eq!(want.len(), 301);
+    assert_eq!(got.len(), want.len());
+    for (g, (l, p)) in got.iter().zip(want) {
+        assert_eq!((g.lgpos, &g.payload), (*l, p));
+    }
+    // And after reopening, appends go on where they stopped.
+    let log = Log::open(fs(), config(dir.path()).circular(true)).unwrap();
+    let l = log.append_and_flush(b"after reopen").unwrap();
+    drop(log);
+    let got = read_all(&fs(), dir.path(), l);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, b"after reopen");
+}
+
 #[test]
 fn without_circular_logging_generations_stay_until_truncated() {
     let dir = tempfile::tempdir().unwrap();

@@ -90,7 +90,18 @@ const STATE_PRESENT: u8 = 2;
 impl TxnRecord {
     /// The encoded bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(32);
+        // Room for the fixed fields plus the key and the before-image: one allocation.
+        let hint = match self {
+            TxnRecord::Op { key, undo, .. } => {
+                32 + key.len()
+                    + match undo {
+                        Undo::Restore(PhysState::Deleted(d) | PhysState::Present(d)) => d.len(),
+                        _ => 16,
+                    }
+            }
+            _ => 32,
+        };
+        let mut b = Vec::with_capacity(hint);
         match self {
             TxnRecord::Op {
                 trx,

@@ -658,7 +658,7 @@ impl Transaction {
         };
         // Counted before anything is undone: a failed undo may have removed the version.
         self.undone += 1;
-        let (tree, key) = (op.vkey.0, op.vkey.1.clone());
+        let (tree, key) = (op.vkey.tree(), op.vkey.key().to_vec());
         let vs = Arc::clone(&self.vs);
         let mut shard = vs.shard(tree, &key);
         let seq = op.seq;

@@ -225,76 +225,84 @@ impl Record {
     pub fn encode(&self, layout: &RecordLayout) -> Result<Vec<u8>> {
         let f = self.fixed.len();
         let v = self.var.len();
-        let mut out = Vec::with_capacity(64);
-        out.push(FORMAT_VERSION);
-        out.push(f as u8);
-        out.push(v as u8);
-        out.push(0);
-        let mut bitmap = vec![0u8; f.div_ceil(8)];
-        let mut fixed_data = Vec::new();
+        let mut fixed_len = 0usize;
         for (i, val) in self.fixed.iter().enumerate() {
             let size = *layout
                 .fixed_sizes
                 .get(i)
                 .ok_or_else(|| bad_column(i as u32 + 1))? as usize;
-            if let Some(d) = val {
-                if d.len() != size {
-                    return Err(
-                        Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
-                            "fixed column {} takes {size} bytes, got {}",
-                            i + 1,
-                            d.len()
-                        )),
-                    );
-                }
-                fixed_data.extend_from_slice(d);
-            } else {
-                if let Some(b) = bitmap.get_mut(i / 8) {
-                    *b |= 1 << (i % 8);
-                }
-                fixed_data.resize(fixed_data.len() + size, 0);
+            if let Some(d) = val
+                && d.len() != size
+            {
+                return Err(
+                    Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
+                        "fixed column {} takes {size} bytes, got {}",
+                        i + 1,
+                        d.len()
+                    )),
+                );
             }
+            fixed_len += size;
         }
-        out.extend_from_slice(&bitmap);
-        out.extend_from_slice(&fixed_data);
-        let mut var_data = Vec::new();
-        let mut offsets = Vec::with_capacity(v * 2);
-        for val in &self.var {
-            if let Some(d) = val {
-                var_data.extend_from_slice(d);
-            }
-            let end = u16::try_from(var_data.len())
-                .ok()
-                .filter(|e| *e < NULL_BIT)
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::RecordTooBig).with_message("variable area over 32 KiB")
-                })?;
-            let word = if val.is_some() { end } else { end | NULL_BIT };
-            offsets.extend_from_slice(&word.to_le_bytes());
+        let var_len: usize = self.var.iter().flatten().map(Vec::len).sum();
+        if var_len >= usize::from(NULL_BIT) {
+            return Err(
+                Error::new(ErrorKind::RecordTooBig).with_message("variable area over 32 KiB")
+            );
         }
-        out.extend_from_slice(&offsets);
-        out.extend_from_slice(&var_data);
         let count: usize = self.tagged.values().map(Vec::len).sum();
         let count16 = u16::try_from(count).map_err(|_| {
             Error::new(ErrorKind::RecordTooBig).with_message("too many tagged values")
         })?;
+        let tag_len: usize = self.tagged.values().flatten().map(|t| t.data.len()).sum();
+        if u16::try_from(tag_len).is_err() {
+            return Err(Error::new(ErrorKind::RecordTooBig).with_message("tagged area over 64 KiB"));
+        }
+        // One buffer of the exact size, written in order: header, null bitmap, fixed values,
+        // variable offsets and values, tagged entries and values.
+        let bitmap_len = f.div_ceil(8);
+        let mut out = Vec::with_capacity(
+            4 + bitmap_len + fixed_len + 2 * v + var_len + 2 + 5 * count + tag_len,
+        );
+        out.extend_from_slice(&[FORMAT_VERSION, f as u8, v as u8, 0]);
+        out.resize(4 + bitmap_len, 0);
+        for (i, val) in self.fixed.iter().enumerate() {
+            // Checked above: every fixed column has a size.
+            let size = layout.fixed_sizes.get(i).copied().unwrap_or(0) as usize;
+            if let Some(d) = val {
+                out.extend_from_slice(d);
+            } else {
+                if let Some(b) = out.get_mut(4 + i / 8) {
+                    *b |= 1 << (i % 8);
+                }
+                out.resize(out.len() + size, 0);
+            }
+        }
+        let mut end = 0u16;
+        for val in &self.var {
+            // Below NULL_BIT: the sum of the lengths was checked above.
+            end += val.as_ref().map_or(0, |d| d.len() as u16);
+            let word = if val.is_some() { end } else { end | NULL_BIT };
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        for d in self.var.iter().flatten() {
+            out.extend_from_slice(d);
+        }
         out.extend_from_slice(&count16.to_le_bytes());
-        let mut tag_data = Vec::new();
-        let mut entries = Vec::with_capacity(count * 5);
+        let mut end = 0u16;
         for (id, vals) in &self.tagged {
             let id16 = u16::try_from(*id).map_err(|_| bad_column(*id))?;
             for val in vals {
-                tag_data.extend_from_slice(&val.data);
-                let end = u16::try_from(tag_data.len()).map_err(|_| {
-                    Error::new(ErrorKind::RecordTooBig).with_message("tagged area over 64 KiB")
-                })?;
-                entries.extend_from_slice(&id16.to_le_bytes());
-                entries.push(if val.separated { TAG_SEPARATED } else { 0 });
-                entries.extend_from_slice(&end.to_le_bytes());
+                // Fits: the sum of the lengths was checked above.
+                end += val.data.len() as u16;
+                out.extend_from_slice(&id16.to_le_bytes());
+                out.push(if val.separated { TAG_SEPARATED } else { 0 });
+                out.extend_from_slice(&end.to_le_bytes());
             }
         }
-        out.extend_from_slice(&entries);
-        out.extend_from_slice(&tag_data);
+        for val in self.tagged.values().flatten() {
+            out.extend_from_slice(&val.data);
+        }
         Ok(out)
     }
 
