@@ -614,6 +614,13 @@ impl BufferCache {
                 .collect()
         };
         frames.sort_unstable_by_key(|f| f.pgno);
+        // One log flush for them all before any latch is taken: the runs then find the log
+        // durable and hold their latches only for the write (a writer waiting for one of them
+        // may hold the database's writer mutex).
+        let last = frames.iter().map(|f| f.meta.lock().last_lgpos).max();
+        if let Some(last) = last {
+            self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
+        }
         let mut rest = frames.as_slice();
         while let Some((first, tail)) = rest.split_first() {
             // Only the first latch of a run is waited for; a neighbour whose latch is taken

@@ -44,6 +44,8 @@ pub enum NewState<'a> {
     Present(&'a [u8]),
     /// The record, with the data it has, flag-deleted.
     FlagDeleted,
+    /// No record (version cleanup removing a flag-deleted record for good).
+    Absent,
 }
 
 /// The page store under the transaction layer: reads and writes of physical key states, each
@@ -90,6 +92,7 @@ pub trait TxnStore: Send + Sync {
             (NewState::FlagDeleted, PhysState::Present(d) | PhysState::Deleted(d)) => {
                 PhysState::Deleted(d)
             }
+            (NewState::Absent, _) => PhysState::Absent,
             (NewState::FlagDeleted, PhysState::Absent) => {
                 return Err(ese_core::Error::new(ese_core::ErrorKind::RecordNotFound));
             }

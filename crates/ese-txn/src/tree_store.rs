@@ -220,6 +220,7 @@ impl TxnStore for TreeStore {
             NewState::FlagDeleted => {
                 PutTarget::Flags(NodeFlags(NodeFlags::DELETED.0 | NodeFlags::VERSIONED.0))
             }
+            NewState::Absent => PutTarget::State(NodeState::Absent),
         };
         t.put_with(key, target, |node| {
             decide(&node_state(node.map(|(d, f)| (d.to_vec(), f))))

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::store::{PhysState, TxnStore};
+use crate::store::{NewState, PhysState, TxnStore};
 
 /// `commit_ts` of a transaction still running.
 pub(crate) const ACTIVE: u64 = 0;
@@ -813,13 +813,16 @@ impl VersionStore {
         if now_empty && last_was_delete {
             // A tree freed since (its table or index was deleted, and every snapshot that
             // could see it is gone) has nothing left to clean.
-            let phys = match self.store.read(tree, key) {
+            // One descent: the record is removed only if it is still flag-deleted.
+            let removed = self
+                .store
+                .write_checked(tree, key, NewState::Absent, &mut |phys| {
+                    Ok(matches!(phys, PhysState::Deleted(_)).then(Vec::new))
+                });
+            match removed {
                 Err(e) if e.kind() == ErrorKind::ObjectNotFound => return Ok(n),
                 r => r?,
             };
-            if let PhysState::Deleted(_) = phys {
-                self.store.write(tree, key, &PhysState::Absent, &[])?;
-            }
         }
         Ok(n)
     }
