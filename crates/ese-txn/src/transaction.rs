@@ -283,6 +283,9 @@ impl Transaction {
         for attempt in 0..2 {
             let vs = Arc::clone(&self.vs);
             let mut shard = vs.shard(tree, key);
+            if matches!(change, Change::Lock { .. }) {
+                vs.prune_locks(&mut shard, tree, key);
+            }
             let chain = shard.map.get(&probe(tree, key) as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
             let phys = vs.store.read(tree, key)?;

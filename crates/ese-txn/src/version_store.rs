@@ -44,6 +44,10 @@ pub(crate) const LATEST: u64 = u64::MAX - 1;
 /// Fixed overhead charged to the budget per non-insert RCE (bytes).
 const RCE_OVERHEAD: u64 = 64;
 
+/// Length of a key's chain past which taking a lock first drops the committed locks no one
+/// needs (see [`VersionStore::prune_locks`]).
+const LOCK_PRUNE_AT: usize = 16;
+
 /// Number of independently locked shards of the key map. A power of two; 64 keeps contention
 /// between writers on different keys negligible at the session counts ESE allows by default.
 const SHARDS: usize = 64;
@@ -646,6 +650,43 @@ impl VersionStore {
             before,
             charge,
         }
+    }
+
+    /// Drops the locks of `vkey`'s chain that cleanup would drop (committed at or below the
+    /// horizon: they conflict with no writer), when the chain has grown past
+    /// [`LOCK_PRUNE_AT`] entries. Locks change no state, so no reader's reconstruction depends
+    /// on them. A key every transaction locks (a table's catalog record) otherwise collects one
+    /// entry per commit between two cleanup passes, and each new transaction walks them all
+    /// (the caller holds the shard lock).
+    pub(crate) fn prune_locks(&self, shard: &mut Shard, tree: ObjId, key: &[u8]) {
+        let probe = probe(tree, key);
+        let Some(chain) = shard.map.get_mut(&probe as &dyn KeyView) else {
+            return;
+        };
+        if chain.len() <= LOCK_PRUNE_AT {
+            return;
+        }
+        let horizon = self.horizon();
+        let before = chain.len();
+        chain.retain(|r| {
+            let ts = r.trx.commit_ts();
+            let drop = matches!(r.oper, Oper::ReadLock | Oper::WriteLock)
+                && ts != ACTIVE
+                && ts != ABORTED
+                && ts <= horizon;
+            if drop {
+                self.release(r, 1);
+            }
+            !drop
+        });
+        let dropped = before - chain.len();
+        if chain.is_empty() {
+            shard.map.remove(&probe as &dyn KeyView);
+        }
+        for _ in 0..dropped {
+            self.unpin_tree(tree);
+        }
+        self.cleaned.fetch_add(dropped as u64, Ordering::Relaxed);
     }
 
     /// Removes the RCE `(trx, seq)` of `vkey` and returns it (rollback).

@@ -136,3 +136,39 @@ fn background_cleanup_reclaims_versions_without_being_asked() {
     }
     assert!(!vs.may_have_versions(TREE));
 }
+
+/// A key every transaction locks (as the engine locks a table's catalog record): committed
+/// locks no snapshot can conflict with are dropped when the next lock is taken, so the chain
+/// stays short between cleanup passes; a lock committed after an open transaction's snapshot
+/// is kept and still conflicts with that transaction's write.
+#[test]
+fn committed_locks_do_not_pile_up_on_a_key_every_transaction_locks() {
+    let store = Arc::new(MemStore::default());
+    let vs = Arc::new(VersionStore::new(store, 1 << 20, TrxId(1)));
+    let key = b"catalog record";
+    let mut setup = vs.begin("setup".into(), false);
+    setup.insert(TREE, key, b"definition").unwrap();
+    setup.commit_level(false).unwrap();
+    vs.cleanup().unwrap();
+    for i in 0..1000 {
+        let mut t = vs.begin(format!("locker {i}"), false);
+        t.lock(TREE, key, false).unwrap();
+        t.commit_level(true).unwrap();
+        // No cleanup pass runs: only the pruning on the next lock keeps the chain short.
+        assert!(vs.stats().entries <= 17, "{i}: {:?}", vs.stats());
+    }
+    // An open transaction with an older snapshot: locks committed after it began stay (they
+    // conflict with its write), however many pile up.
+    let mut old = vs.begin("old snapshot".into(), false);
+    for i in 0..40 {
+        let mut t = vs.begin(format!("later locker {i}"), false);
+        t.lock(TREE, key, false).unwrap();
+        t.commit_level(true).unwrap();
+    }
+    assert!(vs.stats().entries >= 40, "{:?}", vs.stats());
+    let e = old.replace(TREE, key, b"new definition").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WriteConflict);
+    old.rollback_level().unwrap();
+    vs.cleanup().unwrap();
+    assert_eq!(vs.stats().entries, 0);
+}
