@@ -157,6 +157,40 @@ struct Inner {
     last_lgpos: Lgpos,
 }
 
+/// Stripes of a [`StripedCounter`].
+const STRIPES: usize = 16;
+
+/// One stripe, alone on its cache line (128 bytes: adjacent-line prefetch pairs lines).
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+/// A counter many threads bump at once (cache hits): each thread always bumps the same
+/// stripe, so readers on different cores do not contend for one cache line.
+#[derive(Default)]
+struct StripedCounter([Stripe; STRIPES]);
+
+thread_local! {
+    /// This thread's stripe.
+    static STRIPE: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
+    };
+}
+
+impl StripedCounter {
+    fn add(&self) {
+        let i = STRIPE.with(|s| *s);
+        if let Some(s) = self.0.get(i) {
+            s.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// The buffer cache of one database file.
 pub(crate) struct BufferCache {
     pub(crate) file: DbFile,
@@ -165,7 +199,7 @@ pub(crate) struct BufferCache {
     inner: Mutex<Inner>,
     /// Cached frames by page number (see "Hits take no mutex" above).
     map: RwLock<PgnoMap<Arc<Frame>>>,
-    hits: AtomicU64,
+    hits: StripedCounter,
     misses: AtomicU64,
     evictions: AtomicU64,
     reads: AtomicU64,
@@ -202,7 +236,7 @@ impl BufferCache {
             budget_pages,
             inner: Mutex::new(Inner::default()),
             map: RwLock::new(PgnoMap::default()),
-            hits: AtomicU64::new(0),
+            hits: StripedCounter::default(),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             reads: AtomicU64::new(0),
@@ -269,12 +303,16 @@ impl BufferCache {
                 }
             }
             if let Some(f) = hit {
-                f.referenced.store(true, Ordering::Relaxed);
+                // Written only when clear: every reader of a hot page (the root) writing the
+                // flag would bounce its cache line between cores.
+                if !f.referenced.load(Ordering::Relaxed) {
+                    f.referenced.store(true, Ordering::Relaxed);
+                }
                 if !wait && f.state.load(Ordering::Acquire) != READY {
                     return Ok(None);
                 }
                 if f.wait_ready() {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.hits.add();
                     return Ok(Some(f));
                 }
             }
@@ -680,7 +718,7 @@ impl BufferCache {
     pub(crate) fn stats(&self) -> CacheStats {
         let g = self.inner.lock();
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.sum(),
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             pages_read: self.reads.load(Ordering::Relaxed),
