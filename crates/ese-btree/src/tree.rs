@@ -360,6 +360,69 @@ impl Tree {
         }
     }
 
+    /// Removes for good the nodes of `keys` (sorted ascending) that are flag-deleted (version
+    /// cleanup of committed deletes no snapshot can see, ESE's cleanup of `fNDDeleted` nodes):
+    /// under one hold of the writer mutex, with one descent and one write latch for the keys
+    /// of each leaf. A key that is absent, or whose node is no longer flag-deleted, is left
+    /// alone. Each removal is logged as its own record, as [`Tree::put`] of
+    /// [`NodeState::Absent`] with an empty annotation would log it; a removal that would leave
+    /// the page under a quarter full takes the general path, which merges or rebalances.
+    /// Returns the number of nodes removed.
+    ///
+    /// # Errors
+    /// As [`Tree::put`]; the nodes removed before an error stay removed.
+    pub fn remove_flag_deleted(&self, keys: &[&[u8]]) -> Result<usize> {
+        let sh = &self.sh;
+        sh.cache.check_failed()?;
+        let _w = sh.writer.lock();
+        let cap = capacity(sh.page_size());
+        let mut removed = 0;
+        let mut i = 0;
+        while let Some(first) = keys.get(i) {
+            let frame = self.descend(Target::Key(first))?.frame;
+            let mut underflow = None;
+            {
+                let mut page = frame.latch.write();
+                let is_root = frame.pgno == self.root;
+                let mut routed = true;
+                while let Some(key) = keys.get(i) {
+                    let (idx, found) = page.search(key);
+                    if !found {
+                        // The descent led the first key here: it is absent. A later key may
+                        // live on another leaf: descend again for it.
+                        if routed {
+                            i += 1;
+                        }
+                        break;
+                    }
+                    routed = false;
+                    i += 1;
+                    let Some(size) = page
+                        .node(idx)
+                        .filter(|n| n.flags.contains(NodeFlags::DELETED))
+                        .map(|n| n.size())
+                    else {
+                        continue;
+                    };
+                    if !is_root && page.used() - size < cap / 4 {
+                        underflow = Some(*key);
+                        break;
+                    }
+                    let idx =
+                        u16::try_from(idx).map_err(|_| Error::new(ErrorKind::InternalError))?;
+                    self.apply_in_place(&frame, &mut page, &NodeOp::Delete { idx }, Some(&[]))?;
+                    removed += 1;
+                }
+            }
+            if let Some(key) = underflow {
+                // Still flag-deleted: the writer mutex has been held since the check.
+                self.modify_locked(key, Change::Delete, Some(&[]), None)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Applies `change` under the writer mutex (held by the caller); returns the position of
     /// the one record that logged it.
     fn modify_locked(

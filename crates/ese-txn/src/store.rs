@@ -100,6 +100,21 @@ pub trait TxnStore: Send + Sync {
         self.write(tree, key, &state, &annotation).map(Some)
     }
 
+    /// Removes for good the records of `keys` (sorted ascending) of `tree` that are
+    /// flag-deleted, leaving the others alone (version cleanup; the caller made sure no
+    /// version of these keys exists). Each removal is logged with an empty annotation.
+    ///
+    /// # Errors
+    /// As [`TxnStore::write`]; `ObjectNotFound` when the tree is gone.
+    fn remove_flag_deleted(&self, tree: ObjId, keys: &[&[u8]]) -> Result<()> {
+        for key in keys {
+            self.write_checked(tree, key, NewState::Absent, &mut |phys| {
+                Ok(matches!(phys, PhysState::Deleted(_)).then(Vec::new))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Appends a record of this layer alone (commit, end of rollback) to the log.
     ///
     /// # Errors

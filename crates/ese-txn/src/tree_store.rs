@@ -227,6 +227,10 @@ impl TxnStore for TreeStore {
         })
     }
 
+    fn remove_flag_deleted(&self, tree: ObjId, keys: &[&[u8]]) -> Result<()> {
+        self.tree(tree)?.remove_flag_deleted(keys).map(|_| ())
+    }
+
     fn log(&self, record: &[u8]) -> Result<Lgpos> {
         self.wal.append_parts(&[&[FAMILY_TXN], record])
     }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::store::{NewState, PhysState, TxnStore};
+use crate::store::{PhysState, TxnStore};
 
 /// `commit_ts` of a transaction still running.
 pub(crate) const ACTIVE: u64 = 0;
@@ -433,15 +433,22 @@ impl VersionStore {
     }
 
     pub(crate) fn shard(&self, tree: ObjId, key: &[u8]) -> MutexGuard<'_, Shard> {
+        self.shard_at(self.shard_index(tree, key))
+    }
+
+    fn shard_index(&self, tree: ObjId, key: &[u8]) -> usize {
         let mut h = self.hasher.build_hasher();
         tree.hash(&mut h);
         key.hash(&mut h);
         // Bits the maps inside a shard use neither for buckets (low bits) nor for tags (top
         // seven), so the keys of one shard still spread over its map.
-        let i = ((h.finish() >> 32) as usize) & (SHARDS - 1);
+        ((h.finish() >> 32) as usize) & (SHARDS - 1)
+    }
+
+    fn shard_at(&self, i: usize) -> MutexGuard<'_, Shard> {
         #[expect(
             clippy::indexing_slicing,
-            reason = "i is masked below SHARDS, the slice length"
+            reason = "every index comes from shard_index, masked below SHARDS, the slice length"
         )]
         self.shards[i].lock()
     }
@@ -789,6 +796,7 @@ impl VersionStore {
         }
         let horizon = self.horizon();
         let mut dropped = 0;
+        let mut doomed = Vec::new();
         loop {
             let batch = {
                 let mut q = self.committed.lock();
@@ -799,18 +807,73 @@ impl VersionStore {
             };
             let Some(batch) = batch else { break };
             for vkey in &batch.keys {
-                dropped += self.clean_key(vkey, horizon)?;
+                let n = self.clean_key(vkey, horizon, &mut doomed);
+                dropped += n;
             }
         }
         self.cleaned.fetch_add(dropped, Ordering::Relaxed);
+        self.remove_doomed(doomed)?;
         Ok(dropped)
     }
 
-    fn clean_key(&self, vkey: &VKey, horizon: u64) -> Result<u64> {
+    /// Removes the flag-deleted records whose last version cleanup dropped, in key order, a
+    /// few keys at a time: the shard locks of the keys are taken (in shard order, so two
+    /// holders never wait for each other), keys that gained a version meanwhile are skipped,
+    /// and the page store removes the rest with one descent per leaf
+    /// ([`TxnStore::remove_flag_deleted`]).
+    fn remove_doomed(&self, mut doomed: Vec<VKey>) -> Result<()> {
+        /// Keys per batch: enough to share descents among the keys of a leaf, few enough that
+        /// the shard locks held meanwhile keep writers waiting only briefly.
+        const BATCH: usize = 32;
+        doomed.sort_unstable_by(|a, b| (a.tree(), a.key()).cmp(&(b.tree(), b.key())));
+        doomed.dedup();
+        let mut rest = doomed.as_slice();
+        while let Some(first) = rest.first() {
+            let tree = first.tree();
+            let n = rest
+                .iter()
+                .take(BATCH)
+                .take_while(|k| k.tree() == tree)
+                .count();
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut indexes: Vec<usize> = chunk
+                .iter()
+                .map(|k| self.shard_index(tree, k.key()))
+                .collect();
+            indexes.sort_unstable();
+            indexes.dedup();
+            let guards: Vec<_> = indexes.iter().map(|i| (*i, self.shard_at(*i))).collect();
+            let keys: Vec<&[u8]> = chunk
+                .iter()
+                .filter(|k| {
+                    let i = self.shard_index(tree, k.key());
+                    guards
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .is_some_and(|(_, g)| !g.map.contains_key(*k))
+                })
+                .map(VKey::key)
+                .collect();
+            match self.store.remove_flag_deleted(tree, &keys) {
+                // A tree freed since (its table or index was deleted, and every snapshot that
+                // could see it is gone) has nothing left to clean.
+                Err(e) if e.kind() == ErrorKind::ObjectNotFound => {}
+                r => r?,
+            }
+            drop(guards);
+        }
+        Ok(())
+    }
+
+    /// Drops the versions of `vkey` no one needs; returns how many. When the key is left
+    /// without versions and its last was a delete, the key joins `doomed`: its flag-deleted
+    /// record is removed for good after the pass.
+    fn clean_key(&self, vkey: &VKey, horizon: u64, doomed: &mut Vec<VKey>) -> u64 {
         let (tree, key) = (vkey.tree(), vkey.key());
         let mut shard = self.shard(tree, key);
         let Some(chain) = shard.map.get_mut(vkey) else {
-            return Ok(0);
+            return 0;
         };
         let clean = |r: &Rce| {
             let ts = r.trx.commit_ts();
@@ -834,7 +897,7 @@ impl VersionStore {
             }
         }
         if removed.is_empty() {
-            return Ok(0);
+            return 0;
         }
         let now_empty = chain.is_empty();
         if now_empty {
@@ -852,20 +915,9 @@ impl VersionStore {
             .find(|r| matches!(r.before, Before::State(_)))
             .is_some_and(|r| r.oper == Oper::Delete);
         if now_empty && last_was_delete {
-            // A tree freed since (its table or index was deleted, and every snapshot that
-            // could see it is gone) has nothing left to clean.
-            // One descent: the record is removed only if it is still flag-deleted.
-            let removed = self
-                .store
-                .write_checked(tree, key, NewState::Absent, &mut |phys| {
-                    Ok(matches!(phys, PhysState::Deleted(_)).then(Vec::new))
-                });
-            match removed {
-                Err(e) if e.kind() == ErrorKind::ObjectNotFound => return Ok(n),
-                r => r?,
-            };
+            doomed.push(vkey.clone());
         }
-        Ok(n)
+        n
     }
 }
 
