@@ -404,7 +404,7 @@ impl Tree {
                     else {
                         continue;
                     };
-                    if !is_root && page.used() - size < cap / 4 {
+                    if !delete_stays_in_place(is_root, page.used(), size, cap) {
                         underflow = Some(*key);
                         break;
                     }
@@ -478,7 +478,8 @@ impl Tree {
                 }
                 Change::Delete => {
                     let size = found_size()?.0;
-                    (is_root || used - size >= cap / 4).then_some(NodeOp::Delete { idx: idx16 })
+                    delete_stays_in_place(is_root, used, size, cap)
+                        .then_some(NodeOp::Delete { idx: idx16 })
                 }
                 Change::SetFlags(flags) => {
                     found_size()?;
@@ -534,6 +535,13 @@ pub enum PutTarget<'a> {
     State(NodeState<'a>),
     /// The node (which must exist) keeps its data and gets these flags.
     Flags(NodeFlags),
+}
+
+/// Whether deleting a node of `size` bytes from a page using `used` of `cap` bytes can be done
+/// in place: a root page may empty, any other must stay at least a quarter full (below that
+/// the general path merges it, see `split.rs`).
+fn delete_stays_in_place(is_root: bool, used: usize, size: usize, cap: usize) -> bool {
+    is_root || used - size >= cap / 4
 }
 
 /// `InvalidParameter` for an annotation over [`ANNOTATION_MAX`].

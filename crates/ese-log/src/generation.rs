@@ -107,16 +107,15 @@ pub(crate) fn take_recycled(
         if !fs.exists(&path)? {
             continue;
         }
-        let f = fs.open(&path, OpenOptions::read_write())?;
-        if f.len()? != bytes {
-            drop(f);
-            remove_if_exists(fs, &path)?;
-            continue;
-        }
-        drop(f);
         remove_if_exists(fs, &files.temp())?;
         fs.rename(&path, &files.temp())?;
-        return fs.open(&files.temp(), OpenOptions::read_write()).map(Some);
+        let f = fs.open(&files.temp(), OpenOptions::read_write())?;
+        if f.len()? == bytes {
+            return Ok(Some(f));
+        }
+        // Kept under another log file size: of no use.
+        drop(f);
+        remove_if_exists(fs, &files.temp())?;
     }
     Ok(None)
 }

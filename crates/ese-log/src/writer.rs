@@ -874,17 +874,20 @@ impl Shared {
         }
     }
 
+    /// A generation file kept by circular logging, moved into place as `edbtmp.log`.
+    fn take_kept(&self) -> Result<Option<Box<dyn File>>> {
+        let _slots = self.recycle_lock.lock();
+        take_recycled(self.fs.as_ref(), &self.files, self.file_bytes as u64)
+    }
+
     /// The preformatted file for the next generation: the one prepared ahead, a kept one
-    /// (circular logging), a new one, or (on ENOSPC) a reserve log. The flag says whether a reserve log was used.
+    /// (circular logging), a new one, or (on ENOSPC) a reserve log. The flag says whether a
+    /// reserve log was used.
     fn next_file(&self, prepared: &mut Option<Box<dyn File>>) -> Result<(Box<dyn File>, bool)> {
         if let Some(f) = prepared.take() {
             return Ok((f, false));
         }
-        let reused = {
-            let _slots = self.recycle_lock.lock();
-            take_recycled(self.fs.as_ref(), &self.files, self.file_bytes as u64)?
-        };
-        if let Some(f) = reused {
+        if let Some(f) = self.take_kept()? {
             return Ok((f, false));
         }
         match preformat(self.fs.as_ref(), &self.files.temp(), self.file_bytes as u64) {
@@ -1023,11 +1026,7 @@ impl Shared {
                 self.prep_cond.wait_for(&mut p, PREPARE_RETRY);
                 continue;
             }
-            let reused = {
-                let _slots = self.recycle_lock.lock();
-                take_recycled(self.fs.as_ref(), &self.files, self.file_bytes as u64)
-            };
-            if let Ok(Some(f)) = reused {
+            if let Ok(Some(f)) = self.take_kept() {
                 *p = Some(f);
                 continue;
             }

@@ -9,8 +9,8 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use crate::record::{TxnRecord, Undo};
 use crate::store::{NewState, PhysState};
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, KeyView, Oper, ReadView, TrxState, VKey, VersionStore, apply_delta,
-    probe, reconstruct, undo_state,
+    ABORTED, ACTIVE, Before, KeyView, Oper, ReadView, Shard, TrxState, VKey, VersionStore,
+    apply_delta, probe, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
@@ -384,18 +384,34 @@ impl Transaction {
                     }
                 }
             }
-            self.next_seq += 1;
-            let vkey = VersionStore::vkey(tree, key);
-            let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
-            vs.push_rce(&mut shard, &vkey, rce);
-            self.ops.push(OpRef {
-                vkey,
-                seq,
-                level: self.level,
-            });
+            self.record_rce(&mut shard, tree, key, seq, oper, before, charge);
             return Ok(result);
         }
         Err(self.vs.out_of_memory())
+    }
+
+    /// Adds the RCE of this transaction's change `seq` of `key` to the key's chain (the caller
+    /// holds the shard lock) and to the transaction's list of changes.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one RCE")]
+    fn record_rce(
+        &mut self,
+        shard: &mut Shard,
+        tree: ObjId,
+        key: &[u8],
+        seq: u32,
+        oper: Oper,
+        before: Before,
+        charge: u64,
+    ) {
+        self.next_seq += 1;
+        let vkey = VersionStore::vkey(tree, key);
+        let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
+        self.vs.push_rce(shard, &vkey, rce);
+        self.ops.push(OpRef {
+            vkey,
+            seq,
+            level: self.level,
+        });
     }
 
     /// An insert, replace or delete: the physical state is read, checked and changed with one
@@ -495,15 +511,7 @@ impl Transaction {
                 self.first_lgpos = Some(lgpos);
                 vs.oldest_lgpos.lock().insert(trx, lgpos);
             }
-            self.next_seq += 1;
-            let vkey = VersionStore::vkey(tree, key);
-            let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
-            vs.push_rce(&mut shard, &vkey, rce);
-            self.ops.push(OpRef {
-                vkey,
-                seq,
-                level: self.level,
-            });
+            self.record_rce(&mut shard, tree, key, seq, oper, before, charge);
             return Ok(());
         }
         Err(self.vs.out_of_memory())

@@ -837,23 +837,24 @@ impl VersionStore {
                 .count();
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut indexes: Vec<usize> = chunk
+            let of_key: Vec<usize> = chunk
                 .iter()
                 .map(|k| self.shard_index(tree, k.key()))
                 .collect();
+            let mut indexes = of_key.clone();
             indexes.sort_unstable();
             indexes.dedup();
             let guards: Vec<_> = indexes.iter().map(|i| (*i, self.shard_at(*i))).collect();
             let keys: Vec<&[u8]> = chunk
                 .iter()
-                .filter(|k| {
-                    let i = self.shard_index(tree, k.key());
+                .zip(&of_key)
+                .filter(|(k, i)| {
                     guards
                         .iter()
-                        .find(|(j, _)| *j == i)
+                        .find(|(j, _)| j == *i)
                         .is_some_and(|(_, g)| !g.map.contains_key(*k))
                 })
-                .map(VKey::key)
+                .map(|(k, _)| k.key())
                 .collect();
             match self.store.remove_flag_deleted(tree, &keys) {
                 // A tree freed since (its table or index was deleted, and every snapshot that

@@ -649,9 +649,8 @@ impl Engine {
     /// The position `bytes` of log before `at` (generations of the configured size), or the
     /// start of the log.
     fn lgpos_before(&self, at: Lgpos, bytes: u64) -> Lgpos {
-        let file = (u64::from(self.params.log_file_size_kib) * 1024).max(512);
-        let abs = (u64::from(at.generation) * file + u64::from(at.isec) * 512 + u64::from(at.ib))
-            .saturating_sub(bytes);
+        let file = self.log_file_bytes();
+        let abs = self.log_offset(at).saturating_sub(bytes);
         let rem = abs % file;
         Lgpos::new(
             u32::try_from(abs / file).unwrap_or(u32::MAX),
@@ -659,6 +658,16 @@ impl Engine {
             // Below 512 by the remainder.
             (rem % 512) as u16,
         )
+    }
+
+    /// Bytes of one log generation file (at least one sector).
+    fn log_file_bytes(&self) -> u64 {
+        (u64::from(self.params.log_file_size_kib) * 1024).max(512)
+    }
+
+    /// `l` as a byte offset in the log stream, generations counted at the configured size.
+    fn log_offset(&self, l: Lgpos) -> u64 {
+        u64::from(l.generation) * self.log_file_bytes() + u64::from(l.isec) * 512 + u64::from(l.ib)
     }
 
     /// Starts an incremental backup: keeps the checkpoint from passing `at` (the start of the
@@ -684,10 +693,7 @@ impl Engine {
 
     /// Bytes of log between `from` and `to` (generations of the configured size).
     fn log_bytes_between(&self, from: Lgpos, to: Lgpos) -> u64 {
-        let file = u64::from(self.params.log_file_size_kib) * 1024;
-        let abs =
-            |l: Lgpos| u64::from(l.generation) * file + u64::from(l.isec) * 512 + u64::from(l.ib);
-        abs(to).saturating_sub(abs(from))
+        self.log_offset(to).saturating_sub(self.log_offset(from))
     }
 
     /// Starts the background checkpointer: every interval (50 ms), when the log has grown past the
