@@ -1,6 +1,8 @@
 //! This engine alone through the harness's first phases (bulk load, individual durable writes,
 //! batch writes), with per-commit latencies, for profiling one phase under `perf`:
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
+//! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
+//! (seek + retrieve, one read-only transaction per round), as the harness's read phase.
 
 use std::time::Instant;
 
@@ -8,6 +10,11 @@ use ese::{
     ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, IndexCreate, IndexGrbit, Instance,
     Prep, TableCreate, TermGrbit,
 };
+
+/// A scattered index into `0..n` for the `i`th read (a multiplicative permutation).
+fn fastrand_index(i: usize, n: usize, round: usize) -> usize {
+    (i.wrapping_mul(2_654_435_761).wrapping_add(round * 7919)) % n
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).map_or(Ok(1_000_000), |s| s.parse())?;
@@ -83,6 +90,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         session.commit_transaction(CommitGrbit::empty())?;
     }
     eprintln!("batch writes 100x1000: {:?}", t.elapsed());
+    // Random point reads of the bulk-loaded keys (the same PRNG stream replayed), as the
+    // harness's read phase: seek on the primary key, retrieve the columns.
+    if std::env::var_os("ESE_PHASES_READS").is_some() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            rng.fill(&mut key);
+            rng.fill(&mut value);
+            keys.push(key);
+        }
+        let mut out = vec![ese::RetrieveColumn::new(v)];
+        let mut sum = 0u64;
+        for round in 0..2 {
+            let t = Instant::now();
+            session.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;
+            for i in 0..n {
+                let k = &keys[fastrand_index(i, n, round)];
+                table.seek(&[Some(k)], ese::Seek::Eq)?;
+                table.retrieve_columns(&mut out)?;
+                sum = sum.wrapping_add(u64::from(out[0].data[0]));
+            }
+            session.commit_transaction(CommitGrbit::empty())?;
+            eprintln!("point reads {n}: {:?} (checksum {sum})", t.elapsed());
+        }
+    }
     drop(table);
     session.end(ese::EndSessionGrbit::empty())?;
     instance.term(TermGrbit::empty())?;

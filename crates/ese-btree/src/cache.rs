@@ -37,6 +37,7 @@ use ese_core::{Error, ErrorKind, Lgpos, Pgno, Result};
 use parking_lot::{Mutex, RwLock};
 
 use crate::header::DbFile;
+use crate::latch::WriteGuard;
 use crate::page::Page;
 use crate::wal::Wal;
 
@@ -65,7 +66,9 @@ const MAX_GET_ATTEMPTS: usize = 8;
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub(crate) pgno: Pgno,
-    pub(crate) latch: Arc<RwLock<Page>>,
+    /// The page latch, inline so that a descent finds the pin count, the latch state and
+    /// the page's buffer pointer on one cache line (see [`ReadGuard`]).
+    pub(crate) latch: RwLock<Page>,
     pub(crate) meta: Mutex<Meta>,
     referenced: AtomicBool,
     hot: AtomicBool,
@@ -76,7 +79,7 @@ impl Frame {
     fn new(page: Page, state: u8) -> Arc<Frame> {
         Arc::new(Frame {
             pgno: page.pgno(),
-            latch: Arc::new(RwLock::new(page)),
+            latch: RwLock::new(page),
             meta: Mutex::new(Meta {
                 dirty: false,
                 first_dirty: Lgpos::MIN,
@@ -294,7 +297,7 @@ impl BufferCache {
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let victims = self.choose_victims(&mut g, &mut map);
                     let frame = Frame::new(Page::placeholder(pgno), LOADING);
-                    let guard = frame.latch.write_arc();
+                    let guard = WriteGuard::new(Arc::clone(&frame));
                     map.insert(pgno, Arc::clone(&frame));
                     g.probation.push_back(pgno);
                     drop(map);
@@ -328,7 +331,7 @@ impl BufferCache {
         &self,
         pgno: Pgno,
         frame: Arc<Frame>,
-        mut guard: parking_lot::ArcRwLockWriteGuard<parking_lot::RawRwLock, Page>,
+        mut guard: WriteGuard,
         victims: Vec<Arc<Frame>>,
     ) -> Result<Arc<Frame>> {
         let read = self.read_page(pgno);

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use ese_core::{DbTime, Error, ErrorKind, Pgno, Result};
 
 use crate::cache::Frame;
+use crate::latch::ReadGuard;
 use crate::page::{NodeFlags, Page, PageFlags};
-use crate::tree::{ReadGuard, Target, Tree};
+use crate::tree::{Target, Tree};
 
 /// How [`Cursor::seek`] matches a key (ESE's `JET_bitSeek*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,7 +123,8 @@ impl Cursor {
     }
 
     /// Positions on node `idx` of the latched leaf; false if there is no such node.
-    fn set(&mut self, frame: &Arc<Frame>, guard: &ReadGuard, idx: usize) -> bool {
+    fn set(&mut self, guard: &ReadGuard, idx: usize) -> bool {
+        let frame = guard.frame();
         let Some(n) = guard.node(idx) else {
             return false;
         };
@@ -171,11 +173,11 @@ impl Cursor {
         from_page: &Page,
         pgno: Pgno,
         next: bool,
-    ) -> Result<Option<(Arc<Frame>, ReadGuard)>> {
+    ) -> Result<Option<ReadGuard>> {
         let Some(frame) = self.tree.sh.cache.try_get(pgno)? else {
             return Ok(None);
         };
-        let Some(guard) = frame.latch.try_read_arc() else {
+        let Some(guard) = ReadGuard::try_new(frame) else {
             return Ok(None);
         };
         let back = if next { guard.prev() } else { guard.next() };
@@ -209,7 +211,7 @@ impl Cursor {
                     )));
             }
         }
-        Ok(Some((frame, guard)))
+        Ok(Some(guard))
     }
 
     /// Positions on the first node with key `> key` (or `>=` when `inclusive`).
@@ -219,7 +221,7 @@ impl Cursor {
         let mut hops = 0;
         while hops < MAX_HOPS {
             let leaf = self.tree.descend(Target::Key(&target))?;
-            let (mut frame, mut guard) = (leaf.frame, leaf.guard);
+            let mut guard = leaf.guard;
             let (i, found) = guard.search(&target);
             let mut i = if found && !inclusive { i + 1 } else { i };
             loop {
@@ -227,13 +229,13 @@ impl Cursor {
                 if hops >= MAX_HOPS {
                     return Err(endless());
                 }
-                if self.set(&frame, &guard, i) {
+                if self.set(&guard, i) {
                     // On a sound tree the node found lies after the target. A leaf whose keys
                     // are out of order (a corrupt page with a valid checksum) can answer a key
                     // at or before it, and a scan that seeks past its current key would then
                     // never end.
                     if !beyond(&self.key, &target, inclusive, true) {
-                        return Err(out_of_order(frame.pgno));
+                        return Err(out_of_order(guard.frame().pgno));
                     }
                     return Ok(true);
                 }
@@ -241,8 +243,8 @@ impl Cursor {
                 if next == Pgno::NULL {
                     return Ok(self.off(true));
                 }
-                if let Some((f, g)) = self.sibling(frame.pgno, &guard, next, true)? {
-                    (frame, guard, i) = (f, g, 0);
+                if let Some(g) = self.sibling(guard.frame().pgno, &guard, next, true)? {
+                    (guard, i) = (g, 0);
                     continue;
                 }
                 // Contended: re-seek past this leaf's last key.
@@ -264,7 +266,7 @@ impl Cursor {
         let mut hops = 0;
         while hops < MAX_HOPS {
             let leaf = self.tree.descend(Target::Key(&target))?;
-            let (mut frame, mut guard) = (leaf.frame, leaf.guard);
+            let mut guard = leaf.guard;
             let (i, found) = guard.search(&target);
             let mut end = if found && inclusive { i + 1 } else { i };
             loop {
@@ -272,9 +274,9 @@ impl Cursor {
                 if hops >= MAX_HOPS {
                     return Err(endless());
                 }
-                if end > 0 && self.set(&frame, &guard, end - 1) {
+                if end > 0 && self.set(&guard, end - 1) {
                     if !beyond(&self.key, &target, inclusive, false) {
-                        return Err(out_of_order(frame.pgno));
+                        return Err(out_of_order(guard.frame().pgno));
                     }
                     return Ok(true);
                 }
@@ -282,9 +284,9 @@ impl Cursor {
                 if prev == Pgno::NULL {
                     return Ok(self.off(false));
                 }
-                if let Some((f, g)) = self.sibling(frame.pgno, &guard, prev, false)? {
+                if let Some(g) = self.sibling(guard.frame().pgno, &guard, prev, false)? {
                     end = g.count();
-                    (frame, guard) = (f, g);
+                    guard = g;
                     continue;
                 }
                 // Contended: re-seek before this leaf's first key.
@@ -308,7 +310,7 @@ impl Cursor {
             SeekOp::Eq => {
                 let leaf = self.tree.descend(Target::Key(key))?;
                 match leaf.guard.search(key) {
-                    (i, true) => self.set(&leaf.frame, &leaf.guard, i),
+                    (i, true) => self.set(&leaf.guard, i),
                     _ => false,
                 }
             }
@@ -340,7 +342,7 @@ impl Cursor {
     pub fn move_last(&mut self) -> Result<bool> {
         let leaf = self.tree.descend(Target::Last)?;
         let n = leaf.guard.count();
-        if n > 0 && self.set(&leaf.frame, &leaf.guard, n - 1) {
+        if n > 0 && self.set(&leaf.guard, n - 1) {
             return Ok(true);
         }
         drop(leaf);
@@ -356,26 +358,25 @@ impl Cursor {
     /// `NoCurrentRecord` if the cursor was never positioned; page read errors.
     pub fn move_next(&mut self) -> Result<bool> {
         if let Some(p) = &self.pos {
-            let frame = Arc::clone(&p.frame);
             let (dbtime, idx) = (p.dbtime, p.idx);
-            let g = frame.latch.read_arc();
+            let g = ReadGuard::new(Arc::clone(&p.frame));
             if g.dbtime() == dbtime {
-                if self.set(&frame, &g, idx + 1) {
+                if self.set(&g, idx + 1) {
                     return Ok(true);
                 }
                 let next = g.next();
                 if next == Pgno::NULL {
                     return Ok(self.off(true));
                 }
-                if let Some((f, ng)) = self.sibling(frame.pgno, &g, next, true)? {
+                if let Some(ng) = self.sibling(g.frame().pgno, &g, next, true)? {
                     drop(g);
-                    if self.set(&f, &ng, 0) {
+                    if self.set(&ng, 0) {
                         return Ok(true);
                     }
                 }
             } else if self.is_own_leaf(&g)
                 && let Some(i) = successor_on_page(&g, &self.key, false)
-                && self.set(&frame, &g, i)
+                && self.set(&g, i)
             {
                 return Ok(true);
             }
@@ -394,27 +395,26 @@ impl Cursor {
     /// `NoCurrentRecord` if the cursor was never positioned; page read errors.
     pub fn move_prev(&mut self) -> Result<bool> {
         if let Some(p) = &self.pos {
-            let frame = Arc::clone(&p.frame);
             let (dbtime, idx) = (p.dbtime, p.idx);
-            let g = frame.latch.read_arc();
+            let g = ReadGuard::new(Arc::clone(&p.frame));
             if g.dbtime() == dbtime {
-                if idx > 0 && self.set(&frame, &g, idx - 1) {
+                if idx > 0 && self.set(&g, idx - 1) {
                     return Ok(true);
                 }
                 let prev = g.prev();
                 if prev == Pgno::NULL {
                     return Ok(self.off(false));
                 }
-                if let Some((f, pg)) = self.sibling(frame.pgno, &g, prev, false)? {
+                if let Some(pg) = self.sibling(g.frame().pgno, &g, prev, false)? {
                     drop(g);
                     let n = pg.count();
-                    if n > 0 && self.set(&f, &pg, n - 1) {
+                    if n > 0 && self.set(&pg, n - 1) {
                         return Ok(true);
                     }
                 }
             } else if self.is_own_leaf(&g)
                 && let Some(i) = predecessor_on_page(&g, &self.key, false)
-                && self.set(&frame, &g, i)
+                && self.set(&g, i)
             {
                 return Ok(true);
             }

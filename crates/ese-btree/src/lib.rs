@@ -36,6 +36,7 @@ mod check;
 mod cursor;
 mod db;
 mod header;
+mod latch;
 mod lv;
 mod page;
 mod record;

@@ -22,6 +22,7 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 
 use crate::cache::Frame;
 use crate::db::{DbShared, SPACE_PGNO, SpaceHeader};
+use crate::latch::WriteGuard;
 use crate::page::{NODE_OVERHEAD, Node, NodeFlags, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
 use crate::record::{encode_annotation, encode_images};
 
@@ -214,7 +215,10 @@ impl<'a> Work<'a> {
                 f.pgno,
             )
         });
-        let mut guards: Vec<_> = entries.iter().map(|(f, _)| f.latch.write_arc()).collect();
+        let mut guards: Vec<_> = entries
+            .iter()
+            .map(|(f, _)| WriteGuard::new(Arc::clone(f)))
+            .collect();
         let dbtime = self.sh.next_dbtime()?;
         let mut images = Vec::with_capacity(entries.len());
         for (_, page) in &mut entries {

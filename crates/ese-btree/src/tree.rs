@@ -10,12 +10,11 @@
 use std::sync::Arc;
 
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
-use parking_lot::RawRwLock;
-use parking_lot::lock_api::ArcRwLockReadGuard;
 
 use crate::cache::Frame;
 use crate::cursor::Cursor;
 use crate::db::{DbShared, TreeKind};
+use crate::latch::ReadGuard;
 use crate::page::{NODE_OVERHEAD, NodeFlags, Page, PageFlags};
 use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, encode_node};
 use crate::split::{Change, MAX_DEPTH, Work, capacity, put};
@@ -30,8 +29,6 @@ pub(crate) fn max_record_len(page_size: usize) -> usize {
     capacity(page_size) - NODE_OVERHEAD
 }
 
-pub(crate) type ReadGuard = ArcRwLockReadGuard<RawRwLock, Page>;
-
 /// Where a descent goes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Target<'a> {
@@ -43,7 +40,6 @@ pub(crate) enum Target<'a> {
 
 /// A leaf reached by a descent, read-latched.
 pub(crate) struct Leaf {
-    pub(crate) frame: Arc<Frame>,
     pub(crate) guard: ReadGuard,
 }
 
@@ -103,24 +99,23 @@ impl Tree {
 
     /// Descends to a leaf with latch coupling.
     pub(crate) fn descend(&self, target: Target<'_>) -> Result<Leaf> {
-        let mut frame = self.sh.cache.get(self.root)?;
-        let mut guard = frame.latch.read_arc();
+        let mut guard = ReadGuard::new(self.sh.cache.get(self.root)?);
         for _ in 0..MAX_DEPTH {
             if guard.objid() != self.objid || guard.flags().contains(PageFlags::EMPTY) {
                 return Err(corrupt(
                     ErrorKind::BadParentPageLink,
-                    frame.pgno,
+                    guard.frame().pgno,
                     format!("page does not belong to tree {}", self.objid),
                 ));
             }
             if guard.is_leaf() {
-                return Ok(Leaf { frame, guard });
+                return Ok(Leaf { guard });
             }
             let n = guard.count();
             if n == 0 {
                 return Err(corrupt(
                     ErrorKind::DatabaseCorrupted,
-                    frame.pgno,
+                    guard.frame().pgno,
                     "internal page without children",
                 ));
             }
@@ -129,11 +124,14 @@ impl Tree {
                 Target::Last => guard.child(n - 1),
             };
             let child = child.ok_or_else(|| {
-                corrupt(ErrorKind::NodeCorrupted, frame.pgno, "bad child pointer")
+                corrupt(
+                    ErrorKind::NodeCorrupted,
+                    guard.frame().pgno,
+                    "bad child pointer",
+                )
             })?;
             let level = guard.level();
-            let cframe = self.sh.cache.get(child)?;
-            let cguard = cframe.latch.read_arc();
+            let cguard = ReadGuard::new(self.sh.cache.get(child)?);
             if cguard.level() + 1 != level {
                 return Err(corrupt(
                     ErrorKind::BadParentPageLink,
@@ -141,8 +139,6 @@ impl Tree {
                     "child at the wrong level",
                 ));
             }
-            drop(guard);
-            frame = cframe;
             guard = cguard;
         }
         Err(corrupt(
@@ -326,7 +322,7 @@ impl Tree {
                 PutTarget::State(state) => node.map(|n| (n.flags, n.data == data_of(state))),
                 PutTarget::Flags(_) => node.map(|n| (n.flags, true)),
             };
-            (leaf.frame, current, annotation)
+            (leaf.guard.into_frame(), current, annotation)
         };
         let state = match target {
             PutTarget::State(state) => state,
@@ -379,7 +375,7 @@ impl Tree {
         let mut removed = 0;
         let mut i = 0;
         while let Some(first) = keys.get(i) {
-            let frame = self.descend(Target::Key(first))?.frame;
+            let frame = self.descend(Target::Key(first))?.guard.into_frame();
             let mut underflow = None;
             {
                 let mut page = frame.latch.write();
@@ -435,7 +431,7 @@ impl Tree {
         let sh = &self.sh;
         let frame = match leaf {
             Some(f) => f,
-            None => self.descend(Target::Key(key))?.frame,
+            None => self.descend(Target::Key(key))?.guard.into_frame(),
         };
         {
             let mut page = frame.latch.write();
