@@ -25,8 +25,11 @@
 //! - **WAL rule.** A dirty page is written only after `Wal::flush(last_lgpos)`.
 //! - **Checkpoint.** The oldest `first_dirty` position among pages that are dirty or written
 //!   but not yet synced; with none, the newest position logged. It only moves forward.
-//! - **Torn-page protection.** A page loaded from disk, or written since its last change,
-//!   `needs_image`: its next change is logged as a full after-image (see `record.rs`).
+//! - **Torn-page protection.** With a doublewrite file (`doublewrite.rs`, the default) every
+//!   write-back batch is copied and synced there before its in-place writes, and a torn page
+//!   is rewritten from its copy when the database opens. Without one, a page loaded from
+//!   disk, or written since its last change, `needs_image`: its next change is logged as a
+//!   full after-image (see `record.rs`).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -34,8 +37,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use ese_core::{Error, ErrorKind, Lgpos, Pgno, Result};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
+use crate::doublewrite::{DoubleWrite, MAX_BATCH_PAGES};
 use crate::header::DbFile;
 use crate::latch::WriteGuard;
 use crate::page::Page;
@@ -48,6 +52,8 @@ pub(crate) struct Meta {
     pub(crate) first_dirty: Lgpos,
     pub(crate) last_lgpos: Lgpos,
     pub(crate) needs_image: bool,
+    /// A write of the page is in flight (at most one at a time: see `write_run`).
+    pub(crate) writing: bool,
 }
 
 /// The frame's page is being read by the thread that created the frame (which holds its
@@ -85,6 +91,7 @@ impl Frame {
                 first_dirty: Lgpos::MIN,
                 last_lgpos: Lgpos::MIN,
                 needs_image: true,
+                writing: false,
             }),
             referenced: AtomicBool::new(false),
             hot: AtomicBool::new(false),
@@ -210,6 +217,9 @@ pub(crate) struct BufferCache {
     /// While redo runs, dirty pages are not evicted (see `redo.rs`).
     pub(crate) recovering: AtomicBool,
     failed: Mutex<Option<Error>>,
+    /// The doublewrite file every write-back goes through first; `None` without one (then
+    /// a page's first change after a read or a write is logged as a full image).
+    dw: Option<DoubleWrite>,
 }
 
 impl std::fmt::Debug for BufferCache {
@@ -220,15 +230,22 @@ impl std::fmt::Debug for BufferCache {
     }
 }
 
+/// A page write in flight or not yet synced: the page's first change it covers, its page
+/// number and a sequence number (the checkpoint cannot pass the first change until it is
+/// synced).
+type WriteTicket = (Lgpos, Pgno, u64);
+
 /// Fewest pages the cache holds whatever the budget: a split pins the path (at most
 /// `MAX_DEPTH` pages), up to three new pages, a sibling and the space page.
 pub(crate) const MIN_CACHE_PAGES: usize = 64;
 
-/// Most pages one write of [`BufferCache::flush_all`] covers (256 KiB of 8 KiB pages).
-const MAX_RUN_PAGES: usize = 32;
-
 impl BufferCache {
-    pub(crate) fn new(file: DbFile, wal: Arc<dyn Wal>, budget_bytes: u64) -> BufferCache {
+    pub(crate) fn new(
+        file: DbFile,
+        wal: Arc<dyn Wal>,
+        budget_bytes: u64,
+        dw: Option<DoubleWrite>,
+    ) -> BufferCache {
         let ps = file.page_size() as u64;
         let budget_pages = usize::try_from(budget_bytes / ps)
             .unwrap_or(usize::MAX)
@@ -246,6 +263,7 @@ impl BufferCache {
             writes: AtomicU64::new(0),
             recovering: AtomicBool::new(false),
             failed: Mutex::new(None),
+            dw,
         }
     }
 
@@ -338,6 +356,9 @@ impl BufferCache {
         match read {
             Ok(page) => {
                 *guard = page;
+                // With a doublewrite file a torn write of this page is repaired from its copy,
+                // so the page as read is a sound base for redo: no image needed.
+                frame.meta.lock().needs_image = self.dw.is_none();
                 frame.state.store(READY, Ordering::Release);
                 drop(guard);
                 self.evict_victims(victims)?;
@@ -463,17 +484,16 @@ impl BufferCache {
         if victims.is_empty() {
             return Ok(());
         }
-        let mut result = Ok(());
-        for f in &victims {
-            // Never wait for a latch here: the caller may hold latches (a reader coupling
-            // down the tree, a loading frame other readers wait on), and a writer holding
-            // this victim may wait for one of them. A busy victim stays cached.
-            if result.is_ok()
-                && let Some(page) = f.latch.try_read()
-            {
-                result = self.write_frame(f, &page);
-            }
-        }
+        // Never wait for a latch here: the caller may hold latches (a reader coupling down
+        // the tree, a loading frame other readers wait on), and a writer holding a victim may
+        // wait for one of them. A busy victim stays cached. The dirty ones are written as one
+        // batch, in page order.
+        let mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)> = victims
+            .iter()
+            .filter_map(|f| Some((&**f, f.latch.try_read()?)))
+            .collect();
+        run.sort_unstable_by_key(|(f, _)| f.pgno);
+        let result = self.write_run(run);
         let mut g = self.inner.lock();
         let mut map = self.map.write();
         for f in victims {
@@ -493,27 +513,28 @@ impl BufferCache {
         result
     }
 
-    /// Writes a dirty frame's page (WAL rule first) and moves it from dirty to unsynced. The
-    /// caller holds the page's read latch, so the page cannot change meanwhile.
-    fn write_frame(&self, frame: &Frame, page: &Page) -> Result<()> {
-        self.write_run(&[(frame, page)])
-    }
-
-    /// Writes the dirty pages among `run` (frames of consecutive page numbers, each with its
-    /// read latch held by the caller so no page changes meanwhile): one log flush up to the
-    /// last change of any of them (WAL rule), then one write per stretch of consecutive dirty
-    /// pages, and moves them from dirty to unsynced.
+    /// Writes the dirty pages among `run` (frames in increasing page order, each with its read
+    /// latch, which the caller took: no page changes while it is sealed): one log flush up to
+    /// the last change of any of them (WAL rule), then [`BufferCache::write_pages`], and moves
+    /// them from dirty to unsynced.
     ///
-    /// Two flushers may write one page at once (both hold read latches). The dirty check and
-    /// the write ticket are taken together under the cache mutex, where a completed write
-    /// also marks the page clean: so a flusher either sees the page dirty and holds the
-    /// checkpoint back with its ticket until its write is synced, or sees it clean and does
-    /// not write. (Checking first and taking the ticket later let a second writer slip in
-    /// after the first write was synced and the checkpoint had passed the page: a crash then
-    /// tore that second, unsynced write of a page no log record after the checkpoint could
-    /// rebuild.)
-    fn write_run(&self, run: &[(&Frame, &Page)]) -> Result<()> {
-        // The read latches the caller holds keep `last_lgpos` from changing.
+    /// With a doublewrite file the latches are released once the pages are sealed, before any
+    /// I/O: writers of these pages do not wait for the copy's sync. A page changed during its
+    /// write stays dirty (its last change is not in what was written), and each frame has at
+    /// most one write in flight (`Meta::writing`), so an older version can never land after a
+    /// newer one. Without a doublewrite file the latches are held until the write is done:
+    /// the next change must see `needs_image` set by this write's completion, or a torn write
+    /// would be followed by a change logged without the image redo needs.
+    ///
+    /// Two flushers may try one page at once. The dirty check and the write ticket are taken
+    /// together under the cache mutex, where a completed write also marks the page clean: so
+    /// a flusher either sees the page dirty and not being written and holds the checkpoint
+    /// back with its ticket until its write is synced, or does not write it. (Checking first
+    /// and taking the ticket later let a second writer slip in after the first write was
+    /// synced and the checkpoint had passed the page: a crash then tore that second, unsynced
+    /// write of a page no log record after the checkpoint could rebuild.)
+    fn write_run(&self, mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)>) -> Result<()> {
+        // The read latches keep `last_lgpos` from changing.
         let last = run
             .iter()
             .filter_map(|(f, _)| {
@@ -526,51 +547,93 @@ impl BufferCache {
         };
         self.check_failed()?;
         self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
-        let tickets: Vec<Option<(Lgpos, Pgno, u64)>> = {
+        // Per page written: its ticket and the last change it holds.
+        let tickets: Vec<Option<(WriteTicket, Lgpos)>> = {
             let mut g = self.inner.lock();
             run.iter()
                 .map(|(f, _)| {
-                    let m = f.meta.lock();
-                    // A page written by another flusher meanwhile is clean: not written again.
-                    m.dirty.then(|| {
+                    let mut m = f.meta.lock();
+                    // A page written by another flusher meanwhile is clean, one being written
+                    // is left to that write: not written again.
+                    (m.dirty && !m.writing).then(|| {
+                        m.writing = true;
                         g.write_seq += 1;
                         let t = (m.first_dirty, f.pgno, g.write_seq);
                         g.in_flight.insert(t);
-                        t
+                        (t, m.last_lgpos)
                     })
                 })
                 .collect()
         };
         let ps = self.page_size();
         let mut buf = Vec::with_capacity(run.len() * ps);
-        let mut start = None;
-        let mut written = Ok(());
+        let mut pgnos = Vec::with_capacity(run.len());
         for ((f, page), t) in run.iter().zip(&tickets) {
             if t.is_some() {
-                start.get_or_insert(f.pgno);
+                pgnos.push(f.pgno);
                 page.seal_into(&mut buf);
-            } else if let Some(at) = start.take() {
-                written = written.and_then(|()| self.file.write_page(at, &buf));
-                buf.clear();
             }
         }
-        if let Some(at) = start {
-            written = written.and_then(|()| self.file.write_page(at, &buf));
+        let frames: Vec<&Frame> = run.iter().map(|(f, _)| *f).collect();
+        if self.dw.is_some() {
+            run.clear();
         }
+        let written = self.write_pages(&pgnos, &buf);
         let mut g = self.inner.lock();
-        for t in tickets.iter().flatten() {
-            g.in_flight.remove(t);
+        for (f, t) in frames.iter().zip(&tickets) {
+            if let Some((t, _)) = t {
+                g.in_flight.remove(t);
+                f.meta.lock().writing = false;
+            }
         }
         written.map_err(|e| self.latch_failure(e.with_path(self.file.path())))?;
-        for ((f, _), t) in run.iter().zip(&tickets) {
-            let Some(t) = t else { continue };
+        for (f, t) in frames.iter().zip(&tickets) {
+            let Some((t, sealed_last)) = t else { continue };
             self.writes.fetch_add(1, Ordering::Relaxed);
             g.unsynced.insert(*t);
             let mut meta = f.meta.lock();
-            if meta.dirty {
+            // Changed since it was sealed: what was written is not its latest state, and the
+            // page stays dirty from its first change (the checkpoint waits for its next write).
+            if meta.dirty && meta.last_lgpos == *sealed_last {
                 g.dirty.remove(&(t.0, f.pgno));
                 meta.dirty = false;
-                meta.needs_image = true;
+                // Without a doublewrite file this write may tear, and only a full image
+                // logged with the next change lets redo rebuild the page.
+                meta.needs_image = self.dw.is_none();
+            }
+        }
+        drop(run);
+        Ok(())
+    }
+
+    /// Writes the sealed pages in `buf` (page `pgnos[i]` at `buf[i * page size..]`, in
+    /// increasing page order) in place, one write per stretch of consecutive page numbers;
+    /// with a doublewrite file, staged there first, up to [`MAX_BATCH_PAGES`] at a time.
+    fn write_pages(&self, pgnos: &[Pgno], buf: &[u8]) -> Result<()> {
+        let ps = self.page_size();
+        for (pgnos, buf) in pgnos
+            .chunks(MAX_BATCH_PAGES)
+            .zip(buf.chunks(MAX_BATCH_PAGES * ps))
+        {
+            let _staged = match &self.dw {
+                Some(dw) => Some(dw.stage(buf, || self.file.sync())?),
+                None => None,
+            };
+            let mut at = 0;
+            while let Some(&first) = pgnos.get(at) {
+                let mut end = at + 1;
+                while pgnos
+                    .get(end)
+                    .is_some_and(|p| first.0.checked_add((end - at) as u32) == Some(p.0))
+                {
+                    end += 1;
+                }
+                let stretch = buf.get(at * ps..end * ps).ok_or_else(|| {
+                    Error::new(ErrorKind::InternalError)
+                        .with_message("write-back buffer shorter than its pages")
+                })?;
+                self.file.write_page(first, stretch)?;
+                at = end;
             }
         }
         Ok(())
@@ -636,9 +699,10 @@ impl BufferCache {
     }
 
     /// Writes every dirty page (obeying the WAL rule) and syncs the file. Pages are written in
-    /// page-number order, neighbours together in one write of up to [`MAX_RUN_PAGES`] pages
-    /// after one log flush (ESE's checkpoint write-back coalesces the same way), so writing
-    /// back a large load is a few sequential writes rather than a flush and a write per page.
+    /// page-number order in batches of up to [`MAX_BATCH_PAGES`] after one log flush, each
+    /// batch staged in the doublewrite file with one sync and then written in place with one
+    /// write per stretch of neighbours (ESE's checkpoint write-back coalesces the same way), so
+    /// writing back a large load is a few sequential writes rather than a write per page.
     pub(crate) fn flush_all(&self) -> Result<()> {
         self.flush_older(Lgpos::MAX)
     }
@@ -664,28 +728,22 @@ impl BufferCache {
         }
         let mut rest = frames.as_slice();
         while let Some((first, tail)) = rest.split_first() {
-            // Only the first latch of a run is waited for; a neighbour whose latch is taken
-            // ends the run (a writer holding it may be waiting for a latch this run holds).
+            // Only the first latch of a batch is waited for; a page whose latch is taken ends
+            // the batch (a writer holding it may be waiting for a latch this batch holds) and
+            // starts the next one.
             let mut guards = vec![(first, first.latch.read())];
             rest = tail;
-            while guards.len() < MAX_RUN_PAGES {
+            while guards.len() < MAX_BATCH_PAGES {
                 let Some((next, tail)) = rest.split_first() else {
                     break;
                 };
-                let follows = guards
-                    .last()
-                    .is_some_and(|(prev, _)| prev.pgno.0.checked_add(1) == Some(next.pgno.0));
-                if !follows {
-                    break;
-                }
                 let Some(g) = next.latch.try_read() else {
                     break;
                 };
                 guards.push((next, g));
                 rest = tail;
             }
-            let run: Vec<(&Frame, &Page)> = guards.iter().map(|(f, g)| (&***f, &**g)).collect();
-            self.write_run(&run)?;
+            self.write_run(guards.into_iter().map(|(f, g)| (&**f, g)).collect())?;
         }
         self.sync()
     }

@@ -17,6 +17,7 @@ use ese_core::{DbTime, Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 use parking_lot::{Mutex, RwLock};
 
 use crate::cache::{BufferCache, CacheStats};
+use crate::doublewrite::DoubleWrite;
 use crate::header::{DbFile, DbHeader, DbState, PAGE_SIZES};
 use crate::page::{Page, PageFlags};
 use crate::split::Work;
@@ -75,6 +76,7 @@ pub struct DbOptions {
     pub(crate) cache_bytes: u64,
     pub(crate) extension_pages: u32,
     pub(crate) dbid: u32,
+    pub(crate) doublewrite: bool,
 }
 
 impl Default for DbOptions {
@@ -84,12 +86,14 @@ impl Default for DbOptions {
             cache_bytes: 64 << 20,
             extension_pages: 256,
             dbid: 0,
+            doublewrite: true,
         }
     }
 }
 
 impl DbOptions {
-    /// Default options: 8 KiB pages, a 64 MiB cache, growth by 256 pages, dbid 0.
+    /// Default options: 8 KiB pages, a 64 MiB cache, growth by 256 pages, dbid 0, a
+    /// doublewrite file.
     pub fn new() -> DbOptions {
         DbOptions::default()
     }
@@ -124,6 +128,20 @@ impl DbOptions {
     #[must_use]
     pub fn dbid(mut self, dbid: u32) -> DbOptions {
         self.dbid = dbid;
+        self
+    }
+
+    /// Whether page write-back goes through the doublewrite file `<database>.dw` (default
+    /// on): each batch of pages is written and synced there before it is written in place,
+    /// and opening the database rewrites a torn in-place page from its copy
+    /// (`doublewrite.rs`). Then a change to a page needs no full page image in the log. Off,
+    /// the first change of a page after it was read or written is logged as a full image
+    /// instead (more log, no second write); a database whose pages are never recovered (a
+    /// temporary database) or that is only read (an inspection tool) turns it off. Turning it
+    /// off on a database that needs recovery after a crash with it on loses its repair.
+    #[must_use]
+    pub fn doublewrite(mut self, on: bool) -> DbOptions {
+        self.doublewrite = on;
         self
     }
 }
@@ -179,6 +197,8 @@ pub(crate) struct DbShared {
     pub(crate) header: Mutex<DbHeader>,
     pub(crate) opts: DbOptions,
     pub(crate) roots: RwLock<HashMap<ObjId, (Pgno, TreeKind)>>,
+    /// Pages rewritten from the doublewrite file when the database was opened.
+    repaired: Vec<Pgno>,
 }
 
 impl DbShared {
@@ -259,7 +279,12 @@ impl Database {
         header.last_objid = DIR_OBJID;
         let file = DbFile::create(fs, path, options.page_size)?;
         file.grow_to(options.extension_pages.max(2))?;
-        let db = Database::from_parts(file, header.clone(), options, wal);
+        let dw = if options.doublewrite {
+            Some(DoubleWrite::open(fs, &file, &header.db_signature, false)?.0)
+        } else {
+            None
+        };
+        let db = Database::from_parts(file, header.clone(), options, wal, dw, Vec::new());
         {
             let sh = &db.shared;
             let _w = sh.writer.lock();
@@ -326,11 +351,43 @@ impl Database {
                     header.page_size, options.page_size
                 )));
         }
-        Ok(Database::from_parts(file, header, options, wal))
+        let mut repaired_pages = Vec::new();
+        let dw = if options.doublewrite {
+            let repair = header.state != DbState::CleanShutdown;
+            let (dw, repaired) = DoubleWrite::open(fs, &file, &header.db_signature, repair)?;
+            if !repaired.is_empty() {
+                log::warn!(
+                    target: "ese::btree",
+                    "{}: {} torn page(s) rewritten from the doublewrite file: {:?}",
+                    path.display(),
+                    repaired.len(),
+                    repaired
+                );
+            }
+            repaired_pages = repaired;
+            Some(dw)
+        } else {
+            None
+        };
+        Ok(Database::from_parts(
+            file,
+            header,
+            options,
+            wal,
+            dw,
+            repaired_pages,
+        ))
     }
 
-    fn from_parts(file: DbFile, header: DbHeader, opts: DbOptions, wal: Arc<dyn Wal>) -> Database {
-        let cache = BufferCache::new(file, wal, opts.cache_bytes);
+    fn from_parts(
+        file: DbFile,
+        header: DbHeader,
+        opts: DbOptions,
+        wal: Arc<dyn Wal>,
+        dw: Option<DoubleWrite>,
+        repaired: Vec<Pgno>,
+    ) -> Database {
+        let cache = BufferCache::new(file, wal, opts.cache_bytes, dw);
         let mut roots = HashMap::new();
         roots.insert(DIR_OBJID, (DIR_PGNO, TreeKind::Table));
         Database {
@@ -341,8 +398,16 @@ impl Database {
                 header: Mutex::new(header),
                 opts,
                 roots: RwLock::new(roots),
+                repaired,
             }),
         }
+    }
+
+    /// The pages [`Database::open`] rewrote from the doublewrite file because their in-place
+    /// copy was torn (failed its checksum or page checks) after a crash; empty after a clean
+    /// shutdown, without a doublewrite file, or when no write was torn.
+    pub fn pages_repaired_at_open(&self) -> &[Pgno] {
+        &self.shared.repaired
     }
 
     /// The page size in bytes.

@@ -487,7 +487,9 @@ impl TempTable {
         self.fs.create_dir_all(&self.dir)?;
         let options = DbOptions::new()
             .page_size(self.page_size)
-            .cache_bytes(self.cache_bytes / 4);
+            .cache_bytes(self.cache_bytes / 4)
+            // A temporary database is never recovered: no torn-page protection needed.
+            .doublewrite(false);
         let db = Database::create(&self.fs, &path, options, Arc::new(MemWal::discarding()))
             .map_err(|e| {
                 Error::new(ErrorKind::TempFileOpenError)

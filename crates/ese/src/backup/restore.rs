@@ -775,7 +775,11 @@ impl InstanceInner {
                 })?;
             }
             for (_, _, staging, target) in &targets {
+                // The databases were shut down cleanly: their doublewrite files hold nothing
+                // to repair, and a target's old one belongs to the database restored over.
+                remove_quietly(fsr, &ese_btree::doublewrite_path(target));
                 fsr.rename(staging, target)?;
+                remove_quietly(fsr, &ese_btree::doublewrite_path(staging));
             }
             fsr.sync_dir(dest)?;
             Ok(stats)
@@ -795,6 +799,7 @@ impl InstanceInner {
             Err(e) => {
                 for (_, _, staging, _) in &targets {
                     remove_quietly(fsr, staging);
+                    remove_quietly(fsr, &ese_btree::doublewrite_path(staging));
                 }
                 if !logs_touched {
                     remove_quietly(fsr, &mark);

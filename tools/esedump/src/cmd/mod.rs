@@ -29,7 +29,9 @@ pub(crate) fn open_engine(path: &std::path::Path, page_size: u32) -> Result<ese_
     let wal = std::sync::Arc::new(ese_btree::MemWal::new());
     let opts = ese_btree::DbOptions::new()
         .page_size(page_size)
-        .cache_bytes(16 << 20);
+        .cache_bytes(16 << 20)
+        // Read only: no doublewrite file is created, read or repaired.
+        .doublewrite(false);
     ese_btree::Database::open(&fs, path, opts, wal)
 }
 
