@@ -25,6 +25,10 @@
 //! steps 3 and 4; it only guarded against a file system that reorders operations within one
 //! directory, which the medium assumptions exclude, and it doubled the synchronous metadata
 //! work of every rollover.)
+//!
+//! Readers of the live stream (an online backup) rely on the issue order of steps 3 and 4 as
+//! well: once `edb.log` holds `g + 1`, `g` is reachable by its archive name (`reader.rs`,
+//! "Reading a live stream").
 
 #![deny(clippy::indexing_slicing)]
 

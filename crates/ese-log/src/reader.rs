@@ -5,6 +5,24 @@
 //! the log cleanly, since it is the torn or never-written tail a crash leaves. In every older
 //! generation, the records must verify up to the end recorded in the next generation's header
 //! (`prev_end_offset`); a failure before it is `LogFileCorrupt`.
+//!
+//! # Reading a live stream
+//! A reader may run while a [`Log`](crate::Log) appends and rolls over (an online backup
+//! verifies and copies the live log). Two facts of the rollover protocol (`generation.rs`)
+//! make that consistent without locking the writer and without retrying:
+//! - generation `g` gets its archive name `edbXXXXXXXX.log` (the hard link) *before*
+//!   `g + 1` is renamed over `edb.log`, and `g`'s file is never written again after that
+//!   rename. So whoever finds a later generation than `g` in `edb.log` finds `g` under its
+//!   archive name (unless truncation or circular logging deleted it since: then it is
+//!   `RequiredLogFilesMissing`, as for any missing generation);
+//! - a header and the records after it are read through one open file, which keeps referring
+//!   to the same generation whatever renames follow.
+//!
+//! Hence [`LogReader::open`] lists the directory *before* it reads the header of `edb.log` it
+//! keeps (every archive listed is then at most that generation, and an archive linked after
+//! the listing is opened by its name), and the current generation is read from `edb.log`
+//! unless that holds a later one by then, in which case from its archive
+//! ([`LogReader::read_generation`]).
 
 #![deny(clippy::indexing_slicing)]
 
@@ -38,6 +56,7 @@ struct Generation {
 /// Also an [`Iterator`] of `Result<LogRecord>`; after the first error it ends.
 pub struct LogReader {
     fs: Arc<dyn FileSystem>,
+    files: StreamFiles,
     gens: Vec<Generation>,
     idx: usize,
     image: Vec<u8>,
@@ -96,6 +115,58 @@ pub(crate) fn read_image(file: &dyn File, header: &LogFileHeader) -> Result<Vec<
     Ok(image)
 }
 
+/// Opens generation `generation` of a stream that a [`Log`](crate::Log) may be rolling over
+/// meanwhile (module docs, "Reading a live stream"): `edb.log` if it holds that generation,
+/// else its archive, which exists once `edb.log` holds a later one. The returned header was
+/// read from the returned file, and is `generation`'s.
+fn open_current_or_archive(
+    fs: &dyn FileSystem,
+    files: &StreamFiles,
+    generation: u32,
+) -> Result<(Box<dyn File>, LogFileHeader, PathBuf)> {
+    let current = files.current();
+    match open_generation(fs, &current, ErrorKind::FileNotFound) {
+        Ok((file, header)) if header.generation == generation => {
+            return Ok((file, header, current));
+        }
+        Ok((_, header)) if header.generation < generation => {
+            return Err(Error::new(ErrorKind::RequiredLogFilesMissing)
+                .with_path(files.archive(generation))
+                .with_lgpos(Lgpos::new(generation, 0, 0))
+                .with_message(format!(
+                    "the current log holds generation {}, older than {generation}",
+                    header.generation
+                )));
+        }
+        // A later generation: `generation` was archived before it was installed.
+        Ok(_) => {}
+        // No current log: only the archive can hold the generation.
+        Err(e) if e.kind() == ErrorKind::FileNotFound => {}
+        Err(e) => return Err(e),
+    }
+    let path = files.archive(generation);
+    let (file, header) = open_generation(fs, &path, ErrorKind::RequiredLogFilesMissing)
+        .map_err(|e| missing_at(e, generation))?;
+    if header.generation != generation {
+        return Err(Error::new(ErrorKind::LogGenerationMismatch)
+            .with_path(&path)
+            .with_message(format!(
+                "the header says generation {}, expected {generation}",
+                header.generation
+            )));
+    }
+    Ok((file, header, path))
+}
+
+/// `e`, with the position of `generation` if it says that generation is missing.
+fn missing_at(e: Error, generation: u32) -> Error {
+    if e.kind() == ErrorKind::RequiredLogFilesMissing {
+        e.with_lgpos(Lgpos::new(generation, 0, 0))
+    } else {
+        e
+    }
+}
+
 impl LogReader {
     /// Opens the stream `base_name` in `dir` for reading from `from` (use [`Lgpos::MIN`] to
     /// read from the oldest generation present).
@@ -119,9 +190,9 @@ impl LogReader {
         from: Lgpos,
     ) -> Result<LogReader> {
         let files = StreamFiles::new(dir, base_name);
-        let (_, current) =
-            open_generation(fs.as_ref(), &files.current(), ErrorKind::MissingLogFile)?;
-        let cur_gen = current.generation;
+        // The current generation before the listing: the oldest one present if nothing is
+        // archived (a rollover may archive it before the second read below).
+        let (_, first) = open_generation(fs.as_ref(), &files.current(), ErrorKind::MissingLogFile)?;
         let names = match fs.list(dir) {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::FileNotFound => {
@@ -129,6 +200,11 @@ impl LogReader {
             }
             Err(e) => return Err(e),
         };
+        // Read after the listing, so that no archive listed is newer, even while a `Log`
+        // rolls the stream over (module docs, "Reading a live stream").
+        let (_, current) =
+            open_generation(fs.as_ref(), &files.current(), ErrorKind::MissingLogFile)?;
+        let cur_gen = current.generation;
         let mut archived: Vec<u32> = Vec::new();
         for name in &names {
             if let Some(g) = files.parse_archive(name) {
@@ -146,7 +222,11 @@ impl LogReader {
         }
         archived.sort_unstable();
         archived.dedup();
-        let lowest = archived.first().copied().unwrap_or(cur_gen);
+        let lowest = archived
+            .first()
+            .copied()
+            .unwrap_or(cur_gen)
+            .min(first.generation);
         let start = if from.generation == 0 {
             lowest
         } else {
@@ -165,14 +245,11 @@ impl LogReader {
         }
         let mut gens = Vec::new();
         for g in start..cur_gen {
-            if archived.binary_search(&g).is_err() {
-                return Err(Error::new(ErrorKind::RequiredLogFilesMissing)
-                    .with_path(files.archive(g))
-                    .with_lgpos(Lgpos::new(g, 0, 0)));
-            }
+            // Opened by name even if not listed: it may have been archived after the listing.
             let path = files.archive(g);
             let (_, header) =
-                open_generation(fs.as_ref(), &path, ErrorKind::RequiredLogFilesMissing)?;
+                open_generation(fs.as_ref(), &path, ErrorKind::RequiredLogFilesMissing)
+                    .map_err(|e| missing_at(e, g))?;
             gens.push(Generation { path, header });
         }
         gens.push(Generation {
@@ -231,6 +308,7 @@ impl LogReader {
         }
         Ok(LogReader {
             fs,
+            files,
             gens,
             idx: 0,
             image: Vec::new(),
@@ -239,6 +317,32 @@ impl LogReader {
             done: false,
             signature: current.signature,
         })
+    }
+
+    /// Reads generation `generation` of the stream `base_name` in `dir` whole: its header and
+    /// its file's bytes (every sector, the unwritten tail included), both from one open file.
+    /// The generation is found under its archive name or, while it is current, as `edb.log`;
+    /// a [`Log`](crate::Log) may be appending and rolling over meanwhile (see the module
+    /// docs): the bytes are those of `generation`'s file, complete up to what was durable when
+    /// the call began.
+    ///
+    /// # Errors
+    /// - `RequiredLogFilesMissing`: the generation is neither archived nor current (deleted,
+    ///   or not begun yet).
+    /// - `LogFileCorrupt`, `BadLogVersion`: its header does not verify.
+    /// - `LogFileSizeMismatch`: the file's size differs from its header.
+    /// - `LogGenerationMismatch`: the archive of `generation` holds another generation.
+    /// - `DiskIO` (or another I/O kind) when reading fails.
+    pub fn read_generation(
+        fs: &dyn FileSystem,
+        dir: &std::path::Path,
+        base_name: &str,
+        generation: u32,
+    ) -> Result<(LogFileHeader, Vec<u8>)> {
+        let files = StreamFiles::new(dir, base_name);
+        let (file, header, _) = open_current_or_archive(fs, &files, generation)?;
+        let image = read_image(file.as_ref(), &header)?;
+        Ok((header, image))
     }
 
     /// The signature of the stream being read.
@@ -281,11 +385,19 @@ impl LogReader {
         let Some(g) = self.gens.get(self.idx) else {
             return Ok(());
         };
-        let (f, h) = open_generation(
-            self.fs.as_ref(),
-            &g.path,
-            ErrorKind::RequiredLogFilesMissing,
-        )?;
+        let (f, h) = if self.idx + 1 == self.gens.len() {
+            // The generation that was current at `open`: a rollover since then may have
+            // archived it (module docs, "Reading a live stream").
+            let (f, h, _) =
+                open_current_or_archive(self.fs.as_ref(), &self.files, g.header.generation)?;
+            (f, h)
+        } else {
+            open_generation(
+                self.fs.as_ref(),
+                &g.path,
+                ErrorKind::RequiredLogFilesMissing,
+            )?
+        };
         if h != g.header {
             return Err(Error::new(ErrorKind::LogGenerationMismatch)
                 .with_path(&g.path)

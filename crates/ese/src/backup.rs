@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use ese_core::fs::{FileSystem, OpenOptions};
 use ese_core::{Error, ErrorKind, Lgpos, Result};
-use ese_log::{LogFileHeader, LogReader};
+use ese_log::LogReader;
 
 use crate::engine::{AttachedDb, Engine, FAMILY_BACKUP};
 use crate::grbit::{BackupGrbit, EndExternalBackupGrbit};
@@ -426,19 +426,9 @@ fn verify_live_logs(engine: &Engine, start: Lgpos, end: Lgpos, mark: &[u8]) -> R
         Error::new(ErrorKind::LogReadVerifyFailure)
             .with_message(format!("a log the backup copies does not verify: {e}"))
     };
-    // A rollover between the listing and the opening of the current log can make the open
-    // fail once; it succeeds on a second try.
-    let mut attempt = 0;
-    let mut reader = loop {
-        match LogReader::open(Arc::clone(&engine.fs), &p.log_path, &p.base_name, start) {
-            Ok(r) => break r,
-            Err(e) if attempt < 3 && !matches!(e.kind(), ErrorKind::MissingPreviousLogFile) => {
-                attempt += 1;
-                log::debug!(target: "ese::backup", "reopening the log reader: {e}");
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    // The writers go on meanwhile: the reader is consistent with their rollovers (ese-log,
+    // `reader.rs`, "Reading a live stream").
+    let mut reader = LogReader::open(Arc::clone(&engine.fs), &p.log_path, &p.base_name, start)?;
     loop {
         match reader.next_record() {
             Ok(Some(r)) if r.lgpos < end => {}
@@ -459,41 +449,38 @@ fn verify_live_logs(engine: &Engine, start: Lgpos, end: Lgpos, mark: &[u8]) -> R
     }
 }
 
-/// Opens generation `generation` of the live log for copying: its archive, or the current
-/// log if it still is the current generation (retrying across a rollover).
+/// Reads generation `generation` of the live log for copying: its archive, or the current
+/// log while it still is the current generation. Sessions go on writing and rolling the log
+/// over meanwhile; `LogReader::read_generation` reads the header and the bytes from one open
+/// file and finds a generation archived by a concurrent rollover (ese-log, `reader.rs`,
+/// "Reading a live stream"). The bytes up to the backup's mark are durable, so complete.
 fn open_live_generation(engine: &Engine, generation: u32) -> Result<Vec<u8>> {
     let p = &engine.params;
-    let fs = engine.fs.as_ref();
-    let archive = p
-        .log_path
-        .join(format!("{}{generation:08X}.log", p.base_name));
-    let current = p.log_path.join(format!("{}.log", p.base_name));
-    for _ in 0..3 {
-        for path in [&archive, &current] {
-            let f = match fs.open(path, OpenOptions::read()) {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::FileNotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let len = f.len()?;
-            let mut image = vec![0u8; usize::try_from(len).unwrap_or(0)];
-            f.read_exact_at(&mut image, 0)?;
-            match LogFileHeader::read(fs, path) {
-                Ok(h) if h.generation == generation && h.file_bytes() == len => return Ok(image),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::FileNotFound => {}
-                Err(e) => {
-                    return Err(Error::new(ErrorKind::LogReadVerifyFailure)
-                        .with_path(path)
-                        .with_message(format!("a log the backup copies does not verify: {e}")));
-                }
-            }
+    match LogReader::read_generation(engine.fs.as_ref(), &p.log_path, &p.base_name, generation) {
+        Ok((_, image)) => Ok(image),
+        Err(e) if e.kind() == ErrorKind::RequiredLogFilesMissing => {
+            Err(Error::new(ErrorKind::RequiredLogFilesMissing)
+                .with_path(
+                    p.log_path
+                        .join(format!("{}{generation:08X}.log", p.base_name)),
+                )
+                .with_lgpos(Lgpos::new(generation, 0, 0))
+                .with_message(format!("a log generation the backup needs is missing: {e}")))
         }
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::LogFileCorrupt
+                    | ErrorKind::BadLogVersion
+                    | ErrorKind::LogFileSizeMismatch
+                    | ErrorKind::LogGenerationMismatch
+            ) =>
+        {
+            Err(Error::new(ErrorKind::LogReadVerifyFailure)
+                .with_message(format!("a log the backup copies does not verify: {e}")))
+        }
+        Err(e) => Err(e),
     }
-    Err(Error::new(ErrorKind::RequiredLogFilesMissing)
-        .with_path(&archive)
-        .with_lgpos(Lgpos::new(generation, 0, 0))
-        .with_message("a log generation the backup needs is missing"))
 }
 
 impl InstanceInner {
