@@ -710,11 +710,18 @@ impl BufferCache {
     /// Writes the dirty pages first changed before `limit` (the ones holding the checkpoint
     /// below it), as [`BufferCache::flush_all`] writes, and syncs the file.
     pub(crate) fn flush_older(&self, limit: Lgpos) -> Result<()> {
+        self.flush_oldest(limit, usize::MAX)
+    }
+
+    /// [`BufferCache::flush_older`] for at most `max_pages` pages: those with the oldest first
+    /// changes, which hold the checkpoint furthest back.
+    pub(crate) fn flush_oldest(&self, limit: Lgpos, max_pages: usize) -> Result<()> {
         let mut frames: Vec<Arc<Frame>> = {
             let g = self.inner.lock();
             let map = self.map.read();
             g.dirty
                 .range(..(limit, Pgno::NULL))
+                .take(max_pages)
                 .filter_map(|(_, p)| map.get(p).cloned())
                 .collect()
         };

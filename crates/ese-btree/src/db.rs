@@ -495,6 +495,16 @@ impl Database {
         self.shared.cache.flush_older(limit)
     }
 
+    /// [`Database::flush_older`] for at most `max_pages` pages, those whose first change is
+    /// oldest: the checkpointer's paced write-back, which leaves the disk to commits between
+    /// its passes. The checkpoint then moves only as far as the pages written allow.
+    ///
+    /// # Errors
+    /// As [`Database::flush_older`].
+    pub fn flush_oldest(&self, limit: Lgpos, max_pages: usize) -> Result<()> {
+        self.shared.cache.flush_oldest(limit, max_pages)
+    }
+
     /// Syncs pages already written by eviction, letting the checkpoint pass them.
     ///
     /// # Errors
