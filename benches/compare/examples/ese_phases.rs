@@ -2,7 +2,8 @@
 //! batch writes), with per-commit latencies, for profiling one phase under `perf`:
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
 //! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
-//! (seek + retrieve, one read-only transaction per round), as the harness's read phase.
+//! (seek + retrieve, one read-only transaction per round), as the harness's read phase, then
+//! reads 10-entry ranges from half as many keys.
 
 use std::time::Instant;
 
@@ -114,6 +115,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             session.commit_transaction(CommitGrbit::empty())?;
             eprintln!("point reads {n}: {:?} (checksum {sum})", t.elapsed());
         }
+        let t = Instant::now();
+        session.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;
+        for i in 0..n / 2 {
+            let k = &keys[fastrand_index(i, n, 2)];
+            table.seek(&[Some(k)], ese::Seek::Ge)?;
+            for step in 0..10 {
+                table.retrieve_columns(&mut out)?;
+                sum = sum.wrapping_add(u64::from(out[0].data[0]));
+                if step < 9 && table.move_to(ese::Move::Next).is_err() {
+                    break;
+                }
+            }
+        }
+        session.commit_transaction(CommitGrbit::empty())?;
+        eprintln!("range reads {} x 10: {:?} (checksum {sum})", n / 2, t.elapsed());
     }
     drop(table);
     session.end(ese::EndSessionGrbit::empty())?;
