@@ -680,6 +680,13 @@ impl Shared {
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {
         let mut st = self.state.lock();
+        if st.failed.is_none() && (up_to <= st.last_durable || st.last_durable >= st.last_appended)
+        {
+            // Already durable: not company for a group commit. Counted, a caller that only
+            // checks (the write-back's WAL rule, once per batch of pages) made the next leader
+            // wait for a committer that never came.
+            return Ok(());
+        }
         st.flushers += 1;
         if st.leader_waiting && st.flushers >= st.batch_target {
             self.leader_cond.notify_one();
