@@ -260,6 +260,31 @@ fn random_signature() -> [u8; 32] {
     s
 }
 
+/// The doublewrite file of `file` when `options` ask for one (`DoubleWrite::open`), with the
+/// pages it rewrote when `repair` is set (logged).
+fn open_doublewrite(
+    fs: &Arc<dyn FileSystem>,
+    file: &DbFile,
+    header: &DbHeader,
+    options: &DbOptions,
+    repair: bool,
+) -> Result<(Option<DoubleWrite>, Vec<Pgno>)> {
+    if !options.doublewrite {
+        return Ok((None, Vec::new()));
+    }
+    let (dw, repaired) = DoubleWrite::open(fs, file, &header.db_signature, repair)?;
+    if !repaired.is_empty() {
+        log::warn!(
+            target: "ese::btree",
+            "{}: {} torn page(s) rewritten from the doublewrite file: {:?}",
+            file.path().display(),
+            repaired.len(),
+            repaired
+        );
+    }
+    Ok((Some(dw), repaired))
+}
+
 impl Database {
     /// Creates a new database file at `path` (ESE `JetCreateDatabase`): both header pages,
     /// the tree directory (page 1) and the space page (page 2), logged through `wal`, written
@@ -279,11 +304,7 @@ impl Database {
         header.last_objid = DIR_OBJID;
         let file = DbFile::create(fs, path, options.page_size)?;
         file.grow_to(options.extension_pages.max(2))?;
-        let dw = if options.doublewrite {
-            Some(DoubleWrite::open(fs, &file, &header.db_signature, false)?.0)
-        } else {
-            None
-        };
+        let (dw, _) = open_doublewrite(fs, &file, &header, &options, false)?;
         let db = Database::from_parts(file, header.clone(), options, wal, dw, Vec::new());
         {
             let sh = &db.shared;
@@ -351,31 +372,11 @@ impl Database {
                     header.page_size, options.page_size
                 )));
         }
-        let mut repaired_pages = Vec::new();
-        let dw = if options.doublewrite {
-            let repair = header.state != DbState::CleanShutdown;
-            let (dw, repaired) = DoubleWrite::open(fs, &file, &header.db_signature, repair)?;
-            if !repaired.is_empty() {
-                log::warn!(
-                    target: "ese::btree",
-                    "{}: {} torn page(s) rewritten from the doublewrite file: {:?}",
-                    path.display(),
-                    repaired.len(),
-                    repaired
-                );
-            }
-            repaired_pages = repaired;
-            Some(dw)
-        } else {
-            None
-        };
+        // Not shut down cleanly: a crash may have torn a write-back.
+        let repair = header.state != DbState::CleanShutdown;
+        let (dw, repaired) = open_doublewrite(fs, &file, &header, &options, repair)?;
         Ok(Database::from_parts(
-            file,
-            header,
-            options,
-            wal,
-            dw,
-            repaired_pages,
+            file, header, options, wal, dw, repaired,
         ))
     }
 

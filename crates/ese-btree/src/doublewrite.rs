@@ -82,8 +82,9 @@ pub(crate) struct Staged<'a> {
     _slots: MutexGuard<'a, u32>,
 }
 
-fn header_bytes(page_size: usize, signature: &[u8; 32]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(page_size);
+/// The header's fields (bytes 0..56; the rest of the header page is zero).
+fn header_fields(page_size: usize, signature: &[u8; 32]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_FIELDS + 4);
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&VERSION.to_le_bytes());
     h.extend_from_slice(&(page_size as u32).to_le_bytes());
@@ -91,14 +92,12 @@ fn header_bytes(page_size: usize, signature: &[u8; 32]) -> Vec<u8> {
     h.extend_from_slice(signature);
     let crc = crc32(&h);
     h.extend_from_slice(&crc.to_le_bytes());
-    h.resize(page_size, 0);
     h
 }
 
-/// Whether `h` is a valid header for a database with these page size and signature.
-fn header_matches(h: &[u8], page_size: usize, signature: &[u8; 32]) -> bool {
-    let expect = header_bytes(page_size, signature);
-    h.get(..HEADER_FIELDS + 4) == expect.get(..HEADER_FIELDS + 4)
+/// The file offset of slot `slot` (the header takes the first page).
+fn slot_offset(page_size: usize, slot: u32) -> u64 {
+    (1 + u64::from(slot)) * page_size as u64
 }
 
 impl DoubleWrite {
@@ -144,9 +143,11 @@ impl DoubleWrite {
     /// copy left in the slots belongs to pages already durable in place.
     fn reset(&self, signature: &[u8; 32]) -> Result<()> {
         let ps = self.page_size;
+        let mut header = header_fields(ps, signature);
+        header.resize(ps, 0);
         self.file
-            .set_len((1 + u64::from(SLOTS)) * ps as u64)
-            .and_then(|()| self.file.write_all_at(&header_bytes(ps, signature), 0))
+            .set_len(slot_offset(ps, SLOTS))
+            .and_then(|()| self.file.write_all_at(&header, 0))
             .and_then(|()| self.file.sync_data())
             .map_err(|e| e.with_path(self.file.path()))
     }
@@ -176,9 +177,8 @@ impl DoubleWrite {
             sync_db()?;
             *next = 0;
         }
-        let off = (1 + u64::from(*next)) * ps as u64;
         self.file
-            .write_all_at(buf, off)
+            .write_all_at(buf, slot_offset(ps, *next))
             .and_then(|()| self.file.sync_data())
             .map_err(|e| e.with_path(self.file.path()))?;
         *next += n;
@@ -194,7 +194,8 @@ fn repair_from(file: &dyn File, db: &DbFile, ps: usize, signature: &[u8; 32]) ->
     if len < ps as u64 || file.read_exact_at(&mut head, 0).is_err() {
         return Ok(Vec::new());
     }
-    if !header_matches(&head, ps, signature) {
+    // Another database's (or page size's) copies, or no valid header: nothing for this one.
+    if head.get(..HEADER_FIELDS + 4) != Some(&header_fields(ps, signature)[..]) {
         return Ok(Vec::new());
     }
     let slots = u32::try_from((len / ps as u64).saturating_sub(1))
@@ -204,8 +205,7 @@ fn repair_from(file: &dyn File, db: &DbFile, ps: usize, signature: &[u8; 32]) ->
     let mut newest: HashMap<Pgno, Page> = HashMap::new();
     let mut buf = vec![0u8; ps];
     for slot in 0..slots {
-        let off = (1 + u64::from(slot)) * ps as u64;
-        if file.read_exact_at(&mut buf, off).is_err() {
+        if file.read_exact_at(&mut buf, slot_offset(ps, slot)).is_err() {
             continue;
         }
         let Some(pgno) = buf

@@ -96,6 +96,13 @@ struct State {
     sync_ewma_ns: u64,
 }
 
+impl State {
+    /// Whether everything up to `up_to` is durable (or everything appended is).
+    fn durable_through(&self, up_to: Lgpos) -> bool {
+        up_to <= self.last_durable || self.last_durable >= self.last_appended
+    }
+}
+
 /// What a rollover needs of the generation it retires (taken from `State` by `Shared::seal`).
 struct Sealed {
     generation: u32,
@@ -680,8 +687,7 @@ impl Shared {
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {
         let mut st = self.state.lock();
-        if st.failed.is_none() && (up_to <= st.last_durable || st.last_durable >= st.last_appended)
-        {
+        if st.failed.is_none() && st.durable_through(up_to) {
             // Already durable: not company for a group commit. Counted, a caller that only
             // checks (the write-back's WAL rule, once per batch of pages) made the next leader
             // wait for a committer that never came.
@@ -706,7 +712,7 @@ impl Shared {
             if let Some(e) = &st.failed {
                 return Err(latched(e));
             }
-            if up_to <= st.last_durable || st.last_durable >= st.last_appended {
+            if st.durable_through(up_to) {
                 return Ok(());
             }
             if st.io_busy {

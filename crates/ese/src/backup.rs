@@ -458,14 +458,10 @@ fn open_live_generation(engine: &Engine, generation: u32) -> Result<Vec<u8>> {
     let p = &engine.params;
     match LogReader::read_generation(engine.fs.as_ref(), &p.log_path, &p.base_name, generation) {
         Ok((_, image)) => Ok(image),
+        // The reader names the archive and the generation's position.
         Err(e) if e.kind() == ErrorKind::RequiredLogFilesMissing => {
-            Err(Error::new(ErrorKind::RequiredLogFilesMissing)
-                .with_path(
-                    p.log_path
-                        .join(format!("{}{generation:08X}.log", p.base_name)),
-                )
-                .with_lgpos(Lgpos::new(generation, 0, 0))
-                .with_message(format!("a log generation the backup needs is missing: {e}")))
+            let message = format!("a log generation the backup needs is missing: {e}");
+            Err(e.with_message(message))
         }
         Err(e)
             if matches!(
