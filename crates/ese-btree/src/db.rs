@@ -667,7 +667,7 @@ impl Database {
 
     /// Deletes the tree `objid` (ESE `ErrDIRDeleteDirectory` at table deletion): every page
     /// it owns goes to the free chain and its directory entry is removed, all in ONE logged
-    /// images record, so recovery sees the tree either whole or gone. Handles on the tree
+    /// pages record, so recovery sees the tree either whole or gone. Handles on the tree
     /// ([`Tree`], cursors, [`LongValues`](crate::LongValues)) fail afterwards
     /// (`ObjectNotFound` on reopen; `BadParentPageLink` from a stale handle).
     ///

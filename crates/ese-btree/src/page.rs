@@ -467,6 +467,15 @@ impl Page {
         parse_line(self.line(i + 1))
     }
 
+    /// The raw line of node `i` (flags, key length, key, data; empty if there is no such
+    /// node): two nodes are equal exactly when their lines are.
+    pub(crate) fn node_line(&self, i: usize) -> &[u8] {
+        if i >= self.count() {
+            return &[];
+        }
+        self.line(i + 1)
+    }
+
     /// The key of node `i` (empty if there is no such node).
     pub(crate) fn key(&self, i: usize) -> &[u8] {
         let line = self.line(i + 1);

@@ -2,12 +2,12 @@
 //!
 //! Redo is idempotent: a record touches a page only if the page's dbtime is older than the
 //! record's "after". An image record is installed whenever the page is older or cannot be read
-//! at all (a torn or never-written page); a node record needs the page at exactly its "before"
-//! dbtime and is skipped on an unreadable page, which a later image in the log rebuilds (every
+//! at all (a torn or never-written page); a node record, and a page delta of a pages record,
+//! needs the page at exactly its "before" dbtime and is skipped on an unreadable page, which a later image in the log rebuilds (every
 //! page written since the checkpoint was logged as an image first; see `cache.rs`). With a
 //! doublewrite file a torn page was already rewritten from its copy when the database opened
 //! (`doublewrite.rs`), so node records find valid pages; an unreadable page is then one past
-//! the durable end of the file, which the images record that allocated it rebuilds.
+//! the durable end of the file, which the record that allocated it (an image) rebuilds.
 //!
 //! While redo runs, pages it dirtied stay in the cache (their on-disk base may be the only
 //! copy of older changes; writing them before an image is logged could leave a torn page that
@@ -15,11 +15,11 @@
 
 use std::sync::atomic::Ordering;
 
-use ese_core::{Error, ErrorKind, Lgpos, Result};
+use ese_core::{DbTime, Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 
 use crate::db::Database;
 use crate::page::Page;
-use crate::record::{PageRecord, decode, encode_images};
+use crate::record::{PageChange, PageRecord, decode, encode_images};
 use crate::tree::apply_op;
 
 /// Whether a page read error means "the page's bytes are damaged or missing" (so a logged
@@ -62,29 +62,33 @@ impl Database {
                 }
                 let mut applied = false;
                 for (pgno, img) in pages {
-                    let page = Page::decode(&img, pgno).map_err(|e| {
-                        Error::new(ErrorKind::InvalidLoggedOperation)
-                            .with_lgpos(lgpos)
-                            .with_pgno(pgno)
-                            .with_message(format!("bad page image: {e}"))
-                    })?;
-                    let after = page.dbtime();
-                    sh.bump_dbtime(after);
-                    let frame = match sh.cache.get(pgno) {
-                        Ok(f) => {
-                            if f.latch.read().dbtime() >= after {
-                                continue;
-                            }
-                            f
+                    applied |= self.redo_image(lgpos, pgno, &img)?;
+                }
+                Ok(applied)
+            }
+            PageRecord::Pages { dbid, pages } => {
+                if dbid != sh.opts.dbid {
+                    return Ok(false);
+                }
+                let mut applied = false;
+                for change in pages {
+                    applied |= match change {
+                        PageChange::Image(pgno, img) => self.redo_image(lgpos, pgno, &img)?,
+                        PageChange::Delta(d) => {
+                            let ps = sh.page_size();
+                            self.redo_on_page(
+                                lgpos,
+                                d.pgno,
+                                d.objid_before,
+                                d.before,
+                                d.after,
+                                |page| {
+                                    *page = d.apply(page, ps)?;
+                                    Ok(())
+                                },
+                            )?
                         }
-                        Err(e) if is_damage(e.kind()) => {
-                            sh.cache.get_or_install(pgno, || page.clone())?
-                        }
-                        Err(e) => return Err(e),
                     };
-                    *frame.latch.write() = page;
-                    sh.cache.redo_dirty(&[&frame], lgpos);
-                    applied = true;
                 }
                 Ok(applied)
             }
@@ -99,57 +103,103 @@ impl Database {
                 if dbid != sh.opts.dbid {
                     return Ok(false);
                 }
-                sh.bump_dbtime(after);
-                let frame = match sh.cache.get(pgno) {
-                    Ok(f) => f,
-                    // Torn or missing: a later image record of this page rebuilds it.
-                    Err(e) if is_damage(e.kind()) => return Ok(false),
-                    Err(e) => return Err(e),
-                };
-                let mut page = frame.latch.write();
-                if page.dbtime() >= after {
-                    return Ok(false);
-                }
-                let ctx = |k: ErrorKind, m: String| {
-                    Error::new(k)
-                        .with_pgno(pgno)
-                        .with_lgpos(lgpos)
-                        .with_message(m)
-                };
-                if page.dbtime() < before {
-                    return Err(ctx(
-                        ErrorKind::DbTimeTooOld,
-                        format!(
-                            "page dbtime {} older than the record's {}",
-                            page.dbtime(),
-                            before
-                        ),
-                    ));
-                }
-                if page.dbtime() > before {
-                    return Err(ctx(
-                        ErrorKind::DbTimeTooNew,
-                        format!(
-                            "page dbtime {} between the record's {before} and {after}",
-                            page.dbtime()
-                        ),
-                    ));
-                }
-                if page.objid() != objid {
-                    return Err(ctx(
-                        ErrorKind::LogOperationInconsistentWithDatabase,
-                        format!(
-                            "page belongs to objid {}, the record to {objid}",
-                            page.objid()
-                        ),
-                    ));
-                }
-                apply_op(&mut page, &op).map_err(|e| e.with_pgno(pgno).with_lgpos(lgpos))?;
-                page.set_dbtime(after);
-                sh.cache.redo_dirty(&[&frame], lgpos);
-                Ok(true)
+                self.redo_on_page(lgpos, pgno, objid, before, after, |page| {
+                    apply_op(page, &op)?;
+                    page.set_dbtime(after);
+                    Ok(())
+                })
             }
         }
+    }
+
+    /// Installs a logged after-image of `pgno` unless the page is as new already; a page that
+    /// cannot be read (torn, never written) is replaced.
+    fn redo_image(&self, lgpos: Lgpos, pgno: Pgno, img: &[u8]) -> Result<bool> {
+        let sh = &self.shared;
+        let page = Page::decode(img, pgno).map_err(|e| {
+            Error::new(ErrorKind::InvalidLoggedOperation)
+                .with_lgpos(lgpos)
+                .with_pgno(pgno)
+                .with_message(format!("bad page image: {e}"))
+        })?;
+        let after = page.dbtime();
+        sh.bump_dbtime(after);
+        let frame = match sh.cache.get(pgno) {
+            Ok(f) => {
+                if f.latch.read().dbtime() >= after {
+                    return Ok(false);
+                }
+                f
+            }
+            Err(e) if is_damage(e.kind()) => sh.cache.get_or_install(pgno, || page.clone())?,
+            Err(e) => return Err(e),
+        };
+        *frame.latch.write() = page;
+        sh.cache.redo_dirty(&[&frame], lgpos);
+        Ok(true)
+    }
+
+    /// Applies `change` to `pgno` when the page is at exactly dbtime `before` (a node record
+    /// or a page delta); skips a page already at `after` or past it, and an unreadable page
+    /// (a later image of it rebuilds it). `change` leaves the page at dbtime `after`.
+    fn redo_on_page(
+        &self,
+        lgpos: Lgpos,
+        pgno: Pgno,
+        objid: ObjId,
+        before: DbTime,
+        after: DbTime,
+        change: impl FnOnce(&mut Page) -> Result<()>,
+    ) -> Result<bool> {
+        let sh = &self.shared;
+        sh.bump_dbtime(after);
+        let frame = match sh.cache.get(pgno) {
+            Ok(f) => f,
+            // Torn or missing: a later image record of this page rebuilds it.
+            Err(e) if is_damage(e.kind()) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut page = frame.latch.write();
+        if page.dbtime() >= after {
+            return Ok(false);
+        }
+        let ctx = |k: ErrorKind, m: String| {
+            Error::new(k)
+                .with_pgno(pgno)
+                .with_lgpos(lgpos)
+                .with_message(m)
+        };
+        if page.dbtime() < before {
+            return Err(ctx(
+                ErrorKind::DbTimeTooOld,
+                format!(
+                    "page dbtime {} older than the record's {}",
+                    page.dbtime(),
+                    before
+                ),
+            ));
+        }
+        if page.dbtime() > before {
+            return Err(ctx(
+                ErrorKind::DbTimeTooNew,
+                format!(
+                    "page dbtime {} between the record's {before} and {after}",
+                    page.dbtime()
+                ),
+            ));
+        }
+        if page.objid() != objid {
+            return Err(ctx(
+                ErrorKind::LogOperationInconsistentWithDatabase,
+                format!(
+                    "page belongs to objid {}, the record to {objid}",
+                    page.objid()
+                ),
+            ));
+        }
+        change(&mut page).map_err(|e| e.with_pgno(pgno).with_lgpos(lgpos))?;
+        sh.cache.redo_dirty(&[&frame], lgpos);
+        Ok(true)
     }
 
     /// Ends redo: logs a full image of every page redo changed (so a crash while they are

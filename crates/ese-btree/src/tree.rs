@@ -259,7 +259,7 @@ impl Tree {
     /// it takes) and logs the change in ONE log record that also carries `annotation` (opaque
     /// bytes of the layer above, e.g. undo information), so both are redone or lost together.
     /// When the node already is in `state`, one annotation-only record is logged (redo treats
-    /// it as a no-op for pages). A change that splits or merges pages is one images record,
+    /// it as a no-op for pages). A change that splits or merges pages is one pages record,
     /// and the annotation is in that record. Read it back with
     /// [`record_annotation`](crate::record_annotation).
     ///

@@ -35,15 +35,15 @@ fn setup() -> (SimFs, Arc<MemWal>, Database, Tree) {
     (fs, wal, db, t)
 }
 
-/// The type byte of a record (1 images, 2 node, 3 annotation only) and, for images, the
-/// number of pages (docs/format-database.md, "Page log records").
+/// The type byte of a record (1 images, 2 node, 3 annotation only, 4 pages) and, for images
+/// and pages records, the number of pages (docs/format-database.md, "Page log records").
 fn shape(rec: &[u8]) -> (u8, u16) {
     let mut pos = 7;
     if rec[6] == 1 {
         let n = u32::from_le_bytes(rec[7..11].try_into().unwrap()) as usize;
         pos = 11 + n;
     }
-    let pages = if rec[0] == 1 {
+    let pages = if rec[0] == 1 || rec[0] == 4 {
         u16::from_le_bytes(rec[pos..pos + 2].try_into().unwrap())
     } else {
         0
@@ -176,7 +176,7 @@ fn splits_and_merges_carry_the_annotation_in_their_one_record() {
     let (fs, wal, db, t) = setup();
     let mut model: BTreeMap<Vec<u8>, (Vec<u8>, NodeFlags)> = BTreeMap::new();
     let mut multi_page = 0;
-    let mut kinds = [0usize; 4];
+    let mut kinds = [0usize; 5];
     let mut rng = fastrand::Rng::with_seed(11);
     for i in 0u32..1500 {
         let k = rng.u32(0..400).to_le_bytes().to_vec();
@@ -220,7 +220,7 @@ fn splits_and_merges_carry_the_annotation_in_their_one_record() {
             }
         };
         kinds[usize::from(shape.0)] += 1;
-        if shape.0 == 1 && shape.1 >= 2 {
+        if shape.0 == 4 && shape.1 >= 2 {
             multi_page += 1;
         }
     }

@@ -37,15 +37,17 @@ pub(crate) struct Decoded {
 /// A page record's header and what it touches.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct PageRecord {
-    /// `images`, `node`, `annotation` or `unknown`.
+    /// `images`, `node`, `annotation`, `pages` or `unknown`.
     pub(crate) kind: &'static str,
     /// Record format version.
     pub(crate) version: u8,
     pub(crate) dbid: u32,
     /// Length of the transaction annotation (None when the record has none).
     pub(crate) annotation_len: Option<u32>,
-    /// Pages an images record rebuilds, in record order.
+    /// Pages an images or pages record rebuilds from an image, in record order.
     pub(crate) image_pages: Vec<u32>,
+    /// Pages a pages record changes by a delta, in record order.
+    pub(crate) delta_pages: Vec<u32>,
     /// The node change of a node record.
     pub(crate) node: Option<NodeChange>,
 }
@@ -168,6 +170,7 @@ fn page_record(b: &[u8]) -> (Option<PageRecord>, Option<&[u8]>, Option<String>) 
         1 => "images",
         2 => "node",
         3 => "annotation",
+        4 => "pages",
         _ => "unknown",
     };
     let mut rec = PageRecord {
@@ -176,6 +179,7 @@ fn page_record(b: &[u8]) -> (Option<PageRecord>, Option<&[u8]>, Option<String>) 
         dbid,
         annotation_len: None,
         image_pages: Vec::new(),
+        delta_pages: Vec::new(),
         node: None,
     };
     if kind == "unknown" || !(1..=2).contains(&version) {
@@ -212,6 +216,44 @@ fn page_record(b: &[u8]) -> (Option<PageRecord>, Option<&[u8]>, Option<String>) 
                     let tags = usize::from(r.u16()?);
                     r.take(head)?;
                     r.take(tags)?;
+                }
+            }
+            4 => {
+                let n = r.u16()?;
+                for _ in 0..n {
+                    let pgno = r.u32()?;
+                    match r.u8()? {
+                        1 => {
+                            rec.image_pages.push(pgno);
+                            let head = usize::from(r.u16()?);
+                            let tags = usize::from(r.u16()?);
+                            r.take(head)?;
+                            r.take(tags)?;
+                        }
+                        2 => {
+                            rec.delta_pages.push(pgno);
+                            // objid before, dbtimes, header after.
+                            r.take(4 + 16 + 17)?;
+                            let ext = usize::from(r.u16()?);
+                            r.take(ext)?;
+                            for _ in 0..r.u16()? {
+                                match r.u8()? {
+                                    0 => {
+                                        r.take(4)?;
+                                    }
+                                    1 => {
+                                        r.take(1)?;
+                                        let key = usize::from(r.u16()?);
+                                        r.take(key)?;
+                                        let data = usize::from(r.u16()?);
+                                        r.take(data)?;
+                                    }
+                                    k => return Err(format!("unknown delta step {k}")),
+                                }
+                            }
+                        }
+                        k => return Err(format!("unknown page entry kind {k}")),
+                    }
                 }
             }
             2 => {

@@ -169,6 +169,10 @@ fn detail(d: &Decoded) -> String {
             let pages: Vec<String> = p.image_pages.iter().map(u32::to_string).collect();
             let _ = write!(s, " pages [{}]", pages.join(","));
         }
+        if !p.delta_pages.is_empty() {
+            let pages: Vec<String> = p.delta_pages.iter().map(u32::to_string).collect();
+            let _ = write!(s, " deltas [{}]", pages.join(","));
+        }
         if let Some(n) = &p.node {
             let _ = write!(
                 s,
