@@ -227,6 +227,8 @@ fn backup_during_four_writers_restores_the_state_at_the_backup_end() {
     let db_path = src_root.join("db").join("t.edb");
     let inst = builder("bk-src", &src_root)
         .checkpoint_depth_bytes(64 * 1024)
+        // No deferral while commits run: the checkpointer races them.
+        .checkpoint_defer_bytes(0)
         .checkpoint_interval_ms(5)
         .create()
         .unwrap();

@@ -733,6 +733,8 @@ fn sweep_instance(fs: &SimFs) -> Instance {
         .page_size(4096)
         .log_file_size_kib(128)
         .checkpoint_depth_bytes(64 * 1024)
+        // No deferral while commits run: the checkpointer races them.
+        .checkpoint_defer_bytes(0)
         .checkpoint_interval_ms(2)
         .version_cleanup_interval_ms(5)
         .file_system(fsd)

@@ -41,6 +41,8 @@ fn instance_with(fs: &SimFs, racing: bool) -> Instance {
     let b = Instance::builder("crash");
     let b = if racing {
         b.checkpoint_depth_bytes(16 * 1024)
+            // No deferral while commits run: the checkpointer races them.
+            .checkpoint_defer_bytes(0)
             .checkpoint_interval_ms(2)
             .version_cleanup_interval_ms(5)
     } else {

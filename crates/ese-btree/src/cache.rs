@@ -716,6 +716,12 @@ impl BufferCache {
     /// [`BufferCache::flush_older`] for at most `max_pages` pages: those with the oldest first
     /// changes, which hold the checkpoint furthest back.
     pub(crate) fn flush_oldest(&self, limit: Lgpos, max_pages: usize) -> Result<()> {
+        self.write_oldest(limit, max_pages)?;
+        self.sync()
+    }
+
+    /// [`BufferCache::flush_oldest`] without the final sync.
+    pub(crate) fn write_oldest(&self, limit: Lgpos, max_pages: usize) -> Result<()> {
         let mut frames: Vec<Arc<Frame>> = {
             let g = self.inner.lock();
             let map = self.map.read();
@@ -752,7 +758,7 @@ impl BufferCache {
             }
             self.write_run(guards.into_iter().map(|(f, g)| (&**f, g)).collect())?;
         }
-        self.sync()
+        Ok(())
     }
 
     /// Every dirty frame (for redo's end).

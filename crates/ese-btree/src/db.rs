@@ -506,6 +506,16 @@ impl Database {
         self.shared.cache.flush_oldest(limit, max_pages)
     }
 
+    /// [`Database::flush_oldest`] without its final sync: the pages are written (with a
+    /// doublewrite file, staged and synced there first) but the checkpoint passes them only
+    /// after a [`Database::sync`]. Lets a caller write in several steps and sync once.
+    ///
+    /// # Errors
+    /// As [`Database::flush_older`].
+    pub fn write_oldest(&self, limit: Lgpos, max_pages: usize) -> Result<()> {
+        self.shared.cache.write_oldest(limit, max_pages)
+    }
+
     /// Syncs pages already written by eviction, letting the checkpoint pass them.
     ///
     /// # Errors

@@ -39,7 +39,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,9 @@ struct Shared {
     recycle_lock: Mutex<()>,
     ckpt: Mutex<CheckpointState>,
     stop: AtomicBool,
+    /// Flushes that found their records not yet durable and waited (durable commits, mostly,
+    /// and the background flush of lazy commits): how busy the log's synchronous path is.
+    waited_flushes: AtomicU64,
     bg_lock: Mutex<()>,
     bg_cond: Condvar,
 }
@@ -374,6 +377,7 @@ impl Log {
                 last: ckpt,
             }),
             stop: AtomicBool::new(false),
+            waited_flushes: AtomicU64::new(0),
             bg_lock: Mutex::new(()),
             bg_cond: Condvar::new(),
             cfg: config,
@@ -467,6 +471,14 @@ impl Log {
     /// - `LogDiskFull`: this call's write failed with ENOSPC.
     pub fn flush(&self, up_to: Lgpos) -> Result<()> {
         self.shared.flush(up_to)
+    }
+
+    /// How many flushes (durable commits, mostly) found their records not yet durable and
+    /// waited for a write and sync, since the log was opened: a monotonic counter for callers
+    /// that adapt background I/O to the commit load (the checkpointer defers write-back while
+    /// it grows quickly).
+    pub fn waited_flushes(&self) -> u64 {
+        self.shared.waited_flushes.load(Ordering::Relaxed)
     }
 
     /// Makes every record appended so far durable.
@@ -693,6 +705,7 @@ impl Shared {
             // wait for a committer that never came.
             return Ok(());
         }
+        self.waited_flushes.fetch_add(1, Ordering::Relaxed);
         st.flushers += 1;
         if st.leader_waiting && st.flushers >= st.batch_target {
             self.leader_cond.notify_one();

@@ -440,3 +440,21 @@ fn appends_go_on_in_the_next_generation_while_the_rollover_is_pending() {
     let tail: Vec<_> = expect.into_iter().filter(|r| r.lgpos >= from).collect();
     assert_eq!(read_all(&fs, dir.path(), from), tail);
 }
+
+#[test]
+fn waited_flushes_count_flushes_that_had_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(fs(), config(dir.path())).unwrap();
+    let base = log.waited_flushes();
+    let l = log.append(b"one").unwrap();
+    log.flush(l).unwrap();
+    assert_eq!(log.waited_flushes(), base + 1);
+    // Already durable: no write, not counted.
+    log.flush(l).unwrap();
+    log.flush(Lgpos::MIN).unwrap();
+    assert_eq!(log.waited_flushes(), base + 1);
+    for i in 0..5u8 {
+        log.append_and_flush(&[i; 40]).unwrap();
+    }
+    assert_eq!(log.waited_flushes(), base + 6);
+}

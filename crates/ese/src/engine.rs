@@ -44,6 +44,11 @@ pub(crate) const MAX_DATABASES: u32 = 6;
 const CHECKPOINT_PASS_PAGES_MIN: usize = 256;
 const CHECKPOINT_PASS_PAGES_MAX: usize = 4096;
 
+/// Rate of waited log flushes (durable commits, or groups of them sharing a sync) from which
+/// the commit load counts as busy and write-back is deferred (see [`Engine::checkpoint_pass`]):
+/// 320 per second, 16 per default checkpointer interval.
+const BUSY_FLUSHES_PER_SECOND: u64 = 320;
+
 /// The id of a tree across databases: dbid in the top byte, objid below (ESE's objids stay
 /// below 2^24 here).
 pub(crate) fn tree_id(dbid: u32, objid: ObjId) -> ObjId {
@@ -637,8 +642,17 @@ impl Engine {
     /// pin: pages changed after that are not written, and when the checkpoint already stands
     /// there the pass does nothing, so a long transaction is not made to write its pages over
     /// and over while it runs.
-    fn checkpoint_pass(&self, current: Lgpos) -> Result<()> {
+    ///
+    /// While durable commits are busy (`commits_busy`: the log's waited flushes grew at
+    /// [`BUSY_FLUSHES_PER_SECOND`] or more since the last pass, or since this pass began),
+    /// write-back is deferred, or the pass ends early, as long as [`Engine::may_defer`]:
+    /// every commit's log sync shares the device with write-back I/O and waits behind it, so
+    /// write-back catches up when the commits pause (or when a bound is reached) instead.
+    fn checkpoint_pass(&self, current: Lgpos, commits_busy: bool) -> Result<()> {
         let last = self.log.last_lgpos();
+        if commits_busy && self.may_defer(current, last) {
+            return Ok(());
+        }
         let mut target = self.lgpos_before(last, self.params.checkpoint_depth_bytes / 2);
         if let Some(t) = self.vs.oldest_needed_lgpos(self.log.durable_lgpos()) {
             target = target.min(t);
@@ -666,11 +680,46 @@ impl Engine {
             *pace = (pages, lag);
             pages
         };
+        // In steps of the minimum, so a pass that finds the commits busy stops early.
         let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
-        for d in dbs {
-            d.db.flush_oldest(target, pages)?;
+        let (began, flushes) = (std::time::Instant::now(), self.log.waited_flushes());
+        let mut left = pages;
+        while left > 0 {
+            let step = left.min(CHECKPOINT_PASS_PAGES_MIN);
+            for d in &dbs {
+                d.db.write_oldest(target, step)?;
+            }
+            left -= step;
+            let waited = self.log.waited_flushes().saturating_sub(flushes);
+            let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if waited >= 2
+                && waited.saturating_mul(1_000_000)
+                    >= BUSY_FLUSHES_PER_SECOND.saturating_mul(micros)
+                && self.may_defer(current, last)
+            {
+                break;
+            }
+        }
+        for d in &dbs {
+            d.db.sync()?;
         }
         self.write_checkpoint()
+    }
+
+    /// Whether write-back may wait for busy commits to pause: the log behind the checkpoint
+    /// `current` (up to `last`) is under `checkpoint_defer_bytes` and the dirty pages of the
+    /// attached databases fill less than half the cache.
+    fn may_defer(&self, current: Lgpos, last: Lgpos) -> bool {
+        if self.log_bytes_between(current, last) >= self.params.checkpoint_defer_bytes {
+            return false;
+        }
+        let dirty: u64 = self
+            .dbs
+            .read()
+            .values()
+            .map(|d| d.db.cache_stats().dirty_pages)
+            .sum();
+        dirty.saturating_mul(u64::from(self.params.page_size)) < self.params.cache_bytes / 2
     }
 
     /// The position `bytes` of log before `at` (generations of the configured size), or the
@@ -732,10 +781,12 @@ impl Engine {
         inst: std::sync::Weak<crate::instance::InstanceInner>,
     ) {
         let weak = Arc::downgrade(engine);
-        let interval = std::time::Duration::from_millis(engine.params.checkpoint_interval_ms);
+        let interval_ms = engine.params.checkpoint_interval_ms;
+        let interval = std::time::Duration::from_millis(interval_ms);
         let spawned = std::thread::Builder::new()
             .name("ese-checkpoint".into())
             .spawn(move || {
+                let mut flushes = 0;
                 loop {
                     std::thread::park_timeout(interval);
                     let Some(e) = weak.upgrade() else { return };
@@ -745,12 +796,16 @@ impl Engine {
                     let Ok(ckpt) = e.log.checkpoint() else {
                         continue;
                     };
+                    let waited = e.log.waited_flushes();
+                    let busy = waited.saturating_sub(flushes).saturating_mul(1000)
+                        >= BUSY_FLUSHES_PER_SECOND.saturating_mul(interval_ms.max(1));
+                    flushes = waited;
                     if e.log_bytes_between(ckpt.lgpos, e.log.last_lgpos())
                         < e.params.checkpoint_depth_bytes
                     {
                         continue;
                     }
-                    if let Err(err) = e.checkpoint_pass(ckpt.lgpos) {
+                    if let Err(err) = e.checkpoint_pass(ckpt.lgpos, busy) {
                         if let Some(i) = inst.upgrade() {
                             i.fatal(&err);
                         }

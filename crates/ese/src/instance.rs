@@ -34,6 +34,7 @@ pub(crate) struct Params {
     pub(crate) cache_bytes: u64,
     pub(crate) version_store_bytes: u64,
     pub(crate) checkpoint_depth_bytes: u64,
+    pub(crate) checkpoint_defer_bytes: u64,
     pub(crate) checkpoint_interval_ms: u64,
     pub(crate) cleanup_interval_ms: u64,
     pub(crate) lazy_flush_ms: u32,
@@ -126,6 +127,20 @@ impl InstanceBuilder {
     /// past the depth until it ends. Default 20 MiB (ESE's); at least 16 KiB.
     pub fn checkpoint_depth_bytes(mut self, bytes: u64) -> Self {
         self.params.checkpoint_depth_bytes = bytes;
+        self
+    }
+
+    /// How far the checkpoint may lag behind the end of the log while durable commits are
+    /// busy, in bytes (no ESE equivalent). While the log's synchronous flushes run at 320 per
+    /// second or more, the background checkpointer writes no pages back until the log behind
+    /// the checkpoint exceeds this (or the dirty pages fill half the cache), instead of the
+    /// checkpoint depth: every commit's log sync shares the device with write-back I/O and
+    /// would wait behind it. When the commits pause, write-back catches up to the checkpoint
+    /// depth. The price is recovery time and log space: a crash while commits run replays up
+    /// to this much log, and circular logging keeps that many bytes of generations. Default
+    /// 1 GiB; a value at or below the checkpoint depth turns the deferral off.
+    pub fn checkpoint_defer_bytes(mut self, bytes: u64) -> Self {
+        self.params.checkpoint_defer_bytes = bytes;
         self
     }
 
@@ -321,6 +336,7 @@ impl Instance {
                 cache_bytes: 64 << 20,
                 version_store_bytes: 64 * 32 * 1024,
                 checkpoint_depth_bytes: 20 << 20,
+                checkpoint_defer_bytes: 1 << 30,
                 checkpoint_interval_ms: 50,
                 cleanup_interval_ms: 100,
                 lazy_flush_ms: 5,
