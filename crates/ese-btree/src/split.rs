@@ -26,7 +26,9 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 use crate::cache::Frame;
 use crate::db::{DbShared, SPACE_PGNO, SpaceHeader};
 use crate::latch::WriteGuard;
-use crate::page::{NODE_OVERHEAD, Node, NodeFlags, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
+use crate::page::{
+    NODE_OVERHEAD, Node, NodeFlags, NodeRef, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN,
+};
 use crate::record::{PageChange, encode_annotation, encode_pages, page_delta};
 
 /// Deepest tree this engine descends (corruption guard): 16 levels of at least 3 children
@@ -385,9 +387,7 @@ pub(crate) fn put(
                     // the next leaf (no copy of the leaf's nodes).
                     Overflow::Append(node)
                 } else {
-                    let mut nodes = page.to_nodes();
-                    nodes.insert(idx.min(nodes.len()), node);
-                    Overflow::Nodes(nodes)
+                    Overflow::Insert(idx.min(page.count()), node)
                 });
             }
         }
@@ -429,6 +429,9 @@ enum Overflow {
     Nodes(Vec<Node>),
     /// The page's content (unchanged, in place) followed by this node.
     Append(Node),
+    /// The page's content (unchanged, in place) with this node inserted at this index: split
+    /// from the page's bytes, without an owned copy of every node.
+    Insert(usize, Node),
 }
 
 fn rebalance(
@@ -475,51 +478,54 @@ pub(crate) fn shortest_separator(left: &[u8], right: &[u8]) -> Vec<u8> {
     right.to_vec()
 }
 
-fn partition(nodes: Vec<Node>, cap: usize, append: bool) -> Vec<Vec<Node>> {
-    let sizes: Vec<usize> = nodes.iter().map(Node::size).collect();
+/// Where to cut nodes of `sizes` (bytes each, tag included) into pages of `cap` bytes: the
+/// start index of every part after the first. Two parts when they fit: just before the last
+/// node for sequential inserts (`append`), else at the point that balances the bytes;
+/// otherwise greedy packing (every node fits a page on its own, so this always succeeds).
+fn partition_cuts(sizes: &[usize], cap: usize, append: bool) -> Vec<usize> {
     let total: usize = sizes.iter().sum();
-    let n = nodes.len();
+    let n = sizes.len();
     let last = sizes.last().copied().unwrap_or(0);
-    let mut cut: Option<usize> = None;
     if append && n >= 2 && total - last <= cap {
-        cut = Some(n - 1);
-    } else {
-        let mut left = 0usize;
-        let mut best: Option<(usize, usize)> = None;
-        for (j, s) in sizes.iter().enumerate().take(n.saturating_sub(1)) {
-            left += s;
-            let right = total - left;
-            if left <= cap && right <= cap {
-                let score = left.abs_diff(right);
-                if best.is_none_or(|(b, _)| score < b) {
-                    best = Some((score, j + 1));
-                }
+        return vec![n - 1];
+    }
+    let mut left = 0usize;
+    let mut best: Option<(usize, usize)> = None;
+    for (j, s) in sizes.iter().enumerate().take(n.saturating_sub(1)) {
+        left += s;
+        let right = total - left;
+        if left <= cap && right <= cap {
+            let score = left.abs_diff(right);
+            if best.is_none_or(|(b, _)| score < b) {
+                best = Some((score, j + 1));
             }
         }
-        cut = cut.or(best.map(|b| b.1));
     }
-    let mut parts = Vec::new();
-    if let Some(c) = cut {
-        let mut nodes = nodes;
-        let right = nodes.split_off(c);
-        parts.push(nodes);
-        parts.push(right);
-        return parts;
+    if let Some((_, c)) = best {
+        return vec![c];
     }
-    // Greedy packing: every node fits a page on its own, so this always succeeds.
-    let mut cur = Vec::new();
+    let mut cuts = Vec::new();
     let mut cur_size = 0;
-    for (node, s) in nodes.into_iter().zip(sizes) {
-        if cur_size + s > cap && !cur.is_empty() {
-            parts.push(std::mem::take(&mut cur));
+    for (j, &s) in sizes.iter().enumerate() {
+        if cur_size + s > cap && cur_size > 0 {
+            cuts.push(j);
             cur_size = 0;
         }
         cur_size += s;
-        cur.push(node);
     }
-    if !cur.is_empty() {
-        parts.push(cur);
+    cuts
+}
+
+fn partition(nodes: Vec<Node>, cap: usize, append: bool) -> Vec<Vec<Node>> {
+    let sizes: Vec<usize> = nodes.iter().map(Node::size).collect();
+    let cuts = partition_cuts(&sizes, cap, append);
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    let mut rest = nodes;
+    for &c in cuts.iter().rev() {
+        parts.push(rest.split_off(c));
     }
+    parts.push(rest);
+    parts.reverse();
     parts
 }
 
@@ -570,61 +576,111 @@ fn split_page(
     let page = work.page(pgno)?;
     let (level, objid, old_next) = (page.level(), page.objid(), page.next());
     let flags = level_flags(root_flags, level);
-    let (chain, seps) = match ov {
-        Overflow::Append(node) if i > 0 => {
-            let n = page.count();
-            let sep = if level == 0 {
-                shortest_separator(page.key(n.saturating_sub(1)), &node.key)
-            } else {
-                page.key(n.saturating_sub(1)).to_vec()
-            };
-            let c = work.alloc(objid, flags, level)?;
-            work.page_mut(c)?.set_nodes(std::slice::from_ref(&node))?;
-            (vec![pgno, c], vec![sep])
-        }
-        ov => {
-            let nodes = match ov {
-                Overflow::Nodes(nodes) => nodes,
-                Overflow::Append(node) => {
-                    let mut nodes = page.to_nodes();
-                    nodes.push(node);
-                    nodes
+    let (chain, seps) =
+        match ov {
+            Overflow::Append(node) if i > 0 => {
+                let n = page.count();
+                let sep = if level == 0 {
+                    shortest_separator(page.key(n.saturating_sub(1)), &node.key)
+                } else {
+                    page.key(n.saturating_sub(1)).to_vec()
+                };
+                let c = work.alloc(objid, flags, level)?;
+                work.page_mut(c)?.set_nodes(std::slice::from_ref(&node))?;
+                (vec![pgno, c], vec![sep])
+            }
+            Overflow::Insert(idx, node) if i > 0 => {
+                // The page's nodes with `node` at `idx`, borrowed from a copy of the page.
+                let src = page.clone();
+                let mut refs = Vec::with_capacity(src.count() + 1);
+                for j in 0..src.count() {
+                    refs.push(src.node(j).ok_or_else(|| {
+                        corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node")
+                    })?);
                 }
-            };
-            let parts = partition(nodes, cap, append && level == 0);
-            let seps = separators(&parts, level == 0);
-            if i == 0 {
-                // The root stays where it is: its content moves to new pages and it gains a
-                // level.
-                let mut children = Vec::with_capacity(parts.len());
+                refs.insert(
+                    idx.min(refs.len()),
+                    NodeRef {
+                        flags: node.flags,
+                        key: &node.key,
+                        data: &node.data,
+                    },
+                );
+                let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
+                let mut cuts = partition_cuts(&sizes, cap, append && level == 0);
+                cuts.push(refs.len());
+                let mut chain = vec![pgno];
+                let mut seps = Vec::with_capacity(cuts.len());
+                let mut from = 0;
+                for (j, &to) in cuts.iter().enumerate() {
+                    let part = refs.get(from..to).unwrap_or_default();
+                    if j == 0 {
+                        let ext = src.ext();
+                        work.page_mut(pgno)?.rebuild(ext, part.iter().copied())?;
+                    } else {
+                        let c = work.alloc(objid, flags, level)?;
+                        work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
+                        chain.push(c);
+                    }
+                    if let (Some(l), Some(r)) = (part.last(), refs.get(to)) {
+                        seps.push(if level == 0 {
+                            shortest_separator(l.key, r.key)
+                        } else {
+                            l.key.to_vec()
+                        });
+                    }
+                    from = to;
+                }
+                (chain, seps)
+            }
+            ov => {
+                let nodes = match ov {
+                    Overflow::Nodes(nodes) => nodes,
+                    Overflow::Append(node) => {
+                        let mut nodes = page.to_nodes();
+                        nodes.push(node);
+                        nodes
+                    }
+                    Overflow::Insert(idx, node) => {
+                        let mut nodes = page.to_nodes();
+                        nodes.insert(idx.min(nodes.len()), node);
+                        nodes
+                    }
+                };
+                let parts = partition(nodes, cap, append && level == 0);
+                let seps = separators(&parts, level == 0);
+                if i == 0 {
+                    // The root stays where it is: its content moves to new pages and it gains a
+                    // level.
+                    let mut children = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        let c = work.alloc(objid, flags, level)?;
+                        work.page_mut(c)?.set_nodes(&part)?;
+                        children.push(c);
+                    }
+                    link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
+                    let mut root_nodes = Vec::with_capacity(children.len());
+                    for (j, c) in children.iter().enumerate() {
+                        root_nodes.push(child_node(seps.get(j).cloned().unwrap_or_default(), *c));
+                    }
+                    let root = work.page_mut(pgno)?;
+                    root.set_level(level + 1);
+                    root.set_flags(level_flags(root_flags, level + 1).with(PageFlags::ROOT, true));
+                    root.set_nodes(&root_nodes)?;
+                    return Ok(None);
+                }
+                let mut parts = parts.into_iter();
+                let first = parts.next().unwrap_or_default();
+                work.page_mut(pgno)?.set_nodes(&first)?;
+                let mut chain = vec![pgno];
                 for part in parts {
                     let c = work.alloc(objid, flags, level)?;
                     work.page_mut(c)?.set_nodes(&part)?;
-                    children.push(c);
+                    chain.push(c);
                 }
-                link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
-                let mut root_nodes = Vec::with_capacity(children.len());
-                for (j, c) in children.iter().enumerate() {
-                    root_nodes.push(child_node(seps.get(j).cloned().unwrap_or_default(), *c));
-                }
-                let root = work.page_mut(pgno)?;
-                root.set_level(level + 1);
-                root.set_flags(level_flags(root_flags, level + 1).with(PageFlags::ROOT, true));
-                root.set_nodes(&root_nodes)?;
-                return Ok(None);
+                (chain, seps)
             }
-            let mut parts = parts.into_iter();
-            let first = parts.next().unwrap_or_default();
-            work.page_mut(pgno)?.set_nodes(&first)?;
-            let mut chain = vec![pgno];
-            for part in parts {
-                let c = work.alloc(objid, flags, level)?;
-                work.page_mut(c)?.set_nodes(&part)?;
-                chain.push(c);
-            }
-            (chain, seps)
-        }
-    };
+        };
     let prev = work.page(pgno)?.prev();
     link_chain(work, &chain, prev, old_next)?;
     if old_next != Pgno::NULL {
