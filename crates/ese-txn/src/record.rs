@@ -12,7 +12,8 @@
 //!
 //! `undo` is a tag byte: 1 = restore a physical state (state tag 0 absent / 1 deleted /
 //! 2 present, then for 1 and 2: len u32 and the data), 2 = subtract an escrow delta (offset
-//! u32, width u8 (4 or 8), delta i64), 3 = nothing to undo (a lock).
+//! u32, width u8 (4 or 8), delta i64), 3 = nothing to undo (a lock), 4 = clear the deleted
+//! flag (a flag delete, which kept the record's data on the page: nothing follows).
 
 #![deny(clippy::indexing_slicing)]
 
@@ -37,6 +38,10 @@ pub enum Undo {
     },
     /// Nothing (a write or read lock).
     Nothing,
+    /// Clear the deleted flag of the key's node: the undo of a flag delete, which kept the
+    /// record's data on the page, so the before-image need not be logged (ESE's flag delete
+    /// is undone the same way).
+    Undelete,
 }
 
 /// A record of the transaction layer.
@@ -82,6 +87,7 @@ const TAG_ROLLBACK0: u8 = 4;
 const UNDO_RESTORE: u8 = 1;
 const UNDO_DELTA: u8 = 2;
 const UNDO_NOTHING: u8 = 3;
+const UNDO_UNDELETE: u8 = 4;
 
 const STATE_ABSENT: u8 = 0;
 const STATE_DELETED: u8 = 1;
@@ -144,6 +150,7 @@ impl TxnRecord {
                         b.extend_from_slice(&delta.to_le_bytes());
                     }
                     Undo::Nothing => b.push(UNDO_NOTHING),
+                    Undo::Undelete => b.push(UNDO_UNDELETE),
                 }
             }
             TxnRecord::Clr { trx, seq } => {
@@ -204,6 +211,7 @@ impl TxnRecord {
                         }
                     }
                     UNDO_NOTHING => Undo::Nothing,
+                    UNDO_UNDELETE => Undo::Undelete,
                     _ => return Err(corrupt("bad undo tag")),
                 };
                 TxnRecord::Op {
@@ -285,6 +293,13 @@ mod tests {
                 tree: ObjId(9),
                 key: b"key".to_vec(),
                 undo: Undo::Restore(PhysState::Present(b"v".to_vec())),
+            },
+            TxnRecord::Op {
+                trx: TrxId(7),
+                seq: 5,
+                tree: ObjId(9),
+                key: b"gone".to_vec(),
+                undo: Undo::Undelete,
             },
             TxnRecord::Op {
                 trx: TrxId(7),

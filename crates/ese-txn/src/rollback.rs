@@ -107,12 +107,34 @@ impl RecoveryUndo {
         let mut trxs: Vec<_> = self.pending.into_iter().collect();
         trxs.sort_by_key(|(t, _)| *t);
         for (trx, p) in trxs {
+            // The first delete of each key by this transaction: a deleted state restored after
+            // it is that delete's own (its data is what undoing the delete brings back).
+            let mut first_delete: HashMap<(ObjId, Vec<u8>), u32> = HashMap::new();
+            for (&seq, (tree, key, undo)) in &p.ops {
+                if matches!(undo, Undo::Undelete) && !p.undone.contains(&seq) {
+                    first_delete.entry((*tree, key.clone())).or_insert(seq);
+                }
+            }
             for (seq, (tree, key, undo)) in p.ops.into_iter().rev() {
                 if p.undone.contains(&seq) {
                     continue;
                 }
                 let state = match undo {
                     Undo::Nothing => continue,
+                    Undo::Undelete => match store.read(tree, &key)? {
+                        PhysState::Deleted(d) => PhysState::Present(d),
+                        // The delete is not on the page: nothing to undo.
+                        PhysState::Absent | PhysState::Present(_) => continue,
+                    },
+                    // Deleted by this transaction earlier: restored as it was, for the undo of
+                    // that delete to bring the data back.
+                    Undo::Restore(PhysState::Deleted(d))
+                        if first_delete
+                            .get(&(tree, key.clone()))
+                            .is_some_and(|&s| s < seq) =>
+                    {
+                        PhysState::Deleted(d)
+                    }
                     // After recovery no snapshot older than the crash exists: a record whose
                     // committed delete is restored is removed for good.
                     Undo::Restore(PhysState::Deleted(_)) => PhysState::Absent,

@@ -475,7 +475,13 @@ impl Transaction {
                         seq,
                         tree,
                         key: key.to_vec(),
-                        undo: Undo::Restore(phys.clone()),
+                        // A delete only flags the node (its data stays on the page, checked
+                        // above to be present): undone by clearing the flag.
+                        undo: if matches!(oper, Oper::Delete) {
+                            Undo::Undelete
+                        } else {
+                            Undo::Restore(phys.clone())
+                        },
                     }
                     .encode(),
                 ))

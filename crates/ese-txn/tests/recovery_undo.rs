@@ -147,11 +147,17 @@ fn undo_restores_deleted_and_replaced_records() {
     let mut t = vs.begin("a".into(), false);
     t.insert(TREE, b"k1", b"one").unwrap();
     t.insert(TREE, b"k2", b"two").unwrap();
+    t.insert(TREE, b"k4", b"four").unwrap();
     t.commit_level(false).unwrap();
     let mut t = vs.begin("b".into(), false);
     t.replace(TREE, b"k1", b"ONE").unwrap();
     t.delete(TREE, b"k2").unwrap();
     t.insert(TREE, b"k3", b"three").unwrap();
+    // Deleted, inserted again with other data and deleted again: undone newest first, each
+    // delete by clearing its flag over the data that delete kept.
+    t.delete(TREE, b"k4").unwrap();
+    t.insert(TREE, b"k4", b"FOUR").unwrap();
+    t.delete(TREE, b"k4").unwrap();
     let log = store.inner.lock().log.clone();
     std::mem::forget(t);
     let (rec, n) = recover(&log);
@@ -159,6 +165,7 @@ fn undo_restores_deleted_and_replaced_records() {
     let live = live(&rec);
     assert_eq!(live.get(&(TREE, b"k1".to_vec())).unwrap(), b"one");
     assert_eq!(live.get(&(TREE, b"k2".to_vec())).unwrap(), b"two");
+    assert_eq!(live.get(&(TREE, b"k4".to_vec())).unwrap(), b"four");
     assert!(!live.contains_key(&(TREE, b"k3".to_vec())));
     assert!(
         rec.inner

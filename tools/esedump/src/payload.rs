@@ -100,6 +100,7 @@ fn txn_info(bytes: &[u8]) -> Result<TxnInfo, String> {
                 Undo::Restore(_) => "restore",
                 Undo::Delta { .. } => "delta",
                 Undo::Nothing => "nothing",
+                Undo::Undelete => "undelete",
             }),
         },
         TxnRecord::Clr { trx, seq } => TxnInfo {
