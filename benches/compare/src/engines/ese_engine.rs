@@ -43,7 +43,7 @@ pub fn setup(cfg: &Config) -> Setup {
             cfg.cache_bytes >> 20,
             version_store_bytes(cfg) >> 20
         ),
-        notes: "count: cursor scan (no record-count API); compaction: none (no defragmentation)"
+        notes: "count: JetIndexRecordCount from the first entry (ESE walks the index; no stored count); compaction: none (no defragmentation)"
             .into(),
     }
 }
@@ -196,16 +196,12 @@ impl Handle for EseHandle {
 
     fn count(&mut self) -> Res<u64> {
         self.begin_read()?;
-        let mut n = 0u64;
-        let mut r = self.table.move_to(Move::First);
-        loop {
-            match r {
-                Ok(()) => n += 1,
-                Err(e) if e.kind() == ErrorKind::NoCurrentRecord => break,
-                Err(e) => return Err(e.into()),
-            }
-            r = self.table.move_to(Move::Next);
-        }
+        // JetMove(JET_MoveFirst) + JetIndexRecordCount: ESE counts by walking the index.
+        let n = match self.table.move_to(Move::First) {
+            Ok(()) => self.table.index_record_count(0)?,
+            Err(e) if e.kind() == ErrorKind::NoCurrentRecord => 0,
+            Err(e) => return Err(e.into()),
+        };
         self.end_read()?;
         Ok(n)
     }
