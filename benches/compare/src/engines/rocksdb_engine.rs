@@ -86,7 +86,7 @@ impl Handle for RocksHandle<'_> {
             next(&mut key, &mut value);
             batch.put(key, value);
         }
-        self.db.write_opt(&batch, &self.sync)?;
+        self.db.write_opt(batch, &self.sync)?;
         Ok(())
     }
 
@@ -97,7 +97,7 @@ impl Handle for RocksHandle<'_> {
             next(&mut key);
             batch.delete(key);
         }
-        self.db.write_opt(&batch, &self.sync)?;
+        self.db.write_opt(batch, &self.sync)?;
         Ok(())
     }
 
