@@ -3,11 +3,12 @@
 //! Redo is idempotent: a record touches a page only if the page's dbtime is older than the
 //! record's "after". An image record is installed whenever the page is older or cannot be read
 //! at all (a torn or never-written page); a node record, and a page delta of a pages record,
-//! needs the page at exactly its "before" dbtime and is skipped on an unreadable page, which a later image in the log rebuilds (every
-//! page written since the checkpoint was logged as an image first; see `cache.rs`). With a
-//! doublewrite file a torn page was already rewritten from its copy when the database opened
-//! (`doublewrite.rs`), so node records find valid pages; an unreadable page is then one past
-//! the durable end of the file, which the record that allocated it (an image) rebuilds.
+//! needs the page at exactly its "before" dbtime and is skipped on an unreadable page, which a
+//! later image in the log rebuilds (every page written since the checkpoint was logged as an
+//! image first; see `cache.rs`). With a doublewrite file a torn page was already rewritten
+//! from its copy when the database opened (`doublewrite.rs`), so node records find valid
+//! pages; an unreadable page is then one past the durable end of the file, which the record
+//! that allocated it (an image) rebuilds.
 //!
 //! While redo runs, pages it dirtied stay in the cache (their on-disk base may be the only
 //! copy of older changes; writing them before an image is logged could leave a torn page that

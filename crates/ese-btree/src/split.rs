@@ -242,7 +242,7 @@ impl<'a> Work<'a> {
                 match (!image).then(|| page_delta(g, page)).flatten() {
                     Some(d) => {
                         #[cfg(debug_assertions)]
-                        check_delta(g, page, &d);
+                        check_delta(g, page, &d, self.sh.page_size());
                         changes.push(PageChange::Delta(d));
                     }
                     None => changes.push(PageChange::Image(page.pgno(), page.sealed())),
@@ -262,8 +262,8 @@ impl<'a> Work<'a> {
 /// Debug builds check that redo of `d` rebuilds `after` from `before` (header fields, tag 0
 /// and nodes; the layout may differ).
 #[cfg(debug_assertions)]
-fn check_delta(before: &Page, after: &Page, d: &crate::record::Delta<'_>) {
-    let redone = d.apply(before, after.sealed().len());
+fn check_delta(before: &Page, after: &Page, d: &crate::record::Delta<'_>, page_size: usize) {
+    let redone = d.apply(before, page_size);
     let same = redone.as_ref().is_ok_and(|r| {
         (
             r.dbtime(),
