@@ -3,13 +3,13 @@
 //!
 //! - **Pin / latch.** A frame is pinned while someone holds an `Arc` to it (pinned frames are
 //!   never evicted). Its page sits behind a `parking_lot::RwLock`: readers share it, a writer
-//!   takes it exclusively. Lock order: page latch, then the cache mutex, then the page map's
-//!   lock, then a frame's meta.
-//! - **Hits take no mutex.** The page map sits behind its own `RwLock`: a hit looks the page
-//!   up under the read lock and clones the frame's `Arc`, so readers neither wait for each
-//!   other nor for a writer logging a change under the cache mutex. The map changes (insert
-//!   on a miss, removal on eviction) only under the cache mutex *and* the map's write lock,
-//!   so an evictor that sees a frame with no pins under both cannot race a hit taking one.
+//!   takes it exclusively. Lock order: page latch, then the cache mutex, then a frame's meta.
+//! - **Hits take no lock.** Frames are found in the page table (`pagetable.rs`), a radix
+//!   array by page number read without a lock: a hit writes no shared cache line but the
+//!   frame's own, so readers neither wait for each other nor for a writer logging a change
+//!   under the cache mutex. The table changes (insert on a miss, removal on eviction) only
+//!   under the cache mutex, and an eviction removes a frame only if no reader took a pin on
+//!   it meanwhile (`PageTable::remove_unpinned`).
 //! - **Eviction: 2Q with CLOCK second chance.** A page read from disk enters the *probation*
 //!   FIFO; only a page referenced again while on probation is promoted to the *protected*
 //!   CLOCK. A scan touches each page once (cursors keep their current page pinned, so the
@@ -31,8 +31,7 @@
 //!   disk, or written since its last change, `needs_image`: its next change is logged as a
 //!   full after-image (see `record.rs`).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
@@ -43,6 +42,7 @@ use crate::doublewrite::{DoubleWrite, MAX_BATCH_PAGES};
 use crate::header::DbFile;
 use crate::latch::WriteGuard;
 use crate::page::Page;
+use crate::pagetable::PageTable;
 use crate::wal::Wal;
 
 /// Dirty-tracking state of a frame (protected by its own mutex, changed under the cache mutex).
@@ -81,6 +81,24 @@ pub(crate) struct Frame {
     state: AtomicU8,
 }
 
+#[cfg(test)]
+impl Frame {
+    /// A ready frame with an empty page.
+    pub(crate) fn for_test(pgno: Pgno) -> Arc<Frame> {
+        Frame::new(Page::placeholder(pgno), READY)
+    }
+
+    /// Marks the frame as gone (a test's evictor does, after removing it).
+    pub(crate) fn mark_gone_for_test(&self) {
+        self.state.store(FAILED, Ordering::SeqCst);
+    }
+
+    /// Whether [`Frame::mark_gone_for_test`] was called.
+    pub(crate) fn is_gone_for_test(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == FAILED
+    }
+}
+
 impl Frame {
     fn new(page: Page, state: u8) -> Arc<Frame> {
         Arc::new(Frame {
@@ -108,28 +126,6 @@ impl Frame {
         self.state.load(Ordering::Acquire) == READY
     }
 }
-
-/// Hasher for page numbers: one multiplication (Fibonacci hashing). Page numbers are not
-/// attacker-chosen keys of a long-lived map exposed to the network, and SipHash costs more
-/// than the rest of a cache hit.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct PgnoHasher(u64);
-
-impl Hasher for PgnoHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type PgnoMap<V> = HashMap<Pgno, V, BuildHasherDefault<PgnoHasher>>;
 
 /// Counters of the buffer cache (ESE's BF performance counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -207,8 +203,8 @@ pub(crate) struct BufferCache {
     wal: Arc<dyn Wal>,
     budget_pages: usize,
     inner: Mutex<Inner>,
-    /// Cached frames by page number (see "Hits take no mutex" above).
-    map: RwLock<PgnoMap<Arc<Frame>>>,
+    /// Cached frames by page number (see "Hits take no lock" above).
+    table: PageTable,
     hits: StripedCounter,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -255,7 +251,7 @@ impl BufferCache {
             wal,
             budget_pages,
             inner: Mutex::new(Inner::default()),
-            map: RwLock::new(PgnoMap::default()),
+            table: PageTable::new(),
             hits: StripedCounter::default(),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
@@ -305,20 +301,17 @@ impl BufferCache {
 
     fn get_inner(&self, pgno: Pgno, wait: bool) -> Result<Option<Arc<Frame>>> {
         for _ in 0..MAX_GET_ATTEMPTS {
-            let mut hit = self.map.read().get(&pgno).cloned();
+            let mut hit = self.table.get(pgno);
             if hit.is_none() {
                 let mut g = self.inner.lock();
-                let mut map = self.map.write();
                 // Another thread may have installed it meanwhile.
-                hit = map.get(&pgno).cloned();
+                hit = self.table.get(pgno);
                 if hit.is_none() {
                     self.misses.fetch_add(1, Ordering::Relaxed);
-                    let victims = self.choose_victims(&mut g, &mut map);
+                    let victims = self.choose_victims(&mut g);
                     let frame = Frame::new(Page::placeholder(pgno), LOADING);
                     let guard = WriteGuard::new(Arc::clone(&frame));
-                    map.insert(pgno, Arc::clone(&frame));
-                    g.probation.push_back(pgno);
-                    drop(map);
+                    self.install(&mut g, &frame)?;
                     drop(g);
                     return self.load(pgno, frame, guard, victims).map(Some);
                 }
@@ -368,10 +361,7 @@ impl BufferCache {
                 frame.state.store(FAILED, Ordering::Release);
                 {
                     let _g = self.inner.lock();
-                    let mut map = self.map.write();
-                    if map.get(&pgno).is_some_and(|f| Arc::ptr_eq(f, &frame)) {
-                        map.remove(&pgno);
-                    }
+                    self.table.remove(&frame);
                 }
                 drop(guard);
                 self.evict_victims(victims)?;
@@ -399,22 +389,17 @@ impl BufferCache {
         let mut make = Some(make);
         for _ in 0..MAX_GET_ATTEMPTS {
             let mut g = self.inner.lock();
-            let mut map = self.map.write();
-            if let Some(f) = map.get(&pgno) {
-                let f = Arc::clone(f);
-                drop(map);
+            if let Some(f) = self.table.get(pgno) {
                 drop(g);
                 if f.wait_ready() {
                     return Ok(f);
                 }
                 continue;
             }
-            let victims = self.choose_victims(&mut g, &mut map);
+            let victims = self.choose_victims(&mut g);
             let page = make.take().map_or_else(|| Page::placeholder(pgno), |m| m());
             let frame = Frame::new(page, READY);
-            map.insert(pgno, Arc::clone(&frame));
-            g.probation.push_back(pgno);
-            drop(map);
+            self.install(&mut g, &frame)?;
             drop(g);
             self.evict_victims(victims)?;
             return Ok(frame);
@@ -424,11 +409,23 @@ impl BufferCache {
             .with_message("page read kept failing in other threads"))
     }
 
+    /// Installs `frame`, new, as the frame of its page (which the caller, holding the cache
+    /// mutex `g`, found without one) on probation.
+    fn install(&self, g: &mut Inner, frame: &Arc<Frame>) -> Result<()> {
+        if !self.table.insert(Arc::clone(frame)) {
+            return Err(Error::new(ErrorKind::InternalError)
+                .with_pgno(frame.pgno)
+                .with_message("page cached twice"));
+        }
+        g.probation.push_back(frame.pgno);
+        Ok(())
+    }
+
     /// Makes room for one more frame: evicts clean, unpinned frames at once and returns the
     /// dirty ones chosen (pinned by the returned `Arc`s) to be written outside the mutex.
-    fn choose_victims(&self, g: &mut Inner, map: &mut PgnoMap<Arc<Frame>>) -> Vec<Arc<Frame>> {
+    fn choose_victims(&self, g: &mut Inner) -> Vec<Arc<Frame>> {
         let mut dirty = Vec::new();
-        let mut need = (map.len() + 1).saturating_sub(self.budget_pages);
+        let mut need = (self.table.len() + 1).saturating_sub(self.budget_pages);
         let mut budget = 2 * (g.probation.len() + g.protected.len()) + 2;
         while need > 0 && budget > 0 {
             budget -= 1;
@@ -442,7 +439,7 @@ impl BufferCache {
             let Some(pgno) = popped else {
                 break;
             };
-            let Some(frame) = map.get(&pgno).cloned() else {
+            let Some(frame) = self.table.get(pgno) else {
                 continue;
             };
             let requeue = |g: &mut Inner, hot: bool| {
@@ -471,9 +468,13 @@ impl BufferCache {
                 need -= 1;
                 continue;
             }
-            map.remove(&pgno);
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-            need -= 1;
+            // Two strong references as above, unless a reader pinned it since the check.
+            if self.table.remove_unpinned(&frame, 2) {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                need -= 1;
+            } else {
+                requeue(g, frame.hot.load(Ordering::Relaxed));
+            }
         }
         // Everything pinned (or dirty during redo): run over budget rather than fail.
         dirty
@@ -495,12 +496,11 @@ impl BufferCache {
         run.sort_unstable_by_key(|(f, _)| f.pgno);
         let result = self.write_run(run);
         let mut g = self.inner.lock();
-        let mut map = self.map.write();
         for f in victims {
             let pgno = f.pgno;
-            let ours = map.get(&pgno).is_some_and(|m| Arc::ptr_eq(m, &f));
-            if ours && Arc::strong_count(&f) == 2 && !f.meta.lock().dirty {
-                map.remove(&pgno);
+            let ours = self.table.holds(&f);
+            // Two strong references: the table's and `f`.
+            if ours && !f.meta.lock().dirty && self.table.remove_unpinned(&f, 2) {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             } else if ours {
                 if f.hot.load(Ordering::Relaxed) {
@@ -724,11 +724,10 @@ impl BufferCache {
     pub(crate) fn write_oldest(&self, limit: Lgpos, max_pages: usize) -> Result<()> {
         let mut frames: Vec<Arc<Frame>> = {
             let g = self.inner.lock();
-            let map = self.map.read();
             g.dirty
                 .range(..(limit, Pgno::NULL))
                 .take(max_pages)
-                .filter_map(|(_, p)| map.get(p).cloned())
+                .filter_map(|(_, p)| self.table.get(*p))
                 .collect()
         };
         frames.sort_unstable_by_key(|f| f.pgno);
@@ -764,28 +763,20 @@ impl BufferCache {
     /// Every dirty frame (for redo's end).
     pub(crate) fn dirty_frames(&self) -> Vec<Arc<Frame>> {
         let g = self.inner.lock();
-        let map = self.map.read();
         g.dirty
             .iter()
-            .filter_map(|(_, p)| map.get(p).cloned())
+            .filter_map(|(_, p)| self.table.get(*p))
             .collect()
     }
 
     /// Drops every clean, unpinned frame (tests use it to force re-reads).
     pub(crate) fn drop_clean(&self) {
         let _g = self.inner.lock();
-        let mut map = self.map.write();
-        let victims: Vec<Pgno> = map
-            .iter()
-            .filter(|(_, f)| {
-                Arc::strong_count(f) == 1
-                    && f.state.load(Ordering::Acquire) == READY
-                    && !f.meta.lock().dirty
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        for p in victims {
-            map.remove(&p);
+        for f in self.table.frames() {
+            // Two strong references: the table's and `f`.
+            if f.state.load(Ordering::Acquire) == READY && !f.meta.lock().dirty {
+                self.table.remove_unpinned(&f, 2);
+            }
         }
     }
 
@@ -797,7 +788,7 @@ impl BufferCache {
             evictions: self.evictions.load(Ordering::Relaxed),
             pages_read: self.reads.load(Ordering::Relaxed),
             pages_written: self.writes.load(Ordering::Relaxed),
-            cached_pages: self.map.read().len() as u64,
+            cached_pages: self.table.len() as u64,
             dirty_pages: g.dirty.len() as u64,
         }
     }

@@ -40,6 +40,7 @@ mod header;
 mod latch;
 mod lv;
 mod page;
+mod pagetable;
 mod record;
 mod redo;
 mod split;

@@ -1,0 +1,355 @@
+//! The buffer cache's page table: the cached frame of each page number, found without a lock.
+//!
+//! A descent looks up one frame per level, and every thread looks up the root. Behind a lock
+//! (even a reader-writer lock taken shared) every lookup writes the lock's cache line, which
+//! then bounces between the cores of concurrent readers; a hash table adds a miss on its
+//! control bytes before the miss on the entry. This table is a two-level radix array indexed
+//! by the page number: a top array of 2^16 chunk pointers, chunks of 2^16 frame pointers
+//! (512 KiB, covering 2^16 pages) allocated when a page of their range is first cached. A
+//! lookup reads two pointers and takes a reference on the frame.
+//!
+//! - **Ownership.** Each non-null slot owns one strong reference of an `Arc<Frame>`
+//!   (`Arc::into_raw`). Chunks live as long as the table.
+//! - **Lookup without a lock** ([`PageTable::get`]): inside an epoch pin (crossbeam-epoch),
+//!   load the slot, add a strong reference, then check that the slot still holds that frame.
+//! - **Removal** ([`PageTable::remove`], [`PageTable::remove_unpinned`]): clear the slot, then
+//!   release the slot's reference through the epoch (`Guard::defer`), once every thread
+//!   pinned when the slot was cleared has unpinned: a reader that loaded the pointer before
+//!   the clear still finds the frame alive when it adds its reference.
+//! - **Eviction never loses a pin.** [`PageTable::remove_unpinned`] clears the slot, then
+//!   reads the reference count; a reader adds its reference, then re-reads the slot. Both
+//!   sides put a sequentially consistent fence between their write and their read, so at
+//!   least one of them sees the other: the evictor sees the new reference (and puts the
+//!   frame back), or the reader sees the cleared slot (and drops its reference, then takes
+//!   the cache mutex and finds the page there or reads it again).
+//!
+//! Changes (insert, removal) are made under the cache mutex, so they never race each other;
+//! each is a compare-and-swap all the same, so that the table stays sound whatever its
+//! callers do.
+
+#![expect(
+    unsafe_code,
+    reason = "slots hold frames as raw `Arc` pointers reclaimed through the epoch; each block says why it is sound"
+)]
+
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, fence};
+
+use crossbeam_epoch as epoch;
+use ese_core::Pgno;
+
+use crate::cache::Frame;
+
+/// Bits of the page number that index a slot within its chunk.
+const LOW_BITS: u32 = 16;
+/// Slots per chunk.
+const CHUNK_SLOTS: usize = 1 << LOW_BITS;
+/// Chunks in the top array (the page number is 32 bits).
+const TOP_SLOTS: usize = 1 << (32 - LOW_BITS);
+
+/// One chunk of slots.
+struct Chunk {
+    slots: Box<[AtomicPtr<Frame>]>,
+}
+
+/// The page table (see the module notes).
+pub(crate) struct PageTable {
+    top: Box<[AtomicPtr<Chunk>]>,
+    len: AtomicUsize,
+}
+
+// The table owns `Arc<Frame>`s through raw pointers: it may be shared and sent as long as the
+// frames may be.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Arc<Frame>>();
+};
+
+fn split(pgno: Pgno) -> (usize, usize) {
+    let n = pgno.0 as usize;
+    (n >> LOW_BITS, n & (CHUNK_SLOTS - 1))
+}
+
+impl PageTable {
+    pub(crate) fn new() -> PageTable {
+        PageTable {
+            top: (0..TOP_SLOTS)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Frames in the table.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    fn chunk(&self, hi: usize) -> Option<&Chunk> {
+        let c = self.top.get(hi)?.load(Ordering::Acquire);
+        // SAFETY: a non-null chunk pointer came from `Box::into_raw` in `slot_or_grow` and is
+        // freed only in `Drop`, which has `&mut self`: the chunk outlives this borrow.
+        unsafe { c.as_ref() }
+    }
+
+    fn slot(&self, pgno: Pgno) -> Option<&AtomicPtr<Frame>> {
+        let (hi, lo) = split(pgno);
+        self.chunk(hi)?.slots.get(lo)
+    }
+
+    fn slot_or_grow(&self, pgno: Pgno) -> &AtomicPtr<Frame> {
+        let (hi, lo) = split(pgno);
+        let top = &self.top[hi];
+        if top.load(Ordering::Acquire).is_null() {
+            let fresh = Box::into_raw(Box::new(Chunk {
+                slots: (0..CHUNK_SLOTS)
+                    .map(|_| AtomicPtr::new(ptr::null_mut()))
+                    .collect(),
+            }));
+            if top
+                .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // SAFETY: `fresh` was never published (the exchange failed): this is its only
+                // pointer.
+                drop(unsafe { Box::from_raw(fresh) });
+            }
+        }
+        let c = top.load(Ordering::Acquire);
+        // SAFETY: non-null (set above or by a concurrent grower) and never freed before the
+        // table (see `chunk`).
+        let chunk = unsafe { &*c };
+        &chunk.slots[lo]
+    }
+
+    /// The frame of `pgno` with a new strong reference, or `None` when the page has no frame
+    /// (or its frame is being removed at this instant: the caller then looks again under the
+    /// cache mutex).
+    pub(crate) fn get(&self, pgno: Pgno) -> Option<Arc<Frame>> {
+        let slot = self.slot(pgno)?;
+        let guard = epoch::pin();
+        let p = slot.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` was loaded from the slot while pinned, so it came from `Arc::into_raw`
+        // (in `insert`) and the slot's strong reference is released only by a deferred
+        // function of a removal that cleared the slot after this load, which cannot run
+        // before `guard` is dropped: the frame is alive and its count is at least one.
+        let frame = unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        // Pairs with the fence in `remove_unpinned` (see the module notes).
+        fence(Ordering::SeqCst);
+        let still = slot.load(Ordering::Relaxed) == p;
+        drop(guard);
+        still.then_some(frame)
+    }
+
+    /// Installs `frame` as the frame of its page, which must have none; `false` (and the
+    /// table unchanged) if it has one.
+    pub(crate) fn insert(&self, frame: Arc<Frame>) -> bool {
+        let slot = self.slot_or_grow(frame.pgno);
+        let p = Arc::into_raw(frame).cast_mut();
+        if slot
+            .compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            // SAFETY: `p` was not published: this reference is still ours to release.
+            drop(unsafe { Arc::from_raw(p) });
+            return false;
+        }
+        self.len.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether `frame` is the frame of its page in the table.
+    pub(crate) fn holds(&self, frame: &Arc<Frame>) -> bool {
+        self.slot(frame.pgno)
+            .is_some_and(|s| ptr::eq(s.load(Ordering::Acquire), Arc::as_ptr(frame)))
+    }
+
+    /// Removes `frame` if it is the frame of its page; whether it was.
+    pub(crate) fn remove(&self, frame: &Arc<Frame>) -> bool {
+        let Some(slot) = self.slot(frame.pgno) else {
+            return false;
+        };
+        let p = Arc::as_ptr(frame).cast_mut();
+        if slot
+            .compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.release(p);
+        true
+    }
+
+    /// Removes `frame` if it is the frame of its page and nobody pins it: its strong count is
+    /// `expected` (the table's reference plus those the caller holds). Whether it was removed.
+    pub(crate) fn remove_unpinned(&self, frame: &Arc<Frame>, expected: usize) -> bool {
+        let Some(slot) = self.slot(frame.pgno) else {
+            return false;
+        };
+        let p = Arc::as_ptr(frame).cast_mut();
+        if slot
+            .compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // Pairs with the fence in `get` (see the module notes).
+        fence(Ordering::SeqCst);
+        if Arc::strong_count(frame) == expected
+            || slot
+                .compare_exchange(ptr::null_mut(), p, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+        {
+            // Unpinned, or (not under the cache mutex) another frame was installed meanwhile.
+            self.release(p);
+            return true;
+        }
+        false
+    }
+
+    /// Releases the reference of a slot just cleared, once no pinned reader can still hold
+    /// the pointer without its own reference.
+    fn release(&self, p: *mut Frame) {
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: `p` came from `Arc::into_raw` in `insert` and the caller just cleared the
+        // slot that owned this reference: it is ours to release, once.
+        let owned = unsafe { Arc::from_raw(p.cast_const()) };
+        let guard = epoch::pin();
+        guard.defer(move || drop(owned));
+    }
+
+    /// Every frame in the table, each with a new strong reference.
+    pub(crate) fn frames(&self) -> Vec<Arc<Frame>> {
+        let mut out = Vec::new();
+        for (hi, _) in self.top.iter().enumerate() {
+            let Some(chunk) = self.chunk(hi) else {
+                continue;
+            };
+            for lo in 0..chunk.slots.len() {
+                let pgno = Pgno(u32::try_from((hi << LOW_BITS) | lo).unwrap_or(u32::MAX));
+                if let Some(f) = self.get(pgno) {
+                    out.push(f);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for PageTable {
+    fn drop(&mut self) {
+        for top in &mut *self.top {
+            let c = std::mem::replace(top.get_mut(), ptr::null_mut());
+            if c.is_null() {
+                continue;
+            }
+            // SAFETY: `c` came from `Box::into_raw` in `slot_or_grow`, and `&mut self` means
+            // no other reference to the table (hence to the chunk) exists.
+            let mut chunk = unsafe { Box::from_raw(c) };
+            for slot in &mut *chunk.slots {
+                let p = std::mem::replace(slot.get_mut(), ptr::null_mut());
+                if !p.is_null() {
+                    // SAFETY: a non-null slot owns one reference from `Arc::into_raw`.
+                    drop(unsafe { Arc::from_raw(p.cast_const()) });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Frame;
+
+    #[test]
+    fn insert_get_remove_keep_counts() {
+        let t = PageTable::new();
+        let f = Frame::for_test(Pgno(70_000));
+        assert!(t.insert(Arc::clone(&f)));
+        assert!(
+            !t.insert(Frame::for_test(Pgno(70_000))),
+            "one frame per page"
+        );
+        assert_eq!(t.len(), 1);
+        let got = t.get(Pgno(70_000)).expect("cached");
+        assert!(Arc::ptr_eq(&got, &f));
+        assert!(t.get(Pgno(3)).is_none());
+        // `f`, `got` and the table: pinned, so not removed.
+        assert!(!t.remove_unpinned(&f, 2));
+        assert!(t.holds(&f));
+        drop(got);
+        assert!(t.remove_unpinned(&f, 2));
+        assert!(!t.holds(&f));
+        assert_eq!(t.len(), 0);
+        assert!(t.get(Pgno(70_000)).is_none());
+        assert!(!t.remove(&f));
+    }
+
+    #[test]
+    fn frames_lists_every_page() {
+        let t = PageTable::new();
+        for n in [1u32, 2, 65_535, 65_536, 1 << 20] {
+            assert!(t.insert(Frame::for_test(Pgno(n))));
+        }
+        let mut got: Vec<u32> = t.frames().iter().map(|f| f.pgno.0).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2, 65_535, 65_536, 1 << 20]);
+    }
+
+    #[test]
+    fn an_eviction_never_takes_a_frame_a_reader_holds() {
+        // Readers take frames and hold them a moment while one thread evicts (marking each
+        // frame it removed) and reinstalls them: a reader must never hold a frame whose
+        // eviction succeeded. Without the re-check of the slot in `get` this fails within a
+        // fraction of a second on two cores.
+        let t = Arc::new(PageTable::new());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for n in 0..4 {
+            assert!(t.insert(Frame::for_test(Pgno(n))));
+        }
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut hits = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for n in 0..4 {
+                            if let Some(f) = t.get(Pgno(n)) {
+                                assert_eq!(f.pgno, Pgno(n));
+                                for _ in 0..16 {
+                                    std::hint::spin_loop();
+                                }
+                                assert!(!f.is_gone_for_test(), "evicted while held");
+                                hits += 1;
+                            }
+                        }
+                    }
+                    hits
+                })
+            })
+            .collect();
+        let mut evicted = 0;
+        for round in 0..200_000u32 {
+            let n = round % 4;
+            if let Some(f) = t.get(Pgno(n))
+                && t.remove_unpinned(&f, 2)
+            {
+                f.mark_gone_for_test();
+                evicted += 1;
+                assert!(t.insert(Frame::for_test(Pgno(n))));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let hits: u64 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+        assert!(evicted > 0 && hits > 0, "evicted {evicted}, hits {hits}");
+        assert_eq!(t.len(), 4);
+    }
+}
