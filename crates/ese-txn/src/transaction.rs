@@ -23,6 +23,9 @@ struct OpRef {
     level: u32,
 }
 
+/// Most changes of a transaction [`Transaction::holds_version`] scans in its own list.
+const OWN_LIST_SCAN: usize = 64;
+
 /// An open transaction of one session (ESE's transaction state in the `PIB`: `trxBegin0`,
 /// level, the session's RCE list).
 ///
@@ -188,7 +191,8 @@ impl Transaction {
     /// or committed after this transaction began; `TransReadOnly` (-1110);
     /// `VersionStoreOutOfMemory` (-1069); the page store's errors.
     pub fn insert(&mut self, tree: ObjId, key: &[u8], value: &[u8]) -> Result<()> {
-        self.change(tree, key, &Change::Insert(value)).map(|_| ())
+        self.change(tree, key, &Change::Insert(value), None)
+            .map(|_| ())
     }
 
     /// Replaces a record's data.
@@ -197,7 +201,8 @@ impl Transaction {
     /// `RecordNotFound` (-1601) if the transaction sees no record with this key; otherwise as
     /// [`Transaction::insert`].
     pub fn replace(&mut self, tree: ObjId, key: &[u8], value: &[u8]) -> Result<()> {
-        self.change(tree, key, &Change::Replace(value)).map(|_| ())
+        self.change(tree, key, &Change::Replace(value), None)
+            .map(|_| ())
     }
 
     /// Deletes a record (flag-delete; version cleanup removes it once no snapshot sees it).
@@ -205,7 +210,7 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::replace`].
     pub fn delete(&mut self, tree: ObjId, key: &[u8]) -> Result<()> {
-        self.change(tree, key, &Change::Delete).map(|_| ())
+        self.change(tree, key, &Change::Delete, None).map(|_| ())
     }
 
     /// Adds `delta` to the little-endian signed integer of `width` bytes (4 or 8) at `offset`
@@ -232,6 +237,7 @@ impl Transaction {
                 width,
                 delta,
             },
+            None,
         )
     }
 
@@ -240,18 +246,45 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::replace`]; a read lock conflicts only with writes.
     pub fn lock(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<()> {
-        self.change(tree, key, &Change::Lock { write }).map(|_| ())
+        self.change(tree, key, &Change::Lock { write }, None)
+            .map(|_| ())
     }
 
-    fn change(&mut self, tree: ObjId, key: &[u8], change: &Change<'_>) -> Result<i64> {
-        let r = self.change_inner(tree, key, change);
+    /// [`Transaction::lock`] that also returns the record's data as this transaction sees it
+    /// (what [`Transaction::read`] would return right after the lock, without a second
+    /// look-up).
+    ///
+    /// # Errors
+    /// As [`Transaction::lock`].
+    pub fn lock_and_read(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<Vec<u8>> {
+        let mut seen = Vec::new();
+        self.change(tree, key, &Change::Lock { write }, Some(&mut seen))?;
+        Ok(seen)
+    }
+
+    /// A change; for a lock, `seen` (if given) receives the record's data as this
+    /// transaction sees it.
+    fn change(
+        &mut self,
+        tree: ObjId,
+        key: &[u8],
+        change: &Change<'_>,
+        seen: Option<&mut Vec<u8>>,
+    ) -> Result<i64> {
+        let r = self.change_inner(tree, key, change, seen);
         // After the change (successful or not: a failed change may have written and undone),
         // so a reader that cached this session's view notices it.
         self.vs.bump_change_epoch();
         r
     }
 
-    fn change_inner(&mut self, tree: ObjId, key: &[u8], change: &Change<'_>) -> Result<i64> {
+    fn change_inner(
+        &mut self,
+        tree: ObjId,
+        key: &[u8],
+        change: &Change<'_>,
+        mut seen: Option<&mut Vec<u8>>,
+    ) -> Result<i64> {
         self.ensure_open()?;
         if self.read_only && !matches!(change, Change::Lock { write: false }) {
             return Err(Error::new(ErrorKind::TransReadOnly));
@@ -332,8 +365,12 @@ impl Transaction {
                     )
                 }
                 Change::Lock { .. } => {
-                    if mine.value().is_none() {
+                    let Some(value) = mine.value() else {
                         return Err(Error::new(ErrorKind::RecordNotFound));
+                    };
+                    if let Some(seen) = seen.as_deref_mut() {
+                        seen.clear();
+                        seen.extend_from_slice(value);
                     }
                     (None, Before::Unchanged, Undo::Nothing)
                 }
@@ -645,6 +682,15 @@ impl Transaction {
     /// Whether this transaction holds a version of `key` of `tree`: a change or a lock it made
     /// and has not rolled back.
     pub fn holds_version(&self, tree: ObjId, key: &[u8]) -> bool {
+        // A short transaction answers from its own list of changes (every version it holds is
+        // there until rolled back); a long one from the key's chain, whose committed entries
+        // (locks of other transactions, most of them) cost a miss each.
+        if self.ops.len() <= OWN_LIST_SCAN {
+            return self
+                .ops
+                .iter()
+                .any(|o| o.vkey.tree() == tree && o.vkey.key() == key);
+        }
         self.vs
             .shard(tree, key)
             .map

@@ -711,18 +711,18 @@ impl Table {
         }
         let cat = tree_id(self.dbid(), CATALOG_OBJID);
         let key = catalog::table_key(&self.def.name);
-        if !t.holds_version(cat, &key) {
-            t.lock(cat, &key, false).map_err(|e| {
+        let gone = || Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone());
+        let bytes = if t.holds_version(cat, &key) {
+            t.read(cat, &key)?.ok_or_else(gone)?
+        } else {
+            t.lock_and_read(cat, &key, false).map_err(|e| {
                 if e.kind() == ErrorKind::RecordNotFound {
-                    Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone())
+                    gone()
                 } else {
                     e
                 }
-            })?;
-        }
-        let bytes = t.read(cat, &key)?.ok_or_else(|| {
-            Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone())
-        })?;
+            })?
+        };
         if bytes != self.def_bytes {
             self.install_def(bytes)?;
         }

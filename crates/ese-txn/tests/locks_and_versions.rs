@@ -1,0 +1,93 @@
+//! `Transaction::holds_version` and `Transaction::lock_and_read`: what a transaction holds,
+//! for short transactions (answered from the transaction's own list) and long ones (answered
+//! from the key's chain), and what a lock reads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::MemStore;
+use ese_core::{ErrorKind, ObjId, TrxId};
+use ese_txn::VersionStore;
+
+const TREE: ObjId = ObjId(5);
+const OTHER: ObjId = ObjId(6);
+
+fn store() -> Arc<VersionStore> {
+    let store = Arc::new(MemStore::default());
+    Arc::new(VersionStore::new(store, 64 << 20, TrxId(1)))
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("k{i:05}").into_bytes()
+}
+
+#[test]
+fn holds_version_tracks_changes_locks_and_rollbacks_short_and_long() {
+    let vs = store();
+    let mut setup = vs.begin("setup".into(), false);
+    setup.insert(TREE, b"locked", b"v0").unwrap();
+    setup.commit_level(false).unwrap();
+
+    // 1 change (own list) and 200 changes (beyond the own-list scan: the chain answers).
+    for changes in [1u32, 200] {
+        let mut t = vs.begin("t".into(), false);
+        for i in 0..changes {
+            t.insert(TREE, &key(i), b"x").unwrap();
+        }
+        assert!(t.holds_version(TREE, &key(0)));
+        assert!(t.holds_version(TREE, &key(changes - 1)));
+        assert!(!t.holds_version(TREE, &key(changes)), "never written");
+        assert!(!t.holds_version(OTHER, &key(0)), "same key, other tree");
+        assert!(!t.holds_version(TREE, b"locked"));
+
+        // A lock in a nested level is held until that level rolls back.
+        t.begin_level().unwrap();
+        t.lock(TREE, b"locked", false).unwrap();
+        assert!(t.holds_version(TREE, b"locked"));
+        t.rollback_level().unwrap();
+        assert!(!t.holds_version(TREE, b"locked"));
+        assert!(t.holds_version(TREE, &key(0)));
+
+        // Another transaction's versions are not this one's.
+        let other = vs.begin("other".into(), false);
+        assert!(!other.holds_version(TREE, &key(0)));
+        drop(other);
+        t.rollback_all().unwrap();
+    }
+}
+
+#[test]
+fn lock_and_read_returns_what_the_transaction_sees() {
+    let vs = store();
+    let mut setup = vs.begin("setup".into(), false);
+    setup.insert(TREE, b"a", b"committed").unwrap();
+    setup.commit_level(false).unwrap();
+
+    let mut t = vs.begin("t".into(), false);
+    // A later commit by another transaction, after `t` began.
+    let mut w = vs.begin("w".into(), false);
+    w.insert(TREE, b"b", b"new").unwrap();
+    w.commit_level(false).unwrap();
+
+    assert_eq!(t.lock_and_read(TREE, b"a", false).unwrap(), b"committed");
+    assert!(t.holds_version(TREE, b"a"));
+    assert_eq!(
+        t.read(TREE, b"a").unwrap().as_deref(),
+        Some(&b"committed"[..])
+    );
+    // A record committed after `t` began conflicts; one that does not exist is not found.
+    let e = t.lock_and_read(TREE, b"b", false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WriteConflict);
+    assert!(!t.holds_version(TREE, b"b"));
+    let e = t.lock_and_read(TREE, b"c", false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RecordNotFound);
+    assert!(!t.holds_version(TREE, b"c"));
+
+    // Its own change is what it reads.
+    t.replace(TREE, b"a", b"mine").unwrap();
+    assert_eq!(t.lock_and_read(TREE, b"a", true).unwrap(), b"mine");
+    t.commit_level(false).unwrap();
+}
