@@ -104,9 +104,13 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Bytes this node takes on the page, tag included.
-    pub(crate) fn size(&self) -> usize {
-        NODE_OVERHEAD + self.key.len() + self.data.len()
+    /// The node, borrowed.
+    pub(crate) fn node_ref(&self) -> NodeRef<'_> {
+        NodeRef {
+            flags: self.flags,
+            key: &self.key,
+            data: &self.data,
+        }
     }
 }
 
@@ -782,14 +786,7 @@ impl Page {
     /// As [`Page::rebuild`].
     pub(crate) fn set_nodes(&mut self, nodes: &[Node]) -> Result<()> {
         let ext = self.ext().to_vec();
-        self.rebuild(
-            &ext,
-            nodes.iter().map(|n| NodeRef {
-                flags: n.flags,
-                key: &n.key,
-                data: &n.data,
-            }),
-        )
+        self.rebuild(&ext, nodes.iter().map(Node::node_ref))
     }
 
     /// Copies of every node.
@@ -1009,7 +1006,7 @@ mod tests {
         let mut p = Page::new(4096, Pgno(9), ObjId(7), PageFlags::LEAF, 0);
         let mut model: Vec<Node> = Vec::new();
         for step in 0..20_000 {
-            let used: usize = model.iter().map(Node::size).sum();
+            let used: usize = model.iter().map(|n| n.node_ref().size()).sum();
             assert_eq!(p.used(), used);
             let i = rng.usize(0..=model.len());
             match rng.u8(0..4) {
@@ -1021,7 +1018,7 @@ mod tests {
                         key,
                         data,
                     };
-                    let fits = used + n.size() <= 4096 - 44;
+                    let fits = used + n.node_ref().size() <= 4096 - 44;
                     assert_eq!(p.insert_node(i, n.flags, &n.key, &n.data), fits);
                     if fits {
                         model.insert(i, n);

@@ -447,7 +447,7 @@ fn rebalance(
     loop {
         let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
         if let Some(ov) = overflow.take() {
-            overflow = split_page(work, path, i, append, ov)?;
+            overflow = split_page(work, path, i, append, &ov)?;
             append = false;
             if i == 0 {
                 return Ok(());
@@ -516,41 +516,6 @@ fn partition_cuts(sizes: &[usize], cap: usize, append: bool) -> Vec<usize> {
     cuts
 }
 
-fn partition(nodes: Vec<Node>, cap: usize, append: bool) -> Vec<Vec<Node>> {
-    let sizes: Vec<usize> = nodes.iter().map(Node::size).collect();
-    let cuts = partition_cuts(&sizes, cap, append);
-    let mut parts = Vec::with_capacity(cuts.len() + 1);
-    let mut rest = nodes;
-    for &c in cuts.iter().rev() {
-        parts.push(rest.split_off(c));
-    }
-    parts.push(rest);
-    parts.reverse();
-    parts
-}
-
-fn separators(parts: &[Vec<Node>], leaf: bool) -> Vec<Vec<u8>> {
-    parts
-        .windows(2)
-        .map(|w| {
-            let (l, r) = (w.first(), w.get(1));
-            let lk = l
-                .and_then(|p| p.last())
-                .map(|n| n.key.as_slice())
-                .unwrap_or_default();
-            if leaf {
-                let rk = r
-                    .and_then(|p| p.first())
-                    .map(|n| n.key.as_slice())
-                    .unwrap_or_default();
-                shortest_separator(lk, rk)
-            } else {
-                lk.to_vec()
-            }
-        })
-        .collect()
-}
-
 fn child_node(key: Vec<u8>, child: Pgno) -> Node {
     Node {
         flags: NodeFlags(0),
@@ -559,15 +524,17 @@ fn child_node(key: Vec<u8>, child: Pgno) -> Node {
     }
 }
 
-/// Splits the page at `path[i]`, whose content overflows as `ov`, into pages that fit.
-/// Returns the parent's whole content when the new separators do not fit it (the parent is
-/// split next), else `None` with the parent updated in place.
+/// Splits the page at `path[i]`, whose content overflows as `ov`, into pages that fit: the
+/// first part stays on the page and the others go to new pages on its right (a root keeps
+/// its place and gains a level instead, every part moving to a new child). Returns the
+/// parent's whole content when the new separators do not fit it (the parent is split next),
+/// else `None` with the parent updated in place.
 fn split_page(
     work: &mut Work<'_>,
     path: &[(Pgno, usize)],
     i: usize,
     append: bool,
-    ov: Overflow,
+    ov: &Overflow,
 ) -> Result<Option<Overflow>> {
     let cap = capacity(work.sh.page_size());
     let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
@@ -576,110 +543,93 @@ fn split_page(
     let page = work.page(pgno)?;
     let (level, objid, old_next) = (page.level(), page.objid(), page.next());
     let flags = level_flags(root_flags, level);
+    let leaf = level == 0;
     let (chain, seps) =
-        match ov {
-            Overflow::Append(node) if i > 0 => {
-                let n = page.count();
-                let sep = if level == 0 {
-                    shortest_separator(page.key(n.saturating_sub(1)), &node.key)
-                } else {
-                    page.key(n.saturating_sub(1)).to_vec()
-                };
-                let c = work.alloc(objid, flags, level)?;
-                work.page_mut(c)?.set_nodes(std::slice::from_ref(&node))?;
-                (vec![pgno, c], vec![sep])
-            }
-            Overflow::Insert(idx, node) if i > 0 => {
-                // The page's nodes with `node` at `idx`, borrowed from a copy of the page.
-                let src = page.clone();
-                let mut refs = Vec::with_capacity(src.count() + 1);
+        if let (Overflow::Append(node), true) = (&ov, i > 0) {
+            // Sequential inserts: the page stays as it is, the node starts a new page.
+            let n = page.count();
+            let last = page.key(n.saturating_sub(1));
+            let sep = if leaf {
+                shortest_separator(last, &node.key)
+            } else {
+                last.to_vec()
+            };
+            let c = work.alloc(objid, flags, level)?;
+            work.page_mut(c)?
+                .rebuild(&[], std::iter::once(node.node_ref()))?;
+            (vec![pgno, c], vec![sep])
+        } else {
+            // The content as node references, borrowed from a copy of the page (and the new
+            // node) or from the parent's nodes handed up by a split below.
+            let src = page.clone();
+            let mut refs = Vec::with_capacity(src.count() + 1);
+            if let Overflow::Nodes(nodes) = ov {
+                refs.extend(nodes.iter().map(Node::node_ref));
+            } else {
                 for j in 0..src.count() {
                     refs.push(src.node(j).ok_or_else(|| {
                         corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node")
                     })?);
                 }
-                refs.insert(
-                    idx.min(refs.len()),
-                    NodeRef {
-                        flags: node.flags,
-                        key: &node.key,
-                        data: &node.data,
-                    },
-                );
-                let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
-                let mut cuts = partition_cuts(&sizes, cap, append && level == 0);
-                cuts.push(refs.len());
-                let mut chain = vec![pgno];
-                let mut seps = Vec::with_capacity(cuts.len());
-                let mut from = 0;
-                for (j, &to) in cuts.iter().enumerate() {
-                    let part = refs.get(from..to).unwrap_or_default();
-                    if j == 0 {
-                        let ext = src.ext();
-                        work.page_mut(pgno)?.rebuild(ext, part.iter().copied())?;
-                    } else {
-                        let c = work.alloc(objid, flags, level)?;
-                        work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
-                        chain.push(c);
-                    }
-                    if let (Some(l), Some(r)) = (part.last(), refs.get(to)) {
-                        seps.push(if level == 0 {
-                            shortest_separator(l.key, r.key)
-                        } else {
-                            l.key.to_vec()
-                        });
-                    }
-                    from = to;
-                }
-                (chain, seps)
             }
-            ov => {
-                let nodes = match ov {
-                    Overflow::Nodes(nodes) => nodes,
-                    Overflow::Append(node) => {
-                        let mut nodes = page.to_nodes();
-                        nodes.push(node);
-                        nodes
-                    }
-                    Overflow::Insert(idx, node) => {
-                        let mut nodes = page.to_nodes();
-                        nodes.insert(idx.min(nodes.len()), node);
-                        nodes
-                    }
-                };
-                let parts = partition(nodes, cap, append && level == 0);
-                let seps = separators(&parts, level == 0);
-                if i == 0 {
-                    // The root stays where it is: its content moves to new pages and it gains a
-                    // level.
-                    let mut children = Vec::with_capacity(parts.len());
-                    for part in parts {
-                        let c = work.alloc(objid, flags, level)?;
-                        work.page_mut(c)?.set_nodes(&part)?;
-                        children.push(c);
-                    }
-                    link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
-                    let mut root_nodes = Vec::with_capacity(children.len());
-                    for (j, c) in children.iter().enumerate() {
-                        root_nodes.push(child_node(seps.get(j).cloned().unwrap_or_default(), *c));
-                    }
-                    let root = work.page_mut(pgno)?;
-                    root.set_level(level + 1);
-                    root.set_flags(level_flags(root_flags, level + 1).with(PageFlags::ROOT, true));
-                    root.set_nodes(&root_nodes)?;
-                    return Ok(None);
+            match &ov {
+                Overflow::Nodes(_) => {}
+                Overflow::Append(node) => refs.push(node.node_ref()),
+                Overflow::Insert(idx, node) => refs.insert((*idx).min(refs.len()), node.node_ref()),
+            }
+            let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
+            let mut cuts = partition_cuts(&sizes, cap, append && leaf);
+            cuts.push(refs.len());
+            let mut parts = Vec::with_capacity(cuts.len());
+            let mut seps = Vec::with_capacity(cuts.len());
+            let mut from = 0;
+            for &to in &cuts {
+                let part = refs.get(from..to).unwrap_or_default();
+                // A leaf separator is the shortest key between the neighbours of the cut; an
+                // internal one is the left part's last key (the bound its child already has).
+                if let (Some(l), Some(r)) = (part.last(), refs.get(to)) {
+                    seps.push(if leaf {
+                        shortest_separator(l.key, r.key)
+                    } else {
+                        l.key.to_vec()
+                    });
                 }
-                let mut parts = parts.into_iter();
-                let first = parts.next().unwrap_or_default();
-                work.page_mut(pgno)?.set_nodes(&first)?;
-                let mut chain = vec![pgno];
-                for part in parts {
+                parts.push(part);
+                from = to;
+            }
+            if i == 0 {
+                // The root stays where it is: its content moves to new pages and it gains a
+                // level.
+                let mut children = Vec::with_capacity(parts.len());
+                for part in &parts {
                     let c = work.alloc(objid, flags, level)?;
-                    work.page_mut(c)?.set_nodes(&part)?;
+                    work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
+                    children.push(c);
+                }
+                link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
+                let root_nodes: Vec<Node> = children
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| child_node(seps.get(j).cloned().unwrap_or_default(), *c))
+                    .collect();
+                let root = work.page_mut(pgno)?;
+                root.set_level(level + 1);
+                root.set_flags(level_flags(root_flags, level + 1).with(PageFlags::ROOT, true));
+                root.set_nodes(&root_nodes)?;
+                return Ok(None);
+            }
+            let mut chain = vec![pgno];
+            for (j, part) in parts.iter().enumerate() {
+                if j == 0 {
+                    work.page_mut(pgno)?
+                        .rebuild(src.ext(), part.iter().copied())?;
+                } else {
+                    let c = work.alloc(objid, flags, level)?;
+                    work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
                     chain.push(c);
                 }
-                (chain, seps)
             }
+            (chain, seps)
         };
     let prev = work.page(pgno)?.prev();
     link_chain(work, &chain, prev, old_next)?;
@@ -868,14 +818,11 @@ mod tests {
 
     #[test]
     fn partition_fits_big_nodes() {
-        let mk = |s: usize| Node {
-            flags: NodeFlags(0),
-            key: vec![1],
-            data: vec![0; s],
-        };
-        let parts = partition(vec![mk(400), mk(1000), mk(600)], 1020, false);
-        assert_eq!(parts.len(), 3);
-        let parts = partition(vec![mk(100); 10], 1020, true);
-        assert_eq!(parts[1].len(), 1);
+        // Three nodes that fit no page two by two: one page each.
+        assert_eq!(partition_cuts(&[404, 1004, 604], 1020, false), vec![1, 2]);
+        // Two parts balanced by bytes.
+        assert_eq!(partition_cuts(&[104; 10], 1020, false), vec![5]);
+        // Sequential inserts: only the last node moves.
+        assert_eq!(partition_cuts(&[104; 10], 1020, true), vec![9]);
     }
 }
