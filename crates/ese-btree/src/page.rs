@@ -808,6 +808,14 @@ impl Page {
     /// # Errors
     /// As [`Page::rebuild`].
     pub(crate) fn set_ext(&mut self, ext: &[u8]) -> Result<()> {
+        // Same length (the space header, rewritten on every allocation): in place.
+        let (cb, ib) = self.tag(0);
+        if cb == ext.len()
+            && let Some(line) = self.buf.get_mut(ib..ib + cb)
+        {
+            line.copy_from_slice(ext);
+            return Ok(());
+        }
         let copy = self.clone();
         self.rebuild(ext, copy.nodes())
     }
@@ -1051,6 +1059,26 @@ mod tests {
                 assert_eq!(q.sealed(), p.sealed(), "step {step}");
             }
         }
+    }
+
+    #[test]
+    fn set_ext_keeps_the_nodes_in_place_or_by_rebuild() {
+        let mut p = sample(4096, 5);
+        let nodes = p.to_nodes();
+        p.set_ext(&[1; 40]).unwrap();
+        let free = p.free();
+        // Same length: rewritten in place, nothing moves.
+        p.set_ext(&[2; 40]).unwrap();
+        assert_eq!(p.ext(), &[2; 40]);
+        assert_eq!(p.free(), free);
+        assert_eq!(p.to_nodes(), nodes);
+        // Another length: rebuilt.
+        p.set_ext(&[3; 8]).unwrap();
+        assert_eq!(p.ext(), &[3; 8]);
+        assert_eq!(p.free(), free + 32);
+        assert_eq!(p.to_nodes(), nodes);
+        let q = Page::decode(&p.sealed(), Pgno(5)).unwrap();
+        assert_eq!(q.ext(), &[3; 8]);
     }
 
     #[test]
