@@ -359,19 +359,24 @@ pub(crate) fn encode_images(
     pages: &[(Pgno, &[u8])],
     annotation: Option<&[u8]>,
 ) -> Vec<u8> {
-    let body = pages.iter().map(|(_, p)| p.len() / 2 + 8).sum::<usize>() + 2;
+    let body = pages.iter().map(|(_, p)| 4 + image_len(p)).sum::<usize>() + 2;
     let mut b = head(REC_IMAGES, dbid, annotation, body);
     b.extend_from_slice(&(pages.len() as u16).to_le_bytes());
     for (pgno, img) in pages {
         b.extend_from_slice(&pgno.to_bytes());
         put_image(&mut b, img);
     }
+    debug_assert_eq!(
+        b.len(),
+        7 + annotation.map_or(0, |a| 4 + a.len()) + body,
+        "size computed ahead"
+    );
     b
 }
 
-/// Appends an encoded page as head length, tag length and those bytes (the hole between the
-/// node area and the tag array, all zeros, is left out).
-fn put_image(b: &mut Vec<u8>, img: &[u8]) {
+/// The head and tag lengths of an encoded page image: the bytes up to the end of the node
+/// area and the tag array (the hole between them, all zeros, is left out of the log).
+fn image_parts(img: &[u8]) -> (usize, usize) {
     let ntags = img
         .get(32..34)
         .and_then(|s| s.try_into().ok())
@@ -382,6 +387,18 @@ fn put_image(b: &mut Vec<u8>, img: &[u8]) {
         .map_or(img.len(), |s| usize::from(u16::from_le_bytes(s)));
     let lo = mic.clamp(PAGE_HEADER_LEN, img.len());
     let hi = (ntags * TAG_LEN).min(img.len() - lo);
+    (lo, hi)
+}
+
+/// Bytes [`put_image`] appends for `img`.
+fn image_len(img: &[u8]) -> usize {
+    let (lo, hi) = image_parts(img);
+    4 + lo + hi
+}
+
+/// Appends an encoded page as head length, tag length and those bytes (see [`image_parts`]).
+fn put_image(b: &mut Vec<u8>, img: &[u8]) {
+    let (lo, hi) = image_parts(img);
     b.extend_from_slice(&(lo as u16).to_le_bytes());
     b.extend_from_slice(&(hi as u16).to_le_bytes());
     b.extend_from_slice(img.get(..lo).unwrap_or_default());
@@ -397,7 +414,7 @@ pub(crate) fn encode_pages(
     let body = pages
         .iter()
         .map(|c| match c {
-            PageChange::Image(_, img) => img.len() / 2 + 9,
+            PageChange::Image(_, img) => 5 + image_len(img),
             PageChange::Delta(d) => d.encoded_len(),
         })
         .sum::<usize>()
@@ -445,6 +462,11 @@ pub(crate) fn encode_pages(
             }
         }
     }
+    debug_assert_eq!(
+        b.len(),
+        7 + annotation.map_or(0, |a| 4 + a.len()) + body,
+        "size computed ahead"
+    );
     b
 }
 
