@@ -183,6 +183,39 @@ fn a_snapshot_keeps_its_record_until_the_transaction_ends() {
 }
 
 #[test]
+fn a_record_read_while_uncommitted_is_reconstructed_after_the_commit() {
+    // The cursor lands on a record another session changed and has not committed: the page
+    // holds the new value, the view the old one. The commit changes no page, so the cursor's
+    // copy of the node stays current; every retrieve after it must still go through the
+    // record's versions: outside a transaction the commit is seen, in a snapshot taken before
+    // it the old value stays.
+    for in_snapshot in [false, true] {
+        let f = fixture(&[(1, b"a"), (2, b"b")]);
+        let mut t1 = f.s1.open_table(f.db, TABLE).unwrap();
+        let mut t2 = f.s2.open_table(f.db, TABLE).unwrap();
+        f.s2.begin_transaction().unwrap();
+        set(&f.s2, &mut t2, 1, "v", b"new");
+        if in_snapshot {
+            f.s1.begin_transaction().unwrap();
+        }
+        goto(&mut t1, 1);
+        assert_eq!(v_of(&t1).as_deref(), Some(&b"a"[..]), "not committed yet");
+        f.s2.commit_transaction(CommitGrbit::empty()).unwrap();
+        let want: &[u8] = if in_snapshot { b"a" } else { b"new" };
+        assert_eq!(v_of(&t1).as_deref(), Some(want));
+        assert_eq!(v_via_columns(&t1).as_deref(), Some(want));
+        // Another record changes (on the same page): the copy is no longer current and the
+        // record is read again, with the same answer.
+        set(&f.s2, &mut t2, 2, "v", b"c");
+        assert_eq!(v_of(&t1).as_deref(), Some(want));
+        if in_snapshot {
+            f.s1.commit_transaction(CommitGrbit::empty()).unwrap();
+            assert_eq!(v_of(&t1).as_deref(), Some(&b"new"[..]));
+        }
+    }
+}
+
+#[test]
 fn own_writes_through_another_cursor_are_seen_and_rolled_back() {
     let f = fixture(&[(1, b"a"), (2, b"b")]);
     let mut t1 = f.s1.open_table(f.db, TABLE).unwrap();

@@ -432,6 +432,16 @@ impl Cursor {
         self.pos.is_some()
     }
 
+    /// Whether the cursor is on a node and its page has not changed since the cursor read
+    /// the node: [`Cursor::key`], [`Cursor::data`] and [`Cursor::flags`] are then what the
+    /// page holds at this instant (a change of the page, even of another node, moves its
+    /// dbtime). Takes the page's read latch for the check.
+    pub fn is_current(&self) -> bool {
+        self.pos
+            .as_ref()
+            .is_some_and(|p| p.frame.latch.read().dbtime() == p.dbtime)
+    }
+
     /// The current node's key (empty when not positioned).
     pub fn key(&self) -> &[u8] {
         if self.pos.is_some() { &self.key } else { &[] }

@@ -498,8 +498,7 @@ impl Table {
         let mut c = tree.cursor();
         let mut on = c.move_first()?;
         while on {
-            let node = Some((c.data().to_vec(), c.flags()));
-            if self.visible_in(&view, self.tree, c.key(), node)?.is_some() {
+            if self.visible_at(&view, self.tree, &c)?.is_some() {
                 return Ok(true);
             }
             on = c.move_next()?;

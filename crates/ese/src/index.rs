@@ -707,8 +707,7 @@ impl Table {
         let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         while on {
             let bm = c.key().to_vec();
-            let node = Some((c.data().to_vec(), c.flags()));
-            if let Some(bytes) = self.visible_in(&view, self.tree, &bm, node)? {
+            if let Some(bytes) = self.visible_at(&view, self.tree, &c)? {
                 let decoded = Record::decode(&bytes, &layout)?;
                 let rec = self.keyed_in(def, &decoded, &view)?;
                 for k in record_keys(def, ix, &rec)? {

@@ -754,6 +754,39 @@ impl Table {
         })
     }
 
+    /// The state of the node the tree cursor `c` of `tree` is on, as `view` sees it: from
+    /// the cursor's copy of the node while its page has not changed since the cursor read it
+    /// ([`Cursor::is_current`]), else from the node read again. With versions in the tree the
+    /// check is made under the key's version-chain lock, as [`Table::visible_in`] reads there,
+    /// so a positioned cursor costs no second descent.
+    pub(crate) fn visible_at(
+        &self,
+        view: &ReadView,
+        tree: ObjId,
+        c: &Cursor,
+    ) -> Result<Option<Vec<u8>>> {
+        let vs = &self.engine.vs;
+        let key = c.key();
+        let from_cursor = || node_state(Some((c.data().to_vec(), c.flags())));
+        // The check reads the page, before `may_have_versions` is asked (see there).
+        let state = if c.is_current() && !vs.may_have_versions(tree) {
+            from_cursor()
+        } else {
+            let t = self.engine.store.tree(tree)?;
+            vs.visible_with(tree, key, view, || {
+                Ok(if c.is_current() {
+                    from_cursor()
+                } else {
+                    node_state(t.get_opt(key)?)
+                })
+            })?
+        };
+        Ok(match state {
+            PhysState::Present(v) => Some(v),
+            _ => None,
+        })
+    }
+
     /// The length of the secondary-key part of the node `c` is on.
     pub(crate) fn node_seckey_len(&self, c: &Cursor) -> Result<usize> {
         self.cur.layout.seckey_len(c.key(), c.data())
@@ -770,13 +803,7 @@ impl Table {
             let mut cache = self.rec_cache.lock();
             cache.valid = false;
             if self.engine.vs.may_have_versions(self.cur.tree) {
-                let Some(data) = self.visible_in(
-                    view,
-                    self.cur.tree,
-                    node,
-                    Some((c.data().to_vec(), c.flags())),
-                )?
-                else {
+                let Some(data) = self.visible_at(view, self.cur.tree, c)? else {
                     return Ok(None);
                 };
                 cache.bytes = data;
@@ -796,13 +823,7 @@ impl Table {
                 bookmark: None,
             }));
         }
-        let Some(data) = self.visible_in(
-            view,
-            self.cur.tree,
-            node,
-            Some((c.data().to_vec(), c.flags())),
-        )?
-        else {
+        let Some(data) = self.visible_at(view, self.cur.tree, c)? else {
             return Ok(None);
         };
         let seckey_len = match self.cur.layout {
@@ -1013,11 +1034,21 @@ impl Table {
         let epoch = self.engine.vs.change_epoch();
         if !(cache.valid && cache.epoch == epoch && cache.bookmark == *key) {
             cache.valid = false;
-            let tree = self.engine.store.tree(self.tree)?;
-            let node = tree.get_opt(key)?;
-            let bytes = self
-                .visible_in(&self.session.read_view(), self.tree, key, node)?
-                .ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
+            let view = self.session.read_view();
+            // The kept tree cursor, when it is on this record of the primary tree, spares a
+            // descent while its page is unchanged.
+            let kept = self
+                .nav
+                .as_ref()
+                .filter(|(tree, c)| *tree == self.tree && c.key() == key.as_slice())
+                .map(|(_, c)| c);
+            let visible = if let Some(c) = kept {
+                self.visible_at(&view, self.tree, c)?
+            } else {
+                let node = self.engine.store.tree(self.tree)?.get_opt(key)?;
+                self.visible_in(&view, self.tree, key, node)?
+            };
+            let bytes = visible.ok_or_else(|| Error::new(ErrorKind::RecordDeleted))?;
             cache.bookmark.clear();
             cache.bookmark.extend_from_slice(key);
             cache.bytes = bytes;
@@ -1477,8 +1508,7 @@ impl Table {
         let (mut lids, mut chunks, mut last) = (0u64, 0u64, None);
         while on {
             let key = c.key().to_vec();
-            let node = Some((c.data().to_vec(), c.flags()));
-            if self.visible_in(&view, lv.tree, &key, node)?.is_some() {
+            if self.visible_at(&view, lv.tree, &c)?.is_some() {
                 chunks += 1;
                 let lid = crate::lv::lid_of_key(&key);
                 if lid != last {
