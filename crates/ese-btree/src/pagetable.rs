@@ -4,9 +4,9 @@
 //! (even a reader-writer lock taken shared) every lookup writes the lock's cache line, which
 //! then bounces between the cores of concurrent readers; a hash table adds a miss on its
 //! control bytes before the miss on the entry. This table is a two-level radix array indexed
-//! by the page number: a top array of 2^16 chunk pointers, chunks of 2^16 frame pointers
-//! (512 KiB, covering 2^16 pages) allocated when a page of their range is first cached. A
-//! lookup reads two pointers and takes a reference on the frame.
+//! by the page number: a top array of 2^16 chunk pointers (512 KiB), and chunks of 2^16 frame
+//! pointers (512 KiB, covering 2^16 pages) allocated when a page of their range is first
+//! cached. A lookup reads two pointers and takes a reference on the frame.
 //!
 //! - **Ownership.** Each non-null slot owns one strong reference of an `Arc<Frame>`
 //!   (`Arc::into_raw`). Chunks live as long as the table.
@@ -171,18 +171,21 @@ impl PageTable {
             .is_some_and(|s| ptr::eq(s.load(Ordering::Acquire), Arc::as_ptr(frame)))
     }
 
+    /// Clears the slot of `frame`'s page if it holds `frame`: the slot and the frame's
+    /// pointer, whose slot reference the caller now owns (to release or put back).
+    fn clear(&self, frame: &Arc<Frame>) -> Option<(&AtomicPtr<Frame>, *mut Frame)> {
+        let slot = self.slot(frame.pgno)?;
+        let p = Arc::as_ptr(frame).cast_mut();
+        slot.compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::Relaxed)
+            .ok()?;
+        Some((slot, p))
+    }
+
     /// Removes `frame` if it is the frame of its page; whether it was.
     pub(crate) fn remove(&self, frame: &Arc<Frame>) -> bool {
-        let Some(slot) = self.slot(frame.pgno) else {
+        let Some((_, p)) = self.clear(frame) else {
             return false;
         };
-        let p = Arc::as_ptr(frame).cast_mut();
-        if slot
-            .compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
         self.release(p);
         true
     }
@@ -190,16 +193,9 @@ impl PageTable {
     /// Removes `frame` if it is the frame of its page and nobody pins it: its strong count is
     /// `expected` (the table's reference plus those the caller holds). Whether it was removed.
     pub(crate) fn remove_unpinned(&self, frame: &Arc<Frame>, expected: usize) -> bool {
-        let Some(slot) = self.slot(frame.pgno) else {
+        let Some((slot, p)) = self.clear(frame) else {
             return false;
         };
-        let p = Arc::as_ptr(frame).cast_mut();
-        if slot
-            .compare_exchange(p, ptr::null_mut(), Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
         // Pairs with the fence in `get` (see the module notes).
         fence(Ordering::SeqCst);
         if Arc::strong_count(frame) == expected
