@@ -213,6 +213,8 @@ pub(crate) struct BufferCache {
     /// While redo runs, dirty pages are not evicted (see `redo.rs`).
     pub(crate) recovering: AtomicBool,
     failed: Mutex<Option<Error>>,
+    /// Set once `failed` holds an error: every change checks it, without the mutex.
+    has_failed: AtomicBool,
     /// The doublewrite file every write-back goes through first; `None` without one (then
     /// a page's first change after a read or a write is logged as a full image).
     dw: Option<DoubleWrite>,
@@ -259,6 +261,7 @@ impl BufferCache {
             writes: AtomicU64::new(0),
             recovering: AtomicBool::new(false),
             failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
             dw,
         }
     }
@@ -269,6 +272,9 @@ impl BufferCache {
 
     /// Fails with `DatabaseUnavailable` after an earlier write or sync failure (fail-stop).
     pub(crate) fn check_failed(&self) -> Result<()> {
+        if !self.has_failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.failed.lock() {
             Some(e) => Err(Error::new(ErrorKind::DatabaseUnavailable)
                 .with_message(format!("an earlier write failed: {e}"))),
@@ -280,6 +286,7 @@ impl BufferCache {
         let mut f = self.failed.lock();
         if f.is_none() {
             *f = Some(e.clone());
+            self.has_failed.store(true, Ordering::Release);
         }
         e
     }
