@@ -332,8 +332,7 @@ impl<'a> Reader<'a> {
 }
 
 fn head(kind: u8, dbid: u32, annotation: Option<&[u8]>, body: usize) -> Vec<u8> {
-    let alen = annotation.map_or(0, |a| 4 + a.len());
-    let mut b = Vec::with_capacity(7 + alen + body);
+    let mut b = Vec::with_capacity(record_len(annotation, body));
     b.push(kind);
     b.push(REC_VERSION);
     b.extend_from_slice(&dbid.to_le_bytes());
@@ -366,11 +365,7 @@ pub(crate) fn encode_images(
         b.extend_from_slice(&pgno.to_bytes());
         put_image(&mut b, img);
     }
-    debug_assert_eq!(
-        b.len(),
-        7 + annotation.map_or(0, |a| 4 + a.len()) + body,
-        "size computed ahead"
-    );
+    debug_assert_eq!(b.len(), record_len(annotation, body), "size computed ahead");
     b
 }
 
@@ -462,12 +457,13 @@ pub(crate) fn encode_pages(
             }
         }
     }
-    debug_assert_eq!(
-        b.len(),
-        7 + annotation.map_or(0, |a| 4 + a.len()) + body,
-        "size computed ahead"
-    );
+    debug_assert_eq!(b.len(), record_len(annotation, body), "size computed ahead");
     b
+}
+
+/// Bytes of a record whose body after [`head`] is `body` bytes.
+fn record_len(annotation: Option<&[u8]>, body: usize) -> usize {
+    7 + annotation.map_or(0, |a| 4 + a.len()) + body
 }
 
 /// Encodes a node record.

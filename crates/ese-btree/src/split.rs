@@ -545,7 +545,7 @@ fn split_page(
     let flags = level_flags(root_flags, level);
     let leaf = level == 0;
     let (chain, seps) =
-        if let (Overflow::Append(node), true) = (&ov, i > 0) {
+        if let (Overflow::Append(node), true) = (ov, i > 0) {
             // Sequential inserts: the page stays as it is, the node starts a new page.
             let n = page.count();
             let last = page.key(n.saturating_sub(1));
@@ -559,23 +559,25 @@ fn split_page(
                 .rebuild(&[], std::iter::once(node.node_ref()))?;
             (vec![pgno, c], vec![sep])
         } else {
-            // The content as node references, borrowed from a copy of the page (and the new
-            // node) or from the parent's nodes handed up by a split below.
-            let src = page.clone();
-            let mut refs = Vec::with_capacity(src.count() + 1);
-            if let Overflow::Nodes(nodes) = ov {
-                refs.extend(nodes.iter().map(Node::node_ref));
-            } else {
+            // The content as node references: the parent's nodes handed up by a split below,
+            // or borrowed from a copy of the page, with the new node.
+            let ext = page.ext().to_vec();
+            let src = (!matches!(ov, Overflow::Nodes(_))).then(|| page.clone());
+            let mut refs = Vec::new();
+            if let Some(src) = &src {
+                refs.reserve(src.count() + 1);
                 for j in 0..src.count() {
                     refs.push(src.node(j).ok_or_else(|| {
                         corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node")
                     })?);
                 }
             }
-            match &ov {
-                Overflow::Nodes(_) => {}
+            match ov {
+                Overflow::Nodes(nodes) => refs.extend(nodes.iter().map(Node::node_ref)),
                 Overflow::Append(node) => refs.push(node.node_ref()),
-                Overflow::Insert(idx, node) => refs.insert((*idx).min(refs.len()), node.node_ref()),
+                Overflow::Insert(idx, node) => {
+                    refs.insert((*idx).min(refs.len()), node.node_ref());
+                }
             }
             let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
             let mut cuts = partition_cuts(&sizes, cap, append && leaf);
@@ -614,15 +616,15 @@ fn split_page(
                     .collect();
                 let root = work.page_mut(pgno)?;
                 root.set_level(level + 1);
-                root.set_flags(level_flags(root_flags, level + 1).with(PageFlags::ROOT, true));
+                let root_level_flags = level_flags(root_flags, level + 1);
+                root.set_flags(root_level_flags.with(PageFlags::ROOT, true));
                 root.set_nodes(&root_nodes)?;
                 return Ok(None);
             }
             let mut chain = vec![pgno];
             for (j, part) in parts.iter().enumerate() {
                 if j == 0 {
-                    work.page_mut(pgno)?
-                        .rebuild(src.ext(), part.iter().copied())?;
+                    work.page_mut(pgno)?.rebuild(&ext, part.iter().copied())?;
                 } else {
                     let c = work.alloc(objid, flags, level)?;
                     work.page_mut(c)?.rebuild(&[], part.iter().copied())?;

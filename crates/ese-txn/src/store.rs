@@ -28,6 +28,14 @@ impl PhysState {
         }
     }
 
+    /// [`PhysState::value`], taking the data.
+    pub fn into_value(self) -> Option<Vec<u8>> {
+        match self {
+            PhysState::Present(v) => Some(v),
+            PhysState::Absent | PhysState::Deleted(_) => None,
+        }
+    }
+
     /// Bytes of data held (for the version-store budget).
     pub fn data_len(&self) -> usize {
         match self {

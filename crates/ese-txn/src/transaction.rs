@@ -176,11 +176,7 @@ impl Transaction {
     /// # Errors
     /// The page store's errors.
     pub fn read(&self, tree: ObjId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let state = self.vs.read(tree, key, &self.read_view())?;
-        Ok(match state {
-            PhysState::Present(v) => Some(v),
-            PhysState::Absent | PhysState::Deleted(_) => None,
-        })
+        Ok(self.vs.read(tree, key, &self.read_view())?.into_value())
     }
 
     /// Inserts a record.

@@ -15,9 +15,17 @@ use ese_txn::VersionStore;
 const TREE: ObjId = ObjId(5);
 const OTHER: ObjId = ObjId(6);
 
+/// A version store over an empty store.
 fn store() -> Arc<VersionStore> {
     let store = Arc::new(MemStore::default());
     Arc::new(VersionStore::new(store, 64 << 20, TrxId(1)))
+}
+
+/// Inserts `key` = `value` into `TREE` in a committed transaction of its own.
+fn committed(vs: &Arc<VersionStore>, key: &[u8], value: &[u8]) {
+    let mut t = vs.begin("setup".into(), false);
+    t.insert(TREE, key, value).unwrap();
+    t.commit_level(false).unwrap();
 }
 
 fn key(i: u32) -> Vec<u8> {
@@ -27,9 +35,7 @@ fn key(i: u32) -> Vec<u8> {
 #[test]
 fn holds_version_tracks_changes_locks_and_rollbacks_short_and_long() {
     let vs = store();
-    let mut setup = vs.begin("setup".into(), false);
-    setup.insert(TREE, b"locked", b"v0").unwrap();
-    setup.commit_level(false).unwrap();
+    committed(&vs, b"locked", b"v0");
 
     // 1 change (own list) and 200 changes (beyond the own-list scan: the chain answers).
     for changes in [1u32, 200] {
@@ -62,15 +68,11 @@ fn holds_version_tracks_changes_locks_and_rollbacks_short_and_long() {
 #[test]
 fn lock_and_read_returns_what_the_transaction_sees() {
     let vs = store();
-    let mut setup = vs.begin("setup".into(), false);
-    setup.insert(TREE, b"a", b"committed").unwrap();
-    setup.commit_level(false).unwrap();
+    committed(&vs, b"a", b"committed");
 
     let mut t = vs.begin("t".into(), false);
     // A later commit by another transaction, after `t` began.
-    let mut w = vs.begin("w".into(), false);
-    w.insert(TREE, b"b", b"new").unwrap();
-    w.commit_level(false).unwrap();
+    committed(&vs, b"b", b"new");
 
     assert_eq!(t.lock_and_read(TREE, b"a", false).unwrap(), b"committed");
     assert!(t.holds_version(TREE, b"a"));

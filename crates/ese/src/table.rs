@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ese_btree::{Cursor, NodeFlags, SeekOp};
 use ese_core::{Error, ErrorKind, ObjId, Result};
-use ese_txn::{PhysState, ReadView, Transaction, node_state};
+use ese_txn::{ReadView, Transaction, node_state};
 
 use crate::catalog::{self, CATALOG_OBJID, IndexEntry, TableDef};
 use crate::column::{
@@ -748,10 +748,7 @@ impl Table {
         } else {
             node_state(node)
         };
-        Ok(match state {
-            PhysState::Present(v) => Some(v),
-            _ => None,
-        })
+        Ok(state.into_value())
     }
 
     /// The state of the node the tree cursor `c` of `tree` is on, as `view` sees it: from
@@ -781,10 +778,7 @@ impl Table {
                 })
             })?
         };
-        Ok(match state {
-            PhysState::Present(v) => Some(v),
-            _ => None,
-        })
+        Ok(state.into_value())
     }
 
     /// The length of the secondary-key part of the node `c` is on.
