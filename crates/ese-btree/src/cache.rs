@@ -76,6 +76,9 @@ pub(crate) struct Frame {
     /// the page's buffer pointer on one cache line (see [`ReadGuard`]).
     pub(crate) latch: RwLock<Page>,
     pub(crate) meta: Mutex<Meta>,
+    /// The address of the page's buffer, which never moves while the frame lives (`Page`
+    /// rewrites its buffer in place): what the page table prefetches.
+    page_addr: usize,
     referenced: AtomicBool,
     hot: AtomicBool,
     state: AtomicU8,
@@ -103,6 +106,7 @@ impl Frame {
     fn new(page: Page, state: u8) -> Arc<Frame> {
         Arc::new(Frame {
             pgno: page.pgno(),
+            page_addr: page.buf_addr(),
             latch: RwLock::new(page),
             meta: Mutex::new(Meta {
                 dirty: false,
@@ -115,6 +119,11 @@ impl Frame {
             hot: AtomicBool::new(false),
             state: AtomicU8::new(state),
         })
+    }
+
+    /// The address of the page's buffer (see the field).
+    pub(crate) fn page_addr(&self) -> usize {
+        self.page_addr
     }
 
     /// Waits until a loading frame is resolved; whether it holds its page.
@@ -245,6 +254,7 @@ impl BufferCache {
         dw: Option<DoubleWrite>,
     ) -> BufferCache {
         let ps = file.page_size() as u64;
+        let table = PageTable::new(file.page_size());
         let budget_pages = usize::try_from(budget_bytes / ps)
             .unwrap_or(usize::MAX)
             .max(MIN_CACHE_PAGES);
@@ -253,7 +263,7 @@ impl BufferCache {
             wal,
             budget_pages,
             inner: Mutex::new(Inner::default()),
-            table: PageTable::new(),
+            table,
             hits: StripedCounter::default(),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
@@ -316,7 +326,7 @@ impl BufferCache {
                 if hit.is_none() {
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let victims = self.choose_victims(&mut g);
-                    let frame = Frame::new(Page::placeholder(pgno), LOADING);
+                    let frame = Frame::new(Page::zeroed(self.page_size(), pgno), LOADING);
                     let guard = WriteGuard::new(Arc::clone(&frame));
                     self.install(&mut g, &frame)?;
                     drop(g);
@@ -352,10 +362,10 @@ impl BufferCache {
         mut guard: WriteGuard,
         victims: Vec<Arc<Frame>>,
     ) -> Result<Arc<Frame>> {
-        let read = self.read_page(pgno);
+        let read = guard.read_in_place(|buf| self.file.read_page(pgno, buf));
         match read {
-            Ok(page) => {
-                *guard = page;
+            Ok(()) => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
                 // With a doublewrite file a torn write of this page is repaired from its copy,
                 // so the page as read is a sound base for redo: no image needed.
                 frame.meta.lock().needs_image = self.dw.is_none();
@@ -365,6 +375,7 @@ impl BufferCache {
                 Ok(frame)
             }
             Err(e) => {
+                let e = e.with_path(self.file.path());
                 frame.state.store(FAILED, Ordering::Release);
                 {
                     let _g = self.inner.lock();
@@ -375,15 +386,6 @@ impl BufferCache {
                 Err(e)
             }
         }
-    }
-
-    fn read_page(&self, pgno: Pgno) -> Result<Page> {
-        let mut buf = vec![0u8; self.page_size()].into_boxed_slice();
-        self.file
-            .read_page(pgno, &mut buf)
-            .map_err(|e| e.with_path(self.file.path()))?;
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        Page::decode_owned(buf, pgno).map_err(|e| e.with_path(self.file.path()))
     }
 
     /// The frame of `pgno` if cached, otherwise a new frame holding `make()` (for pages that
@@ -404,7 +406,9 @@ impl BufferCache {
                 continue;
             }
             let victims = self.choose_victims(&mut g);
-            let page = make.take().map_or_else(|| Page::placeholder(pgno), |m| m());
+            let page = make
+                .take()
+                .map_or_else(|| Page::zeroed(self.page_size(), pgno), |m| m());
             let frame = Frame::new(page, READY);
             self.install(&mut g, &frame)?;
             drop(g);

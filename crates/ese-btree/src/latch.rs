@@ -60,6 +60,12 @@ impl std::ops::Deref for ReadGuard {
 
 impl Drop for ReadGuard {
     fn drop(&mut self) {
+        debug_assert_eq!(
+            self.frame.page_addr(),
+            self.buf_addr(),
+            "page {} changed buffers",
+            self.frame.pgno
+        );
         // SAFETY: the latch is held shared by this guard (see `new`/`try_new`), and no
         // reference obtained through `deref` outlives the guard.
         unsafe { self.frame.latch.force_unlock_read() }
@@ -99,6 +105,13 @@ impl std::ops::DerefMut for WriteGuard {
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
+        // A page's buffer never moves while its frame lives (the page table prefetches it).
+        debug_assert_eq!(
+            self.frame.page_addr(),
+            self.buf_addr(),
+            "page {} changed buffers",
+            self.frame.pgno
+        );
         // SAFETY: the latch is held exclusively by this guard (see `new`), and no reference
         // obtained through `deref`/`deref_mut` outlives the guard.
         unsafe { self.frame.latch.force_unlock_write() }

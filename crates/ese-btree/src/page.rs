@@ -25,6 +25,7 @@
 
 #![deny(clippy::indexing_slicing)]
 
+use crate::pagetable::prefetch;
 use ese_core::checksum::crc32_seeded;
 use ese_core::{DbTime, Error, ErrorKind, ObjId, Pgno, Result};
 
@@ -155,6 +156,10 @@ const H_LEVEL: usize = 38;
 /// equal to what is free, the hole between the node area and the tag array all zero), so a
 /// page built in memory always passes `decode`. Lines may be out of tag order and deleted
 /// lines leave fragments; an insert that does not fit the hole compacts the page first.
+///
+/// The buffer never moves: every change, compaction and rebuild included, rewrites it in
+/// place, and [`Page::copy_from`] copies another page's bytes into it. A cached frame's
+/// buffer address is therefore fixed for the frame's life (the page table prefetches it).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Page {
     pgno: Pgno,
@@ -231,6 +236,16 @@ impl<'a> Keys<'a> {
         Some(Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?))
     }
 
+    /// Asks the CPU for the start of node `i`'s line (its header and the first bytes of its
+    /// key) ahead of a comparison; nothing if `i` is out of range.
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        if let Some(&[_, _, ib0, ib1]) = self.tags.get(self.tags.len().wrapping_sub(i + 1)) {
+            let ib = usize::from(u16::from_le_bytes([ib0, ib1]));
+            prefetch((self.buf.as_ptr() as usize).wrapping_add(ib));
+        }
+    }
+
     /// The key of node `i`.
     #[inline]
     fn key(&self, i: usize) -> &'a [u8] {
@@ -249,6 +264,9 @@ fn child_index_in(keys: &Keys<'_>, key: &[u8]) -> usize {
     let (mut lo, mut hi) = (0, keys.len().saturating_sub(1));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
+        // As in `Page::search`: both possible next probes are asked for ahead.
+        keys.prefetch(lo + (mid - lo) / 2);
+        keys.prefetch(mid + 1 + (hi - mid - 1) / 2);
         if probe.cmp(keys.key(mid)) == std::cmp::Ordering::Greater {
             hi = mid;
         } else {
@@ -349,12 +367,53 @@ impl Page {
         p
     }
 
-    /// A page with no bytes, held by a frame while its page is read (never looked at).
+    /// A page with no bytes (a test frame's; never looked at).
+    #[cfg(test)]
     pub(crate) fn placeholder(pgno: Pgno) -> Page {
         Page {
             pgno,
             buf: Box::new([]),
         }
+    }
+
+    /// A page of `page_size` zero bytes, held by a frame while its page is read into it
+    /// ([`Page::read_in_place`]); not a valid page until then.
+    pub(crate) fn zeroed(page_size: usize, pgno: Pgno) -> Page {
+        Page {
+            pgno,
+            buf: vec![0u8; page_size].into_boxed_slice(),
+        }
+    }
+
+    /// The address of the page's buffer (fixed for the page's life; see the type's notes).
+    pub(crate) fn buf_addr(&self) -> usize {
+        self.buf.as_ptr() as usize
+    }
+
+    /// Makes this page a copy of `other` (same page number and size), keeping its buffer
+    /// where it is.
+    pub(crate) fn copy_from(&mut self, other: &Page) {
+        debug_assert_eq!(self.buf.len(), other.buf.len(), "pages of one size");
+        if self.buf.len() == other.buf.len() {
+            self.buf.copy_from_slice(&other.buf);
+        } else {
+            self.buf.clone_from(&other.buf);
+        }
+        self.pgno = other.pgno;
+    }
+
+    /// Fills the buffer with `read` (the page's bytes as stored) and verifies them as
+    /// [`Page::decode`] does, in place.
+    ///
+    /// # Errors
+    /// `read`'s error; as [`Page::decode`].
+    pub(crate) fn read_in_place(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        read(&mut self.buf)?;
+        verify(&self.buf, self.pgno)?;
+        Page::check(&mut self.buf, self.pgno)
     }
 
     fn rd16(&self, off: usize) -> usize {
@@ -518,6 +577,11 @@ impl Page {
         let (mut lo, mut hi) = (0, keys.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
+            // The next probe is the middle of one half or the other: both are asked for
+            // before this comparison, so that on a page not in the CPU cache the miss on the
+            // next key overlaps this one instead of following it.
+            keys.prefetch(lo + (mid - lo) / 2);
+            keys.prefetch(mid + 1 + (hi - mid - 1) / 2);
             match probe.cmp(keys.key(mid)) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -573,7 +637,8 @@ impl Page {
             }
             pos += len;
         }
-        self.buf = b;
+        // Copied back rather than swapped in: the buffer never moves (see the type's notes).
+        self.buf.copy_from_slice(&b);
         self.wr16(H_MIC, pos as u16);
     }
 
@@ -745,14 +810,11 @@ impl Page {
                 .with_pgno(self.pgno)
                 .with_message(format!("page content of {need} bytes exceeds the page")));
         }
-        let mut b = vec![0u8; ps].into_boxed_slice();
-        if let (Some(d), Some(s)) = (
-            b.get_mut(..PAGE_HEADER_LEN),
-            self.buf.get(..PAGE_HEADER_LEN),
-        ) {
-            d.copy_from_slice(s);
+        // Everything but the header is rewritten, in place (the buffer never moves; `nodes`
+        // cannot borrow from it while `self` is borrowed mutably).
+        if let Some(rest) = self.buf.get_mut(PAGE_HEADER_LEN..) {
+            rest.fill(0);
         }
-        self.buf = b;
         self.wr16(H_NTAGS, ntags as u16);
         let mut pos = PAGE_HEADER_LEN;
         if let Some(d) = self.buf.get_mut(pos..pos + ext.len()) {
@@ -846,20 +908,13 @@ impl Page {
     /// lengths, counters or flags. Every error names `pgno`.
     pub(crate) fn decode(b: &[u8], pgno: Pgno) -> Result<Page> {
         verify(b, pgno)?;
-        Page::check(b.to_vec().into_boxed_slice(), pgno)
-    }
-
-    /// [`Page::decode`] of a buffer the caller gives up (no copy).
-    ///
-    /// # Errors
-    /// As [`Page::decode`].
-    pub(crate) fn decode_owned(b: Box<[u8]>, pgno: Pgno) -> Result<Page> {
-        verify(&b, pgno)?;
-        Page::check(b, pgno)
+        let mut buf = b.to_vec().into_boxed_slice();
+        Page::check(&mut buf, pgno)?;
+        Ok(Page { pgno, buf })
     }
 
     /// Structural checks of a page whose checksum is verified; zeroes the hole.
-    fn check(b: Box<[u8]>, pgno: Pgno) -> Result<Page> {
+    fn check(b: &mut [u8], pgno: Pgno) -> Result<()> {
         let ps = b.len();
         let bad = |m: &str| corrupt(ErrorKind::DatabaseCorrupted, pgno, m);
         let flags = PageFlags(rd_u32(&b, H_FLAGS).ok_or_else(|| bad("short page"))?);
@@ -914,11 +969,10 @@ impl Page {
         if PAGE_HEADER_LEN + lines > mic || free != tag_start - PAGE_HEADER_LEN - lines {
             return Err(bad(&format!("free bytes {free} do not match the lines")));
         }
-        let mut page = Page { pgno, buf: b };
-        if let Some(h) = page.buf.get_mut(mic..tag_start) {
+        if let Some(h) = b.get_mut(mic..tag_start) {
             h.fill(0);
         }
-        Ok(page)
+        Ok(())
     }
 }
 

@@ -84,7 +84,8 @@ impl Database {
                                 d.before,
                                 d.after,
                                 |page| {
-                                    *page = d.apply(page, ps)?;
+                                    let after = d.apply(page, ps)?;
+                                    page.copy_from(&after);
                                     Ok(())
                                 },
                             )?
@@ -135,7 +136,7 @@ impl Database {
             Err(e) if is_damage(e.kind()) => sh.cache.get_or_install(pgno, || page.clone())?,
             Err(e) => return Err(e),
         };
-        *frame.latch.write() = page;
+        frame.latch.write().copy_from(&page);
         sh.cache.redo_dirty(&[&frame], lgpos);
         Ok(true)
     }

@@ -253,7 +253,7 @@ impl<'a> Work<'a> {
         let frames: Vec<&Frame> = entries.iter().map(|(f, _)| f.as_ref()).collect();
         let lgpos = self.sh.cache.log_change(&rec, &frames)?;
         for (g, (_, page)) in guards.iter_mut().zip(entries) {
-            **g = page;
+            g.copy_from(&page);
         }
         Ok(Some(lgpos))
     }
