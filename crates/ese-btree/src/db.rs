@@ -619,16 +619,35 @@ impl Database {
     /// `OutOfObjectIDs` when objids run out; `OutOfDatabaseSpace`/`DiskFull` when the file
     /// cannot grow; `DatabaseUnavailable` after an earlier write failure; page read errors.
     pub fn create_tree(&self, kind: TreeKind) -> Result<Tree> {
+        self.create_tree_as(kind, None)
+    }
+
+    /// [`Database::create_tree`] with objid `objid` when given (a compaction keeps every
+    /// tree's objid; the last objid handed out becomes at least `objid`), else a fresh one.
+    ///
+    /// # Errors
+    /// As [`Database::create_tree`]; `InvalidParameter` for an objid that is taken, the tree
+    /// directory's or past the largest.
+    pub(crate) fn create_tree_as(&self, kind: TreeKind, objid: Option<ObjId>) -> Result<Tree> {
         let sh = &self.shared;
         sh.cache.check_failed()?;
         let _w = sh.writer.lock();
         let mut work = Work::new(sh);
         let mut space = work.space()?;
-        if space.last_objid >= OBJID_MAX {
-            return Err(Error::new(ErrorKind::OutOfObjectIDs));
-        }
-        space.last_objid += 1;
-        let objid = ObjId(space.last_objid);
+        let objid = if let Some(o) = objid {
+            if o.0 <= DIR_OBJID.0 || o.0 > OBJID_MAX || sh.roots.read().contains_key(&o) {
+                return Err(Error::new(ErrorKind::InvalidParameter)
+                    .with_message(format!("objid {o} cannot be given to a new tree")));
+            }
+            space.last_objid = space.last_objid.max(o.0);
+            o
+        } else {
+            if space.last_objid >= OBJID_MAX {
+                return Err(Error::new(ErrorKind::OutOfObjectIDs));
+            }
+            space.last_objid += 1;
+            ObjId(space.last_objid)
+        };
         work.set_space(space)?;
         let root = work.alloc(
             objid,

@@ -33,6 +33,7 @@
 
 mod cache;
 mod check;
+mod compact;
 mod cursor;
 mod db;
 mod doublewrite;
@@ -49,6 +50,7 @@ mod wal;
 
 pub use cache::CacheStats;
 pub use check::{IntegrityReport, TreeSpace};
+pub use compact::CompactStats;
 pub use cursor::{Cursor, SeekOp};
 pub use db::{Database, DbOptions, TreeKind};
 pub use doublewrite::doublewrite_path;

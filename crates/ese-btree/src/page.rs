@@ -917,13 +917,13 @@ impl Page {
     fn check(b: &mut [u8], pgno: Pgno) -> Result<()> {
         let ps = b.len();
         let bad = |m: &str| corrupt(ErrorKind::DatabaseCorrupted, pgno, m);
-        let flags = PageFlags(rd_u32(&b, H_FLAGS).ok_or_else(|| bad("short page"))?);
+        let flags = PageFlags(rd_u32(b, H_FLAGS).ok_or_else(|| bad("short page"))?);
         if flags.0 & !PageFlags::ALL.0 != 0 {
             return Err(bad(&format!("unknown page flags {:#x}", flags.0)));
         }
-        let ntags = usize::from(rd_u16(&b, H_NTAGS).ok_or_else(|| bad("short page"))?);
-        let free = usize::from(rd_u16(&b, H_FREE).ok_or_else(|| bad("short page"))?);
-        let mic = usize::from(rd_u16(&b, H_MIC).ok_or_else(|| bad("short page"))?);
+        let ntags = usize::from(rd_u16(b, H_NTAGS).ok_or_else(|| bad("short page"))?);
+        let free = usize::from(rd_u16(b, H_FREE).ok_or_else(|| bad("short page"))?);
+        let mic = usize::from(rd_u16(b, H_MIC).ok_or_else(|| bad("short page"))?);
         let level = *b.get(H_LEVEL).ok_or_else(|| bad("short page"))?;
         if ntags == 0 || PAGE_HEADER_LEN + ntags * TAG_LEN > ps {
             return Err(corrupt(
@@ -940,8 +940,8 @@ impl Page {
         for i in 0..ntags {
             let t = ps - (i + 1) * TAG_LEN;
             let tag_err = || corrupt(ErrorKind::PageTagCorrupted, pgno, format!("tag {i}"));
-            let cb = usize::from(rd_u16(&b, t).ok_or_else(tag_err)?);
-            let ib = usize::from(rd_u16(&b, t + 2).ok_or_else(tag_err)?);
+            let cb = usize::from(rd_u16(b, t).ok_or_else(tag_err)?);
+            let ib = usize::from(rd_u16(b, t + 2).ok_or_else(tag_err)?);
             if ib < PAGE_HEADER_LEN || ib + cb > mic {
                 return Err(corrupt(
                     ErrorKind::PageTagCorrupted,

@@ -544,6 +544,15 @@ impl VersionStore {
         }
     }
 
+    /// Whether any entry (committed or not, of any kind) is held for a tree `of` selects: a
+    /// scan of every shard, for detach, which must not leave versions of a database's trees
+    /// behind.
+    pub fn holds_versions_of(&self, of: impl Fn(ObjId) -> bool) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.lock().map.keys().any(|k| of(k.tree())))
+    }
+
     /// Whether any transaction holds versions of `key` (a cheap check before
     /// [`VersionStore::visible`]).
     pub fn has_versions(&self, tree: ObjId, key: &[u8]) -> bool {

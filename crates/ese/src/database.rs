@@ -78,13 +78,16 @@ impl Session {
         Ok(())
     }
 
-    /// Detaches a database (JetDetachDatabase): its pages are flushed, the detach logged and
-    /// the header written clean, so the file can be copied or attached elsewhere.
+    /// Detaches a database (JetDetachDatabase): version cleanup runs first (so the version
+    /// store keeps nothing of the database, and records whose delete was committed are
+    /// removed), then its pages are flushed, the detach logged and the header written clean,
+    /// so the file can be copied, compacted or attached elsewhere.
     ///
     /// # Errors
     /// `DatabaseNotFound` (-1203) if it is not attached; `DatabaseInUse` (-1202) while a
-    /// session has it open; I/O errors; the session and instance errors (stop service is
-    /// exempt).
+    /// session has it open, or while an open transaction (of any session) still needs
+    /// versions of its records: a snapshot older than a committed change to it; I/O errors;
+    /// the session and instance errors (stop service is exempt).
     pub fn detach_database(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let _call = self.enter(true)?;
@@ -104,6 +107,53 @@ impl Session {
                 .with_message("a session has the database open"));
         }
         engine.detach(d.dbid).inspect_err(|e| self.check_fatal(e))
+    }
+
+    /// Makes a compacted copy of a database file (JetCompact; `esentutl /d`): every B+tree
+    /// (tables, indexes, long values, the catalog) is rebuilt in key order in the new file
+    /// `dest`, under its objid, so its pages are full and in order; rows deleted but not yet
+    /// cleaned up are left out. The source is only read. The copy is written without logging,
+    /// flushed and synced, then its header is written clean: it can be attached (to this
+    /// instance or another) or take the source's place once this returns. Returns what was
+    /// copied and the page counts before and after (`source_pages`, `dest_pages`).
+    ///
+    /// The source must not be attached to this instance (detach it first) and must have been
+    /// shut down cleanly. The copy has the instance's page size and a new database signature
+    /// (backups of the source do not apply to it). Corresponds to `JetCompact` without a
+    /// status callback or grbits (`JET_bitCompactStats`, `JET_bitCompactRepair` are not
+    /// offered).
+    ///
+    /// # Errors
+    /// `DatabaseInUse` (-1202) if `src` or `dest` is attached to this instance;
+    /// `DatabaseDuplicate` (-1201) if `dest` exists; `DatabaseDirtyShutdown` (-550) if the
+    /// source was not shut down cleanly; `DatabaseSharingViolation` (-1215) if another
+    /// instance or process has it attached; `PageSizeMismatch` (-1213); `FileNotFound`
+    /// (-1811); `InvalidDatabase`, `ReadVerifyFailure` and the other page errors for a damaged
+    /// source (nothing is copied then: the incomplete copy is removed); `DiskFull`, `DiskIO`
+    /// writing the copy; the session and instance errors (`InvalidSesid`, `NotInitialized`,
+    /// `TermInProgress`, `ClientRequestToStopJetService`, ...).
+    pub fn compact_database(
+        &self,
+        src: impl AsRef<Path>,
+        dest: impl AsRef<Path>,
+    ) -> Result<ese_btree::CompactStats> {
+        let (src, dest) = (src.as_ref(), dest.as_ref());
+        let _call = self.enter(false)?;
+        let engine = self.inst.engine()?;
+        for p in [src, dest] {
+            if engine.find(p).is_some() {
+                return Err(Error::new(ErrorKind::DatabaseInUse)
+                    .with_path(p)
+                    .with_message("the database is attached to this instance"));
+            }
+        }
+        if engine.fs.exists(dest)? {
+            return Err(Error::new(ErrorKind::DatabaseDuplicate).with_path(dest));
+        }
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            engine.fs.create_dir_all(parent)?;
+        }
+        engine.compact_db(src, dest)
     }
 
     /// Opens an attached database for this session (JetOpenDatabase).

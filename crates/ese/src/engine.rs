@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ese_btree::{Database, DbOptions, DbState, Wal, record_dbid};
+use ese_btree::{CompactStats, Database, DbOptions, DbState, MemWal, Wal, record_dbid};
 use ese_core::fs::FileSystem;
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use ese_log::{Log, LogConfig, LogReader};
@@ -508,6 +508,42 @@ impl Engine {
         )
     }
 
+    /// Copies the database file `src`, which is not attached, into a new compacted file
+    /// `dest` (JetCompact; `Database::compact_into`). The source is opened for this alone,
+    /// read only, with half the cache budget; the copy gets the other half.
+    pub(crate) fn compact_db(&self, src: &Path, dest: &Path) -> Result<CompactStats> {
+        let opts = db_options(&self.params, 0).cache_bytes(self.params.cache_bytes / 2);
+        let db = Database::open(
+            &self.fs,
+            src,
+            opts.clone().doublewrite(false),
+            Arc::new(MemWal::discarding()),
+        )
+        .map_err(|e| {
+            if e.kind() == ErrorKind::FileAccessDenied {
+                Error::new(ErrorKind::DatabaseSharingViolation)
+                    .with_path(src)
+                    .with_message("another instance or process has the database attached")
+            } else {
+                e
+            }
+        })?;
+        if db.header().state != DbState::CleanShutdown {
+            return Err(Error::new(ErrorKind::DatabaseDirtyShutdown)
+                .with_path(src)
+                .with_message("run recovery with its logs first"));
+        }
+        db.compact_into(&self.fs, dest, opts).inspect_err(|_| {
+            // An incomplete copy has no valid header; it is removed, with its doublewrite
+            // file, so the name can be used again.
+            for p in [dest.to_path_buf(), ese_btree::doublewrite_path(dest)] {
+                if self.fs.exists(&p).unwrap_or(false) {
+                    let _ = self.fs.remove_file(&p);
+                }
+            }
+        })
+    }
+
     fn attach_common(
         &self,
         d: AttachedDb,
@@ -562,8 +598,19 @@ impl Engine {
     /// Detaches `dbid` (JetDetachDatabase).
     pub(crate) fn detach(&self, dbid: u32) -> Result<()> {
         let _ckpt = self.ckpt_lock.lock();
-        let _no_cleanup = self.vs.pause_cleanup();
         let d = self.db(dbid)?;
+        // Versions of the database's trees must not outlive the attachment: trees are known
+        // to the version store by dbid and objid, so they would apply to the next file
+        // attached under this dbid (a compacted copy keeps every objid). Cleanup drops what no
+        // snapshot needs (and removes the flag-deleted records, before the flush below); what
+        // is left is needed by an open transaction.
+        self.vs.cleanup()?;
+        let _no_cleanup = self.vs.pause_cleanup();
+        if self.vs.holds_versions_of(|tree| tree.0 >> 24 == dbid) {
+            return Err(Error::new(ErrorKind::DatabaseInUse)
+                .with_path(&d.path)
+                .with_message("an open transaction still needs versions of the database"));
+        }
         self.detach_db(&d)?;
         self.dbs.write().remove(&dbid);
         self.write_checkpoint_locked()

@@ -82,7 +82,7 @@ pub use backup::{BackupFile, BackupKind, BackupSummary, Progress, ProgressPhase}
 pub use column::{CodePage, ColumnDef, ColumnGrbit, ColumnType, validate_name};
 pub use database::DbId;
 pub use engine::RecoveryStats;
-pub use ese_btree::{CacheStats, IntegrityReport, TreeSpace};
+pub use ese_btree::{CacheStats, CompactStats, IntegrityReport, TreeSpace};
 pub use ese_core::Lgpos;
 pub use ese_core::{Error, ErrorKind, Result};
 pub use ese_log::LogSignature;
