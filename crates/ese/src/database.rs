@@ -92,21 +92,23 @@ impl Session {
         let path = path.as_ref();
         let _call = self.enter(true)?;
         let engine = self.inst.engine()?;
-        let d = engine
+        // Only the id is kept: detach waits for every other holder of the database to let go.
+        let dbid = engine
             .find(path)
-            .ok_or_else(|| Error::new(ErrorKind::DatabaseNotFound).with_path(path))?;
+            .ok_or_else(|| Error::new(ErrorKind::DatabaseNotFound).with_path(path))?
+            .dbid;
         let in_use = self
             .inst
             .session_states
             .lock()
             .values()
-            .any(|s| s.state.lock().open_dbs.contains_key(&d.dbid));
+            .any(|s| s.state.lock().open_dbs.contains_key(&dbid));
         if in_use {
             return Err(Error::new(ErrorKind::DatabaseInUse)
                 .with_path(path)
                 .with_message("a session has the database open"));
         }
-        engine.detach(d.dbid).inspect_err(|e| self.check_fatal(e))
+        engine.detach(dbid).inspect_err(|e| self.check_fatal(e))
     }
 
     /// Makes a compacted copy of a database file (JetCompact; `esentutl /d`): every B+tree

@@ -55,6 +55,9 @@ pub(crate) fn tree_id(dbid: u32, objid: ObjId) -> ObjId {
     ObjId((dbid << 24) | (objid.0 & 0x00FF_FFFF))
 }
 
+/// Longest a detach waits for a background checkpoint pass to let go of the database.
+const DETACH_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// An attached database.
 pub(crate) struct AttachedDb {
     pub(crate) dbid: u32,
@@ -597,8 +600,34 @@ impl Engine {
 
     /// Detaches `dbid` (JetDetachDatabase).
     pub(crate) fn detach(&self, dbid: u32) -> Result<()> {
-        let _ckpt = self.ckpt_lock.lock();
         let d = self.db(dbid)?;
+        let r = self.detach_locked(&d);
+        // The file closes when its last holder lets go. A checkpoint pass that took the
+        // database before the detach holds it until its write-back returns (it needs the
+        // checkpoint lock, released above, to finish): wait for it, so that once detach
+        // returns the file can be opened again (compacted, attached by another instance), as
+        // ESE's detach closes it. Only background passes hold it, and briefly; the wait is
+        // bounded all the same.
+        if r.is_ok() {
+            let waited = std::time::Instant::now();
+            while Arc::strong_count(&d) > 1 && waited.elapsed() < DETACH_CLOSE_WAIT {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if Arc::strong_count(&d) > 1 {
+                log::warn!(
+                    target: "ese",
+                    "database {} detached but still held after {:?}: its file stays open",
+                    d.path.display(),
+                    DETACH_CLOSE_WAIT
+                );
+            }
+        }
+        r
+    }
+
+    fn detach_locked(&self, d: &AttachedDb) -> Result<()> {
+        let dbid = d.dbid;
+        let _ckpt = self.ckpt_lock.lock();
         // Versions of the database's trees must not outlive the attachment: trees are known
         // to the version store by dbid and objid, so they would apply to the next file
         // attached under this dbid (a compacted copy keeps every objid). Cleanup drops what no
@@ -611,7 +640,7 @@ impl Engine {
                 .with_path(&d.path)
                 .with_message("an open transaction still needs versions of the database"));
         }
-        self.detach_db(&d)?;
+        self.detach_db(d)?;
         self.dbs.write().remove(&dbid);
         self.write_checkpoint_locked()
     }
