@@ -316,6 +316,31 @@ pub struct VersionStoreStats {
     pub cleaned: u64,
 }
 
+/// What a cleanup pass dropped, applied to the shared counters at once
+/// ([`VersionStore::settle`]).
+#[derive(Default)]
+struct Tally {
+    charge: u64,
+    inserts: u64,
+    entries: u64,
+    /// Entries dropped per tree (a commit's keys are mostly of one or two trees).
+    unpins: Vec<(ObjId, u64)>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Rce, tree: ObjId) {
+        self.charge += r.charge;
+        if r.oper == Oper::Insert {
+            self.inserts += 1;
+        }
+        self.entries += 1;
+        match self.unpins.iter_mut().find(|(t, _)| *t == tree) {
+            Some((_, n)) => *n += 1,
+            None => self.unpins.push((tree, 1)),
+        }
+    }
+}
+
 struct Committed {
     ts: u64,
     keys: Vec<VKey>,
@@ -734,6 +759,23 @@ impl VersionStore {
         self.entries.fetch_sub(n, Ordering::Relaxed);
     }
 
+    /// Applies what a cleanup pass over one commit's keys dropped to the shared counters, at
+    /// once: the writers update the same counters (and the tree's announcement count) for
+    /// every change, so one update per entry from the cleanup thread would pull their cache
+    /// lines back and forth between the cores. Withdrawing the trees' announcements after the
+    /// entries are gone, not as each goes, only keeps `may_have_versions` true a moment longer.
+    fn settle(&self, tally: Tally) {
+        self.used.fetch_sub(tally.charge, Ordering::Relaxed);
+        self.insert_entries
+            .fetch_sub(tally.inserts, Ordering::Relaxed);
+        self.entries.fetch_sub(tally.entries, Ordering::Relaxed);
+        for (tree, n) in tally.unpins {
+            if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
+                c.fetch_sub(n, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Records a level-0 commit's keys for cleanup.
     pub(crate) fn committed(&self, ts: u64, keys: Vec<VKey>) {
         if !keys.is_empty() {
@@ -815,10 +857,12 @@ impl VersionStore {
                 }
             };
             let Some(batch) = batch else { break };
+            let mut tally = Tally::default();
             for vkey in &batch.keys {
-                let n = self.clean_key(vkey, horizon, &mut doomed);
+                let n = self.clean_key(vkey, horizon, &mut doomed, &mut tally);
                 dropped += n;
             }
+            self.settle(tally);
         }
         self.cleaned.fetch_add(dropped, Ordering::Relaxed);
         self.remove_doomed(doomed)?;
@@ -879,7 +923,13 @@ impl VersionStore {
     /// Drops the versions of `vkey` no one needs; returns how many. When the key is left
     /// without versions and its last was a delete, the key joins `doomed`: its flag-deleted
     /// record is removed for good after the pass.
-    fn clean_key(&self, vkey: &VKey, horizon: u64, doomed: &mut Vec<VKey>) -> u64 {
+    fn clean_key(
+        &self,
+        vkey: &VKey,
+        horizon: u64,
+        doomed: &mut Vec<VKey>,
+        tally: &mut Tally,
+    ) -> u64 {
         let (tree, key) = (vkey.tree(), vkey.key());
         let mut shard = self.shard(tree, key);
         let Some(chain) = shard.map.get_mut(vkey) else {
@@ -897,26 +947,33 @@ impl VersionStore {
             .iter()
             .rposition(|r| clean(r) && matches!(r.before, Before::State(_)))
             .map_or(0, |i| i + 1);
-        let mut removed: Vec<Rce> = chain.drain(..cut).collect();
-        let mut i = 0;
-        while i < chain.len() {
-            if chain.get(i).is_some_and(&clean) {
-                removed.push(chain.remove(i));
-            } else {
-                i += 1;
+        let (removed, now_empty) = if cut == chain.len() {
+            // The whole chain goes (a committed insert or change nobody else touched, the
+            // common case): the map gives up its vector, nothing is copied.
+            (shard.map.remove(vkey).unwrap_or_default(), true)
+        } else {
+            let mut removed: Vec<Rce> = chain.drain(..cut).collect();
+            let mut i = 0;
+            while i < chain.len() {
+                if chain.get(i).is_some_and(&clean) {
+                    removed.push(chain.remove(i));
+                } else {
+                    i += 1;
+                }
             }
-        }
+            let now_empty = chain.is_empty();
+            if now_empty {
+                shard.map.remove(vkey);
+            }
+            (removed, now_empty)
+        };
+        drop(shard);
         if removed.is_empty() {
             return 0;
         }
-        let now_empty = chain.is_empty();
-        if now_empty {
-            shard.map.remove(vkey);
-        }
         let mut n = 0;
         for r in &removed {
-            self.release(r, 1);
-            self.unpin_tree(tree);
+            tally.add(r, tree);
             n += 1;
         }
         let last_was_delete = removed

@@ -93,3 +93,32 @@ fn lock_and_read_returns_what_the_transaction_sees() {
     assert_eq!(t.lock_and_read(TREE, b"a", true).unwrap(), b"mine");
     t.commit_level(false).unwrap();
 }
+
+#[test]
+fn cleanup_settles_the_counters_and_the_tree_announcements() {
+    let vs = store();
+    let mut t = vs.begin("writer".into(), false);
+    for i in 0..100 {
+        t.insert(TREE, &key(i), b"v").unwrap();
+        t.insert(OTHER, &key(i), b"w").unwrap();
+    }
+    t.commit_level(false).unwrap();
+    // A transaction still open on one key of TREE keeps that key's own entry.
+    let mut open = vs.begin("open".into(), false);
+    open.replace(TREE, &key(0), b"x").unwrap();
+    assert_eq!(vs.stats().entries, 201);
+    assert_eq!(vs.cleanup().unwrap(), 200);
+    let st = vs.stats();
+    assert_eq!(
+        (st.entries, st.keys, st.insert_entries),
+        (1, 1, 0),
+        "{st:?}"
+    );
+    assert!(vs.may_have_versions(TREE));
+    assert!(!vs.may_have_versions(OTHER), "every entry of OTHER is gone");
+    open.rollback_all().unwrap();
+    vs.cleanup().unwrap();
+    let st = vs.stats();
+    assert_eq!((st.entries, st.keys, st.bytes_used), (0, 0, 0), "{st:?}");
+    assert!(!vs.may_have_versions(TREE));
+}
