@@ -153,6 +153,35 @@ fn db_options(params: &Params, dbid: u32) -> DbOptions {
         .dbid(dbid)
 }
 
+/// Opens the database file at `path`, which must have been shut down cleanly (attach,
+/// compaction).
+///
+/// # Errors
+/// `DatabaseSharingViolation` when another instance or process has the file open;
+/// `DatabaseDirtyShutdown` when it needs recovery; the other errors of `Database::open`.
+fn open_clean(
+    fs: &Arc<dyn FileSystem>,
+    path: &Path,
+    opts: DbOptions,
+    wal: Arc<dyn Wal>,
+) -> Result<Database> {
+    let db = Database::open(fs, path, opts, wal).map_err(|e| {
+        if e.kind() == ErrorKind::FileAccessDenied {
+            Error::new(ErrorKind::DatabaseSharingViolation)
+                .with_path(path)
+                .with_message("another instance or process has the database attached")
+        } else {
+            e
+        }
+    })?;
+    if db.header().state != DbState::CleanShutdown {
+        return Err(Error::new(ErrorKind::DatabaseDirtyShutdown)
+            .with_path(path)
+            .with_message("run recovery with its logs first"));
+    }
+    Ok(db)
+}
+
 fn encode_attach(dbid: u32, path: &Path) -> Result<Vec<u8>> {
     let p = path_str(path)?;
     let mut v = Vec::with_capacity(7 + p.len());
@@ -479,27 +508,12 @@ impl Engine {
     /// Attaches an existing database file.
     pub(crate) fn attach_db(&self, path: &Path) -> Result<Arc<AttachedDb>> {
         let dbid = self.free_dbid()?;
-        let db = Database::open(
+        let db = open_clean(
             &self.fs,
             path,
             db_options(&self.params, dbid),
             self.page_wal(),
-        )
-        .map_err(|e| {
-            if e.kind() == ErrorKind::FileAccessDenied {
-                Error::new(ErrorKind::DatabaseSharingViolation)
-                    .with_path(path)
-                    .with_message("another instance or process has the database attached")
-            } else {
-                e
-            }
-        })?;
-        let h = db.header();
-        if h.state != DbState::CleanShutdown {
-            return Err(Error::new(ErrorKind::DatabaseDirtyShutdown)
-                .with_path(path)
-                .with_message("run recovery with its logs first"));
-        }
+        )?;
         let d = AttachedDb {
             dbid,
             path: path.to_path_buf(),
@@ -516,26 +530,12 @@ impl Engine {
     /// read only, with half the cache budget; the copy gets the other half.
     pub(crate) fn compact_db(&self, src: &Path, dest: &Path) -> Result<CompactStats> {
         let opts = db_options(&self.params, 0).cache_bytes(self.params.cache_bytes / 2);
-        let db = Database::open(
+        let db = open_clean(
             &self.fs,
             src,
             opts.clone().doublewrite(false),
             Arc::new(MemWal::discarding()),
-        )
-        .map_err(|e| {
-            if e.kind() == ErrorKind::FileAccessDenied {
-                Error::new(ErrorKind::DatabaseSharingViolation)
-                    .with_path(src)
-                    .with_message("another instance or process has the database attached")
-            } else {
-                e
-            }
-        })?;
-        if db.header().state != DbState::CleanShutdown {
-            return Err(Error::new(ErrorKind::DatabaseDirtyShutdown)
-                .with_path(src)
-                .with_message("run recovery with its logs first"));
-        }
+        )?;
         db.compact_into(&self.fs, dest, opts).inspect_err(|_| {
             // An incomplete copy has no valid header; it is removed, with its doublewrite
             // file, so the name can be used again.
