@@ -15,6 +15,17 @@ use std::sync::Arc;
 use crate::cache::Frame;
 use crate::page::Page;
 
+/// Checks, in debug builds, that the page's buffer is where it was when its frame was made:
+/// a buffer never moves while its frame lives (the page table prefetches it).
+fn debug_check_buffer(frame: &Frame, page: &Page) {
+    debug_assert_eq!(
+        frame.page_addr(),
+        page.buf_addr(),
+        "page {} changed buffers",
+        frame.pgno
+    );
+}
+
 /// A frame's page, read-latched, owning a pin on the frame (an `Arc`).
 pub(crate) struct ReadGuard {
     frame: Arc<Frame>,
@@ -60,12 +71,7 @@ impl std::ops::Deref for ReadGuard {
 
 impl Drop for ReadGuard {
     fn drop(&mut self) {
-        debug_assert_eq!(
-            self.frame.page_addr(),
-            self.buf_addr(),
-            "page {} changed buffers",
-            self.frame.pgno
-        );
+        debug_check_buffer(&self.frame, self);
         // SAFETY: the latch is held shared by this guard (see `new`/`try_new`), and no
         // reference obtained through `deref` outlives the guard.
         unsafe { self.frame.latch.force_unlock_read() }
@@ -105,13 +111,7 @@ impl std::ops::DerefMut for WriteGuard {
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
-        // A page's buffer never moves while its frame lives (the page table prefetches it).
-        debug_assert_eq!(
-            self.frame.page_addr(),
-            self.buf_addr(),
-            "page {} changed buffers",
-            self.frame.pgno
-        );
+        debug_check_buffer(&self.frame, self);
         // SAFETY: the latch is held exclusively by this guard (see `new`), and no reference
         // obtained through `deref`/`deref_mut` outlives the guard.
         unsafe { self.frame.latch.force_unlock_write() }

@@ -67,9 +67,9 @@ fn nulls<T>(n: usize) -> Cells<T> {
 /// The frame of one page, with its page buffer's address (see the module notes).
 struct Slot {
     frame: AtomicPtr<Frame>,
-    /// [`Frame::page_addr`] of the frame, for prefetching only: set before the frame is
-    /// published, so it may be stale (never wrong in a way that matters: a prefetch of any
-    /// address is harmless).
+    /// [`Frame::page_addr`] of the frame, for prefetching only: set just after the frame is
+    /// published, so a reader may see the previous frame's address for an instant (harmless:
+    /// a prefetch of any address is).
     page: AtomicUsize,
 }
 
@@ -233,7 +233,7 @@ impl PageTable {
         let Some(slot) = self.slot_or_grow(frame.pgno) else {
             return false;
         };
-        slot.page.store(frame.page_addr(), Ordering::Relaxed);
+        let page = frame.page_addr();
         let p = Arc::into_raw(frame).cast_mut();
         if slot
             .frame
@@ -244,6 +244,7 @@ impl PageTable {
             drop(unsafe { Arc::from_raw(p) });
             return false;
         }
+        slot.page.store(page, Ordering::Relaxed);
         self.len.fetch_add(1, Ordering::Relaxed);
         true
     }

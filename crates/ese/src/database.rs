@@ -92,7 +92,6 @@ impl Session {
         let path = path.as_ref();
         let _call = self.enter(true)?;
         let engine = self.inst.engine()?;
-        // Only the id is kept: detach waits for every other holder of the database to let go.
         let dbid = engine
             .find(path)
             .ok_or_else(|| Error::new(ErrorKind::DatabaseNotFound).with_path(path))?

@@ -55,9 +55,6 @@ pub(crate) fn tree_id(dbid: u32, objid: ObjId) -> ObjId {
     ObjId((dbid << 24) | (objid.0 & 0x00FF_FFFF))
 }
 
-/// Longest a detach waits for a background checkpoint pass to let go of the database.
-const DETACH_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// An attached database.
 pub(crate) struct AttachedDb {
     pub(crate) dbid: u32,
@@ -117,6 +114,13 @@ pub(crate) struct Engine {
     /// detach, so a checkpoint never lists a different set of databases than the log
     /// position it names implies.
     ckpt_lock: parking_lot::Mutex<()>,
+    /// Held by a write-back over every attached database (the checkpointer's pass, a full
+    /// flush) for as long as it holds them, and by detach while it removes a database: once
+    /// detach returns, no write-back holds the database, so its file is closed (as ESE's
+    /// detach closes it) unless a caller still uses it. Detach takes it inside the checkpoint
+    /// lock; a write-back releases it before it takes the checkpoint lock to write the
+    /// checkpoint, so the two are never waited for in the other order.
+    writeback: parking_lot::Mutex<()>,
     /// Background threads (checkpointer, version cleanup), stopped and joined at shutdown so
     /// nothing holds the log or the databases once term returns.
     background: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -419,6 +423,7 @@ impl Engine {
             backup_pin: parking_lot::Mutex::new(None),
             pace: parking_lot::Mutex::new((CHECKPOINT_PASS_PAGES_MIN, 0)),
             ckpt_lock: parking_lot::Mutex::new(()),
+            writeback: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             catalog_epoch: std::sync::atomic::AtomicU64::new(0),
@@ -600,34 +605,8 @@ impl Engine {
 
     /// Detaches `dbid` (JetDetachDatabase).
     pub(crate) fn detach(&self, dbid: u32) -> Result<()> {
-        let d = self.db(dbid)?;
-        let r = self.detach_locked(&d);
-        // The file closes when its last holder lets go. A checkpoint pass that took the
-        // database before the detach holds it until its write-back returns (it needs the
-        // checkpoint lock, released above, to finish): wait for it, so that once detach
-        // returns the file can be opened again (compacted, attached by another instance), as
-        // ESE's detach closes it. Only background passes hold it, and briefly; the wait is
-        // bounded all the same.
-        if r.is_ok() {
-            let waited = std::time::Instant::now();
-            while Arc::strong_count(&d) > 1 && waited.elapsed() < DETACH_CLOSE_WAIT {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            if Arc::strong_count(&d) > 1 {
-                log::warn!(
-                    target: "ese",
-                    "database {} detached but still held after {:?}: its file stays open",
-                    d.path.display(),
-                    DETACH_CLOSE_WAIT
-                );
-            }
-        }
-        r
-    }
-
-    fn detach_locked(&self, d: &AttachedDb) -> Result<()> {
-        let dbid = d.dbid;
         let _ckpt = self.ckpt_lock.lock();
+        let d = self.db(dbid)?;
         // Versions of the database's trees must not outlive the attachment: trees are known
         // to the version store by dbid and objid, so they would apply to the next file
         // attached under this dbid (a compacted copy keeps every objid). Cleanup drops what no
@@ -640,9 +619,21 @@ impl Engine {
                 .with_path(&d.path)
                 .with_message("an open transaction still needs versions of the database"));
         }
-        self.detach_db(d)?;
-        self.dbs.write().remove(&dbid);
+        self.detach_db(&d)?;
+        {
+            // Waits for a write-back that holds the database to finish with it.
+            let _writeback = self.writeback.lock();
+            self.dbs.write().remove(&dbid);
+        }
         self.write_checkpoint_locked()
+    }
+
+    /// Runs `f` over every attached database, holding the write-back lock (see the field):
+    /// the databases are let go before the caller writes the checkpoint.
+    fn with_attached(&self, f: impl FnOnce(&[Arc<AttachedDb>]) -> Result<()>) -> Result<()> {
+        let _writeback = self.writeback.lock();
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        f(&dbs)
     }
 
     /// Writes the checkpoint: the oldest position recovery needs (dirty pages, open
@@ -677,10 +668,7 @@ impl Engine {
     /// Flushes every database and advances the checkpoint (the background checkpointer's
     /// work, also done at term).
     pub(crate) fn flush(&self) -> Result<()> {
-        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
-        for d in dbs {
-            d.db.flush()?;
-        }
+        self.with_attached(|dbs| dbs.iter().try_for_each(|d| d.db.flush()))?;
         self.write_checkpoint()
     }
 
@@ -757,28 +745,27 @@ impl Engine {
             pages
         };
         // In steps of the minimum, so a pass that finds the commits busy stops early.
-        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
-        let (began, flushes) = (std::time::Instant::now(), self.log.waited_flushes());
-        let mut left = pages;
-        while left > 0 {
-            let step = left.min(CHECKPOINT_PASS_PAGES_MIN);
-            for d in &dbs {
-                d.db.write_oldest(target, step)?;
+        self.with_attached(|dbs| {
+            let (began, flushes) = (std::time::Instant::now(), self.log.waited_flushes());
+            let mut left = pages;
+            while left > 0 {
+                let step = left.min(CHECKPOINT_PASS_PAGES_MIN);
+                for d in dbs {
+                    d.db.write_oldest(target, step)?;
+                }
+                left -= step;
+                let waited = self.log.waited_flushes().saturating_sub(flushes);
+                let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                if waited >= 2
+                    && waited.saturating_mul(1_000_000)
+                        >= BUSY_FLUSHES_PER_SECOND.saturating_mul(micros)
+                    && self.may_defer(current, last)
+                {
+                    break;
+                }
             }
-            left -= step;
-            let waited = self.log.waited_flushes().saturating_sub(flushes);
-            let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if waited >= 2
-                && waited.saturating_mul(1_000_000)
-                    >= BUSY_FLUSHES_PER_SECOND.saturating_mul(micros)
-                && self.may_defer(current, last)
-            {
-                break;
-            }
-        }
-        for d in &dbs {
-            d.db.sync()?;
-        }
+            dbs.iter().try_for_each(|d| d.db.sync())
+        })?;
         self.write_checkpoint()
     }
 
