@@ -9,8 +9,8 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use crate::record::{TxnRecord, Undo};
 use crate::store::{NewState, PhysState};
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, KeyView, Oper, ReadView, Shard, TrxState, VKey, VersionStore,
-    apply_delta, probe, reconstruct, undo_state,
+    ABORTED, ACTIVE, Before, KeyView, Oper, Probe, ReadView, Shard, TrxState, VKey, VersionStore,
+    apply_delta, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
@@ -311,11 +311,12 @@ impl Transaction {
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
             let vs = Arc::clone(&self.vs);
-            let mut shard = vs.shard(tree, key);
+            let probe = vs.probe(tree, key);
+            let mut shard = vs.shard(&probe);
             if matches!(change, Change::Lock { .. }) {
-                vs.prune_locks(&mut shard, tree, key);
+                vs.prune_locks(&mut shard, &probe);
             }
-            let chain = shard.map.get(&probe(tree, key) as &dyn KeyView);
+            let chain = shard.map.get(&probe as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
             let phys = vs.store.read(tree, key)?;
             let mine = match chain {
@@ -417,7 +418,7 @@ impl Transaction {
                     }
                 }
             }
-            self.record_rce(&mut shard, tree, key, seq, oper, before, charge);
+            self.record_rce(&mut shard, &probe, seq, oper, before, charge);
             return Ok(result);
         }
         Err(self.vs.out_of_memory())
@@ -425,19 +426,17 @@ impl Transaction {
 
     /// Adds the RCE of this transaction's change `seq` of `key` to the key's chain (the caller
     /// holds the shard lock) and to the transaction's list of changes.
-    #[expect(clippy::too_many_arguments, reason = "the parts of one RCE")]
     fn record_rce(
         &mut self,
         shard: &mut Shard,
-        tree: ObjId,
-        key: &[u8],
+        probe: &Probe<'_>,
         seq: u32,
         oper: Oper,
         before: Before,
         charge: u64,
     ) {
         self.next_seq += 1;
-        let vkey = VersionStore::vkey(tree, key);
+        let vkey = VersionStore::vkey(probe);
         let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
         self.vs.push_rce(shard, &vkey, rce);
         self.ops.push(OpRef {
@@ -459,8 +458,9 @@ impl Transaction {
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
             let vs = Arc::clone(&self.vs);
-            let mut shard = vs.shard(tree, key);
-            let chain = shard.map.get(&probe(tree, key) as &dyn KeyView);
+            let probe = vs.probe(tree, key);
+            let mut shard = vs.shard(&probe);
+            let chain = shard.map.get(&probe as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
             let view = self.read_view();
             let seq = self.next_seq;
@@ -550,7 +550,7 @@ impl Transaction {
                 self.first_lgpos = Some(lgpos);
                 vs.oldest_lgpos.lock().insert(trx, lgpos);
             }
-            self.record_rce(&mut shard, tree, key, seq, oper, before, charge);
+            self.record_rce(&mut shard, &probe, seq, oper, before, charge);
             return Ok(());
         }
         Err(self.vs.out_of_memory())
@@ -687,10 +687,11 @@ impl Transaction {
                 .iter()
                 .any(|o| o.vkey.tree() == tree && o.vkey.key() == key);
         }
+        let probe = self.vs.probe(tree, key);
         self.vs
-            .shard(tree, key)
+            .shard(&probe)
             .map
-            .get(&probe(tree, key) as &dyn KeyView)
+            .get(&probe as &dyn KeyView)
             .is_some_and(|chain| chain.iter().any(|r| r.trx.id == self.state.id))
     }
 
@@ -719,7 +720,7 @@ impl Transaction {
         self.undone += 1;
         let (tree, key) = (op.vkey.tree(), op.vkey.key().to_vec());
         let vs = Arc::clone(&self.vs);
-        let mut shard = vs.shard(tree, &key);
+        let mut shard = vs.shard(&op.vkey);
         let seq = op.seq;
         let Some(rce) = vs.take_rce(&mut shard, &op.vkey, self.state.id, seq) else {
             self.ops.pop();

@@ -100,36 +100,47 @@ pub(crate) struct Rce {
 
 /// A key of the version store: tree and record key, in one shared allocation (the tree's
 /// objid, 4 bytes little-endian, then the key): an RCE's key costs one allocation, shared by
-/// the key map and the transaction's list of changes.
+/// the key map and the transaction's list of changes. It carries its hash
+/// ([`VersionStore::key_hash`]), computed once when the key is made: the key map's hasher
+/// only passes it on, so neither a look-up nor the map's growth reads the key's bytes to
+/// hash them again.
 #[derive(Clone, Debug)]
-pub(crate) struct VKey(Arc<[u8]>);
+pub(crate) struct VKey {
+    hash: u64,
+    bytes: Arc<[u8]>,
+}
 
 impl VKey {
-    pub(crate) fn new(tree: ObjId, key: &[u8]) -> VKey {
+    fn new(hash: u64, tree: ObjId, key: &[u8]) -> VKey {
         let mut b = Vec::with_capacity(4 + key.len());
         b.extend_from_slice(&tree.0.to_le_bytes());
         b.extend_from_slice(key);
-        VKey(b.into())
+        VKey {
+            hash,
+            bytes: b.into(),
+        }
     }
 
     pub(crate) fn tree(&self) -> ObjId {
         let mut id = [0u8; 4];
-        if let Some(b) = self.0.get(..4) {
+        if let Some(b) = self.bytes.get(..4) {
             id.copy_from_slice(b);
         }
         ObjId(u32::from_le_bytes(id))
     }
 
     pub(crate) fn key(&self) -> &[u8] {
-        self.0.get(4..).unwrap_or_default()
+        self.bytes.get(4..).unwrap_or_default()
     }
 }
 
-/// A tree and record key, borrowed or owned: lets the key map be probed with a borrowed key
-/// (no allocation per lookup).
+/// A tree and record key, borrowed or owned, with the key's hash: lets the key map be probed
+/// with a borrowed key (no allocation per lookup).
 pub(crate) trait KeyView {
     fn tree(&self) -> ObjId;
     fn key(&self) -> &[u8];
+    /// [`VersionStore::key_hash`] of the tree and key.
+    fn key_hash(&self) -> u64;
 }
 
 impl KeyView for VKey {
@@ -139,43 +150,58 @@ impl KeyView for VKey {
     fn key(&self) -> &[u8] {
         VKey::key(self)
     }
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
 }
 
-impl KeyView for (ObjId, &[u8]) {
+/// A borrowed key of the version store with its hash ([`VersionStore::probe`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe<'a> {
+    hash: u64,
+    tree: ObjId,
+    key: &'a [u8],
+}
+
+impl KeyView for Probe<'_> {
     fn tree(&self) -> ObjId {
-        self.0
+        self.tree
     }
     fn key(&self) -> &[u8] {
-        self.1
+        self.key
+    }
+    fn key_hash(&self) -> u64 {
+        self.hash
     }
 }
 
-/// Tree then key, as [`KeyView`]'s hash: `Borrow` requires both to hash alike.
+/// The carried hash, as [`KeyView`]'s: `Borrow` requires both to hash alike.
 impl Hash for VKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        (self as &dyn KeyView).hash(h);
+        h.write_u64(self.hash);
     }
 }
 
 impl PartialEq for VKey {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
+        self.hash == other.hash && self.bytes == other.bytes
     }
 }
 
 impl Eq for VKey {}
 
-/// Hashes the tree, then the key.
+/// The carried hash.
 impl Hash for dyn KeyView + '_ {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.tree().hash(h);
-        self.key().hash(h);
+        h.write_u64(self.key_hash());
     }
 }
 
 impl PartialEq for dyn KeyView + '_ {
     fn eq(&self, other: &Self) -> bool {
-        self.tree() == other.tree() && self.key() == other.key()
+        self.key_hash() == other.key_hash()
+            && self.tree() == other.tree()
+            && self.key() == other.key()
     }
 }
 
@@ -187,13 +213,8 @@ impl<'a> Borrow<dyn KeyView + 'a> for VKey {
     }
 }
 
-/// The probe for `key` of `tree` in a shard's map.
-pub(crate) fn probe(tree: ObjId, key: &[u8]) -> (ObjId, &[u8]) {
-    (tree, key)
-}
-
-/// A fast hasher for the key map (multiply-rotate per word, murmur3's finalizer), seeded per
-/// version store from the standard library's random state so key placement is not
+/// A fast hasher for version store keys (multiply-rotate per word, murmur3's finalizer),
+/// seeded per version store from the standard library's random state so key placement is not
 /// predictable from outside. SipHash cost about a tenth of every insert.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyHashState {
@@ -273,6 +294,39 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// The key map's hasher state: keys and probes hash to the hash they carry, already mixed and
+/// seeded by [`KeyHashState`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CarriedHash;
+
+impl BuildHasher for CarriedHash {
+    type Hasher = CarriedHasher;
+    fn build_hasher(&self) -> CarriedHasher {
+        CarriedHasher(0)
+    }
+}
+
+/// The hasher of [`CarriedHash`]: passes the one `u64` written through.
+pub(crate) struct CarriedHasher(u64);
+
+impl Hasher for CarriedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called (both `Hash` impls of the map's keys write the
+        // carried hash alone); fold anything else in rather than drop it.
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(MIX);
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Who is reading: the snapshot, and the reader's own transaction (whose changes it sees).
 #[derive(Clone, Copy, Debug)]
 pub struct ReadView {
@@ -347,7 +401,7 @@ struct Committed {
 }
 
 pub(crate) struct Shard {
-    pub(crate) map: HashMap<VKey, Vec<Rce>, KeyHashState>,
+    pub(crate) map: HashMap<VKey, Vec<Rce>, CarriedHash>,
 }
 
 /// The version store and transaction table of one instance.
@@ -415,7 +469,7 @@ impl VersionStore {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::with_hasher(hasher.clone()),
+                        map: HashMap::with_hasher(CarriedHash),
                     })
                 })
                 .collect(),
@@ -453,21 +507,37 @@ impl VersionStore {
         }
     }
 
-    pub(crate) fn vkey(tree: ObjId, key: &[u8]) -> VKey {
-        VKey::new(tree, key)
-    }
-
-    pub(crate) fn shard(&self, tree: ObjId, key: &[u8]) -> MutexGuard<'_, Shard> {
-        self.shard_at(self.shard_index(tree, key))
-    }
-
-    fn shard_index(&self, tree: ObjId, key: &[u8]) -> usize {
+    /// The hash of `key` of `tree`: picks the key's shard and its place in the shard's map.
+    pub(crate) fn key_hash(&self, tree: ObjId, key: &[u8]) -> u64 {
         let mut h = self.hasher.build_hasher();
         tree.hash(&mut h);
         key.hash(&mut h);
+        h.finish()
+    }
+
+    /// The probe for `key` of `tree` (its hash computed once, for the shard and the map).
+    pub(crate) fn probe<'a>(&self, tree: ObjId, key: &'a [u8]) -> Probe<'a> {
+        Probe {
+            hash: self.key_hash(tree, key),
+            tree,
+            key,
+        }
+    }
+
+    /// The owned key for the probe `p`.
+    pub(crate) fn vkey(p: &Probe<'_>) -> VKey {
+        VKey::new(p.hash, p.tree, p.key)
+    }
+
+    /// The shard of a key.
+    pub(crate) fn shard(&self, k: &dyn KeyView) -> MutexGuard<'_, Shard> {
+        self.shard_at(Self::shard_index(k.key_hash()))
+    }
+
+    fn shard_index(hash: u64) -> usize {
         // Bits the maps inside a shard use neither for buckets (low bits) nor for tags (top
         // seven), so the keys of one shard still spread over its map.
-        ((h.finish() >> 32) as usize) & (SHARDS - 1)
+        ((hash >> 32) as usize) & (SHARDS - 1)
     }
 
     fn shard_at(&self, i: usize) -> MutexGuard<'_, Shard> {
@@ -527,9 +597,10 @@ impl VersionStore {
         view: &ReadView,
         read_phys: impl FnOnce() -> Result<PhysState>,
     ) -> Result<PhysState> {
-        let shard = self.shard(tree, key);
+        let probe = self.probe(tree, key);
+        let shard = self.shard(&probe);
         let phys = read_phys()?;
-        Ok(match shard.map.get(&probe(tree, key) as &dyn KeyView) {
+        Ok(match shard.map.get(&probe as &dyn KeyView) {
             None => phys,
             Some(chain) => reconstruct(chain, phys, view),
         })
@@ -581,9 +652,8 @@ impl VersionStore {
     /// Whether any transaction holds versions of `key` (a cheap check before
     /// [`VersionStore::visible`]).
     pub fn has_versions(&self, tree: ObjId, key: &[u8]) -> bool {
-        self.shard(tree, key)
-            .map
-            .contains_key(&probe(tree, key) as &dyn KeyView)
+        let probe = self.probe(tree, key);
+        self.shard(&probe).map.contains_key(&probe as &dyn KeyView)
     }
 
     /// Checks that `trx` may perform `oper` on the key whose chain is `chain`.
@@ -699,9 +769,9 @@ impl VersionStore {
     /// on them. A key every transaction locks (a table's catalog record) otherwise collects one
     /// entry per commit between two cleanup passes, and each new transaction walks them all
     /// (the caller holds the shard lock).
-    pub(crate) fn prune_locks(&self, shard: &mut Shard, tree: ObjId, key: &[u8]) {
-        let probe = probe(tree, key);
-        let Some(chain) = shard.map.get_mut(&probe as &dyn KeyView) else {
+    pub(crate) fn prune_locks(&self, shard: &mut Shard, probe: &Probe<'_>) {
+        let tree = probe.tree;
+        let Some(chain) = shard.map.get_mut(probe as &dyn KeyView) else {
             return;
         };
         if chain.len() <= LOCK_PRUNE_AT {
@@ -722,7 +792,7 @@ impl VersionStore {
         });
         let dropped = before - chain.len();
         if chain.is_empty() {
-            shard.map.remove(&probe as &dyn KeyView);
+            shard.map.remove(probe as &dyn KeyView);
         }
         for _ in 0..dropped {
             self.unpin_tree(tree);
@@ -890,10 +960,7 @@ impl VersionStore {
                 .count();
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let of_key: Vec<usize> = chunk
-                .iter()
-                .map(|k| self.shard_index(tree, k.key()))
-                .collect();
+            let of_key: Vec<usize> = chunk.iter().map(|k| Self::shard_index(k.hash)).collect();
             let mut indexes = of_key.clone();
             indexes.sort_unstable();
             indexes.dedup();
@@ -930,8 +997,8 @@ impl VersionStore {
         doomed: &mut Vec<VKey>,
         tally: &mut Tally,
     ) -> u64 {
-        let (tree, key) = (vkey.tree(), vkey.key());
-        let mut shard = self.shard(tree, key);
+        let tree = vkey.tree();
+        let mut shard = self.shard(vkey);
         let Some(chain) = shard.map.get_mut(vkey) else {
             return 0;
         };
