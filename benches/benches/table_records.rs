@@ -1,7 +1,8 @@
 //! Records of a 10-column table through the public API: inserts (batches of 1,000 records per
 //! transaction, lazy commit) and point retrieval by primary key of every column, on one
 //! session and on 4 sessions (threads); the retrieval column by column (JetRetrieveColumn)
-//! and in one call (JetRetrieveColumns, buffers reused).
+//! and in one call (JetRetrieveColumns, buffers reused); and a scan in key order (JetMove
+//! Next, then JetRetrieveColumns of every column, per step).
 //!
 //! The table mixes every storage area: fixed (Long key, LongLong, IEEEDouble, DateTime, Bit),
 //! variable (Text, Binary) and tagged (Text, Binary, LongLong) columns.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ese::{
     ColumnDef, ColumnGrbit, ColumnType, CommitGrbit, CreateDatabaseGrbit, DbId, IndexCreate,
-    IndexGrbit, Instance, Prep, RetrieveColumn, Seek, Session, Table, TableCreate,
+    IndexGrbit, Instance, Move, Prep, RetrieveColumn, Seek, Session, Table, TableCreate,
 };
 
 /// Records per insert transaction.
@@ -273,6 +274,28 @@ fn retrievals(c: &mut Criterion) {
                     });
                 }
             });
+        });
+    });
+    g.finish();
+
+    // Steps of a scan: each step moves to the next record and retrieves every column; at the
+    // end of the index the scan starts again at the first record.
+    let mut g = c.benchmark_group("table_scan_step_retrieve_columns_10");
+    g.throughput(Throughput::Elements(u64::from(LOOKUPS)));
+    t.move_to(Move::First).unwrap();
+    g.bench_function("1_session", |bn| {
+        bn.iter(|| {
+            for _ in 0..LOOKUPS {
+                match t.move_to(Move::Next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ese::ErrorKind::NoCurrentRecord => {
+                        t.move_to(Move::First).unwrap();
+                    }
+                    Err(e) => panic!("move: {e}"),
+                }
+                t.retrieve_columns(&mut rc).unwrap();
+                black_box(&rc);
+            }
         });
     });
     g.finish();

@@ -20,6 +20,6 @@ pub use gate::{
     HoldPoint, InitGuard, InstanceCall, InstanceGate, InstanceState, RestoreGuard, TermGuard,
 };
 pub use session::{
-    DEFAULT_MAX_SESSIONS, MAX_SESSIONS_LIMIT, MAX_TRANSACTION_LEVEL, Sesid, SessionCall,
-    SessionCore, SessionTable, TrxBinding,
+    DEFAULT_MAX_SESSIONS, MAX_SESSIONS_LIMIT, MAX_TRANSACTION_LEVEL, OwnedSessionCall, Sesid,
+    SessionCall, SessionCore, SessionTable, TrxBinding,
 };

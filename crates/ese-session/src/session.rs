@@ -169,6 +169,24 @@ impl SessionCore {
         Ok(call)
     }
 
+    /// [`SessionCore::enter`], the call held by reference count ([`OwnedSessionCall`]).
+    ///
+    /// # Errors
+    /// As [`SessionCore::enter`].
+    #[inline]
+    pub fn enter_owned(
+        self: &Arc<Self>,
+        gate: &InstanceGate,
+        exempt_stop: bool,
+    ) -> Result<OwnedSessionCall> {
+        let call = self.enter(gate, exempt_stop)?;
+        // The guard's count of the call passes to the owned guard, which gives it back.
+        std::mem::forget(call);
+        Ok(OwnedSessionCall {
+            core: Arc::clone(self),
+        })
+    }
+
     #[cold]
     fn invalid(&self) -> Error {
         Error::new(ErrorKind::InvalidSesid).with_message(format!("{} has ended", self.sesid))
@@ -378,6 +396,21 @@ impl SessionCall<'_> {
 }
 
 impl Drop for SessionCall<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.in_call.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A call in progress on a session, as [`SessionCall`], holding the session by one reference
+/// count instead of a borrow: for a cursor's methods, which own a handle to their session and
+/// borrow themselves mutably during the call ([`SessionCore::enter_owned`]).
+#[derive(Debug)]
+pub struct OwnedSessionCall {
+    core: Arc<SessionCore>,
+}
+
+impl Drop for OwnedSessionCall {
     #[inline]
     fn drop(&mut self) {
         self.core.in_call.fetch_sub(1, Ordering::SeqCst);

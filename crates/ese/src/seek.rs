@@ -114,8 +114,7 @@ impl Table {
     /// (-900); `InvalidBufferSize` (-1047) for a value of the wrong size; `InvalidParameter`
     /// (-1003) for a bad normalized key; the session errors. On error the key is unchanged.
     pub fn make_key(&mut self, value: Option<&[u8]>, grbit: MakeKeyGrbit) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         let def = Arc::clone(&self.def);
         let ix = self.current_ix()?.clone();
@@ -135,8 +134,7 @@ impl Table {
     /// `KeyNotMade` (-1608) without a search key; `RecordNotFound` (-1601) when no entry
     /// matches (the cursor is then before the first entry); the session errors.
     pub fn seek_key(&mut self, op: Seek) -> Result<SeekResult> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         let key = self
             .key
@@ -156,8 +154,7 @@ impl Table {
     /// than segments; `InvalidBufferSize` (-1047) for a value of the wrong size; the session
     /// errors.
     pub fn seek(&mut self, values: &[Option<&[u8]>], op: Seek) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         let ix = self.current_ix()?;
         let mut key = None;
@@ -190,8 +187,7 @@ impl Table {
     /// is on no entry or its entry is outside the range (no range is set); `InvalidGrbit`
     /// (-900); the session errors.
     pub fn set_index_range(&mut self, grbit: IndexRangeGrbit) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         if IndexRangeGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
@@ -304,13 +300,12 @@ impl Table {
         name: Option<&str>,
         grbit: SetCurrentIndexGrbit,
     ) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         if SetCurrentIndexGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit));
         }
-        let view = session.read_view();
+        let view = self.session.read_view();
         self.refresh_def(&view)?;
         let name = name.filter(|n| !n.is_empty());
         let target =
@@ -463,14 +458,13 @@ impl Table {
         secondary_key: &[u8],
         primary_bookmark: &[u8],
     ) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         if self.cur.is_primary() {
             return Err(Error::new(ErrorKind::NoCurrentIndex)
                 .with_message("the current index is the primary index"));
         }
-        let view = session.read_view();
+        let view = self.session.read_view();
         let node = self.cur.layout.node_key(secondary_key, primary_bookmark);
         let tree = self.engine.store.tree(self.cur.tree)?;
         let phys = tree.get_opt(&node)?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ese_core::{Error, ErrorKind, Lgpos, Result};
-use ese_session::{SessionCall, SessionCore};
+use ese_session::{OwnedSessionCall, SessionCall, SessionCore};
 use ese_txn::Transaction;
 use parking_lot::Mutex;
 
@@ -114,6 +114,12 @@ impl Session {
     /// Enters a session call (the gate, then the session's own checks).
     pub(crate) fn enter(&self, exempt_stop: bool) -> Result<SessionCall<'_>> {
         self.core.enter(&self.inst.gate, exempt_stop)
+    }
+
+    /// [`Session::enter`], the call held by reference count: for a cursor's methods, which
+    /// borrow the cursor (and the session handle inside it) mutably during the call.
+    pub(crate) fn enter_owned(&self, exempt_stop: bool) -> Result<OwnedSessionCall> {
+        self.core.enter_owned(&self.inst.gate, exempt_stop)
     }
 
     fn owner(&self) -> String {

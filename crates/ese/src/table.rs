@@ -908,10 +908,9 @@ impl Table {
     /// # Errors
     /// `NoCurrentRecord` (-1603) when there is no entry there; the session errors.
     pub fn move_to(&mut self, m: Move) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
-        let view = session.read_view();
+        let view = self.session.read_view();
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
@@ -1552,10 +1551,9 @@ impl Table {
     /// `RecordDeleted` (-1017) if no visible record has it; `NoCurrentRecord` (-1603) when
     /// the record has no entry in the current secondary index; the session errors.
     pub fn goto_bookmark(&mut self, bookmark: &[u8]) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
-        let view = session.read_view();
+        let view = self.session.read_view();
         let rec = self.record_at(&view, bookmark)?;
         self.range = None;
         let pos = self.entry_of(bookmark, &rec, &view)?;
@@ -1585,8 +1583,7 @@ impl Table {
     /// outside a transaction (the lock needs one); `UpdateNotPrepared` (-1609) to cancel
     /// nothing; the session errors.
     pub fn prepare_update(&mut self, prep: Prep) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         match prep {
             Prep::Cancel => {
@@ -1699,8 +1696,7 @@ impl Table {
         grbit: SetGrbit,
         info: SetInfo,
     ) -> Result<()> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         self.check_open()?;
         if SetGrbit::from_bits(grbit.bits()).is_none() {
             return Err(Error::new(ErrorKind::InvalidGrbit)
@@ -1743,7 +1739,7 @@ impl Table {
             // bytes changed.
             let mut cur = match p.record.get(column, itag) {
                 Some(v) if v.separated => {
-                    self.read_lv(&v.data, &session.read_view(), 0, usize::MAX)?
+                    self.read_lv(&v.data, &self.session.read_view(), 0, usize::MAX)?
                 }
                 Some(v) => v.data,
                 None => Vec::new(),

@@ -568,8 +568,7 @@ impl TempTable {
         merge: bool,
         f: impl FnOnce(&Self, &mut Store) -> Result<T>,
     ) -> Result<T> {
-        let session = self.session.clone();
-        let _call = session.enter(false)?;
+        let _call = self.session.enter_owned(false)?;
         let shared = Arc::clone(&self.shared);
         let mut g = shared.store.lock();
         let store = g.as_mut().ok_or_else(closed)?;
