@@ -47,6 +47,16 @@ struct Pos {
     idx: usize,
 }
 
+/// A leaf page a cursor was on ([`Cursor::leaf_hint`]): where a change of the cursor's node
+/// tries first, as ESE's modifications use the cursor's latched page while its dbtime says the
+/// page did not change, instead of seeking from the root. Only a hint: the change checks
+/// under the tree's writer mutex that the page is still a live leaf of the tree holding the
+/// key, and descends from the root otherwise.
+#[derive(Debug, Clone)]
+pub struct LeafHint {
+    pub(crate) frame: Arc<Frame>,
+}
+
 /// A cursor on a [`Tree`]. Not positioned until a seek or move succeeds.
 #[derive(Debug)]
 pub struct Cursor {
@@ -430,6 +440,15 @@ impl Cursor {
     /// Whether the cursor is on a node.
     pub fn is_positioned(&self) -> bool {
         self.pos.is_some()
+    }
+
+    /// The leaf the cursor is on, for a change of the current node that should not descend
+    /// from the root again ([`Tree::put_with`]); `None` when not positioned. The hint pins the
+    /// page in the cache while it lives.
+    pub fn leaf_hint(&self) -> Option<LeafHint> {
+        self.pos.as_ref().map(|p| LeafHint {
+            frame: Arc::clone(&p.frame),
+        })
     }
 
     /// Whether the cursor is on a node and its page has not changed since the cursor read

@@ -51,7 +51,7 @@ mod wal;
 pub use cache::CacheStats;
 pub use check::{IntegrityReport, TreeSpace};
 pub use compact::CompactStats;
-pub use cursor::{Cursor, SeekOp};
+pub use cursor::{Cursor, LeafHint, SeekOp};
 pub use db::{Database, DbOptions, TreeKind};
 pub use doublewrite::doublewrite_path;
 pub use header::{DB_FORMAT_VERSION, DB_MAGIC, DbHeader, DbState, PAGE_SIZES};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 
 use crate::cache::Frame;
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, LeafHint};
 use crate::db::{DbShared, TreeKind};
 use crate::latch::ReadGuard;
 use crate::page::{NODE_OVERHEAD, NodeFlags, Page, PageFlags};
@@ -273,7 +273,7 @@ impl Tree {
     /// read errors. Never `KeyDuplicate` or `RecordNotFound`.
     pub fn put(&self, key: &[u8], state: NodeState<'_>, annotation: &[u8]) -> Result<Lgpos> {
         check_annotation(annotation)?;
-        self.put_with(key, PutTarget::State(state), |_| {
+        self.put_with(key, PutTarget::State(state), None, |_| {
             Ok(Some(annotation.to_vec()))
         })?
         .ok_or_else(|| Error::new(ErrorKind::InternalError).with_message("put wrote nothing"))
@@ -284,6 +284,9 @@ impl Tree {
     /// (`None`: no node) and returns the annotation to log the change with, or `None` to
     /// write nothing (then nothing is logged and this returns `None`). `target` is the state
     /// to put, or [`PutTarget::Flags`] to keep the node's data and change only its flags.
+    /// `hint`, the leaf a cursor on the key was on ([`Cursor::leaf_hint`]), is used instead of
+    /// a descent from the root when it still holds the key (ESE's change at the cursor's
+    /// current position); any other hint is ignored.
     ///
     /// # Errors
     /// Whatever `decide` returns (nothing written); `RecordNotFound` (-1601) for
@@ -292,6 +295,7 @@ impl Tree {
         &self,
         key: &[u8],
         target: PutTarget<'_>,
+        hint: Option<&LeafHint>,
         decide: impl FnOnce(Option<(&[u8], NodeFlags)>) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
         match target {
@@ -307,9 +311,12 @@ impl Tree {
         let _w = sh.writer.lock();
         // One descent serves the decision, the comparison and the change: the tree's writer
         // mutex is held from here to the change, so no split or merge can move the key off
-        // this leaf.
+        // this leaf. With a hint that holds the key, not even that.
         let (frame, current, annotation) = {
-            let leaf = self.descend(Target::Key(key))?;
+            let leaf = match hint.and_then(|h| self.hinted_leaf(h, key)) {
+                Some(leaf) => leaf,
+                None => self.descend(Target::Key(key))?,
+            };
             let node = match leaf.guard.search(key) {
                 (i, true) => leaf.guard.node(i),
                 _ => None,
@@ -354,6 +361,21 @@ impl Tree {
             let rec = encode_annotation(sh.opts.dbid, &annotation);
             sh.cache.log_change(&rec, &[]).map(Some)
         }
+    }
+
+    /// The hinted leaf, read-latched, if it holds `key`: a live leaf of this tree (a freed
+    /// page is flagged empty, and a page never goes to another tree without its objid
+    /// changing) on which the key is found is the one leaf a descent would reach, since a key
+    /// lives on one leaf only. The caller holds the writer mutex, so no split or merge moves
+    /// the key off it before the change; the hint's pin keeps the frame the page's frame (a
+    /// pinned frame is never evicted).
+    fn hinted_leaf(&self, hint: &LeafHint, key: &[u8]) -> Option<Leaf> {
+        let guard = ReadGuard::new(Arc::clone(&hint.frame));
+        let live = guard.objid() == self.objid
+            && guard.is_leaf()
+            && !guard.flags().contains(PageFlags::EMPTY)
+            && guard.search(key).1;
+        live.then_some(Leaf { guard })
     }
 
     /// Removes for good the nodes of `keys` (sorted ascending) that are flag-deleted (version

@@ -6,6 +6,7 @@
 //! once no snapshot can see it. The transaction layer keeps, in memory, what is needed to
 //! reconstruct older versions and to roll back.
 
+use ese_btree::LeafHint;
 use ese_core::{Lgpos, ObjId, Result};
 
 /// The physical state of one key in a tree, as the page store holds it.
@@ -79,7 +80,8 @@ pub trait TxnStore: Send + Sync {
     /// an annotation, makes the state `new` (logged with the annotation): one look-up where
     /// [`TxnStore::read`] then [`TxnStore::write`] take two. The state cannot change between
     /// the read and the write. Returns the log position of the record, or `None` when
-    /// `decide` wrote nothing.
+    /// `decide` wrote nothing. `hint`: the leaf a cursor on the key was on, which a page
+    /// store tries before descending ([`ese_btree::Tree::put_with`]).
     ///
     /// # Errors
     /// Whatever `decide` returns (nothing written); `RecordNotFound` (-1601) for
@@ -89,8 +91,11 @@ pub trait TxnStore: Send + Sync {
         tree: ObjId,
         key: &[u8],
         new: NewState<'_>,
+        hint: Option<&LeafHint>,
         decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
+        // A store without pages has no use for a leaf hint.
+        let _ = hint;
         let phys = self.read(tree, key)?;
         let Some(annotation) = decide(&phys)? else {
             return Ok(None);
@@ -116,7 +121,7 @@ pub trait TxnStore: Send + Sync {
     /// As [`TxnStore::write`]; `ObjectNotFound` when the tree is gone.
     fn remove_flag_deleted(&self, tree: ObjId, keys: &[&[u8]]) -> Result<()> {
         for key in keys {
-            self.write_checked(tree, key, NewState::Absent, &mut |phys| {
+            self.write_checked(tree, key, NewState::Absent, None, &mut |phys| {
                 Ok(matches!(phys, PhysState::Deleted(_)).then(Vec::new))
             })?;
         }

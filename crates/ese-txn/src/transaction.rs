@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ese_btree::LeafHint;
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 
 use crate::record::{TxnRecord, Undo};
@@ -187,7 +188,7 @@ impl Transaction {
     /// or committed after this transaction began; `TransReadOnly` (-1110);
     /// `VersionStoreOutOfMemory` (-1069); the page store's errors.
     pub fn insert(&mut self, tree: ObjId, key: &[u8], value: &[u8]) -> Result<()> {
-        self.change(tree, key, &Change::Insert(value), None)
+        self.change(tree, key, &Change::Insert(value), None, None)
             .map(|_| ())
     }
 
@@ -197,7 +198,23 @@ impl Transaction {
     /// `RecordNotFound` (-1601) if the transaction sees no record with this key; otherwise as
     /// [`Transaction::insert`].
     pub fn replace(&mut self, tree: ObjId, key: &[u8], value: &[u8]) -> Result<()> {
-        self.change(tree, key, &Change::Replace(value), None)
+        self.replace_at(tree, key, value, None)
+    }
+
+    /// [`Transaction::replace`] of the record a cursor is on: the page store tries the leaf
+    /// the cursor was on (`hint`, [`Cursor::leaf_hint`](ese_btree::Cursor::leaf_hint)) before
+    /// descending from the root.
+    ///
+    /// # Errors
+    /// As [`Transaction::replace`].
+    pub fn replace_at(
+        &mut self,
+        tree: ObjId,
+        key: &[u8],
+        value: &[u8],
+        hint: Option<&LeafHint>,
+    ) -> Result<()> {
+        self.change(tree, key, &Change::Replace(value), None, hint)
             .map(|_| ())
     }
 
@@ -206,7 +223,17 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::replace`].
     pub fn delete(&mut self, tree: ObjId, key: &[u8]) -> Result<()> {
-        self.change(tree, key, &Change::Delete, None).map(|_| ())
+        self.delete_at(tree, key, None)
+    }
+
+    /// [`Transaction::delete`] of the record a cursor is on, trying the cursor's leaf first
+    /// (as [`Transaction::replace_at`]).
+    ///
+    /// # Errors
+    /// As [`Transaction::delete`].
+    pub fn delete_at(&mut self, tree: ObjId, key: &[u8], hint: Option<&LeafHint>) -> Result<()> {
+        self.change(tree, key, &Change::Delete, None, hint)
+            .map(|_| ())
     }
 
     /// Adds `delta` to the little-endian signed integer of `width` bytes (4 or 8) at `offset`
@@ -234,6 +261,7 @@ impl Transaction {
                 delta,
             },
             None,
+            None,
         )
     }
 
@@ -242,7 +270,7 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::replace`]; a read lock conflicts only with writes.
     pub fn lock(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<()> {
-        self.change(tree, key, &Change::Lock { write }, None)
+        self.change(tree, key, &Change::Lock { write }, None, None)
             .map(|_| ())
     }
 
@@ -254,20 +282,21 @@ impl Transaction {
     /// As [`Transaction::lock`].
     pub fn lock_and_read(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<Vec<u8>> {
         let mut seen = Vec::new();
-        self.change(tree, key, &Change::Lock { write }, Some(&mut seen))?;
+        self.change(tree, key, &Change::Lock { write }, Some(&mut seen), None)?;
         Ok(seen)
     }
 
     /// A change; for a lock, `seen` (if given) receives the record's data as this
-    /// transaction sees it.
+    /// transaction sees it. `hint`: the leaf a cursor on the key was on (record writes only).
     fn change(
         &mut self,
         tree: ObjId,
         key: &[u8],
         change: &Change<'_>,
         seen: Option<&mut Vec<u8>>,
+        hint: Option<&LeafHint>,
     ) -> Result<i64> {
-        let r = self.change_inner(tree, key, change, seen);
+        let r = self.change_inner(tree, key, change, seen, hint);
         // After the change (successful or not: a failed change may have written and undone),
         // so a reader that cached this session's view notices it.
         self.vs.bump_change_epoch();
@@ -280,6 +309,7 @@ impl Transaction {
         key: &[u8],
         change: &Change<'_>,
         mut seen: Option<&mut Vec<u8>>,
+        hint: Option<&LeafHint>,
     ) -> Result<i64> {
         self.ensure_open()?;
         if self.read_only && !matches!(change, Change::Lock { write: false }) {
@@ -306,7 +336,7 @@ impl Transaction {
             Change::Delta { .. } | Change::Lock { .. } => None,
         };
         if let Some(new) = new {
-            return self.change_checked(tree, key, oper, new).map(|()| 0);
+            return self.change_checked(tree, key, oper, new, hint).map(|()| 0);
         }
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
@@ -454,6 +484,7 @@ impl Transaction {
         key: &[u8],
         oper: Oper,
         new: NewState<'_>,
+        hint: Option<&LeafHint>,
     ) -> Result<()> {
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
@@ -469,7 +500,7 @@ impl Transaction {
             // the write fails); whether the budget was short.
             let mut taken: Option<(Before, u64)> = None;
             let mut short = false;
-            let written = vs.store.write_checked(tree, key, new, &mut |phys| {
+            let written = vs.store.write_checked(tree, key, new, hint, &mut |phys| {
                 let mine = match chain {
                     Some(c) => reconstruct(c, phys.clone(), &view),
                     None => phys.clone(),

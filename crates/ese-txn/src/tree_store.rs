@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ese_btree::{NodeFlags, NodeState, PutTarget, Tree, Wal};
+use ese_btree::{LeafHint, NodeFlags, NodeState, PutTarget, Tree, Wal};
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result};
 use parking_lot::RwLock;
 
@@ -209,6 +209,7 @@ impl TxnStore for TreeStore {
         tree: ObjId,
         key: &[u8],
         new: NewState<'_>,
+        hint: Option<&LeafHint>,
         decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
         let t = self.tree(tree)?;
@@ -222,7 +223,7 @@ impl TxnStore for TreeStore {
             }
             NewState::Absent => PutTarget::State(NodeState::Absent),
         };
-        t.put_with(key, target, |node| {
+        t.put_with(key, target, hint, |node| {
             decide(&node_state(node.map(|(d, f)| (d.to_vec(), f))))
         })
     }

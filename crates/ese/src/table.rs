@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ese_btree::{Cursor, NodeFlags, SeekOp};
+use ese_btree::{Cursor, LeafHint, NodeFlags, SeekOp};
 use ese_core::{Error, ErrorKind, ObjId, Result};
 use ese_txn::{ReadView, Transaction, node_state};
 
@@ -959,6 +959,16 @@ impl Table {
         let r = self.finish_move(&c, land, forward);
         self.nav = Some((self.cur.tree, c));
         r
+    }
+
+    /// The leaf the kept tree cursor is on when it is a cursor of the table's primary tree: a
+    /// change of the current record tries it before descending from the root (ESE changes the
+    /// record at the cursor's current page when its dbtime says the page did not change).
+    pub(crate) fn leaf_hint(&self) -> Option<LeafHint> {
+        self.nav
+            .as_ref()
+            .filter(|(tree, _)| *tree == self.tree)
+            .and_then(|(_, c)| c.leaf_hint())
     }
 
     /// A tree cursor on the current index: the one kept from the last move or seek (which
@@ -1919,7 +1929,7 @@ impl Table {
             if insert {
                 t.insert(tree, &key, &bytes)?;
             } else {
-                t.replace(tree, &key, &bytes)?;
+                t.replace_at(tree, &key, &bytes, self.leaf_hint().as_ref())?;
             }
             self.maintain_indexes(t, &key, old_keyed.as_deref(), Some(&new_keyed))?;
             if let Some(o) = &old {
@@ -1984,14 +1994,14 @@ impl Table {
             if !has_long_columns(&self.def) && self.def.indexes.iter().all(IndexEntry::is_primary) {
                 // Nothing but the record to delete: no index entry, no long value. The delete
                 // checks that this transaction sees the record.
-                return t.delete(tree, key);
+                return t.delete_at(tree, key, self.leaf_hint().as_ref());
             }
             let old = t
                 .read(tree, key)?
                 .ok_or_else(|| Error::new(ErrorKind::RecordNotFound))?;
             let old = Record::decode(&old, &self.layout)?;
             let old_keyed = self.keyed(&old, &t.read_view())?;
-            t.delete(tree, key)?;
+            t.delete_at(tree, key, self.leaf_hint().as_ref())?;
             self.maintain_indexes(t, key, Some(&old_keyed), None)?;
             self.free_lvs(t, &old, None)
         })();
