@@ -24,6 +24,7 @@
 //! reported by [`VersionStoreStats::insert_entries`].
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -96,6 +97,80 @@ pub(crate) struct Rce {
     pub(crate) oper: Oper,
     pub(crate) before: Before,
     charge: u64,
+}
+
+/// The RCEs of one key, oldest first. Most keys have one (an insert, a delete or a change no
+/// other transaction touched before cleanup dropped it): it is held inline, so the key's first
+/// RCE costs no allocation of its own.
+#[derive(Debug)]
+pub(crate) enum Chain {
+    One(Rce),
+    Many(Vec<Rce>),
+}
+
+impl Chain {
+    /// Appends `rce` (the newest).
+    pub(crate) fn push(&mut self, rce: Rce) {
+        match self {
+            Chain::Many(v) => v.push(rce),
+            Chain::One(_) => {
+                if let Chain::One(first) = std::mem::replace(self, Chain::Many(Vec::new())) {
+                    *self = Chain::Many(vec![first, rce]);
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the RCE at `i` (`None` past the end).
+    pub(crate) fn remove(&mut self, i: usize) -> Option<Rce> {
+        match self {
+            Chain::Many(v) => (i < v.len()).then(|| v.remove(i)),
+            Chain::One(_) if i == 0 => match std::mem::replace(self, Chain::Many(Vec::new())) {
+                Chain::One(r) => Some(r),
+                Chain::Many(_) => None,
+            },
+            Chain::One(_) => None,
+        }
+    }
+
+    /// Removes and returns the oldest `n` RCEs (all of them if there are fewer).
+    pub(crate) fn take_front(&mut self, n: usize) -> Vec<Rce> {
+        match self {
+            Chain::Many(v) => v.drain(..n.min(v.len())).collect(),
+            Chain::One(_) if n == 0 => Vec::new(),
+            Chain::One(_) => self.remove(0).into_iter().collect(),
+        }
+    }
+
+    /// Keeps the RCEs `keep` says yes to, in order.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Rce) -> bool) {
+        match self {
+            Chain::Many(v) => v.retain(keep),
+            Chain::One(r) => {
+                if !keep(r) {
+                    *self = Chain::Many(Vec::new());
+                }
+            }
+        }
+    }
+
+    /// The RCEs, oldest first, as a vector.
+    pub(crate) fn into_vec(self) -> Vec<Rce> {
+        match self {
+            Chain::One(r) => vec![r],
+            Chain::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for Chain {
+    type Target = [Rce];
+    fn deref(&self) -> &[Rce] {
+        match self {
+            Chain::One(r) => std::slice::from_ref(r),
+            Chain::Many(v) => v,
+        }
+    }
 }
 
 /// A key of the version store: tree and record key, in one shared allocation (the tree's
@@ -401,7 +476,7 @@ struct Committed {
 }
 
 pub(crate) struct Shard {
-    pub(crate) map: HashMap<VKey, Vec<Rce>, CarriedHash>,
+    pub(crate) map: HashMap<VKey, Chain, CarriedHash>,
 }
 
 /// The version store and transaction table of one instance.
@@ -657,11 +732,7 @@ impl VersionStore {
     }
 
     /// Checks that `trx` may perform `oper` on the key whose chain is `chain`.
-    pub(crate) fn check_conflict(
-        chain: Option<&Vec<Rce>>,
-        me: &TrxState,
-        oper: Oper,
-    ) -> Result<()> {
+    pub(crate) fn check_conflict(chain: Option<&Chain>, me: &TrxState, oper: Oper) -> Result<()> {
         let Some(chain) = chain else { return Ok(()) };
         for r in chain.iter().rev() {
             if r.trx.id == me.id {
@@ -744,7 +815,12 @@ impl VersionStore {
             self.insert_entries.fetch_add(1, Ordering::Relaxed);
         }
         self.entries.fetch_add(1, Ordering::Relaxed);
-        shard.map.entry(vkey.clone()).or_default().push(rce);
+        match shard.map.entry(vkey.clone()) {
+            Entry::Occupied(mut chain) => chain.get_mut().push(rce),
+            Entry::Vacant(slot) => {
+                slot.insert(Chain::One(rce));
+            }
+        }
     }
 
     pub(crate) fn new_rce(
@@ -812,7 +888,7 @@ impl VersionStore {
         let pos = chain
             .iter()
             .rposition(|r| r.trx.id == trx && r.seq == seq)?;
-        let rce = chain.remove(pos);
+        let rce = chain.remove(pos)?;
         if chain.is_empty() {
             shard.map.remove(vkey);
         }
@@ -1017,13 +1093,20 @@ impl VersionStore {
         let (removed, now_empty) = if cut == chain.len() {
             // The whole chain goes (a committed insert or change nobody else touched, the
             // common case): the map gives up its vector, nothing is copied.
-            (shard.map.remove(vkey).unwrap_or_default(), true)
+            (
+                shard
+                    .map
+                    .remove(vkey)
+                    .map(Chain::into_vec)
+                    .unwrap_or_default(),
+                true,
+            )
         } else {
-            let mut removed: Vec<Rce> = chain.drain(..cut).collect();
+            let mut removed = chain.take_front(cut);
             let mut i = 0;
             while i < chain.len() {
                 if chain.get(i).is_some_and(&clean) {
-                    removed.push(chain.remove(i));
+                    removed.extend(chain.remove(i));
                 } else {
                     i += 1;
                 }
