@@ -201,20 +201,39 @@ fn encode_groups(out: &mut Vec<u8>, v: &[u8]) {
         return;
     }
     // One reservation for every group (each GROUP bytes and a count byte). Each group is
-    // built in a fixed-size array and appended whole: a copy of constant length compiles to
-    // a few moves, where a slice copy per group calls `memcpy`.
+    // built in a fixed-size array from a fixed-size chunk and appended whole: copies of
+    // constant length compile to a few moves, where a byte loop or a slice copy per group
+    // costs a loop or a call.
     out.reserve(v.len().div_ceil(GROUP) * (GROUP + 1));
-    let mut chunks = v.chunks(GROUP).peekable();
-    while let Some(c) = chunks.next() {
+    let mut full = v.chunks_exact(GROUP);
+    let rest = full.remainder();
+    let mut left = v.len() / GROUP;
+    for c in &mut full {
+        left -= 1;
         let mut group = [0u8; GROUP + 1];
-        let (bytes, count) = group.split_at_mut(GROUP);
-        bytes.iter_mut().zip(c).for_each(|(b, v)| *b = *v);
-        // A chunk holds 1..=GROUP bytes, so its length fits a byte.
-        count.fill(if chunks.peek().is_some() {
-            MORE
-        } else {
-            c.len() as u8
-        });
+        if let (Some((bytes, count)), Ok(c)) = (
+            group.split_first_chunk_mut::<GROUP>(),
+            <&[u8; GROUP]>::try_from(c),
+        ) {
+            *bytes = *c;
+            // The last group of the value counts its bytes; a full one before more says so.
+            count.fill(if left == 0 && rest.is_empty() {
+                GROUP as u8
+            } else {
+                MORE
+            });
+        }
+        out.extend_from_slice(&group);
+    }
+    if !rest.is_empty() {
+        let mut group = [0u8; GROUP + 1];
+        if let Some(d) = group.get_mut(..rest.len()) {
+            d.copy_from_slice(rest);
+        }
+        if let Some(count) = group.last_mut() {
+            // A remainder holds 1..GROUP bytes, so its length fits a byte.
+            *count = rest.len() as u8;
+        }
         out.extend_from_slice(&group);
     }
 }

@@ -156,15 +156,19 @@ impl Table {
     pub fn seek(&mut self, values: &[Option<&[u8]>], op: Seek) -> Result<()> {
         let _call = self.session.enter_owned(false)?;
         self.check_open()?;
+        let mut bytes = std::mem::take(&mut self.seek_key);
+        bytes.clear();
+        // A new key in the buffer of the last seek (JetMakeKey with NewKey, then the other
+        // segments).
+        let mut key = Some(MadeKey {
+            bytes,
+            segments: 0,
+            end_limit: false,
+            complete: false,
+        });
         let ix = self.current_ix()?;
-        let mut key = None;
-        for (i, v) in values.iter().enumerate() {
-            let g = if i == 0 {
-                MakeKeyGrbit::NEW_KEY
-            } else {
-                MakeKeyGrbit::empty()
-            };
-            make_key(&self.def, ix, &mut key, *v, g)?;
+        for v in values {
+            make_key(&self.def, ix, &mut key, *v, MakeKeyGrbit::empty())?;
         }
         let key = key.unwrap_or(MadeKey {
             bytes: Vec::new(),
@@ -172,7 +176,9 @@ impl Table {
             end_limit: false,
             complete: false,
         });
-        self.seek_made(&key, op).map(|_| ())
+        let r = self.seek_made(&key, op).map(|_| ());
+        self.seek_key = key.bytes;
+        r
     }
 
     /// Sets an index range on the current index (JetSetIndexRange) with the search key made

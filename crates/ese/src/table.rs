@@ -357,6 +357,7 @@ impl Session {
             prepared: None,
             seq,
             key: None,
+            seek_key: Vec::new(),
             range: None,
             nav: None,
             rec_cache: parking_lot::Mutex::new(RecordCache::default()),
@@ -523,6 +524,8 @@ pub struct Table {
     seq: Arc<AtomicU64>,
     /// The search key being made.
     pub(crate) key: Option<MadeKey>,
+    /// The buffer of the last [`Table::seek`]'s search key, reused by the next one.
+    pub(crate) seek_key: Vec<u8>,
     pub(crate) range: Option<IndexRange>,
     /// The tree cursor of the last move or seek, with the tree it is on, kept so moving next
     /// from the entry it is on costs no descent.
@@ -564,6 +567,7 @@ impl Table {
             prepared: None,
             seq: Arc::clone(&self.seq),
             key: None,
+            seek_key: Vec::new(),
             range: None,
             nav: None,
             handle,
