@@ -42,17 +42,8 @@ fn setup() -> (Database, Tree, Tree) {
     let other = db.create_tree(TreeKind::Table).unwrap();
     for i in 0..ROWS {
         let d = data(i, 1);
-        t.put(
-            &key(i),
-            NodeState::Present {
-                data: &d,
-                flags: NodeFlags(0),
-            },
-            &[],
-        )
-        .unwrap();
-        other
-            .put(
+        for tree in [&t, &other] {
+            tree.put(
                 &key(i),
                 NodeState::Present {
                     data: &d,
@@ -61,6 +52,7 @@ fn setup() -> (Database, Tree, Tree) {
                 &[],
             )
             .unwrap();
+        }
     }
     (db, t, other)
 }
