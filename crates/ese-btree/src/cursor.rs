@@ -48,10 +48,9 @@ struct Pos {
 }
 
 /// A leaf page a cursor was on ([`Cursor::leaf_hint`]): where a change of the cursor's node
-/// tries first, as ESE's modifications use the cursor's latched page while its dbtime says the
-/// page did not change, instead of seeking from the root. Only a hint: the change checks
-/// under the tree's writer mutex that the page is still a live leaf of the tree holding the
-/// key, and descends from the root otherwise.
+/// tries first, as ESE's modifications work on the cursor's current page instead of seeking
+/// from the root. Only a hint: the change checks under the tree's writer mutex that the page
+/// is still a live leaf of the tree holding the key, and descends from the root otherwise.
 #[derive(Debug, Clone)]
 pub struct LeafHint {
     pub(crate) frame: Arc<Frame>,

@@ -187,6 +187,12 @@ impl SessionCore {
         })
     }
 
+    /// Ends the call [`SessionCore::enter`] began (the call guards' drop).
+    #[inline]
+    fn leave(&self) {
+        self.in_call.fetch_sub(1, Ordering::SeqCst);
+    }
+
     #[cold]
     fn invalid(&self) -> Error {
         Error::new(ErrorKind::InvalidSesid).with_message(format!("{} has ended", self.sesid))
@@ -398,7 +404,7 @@ impl SessionCall<'_> {
 impl Drop for SessionCall<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.core.in_call.fetch_sub(1, Ordering::SeqCst);
+        self.core.leave();
     }
 }
 
@@ -413,7 +419,7 @@ pub struct OwnedSessionCall {
 impl Drop for OwnedSessionCall {
     #[inline]
     fn drop(&mut self) {
-        self.core.in_call.fetch_sub(1, Ordering::SeqCst);
+        self.core.leave();
     }
 }
 

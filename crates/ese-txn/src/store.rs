@@ -91,11 +91,10 @@ pub trait TxnStore: Send + Sync {
         tree: ObjId,
         key: &[u8],
         new: NewState<'_>,
-        hint: Option<&LeafHint>,
+        // A store without pages has no use for a leaf hint.
+        _hint: Option<&LeafHint>,
         decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
-        // A store without pages has no use for a leaf hint.
-        let _ = hint;
         let phys = self.read(tree, key)?;
         let Some(annotation) = decide(&phys)? else {
             return Ok(None);

@@ -125,10 +125,12 @@ impl Chain {
     pub(crate) fn remove(&mut self, i: usize) -> Option<Rce> {
         match self {
             Chain::Many(v) => (i < v.len()).then(|| v.remove(i)),
-            Chain::One(_) if i == 0 => match std::mem::replace(self, Chain::Many(Vec::new())) {
-                Chain::One(r) => Some(r),
-                Chain::Many(_) => None,
-            },
+            Chain::One(_) if i == 0 => {
+                let Chain::One(r) = std::mem::replace(self, Chain::Many(Vec::new())) else {
+                    return None;
+                };
+                Some(r)
+            }
             Chain::One(_) => None,
         }
     }

@@ -206,26 +206,23 @@ fn encode_groups(out: &mut Vec<u8>, v: &[u8]) {
     // costs a loop or a call.
     out.reserve(v.len().div_ceil(GROUP) * (GROUP + 1));
     let mut full = v.chunks_exact(GROUP);
-    let rest = full.remainder();
-    let mut left = v.len() / GROUP;
     for c in &mut full {
-        left -= 1;
-        let mut group = [0u8; GROUP + 1];
-        if let (Some((bytes, count)), Ok(c)) = (
+        let mut group = [MORE; GROUP + 1];
+        if let (Some((bytes, _)), Ok(c)) = (
             group.split_first_chunk_mut::<GROUP>(),
             <&[u8; GROUP]>::try_from(c),
         ) {
             *bytes = *c;
-            // The last group of the value counts its bytes; a full one before more says so.
-            count.fill(if left == 0 && rest.is_empty() {
-                GROUP as u8
-            } else {
-                MORE
-            });
         }
         out.extend_from_slice(&group);
     }
-    if !rest.is_empty() {
+    let rest = full.remainder();
+    if rest.is_empty() {
+        // The last group ends the value: it counts its GROUP bytes instead of saying "more".
+        if let Some(count) = out.last_mut() {
+            *count = GROUP as u8;
+        }
+    } else {
         let mut group = [0u8; GROUP + 1];
         if let Some(d) = group.get_mut(..rest.len()) {
             d.copy_from_slice(rest);

@@ -967,7 +967,7 @@ impl Table {
 
     /// The leaf the kept tree cursor is on when it is a cursor of the table's primary tree: a
     /// change of the current record tries it before descending from the root (ESE changes the
-    /// record at the cursor's current page when its dbtime says the page did not change).
+    /// record at the cursor's current page).
     pub(crate) fn leaf_hint(&self) -> Option<LeafHint> {
         self.nav
             .as_ref()
