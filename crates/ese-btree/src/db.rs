@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::cache::{BufferCache, CacheStats};
 use crate::doublewrite::DoubleWrite;
 use crate::header::{DbFile, DbHeader, DbState, PAGE_SIZES};
-use crate::page::{Page, PageFlags};
+use crate::page::{Page, PageFlags, PagePool};
 use crate::split::Work;
 use crate::tree::Tree;
 use crate::wal::Wal;
@@ -197,6 +197,8 @@ pub(crate) struct DbShared {
     pub(crate) header: Mutex<DbHeader>,
     pub(crate) opts: DbOptions,
     pub(crate) roots: RwLock<HashMap<ObjId, (Pgno, TreeKind)>>,
+    /// Buffers for the page copies of work units.
+    pub(crate) pool: PagePool,
     /// Pages rewritten from the doublewrite file when the database was opened.
     repaired: Vec<Pgno>,
 }
@@ -389,6 +391,7 @@ impl Database {
         repaired: Vec<Pgno>,
     ) -> Database {
         let cache = BufferCache::new(file, wal, opts.cache_bytes, dw);
+        let pool = PagePool::new(cache.page_size());
         let mut roots = HashMap::new();
         roots.insert(DIR_OBJID, (DIR_PGNO, TreeKind::Table));
         Database {
@@ -399,6 +402,7 @@ impl Database {
                 header: Mutex::new(header),
                 opts,
                 roots: RwLock::new(roots),
+                pool,
                 repaired,
             }),
         }

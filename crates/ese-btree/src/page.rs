@@ -352,10 +352,20 @@ impl Page {
         flags: PageFlags,
         level: u8,
     ) -> Page {
-        let mut p = Page {
+        Page::format(
+            vec![0u8; page_size].into_boxed_slice(),
             pgno,
-            buf: vec![0u8; page_size].into_boxed_slice(),
-        };
+            objid,
+            flags,
+            level,
+        )
+    }
+
+    /// An empty page in `buf` (whatever it held; the page size is its length).
+    fn format(mut buf: Box<[u8]>, pgno: Pgno, objid: ObjId, flags: PageFlags, level: u8) -> Page {
+        buf.fill(0);
+        let page_size = buf.len();
+        let mut p = Page { pgno, buf };
         p.wr32(H_PGNO, pgno.0);
         p.set_objid(objid);
         p.set_flags(flags);
@@ -1022,6 +1032,219 @@ pub(crate) fn verify(b: &[u8], pgno: Pgno) -> Result<()> {
     Ok(())
 }
 
+/// Bytes per block of [`LineCmp`]'s map of the changed bytes.
+const CMP_BLOCK: usize = 64;
+/// Blocks [`LineCmp`] maps: a 32 KiB page (the largest page size) at most.
+const CMP_BLOCKS: usize = 512;
+
+/// Compares the node lines of two versions of one page (`before` and `after` a change made
+/// in a copy of it), for a delta ([`crate::record::page_delta`]). A change leaves most lines
+/// where they were (an insert adds its line in the hole and shifts tags; a split's parent
+/// rewrites one child pointer in place; a sibling changes only its header), so it first maps
+/// which 64-byte blocks of the two pages differ; two lines at the same place (equal tags)
+/// whose blocks are all the same are then equal without comparing their bytes. One pass over
+/// the page instead of one `memcmp` per pair of lines (a parent page has hundreds).
+pub(crate) struct LineCmp<'p> {
+    before: &'p Page,
+    after: &'p Page,
+    /// Each page's node tags (tag 0 excluded), last node first, as stored.
+    tags: (&'p [u8], &'p [u8]),
+    /// Bit `b`: block `b` differs (or lies past the end of either page).
+    changed: [u64; CMP_BLOCKS / 64],
+}
+
+impl<'p> LineCmp<'p> {
+    pub(crate) fn new(before: &'p Page, after: &'p Page) -> LineCmp<'p> {
+        let mut changed = [u64::MAX; CMP_BLOCKS / 64];
+        let blocks = before
+            .buf
+            .chunks_exact(CMP_BLOCK)
+            .zip(after.buf.chunks_exact(CMP_BLOCK));
+        for (b, (x, y)) in blocks.enumerate().take(CMP_BLOCKS) {
+            // Fixed-size arrays: the comparison compiles to vector loads, not a call.
+            let same = <&[u8; CMP_BLOCK]>::try_from(x)
+                .ok()
+                .zip(<&[u8; CMP_BLOCK]>::try_from(y).ok())
+                .is_some_and(|(x, y)| x == y);
+            if same && let Some(word) = changed.get_mut(b / 64) {
+                *word &= !(1u64 << (b % 64));
+            }
+        }
+        let node_tags = |p: &'p Page| {
+            let end = p.tag_off(0);
+            p.buf.get(p.tag_start()..end).unwrap_or_default()
+        };
+        LineCmp {
+            before,
+            after,
+            tags: (node_tags(before), node_tags(after)),
+            changed,
+        }
+    }
+
+    /// The raw tag of node `i` in `tags` (a page's node tags, last node first): equal raw
+    /// tags are equal places.
+    #[inline]
+    fn raw_tag(tags: &[u8], i: usize) -> Option<u32> {
+        let n = tags.len() / TAG_LEN;
+        if i >= n {
+            return None;
+        }
+        rd_u32(tags, (n - 1 - i) * TAG_LEN)
+    }
+
+    /// Whether no byte of the line with raw tag `tag` differs between the pages.
+    #[inline]
+    fn unchanged(&self, tag: u32) -> bool {
+        let (cb, ib) = ((tag & 0xFFFF) as usize, (tag >> 16) as usize);
+        if cb == 0 {
+            return true;
+        }
+        let mut b = ib / CMP_BLOCK;
+        let last = (ib + cb - 1) / CMP_BLOCK;
+        while b <= last {
+            match self.changed.get(b / 64) {
+                Some(w) if w & (1u64 << (b % 64)) == 0 => b += 1,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// How many nodes both pages start with (equal lines, in order).
+    pub(crate) fn common_prefix(&self) -> usize {
+        // Node `k`'s tag is the `k`th from the end of each tag array.
+        let (b, a) = self.tags;
+        let n = b.len().min(a.len()) / TAG_LEN;
+        let (b, a) = (
+            b.get(b.len() - n * TAG_LEN..).unwrap_or_default(),
+            a.get(a.len() - n * TAG_LEN..).unwrap_or_default(),
+        );
+        let mut k = 0;
+        for (tb, ta) in b.rchunks_exact(TAG_LEN).zip(a.rchunks_exact(TAG_LEN)) {
+            let same_place = tb == ta && self.unchanged(rd_u32(tb, 0).unwrap_or(0));
+            if !(same_place || self.eq(k, k)) {
+                break;
+            }
+            k += 1;
+        }
+        k
+    }
+
+    /// How many nodes both pages end with (equal lines, in order), among the nodes past the
+    /// first `skip` of each.
+    pub(crate) fn common_suffix(&self, skip: usize) -> usize {
+        let (b, a) = self.tags;
+        let (nb, na) = (b.len() / TAG_LEN, a.len() / TAG_LEN);
+        let n = nb.saturating_sub(skip).min(na.saturating_sub(skip));
+        let (b, a) = (
+            b.get(..n * TAG_LEN).unwrap_or_default(),
+            a.get(..n * TAG_LEN).unwrap_or_default(),
+        );
+        let mut k = 0;
+        for (tb, ta) in b.chunks_exact(TAG_LEN).zip(a.chunks_exact(TAG_LEN)) {
+            let same_place = tb == ta && self.unchanged(rd_u32(tb, 0).unwrap_or(0));
+            if !(same_place || self.eq(nb - 1 - k, na - 1 - k)) {
+                break;
+            }
+            k += 1;
+        }
+        k
+    }
+
+    /// Whether node `j` of `before` and node `i` of `after` have equal lines
+    /// ([`Page::node_line`]).
+    #[inline]
+    pub(crate) fn eq(&self, j: usize, i: usize) -> bool {
+        if let (Some(tb), Some(ta)) = (Self::raw_tag(self.tags.0, j), Self::raw_tag(self.tags.1, i))
+            && tb == ta
+            && self.unchanged(tb)
+        {
+            return true;
+        }
+        self.before.node_line(j) == self.after.node_line(i)
+    }
+}
+
+/// Page buffers kept for reuse by work units (`split.rs`), which copy every page they touch
+/// and format new ones: without it, each split allocates and frees about ten page-sized
+/// buffers, and in glibc's allocator every allocation of that size first consolidates the
+/// small chunks freed since the last one (measured: `docs/design.md`, "Work-unit page
+/// buffers"). Holds at most [`PagePool::KEEP`] buffers of one page size; a buffer given back
+/// beyond that, or of another size, is freed.
+#[derive(Debug)]
+pub(crate) struct PagePool {
+    page_size: usize,
+    free: parking_lot::Mutex<Vec<Box<[u8]>>>,
+}
+
+impl PagePool {
+    /// Buffers kept at most (512 KiB of 8 KiB pages): more than a split or merge touches (a
+    /// path of a few levels, the siblings, the space page, the new pages and their images).
+    pub(crate) const KEEP: usize = 64;
+
+    pub(crate) fn new(page_size: usize) -> PagePool {
+        PagePool {
+            page_size,
+            free: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A buffer of the pool's page size, with any content.
+    fn take(&self) -> Box<[u8]> {
+        self.free
+            .lock()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.page_size].into_boxed_slice())
+    }
+
+    /// A copy of `page` in a pooled buffer (a plain copy if its size is not the pool's).
+    pub(crate) fn copy(&self, page: &Page) -> Page {
+        if page.buf.len() != self.page_size {
+            return page.clone();
+        }
+        let mut buf = self.take();
+        buf.copy_from_slice(&page.buf);
+        Page {
+            pgno: page.pgno,
+            buf,
+        }
+    }
+
+    /// [`Page::new`] in a pooled buffer.
+    pub(crate) fn blank(&self, pgno: Pgno, objid: ObjId, flags: PageFlags, level: u8) -> Page {
+        Page::format(self.take(), pgno, objid, flags, level)
+    }
+
+    /// [`Page::sealed`] in a pooled buffer.
+    pub(crate) fn sealed(&self, page: &Page) -> Vec<u8> {
+        if page.buf.len() != self.page_size {
+            return page.sealed();
+        }
+        let mut b = self.take();
+        b.copy_from_slice(&page.buf);
+        seal(&mut b, page.pgno);
+        b.into_vec()
+    }
+
+    /// Gives `page`'s buffer back.
+    pub(crate) fn give(&self, page: Page) {
+        self.give_buf(page.buf);
+    }
+
+    /// Gives a buffer back (a [`PagePool::sealed`] image too: a `Vec` whose capacity is its
+    /// length becomes a box without a copy).
+    pub(crate) fn give_buf(&self, buf: impl Into<Box<[u8]>>) {
+        let buf = buf.into();
+        if buf.len() == self.page_size {
+            let mut free = self.free.lock();
+            if free.len() < Self::KEEP {
+                free.push(buf);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -1151,6 +1374,64 @@ mod tests {
             c[i] ^= 0x40;
             let e = Page::decode(&c, Pgno(5)).unwrap_err();
             assert_eq!(e.pgno(), Some(Pgno(5)));
+        }
+    }
+
+    #[test]
+    fn line_comparison_matches_byte_comparison() {
+        let mut before = Page::new(4096, Pgno(7), ObjId(4), PageFlags::LEAF, 0);
+        for i in 0u8..30 {
+            assert!(before.insert_node(usize::from(i), NodeFlags(0), &[b'k', i], &[i; 50]));
+        }
+        before.set_dbtime(DbTime(10));
+        // Changes that keep lines in place, move them, rewrite them in place with the same
+        // length (same tag, other bytes) and add lines.
+        let changes: [&dyn Fn(&mut Page); 5] = [
+            &|p| assert!(p.insert_node(12, NodeFlags(0), b"k\x0b\x01", b"new")),
+            &|p| assert!(p.replace_data(5, &[0xEE; 50])),
+            &|p| assert!(p.replace_data(20, b"short")),
+            &|p| {
+                for i in (15..30).rev() {
+                    assert!(p.remove_node(i));
+                }
+            },
+            &|p| {
+                p.set_dbtime(DbTime(11));
+                p.set_next(Pgno(9));
+            },
+        ];
+        for mask in 0u32..(1 << changes.len()) {
+            let mut after = before.clone();
+            for (b, change) in changes.iter().enumerate() {
+                if mask & (1 << b) != 0 {
+                    change(&mut after);
+                }
+            }
+            let lines = LineCmp::new(&before, &after);
+            let (nb, na) = (before.count(), after.count());
+            let pre = (0..nb.min(na))
+                .take_while(|&k| before.node_line(k) == after.node_line(k))
+                .count();
+            assert_eq!(lines.common_prefix(), pre, "changes {mask:#b}");
+            for skip in 0..=nb.min(na) {
+                let suf = (0..(nb - skip).min(na - skip))
+                    .take_while(|&k| before.node_line(nb - 1 - k) == after.node_line(na - 1 - k))
+                    .count();
+                assert_eq!(
+                    lines.common_suffix(skip),
+                    suf,
+                    "changes {mask:#b}, skip {skip}"
+                );
+            }
+            for j in 0..=before.count() {
+                for i in 0..=after.count() {
+                    assert_eq!(
+                        lines.eq(j, i),
+                        before.node_line(j) == after.node_line(i),
+                        "changes {mask:#b}, node {j} before, node {i} after"
+                    );
+                }
+            }
         }
     }
 

@@ -49,7 +49,7 @@
 
 use ese_core::{DbTime, Error, ErrorKind, ObjId, Pgno, Result};
 
-use crate::page::{NodeFlags, NodeRef, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
+use crate::page::{LineCmp, NodeFlags, NodeRef, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
 
 const REC_IMAGES: u8 = 1;
 const REC_NODE: u8 = 2;
@@ -202,16 +202,9 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
         Some(())
     }
     let (nb, na) = (before.count(), after.count());
-    let mut pre = 0;
-    while pre < nb.min(na) && before.node_line(pre) == after.node_line(pre) {
-        pre += 1;
-    }
-    let mut suf = 0;
-    while suf < (nb - pre).min(na - pre)
-        && before.node_line(nb - 1 - suf) == after.node_line(na - 1 - suf)
-    {
-        suf += 1;
-    }
+    let lines = LineCmp::new(before, after);
+    let pre = lines.common_prefix();
+    let suf = lines.common_suffix(pre);
     let mut steps: Vec<DeltaStep<'a>> = Vec::new();
     for j in 0..pre {
         copy(&mut steps, j)?;
@@ -222,7 +215,7 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
         while j < nb - suf && before.key(j) < a.key {
             j += 1;
         }
-        if j < nb - suf && before.node_line(j) == after.node_line(i) {
+        if j < nb - suf && lines.eq(j, i) {
             copy(&mut steps, j)?;
             j += 1;
         } else {

@@ -93,7 +93,7 @@ impl<'a> Work<'a> {
     fn load(&mut self, pgno: Pgno) -> Result<()> {
         if !self.pages.contains_key(&pgno) {
             let f = self.sh.cache.get(pgno)?;
-            let p = f.latch.read().clone();
+            let p = self.sh.pool.copy(&f.latch.read());
             self.levels.insert(pgno, p.level());
             self.pages.insert(pgno, p);
             self.frames.insert(pgno, f);
@@ -168,23 +168,26 @@ impl<'a> Work<'a> {
         self.set_space(s)?;
         self.changed.insert(pgno);
         self.fresh.insert(pgno);
-        let ps = self.sh.page_size();
-        self.pages
-            .insert(pgno, Page::new(ps, pgno, objid, flags, level));
+        let page = self.sh.pool.blank(pgno, objid, flags, level);
+        if let Some(old) = self.pages.insert(pgno, page) {
+            self.sh.pool.give(old);
+        }
         Ok(pgno)
     }
 
     /// Releases a page to the free chain.
     pub(crate) fn free(&mut self, pgno: Pgno) -> Result<()> {
         let mut s = self.space()?;
-        let mut p = Page::new(self.sh.page_size(), pgno, ObjId(0), PageFlags::EMPTY, 0);
+        let mut p = self.sh.pool.blank(pgno, ObjId(0), PageFlags::EMPTY, 0);
         p.set_next(s.free_head);
         s.free_head = pgno;
         s.free_count += 1;
         self.set_space(s)?;
         self.load(pgno)?;
         self.changed.insert(pgno);
-        self.pages.insert(pgno, p);
+        if let Some(old) = self.pages.insert(pgno, p) {
+            self.sh.pool.give(old);
+        }
         Ok(())
     }
 
@@ -245,17 +248,34 @@ impl<'a> Work<'a> {
                         check_delta(g, page, &d, self.sh.page_size());
                         changes.push(PageChange::Delta(d));
                     }
-                    None => changes.push(PageChange::Image(page.pgno(), page.sealed())),
+                    None => changes.push(PageChange::Image(page.pgno(), self.sh.pool.sealed(page))),
                 }
             }
-            encode_pages(self.sh.opts.dbid, &changes, annotation)
+            let rec = encode_pages(self.sh.opts.dbid, &changes, annotation);
+            for c in changes {
+                if let PageChange::Image(_, img) = c {
+                    self.sh.pool.give_buf(img);
+                }
+            }
+            rec
         };
         let frames: Vec<&Frame> = entries.iter().map(|(f, _)| f.as_ref()).collect();
         let lgpos = self.sh.cache.log_change(&rec, &frames)?;
         for (g, (_, page)) in guards.iter_mut().zip(entries) {
             g.copy_from(&page);
+            self.sh.pool.give(page);
         }
         Ok(Some(lgpos))
+    }
+}
+
+impl Drop for Work<'_> {
+    /// Gives the page copies not committed back to the pool (all of them when the unit is
+    /// dropped without a commit, after an error).
+    fn drop(&mut self) {
+        for (_, page) in std::mem::take(&mut self.pages) {
+            self.sh.pool.give(page);
+        }
     }
 }
 
@@ -537,6 +557,7 @@ fn split_page(
     ov: &Overflow,
 ) -> Result<Option<Overflow>> {
     let cap = capacity(work.sh.page_size());
+    let pool = &work.sh.pool;
     let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
     let root_pgno = path.first().ok_or_else(|| internal("path"))?.0;
     let root_flags = work.page(root_pgno)?.flags();
@@ -562,7 +583,7 @@ fn split_page(
             // The content as node references: the parent's nodes handed up by a split below,
             // or borrowed from a copy of the page, with the new node.
             let ext = page.ext().to_vec();
-            let src = (!matches!(ov, Overflow::Nodes(_))).then(|| page.clone());
+            let src = (!matches!(ov, Overflow::Nodes(_))).then(|| pool.copy(page));
             let mut refs = Vec::new();
             if let Some(src) = &src {
                 refs.reserve(src.count() + 1);
@@ -630,6 +651,11 @@ fn split_page(
                     work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
                     chain.push(c);
                 }
+            }
+            drop(parts);
+            drop(refs);
+            if let Some(src) = src {
+                pool.give(src);
             }
             (chain, seps)
         };
