@@ -271,10 +271,10 @@ impl EntryLayout {
 
 /// The value of column `id` a key segment uses: value `itag` of the record, or the column's
 /// default when the record has none.
-fn segment_value(def: &TableDef, rec: &Record, id: u32, itag: usize) -> Option<Vec<u8>> {
-    match rec.get(id, itag) {
-        Some(v) => Some(v.data),
-        None if itag <= 1 => def.column(id).ok().and_then(|c| c.def.default.clone()),
+fn segment_value<'a>(def: &'a TableDef, rec: &'a Record, id: u32, itag: usize) -> Option<&'a [u8]> {
+    match rec.value(id, itag) {
+        Some(v) => Some(v),
+        None if itag <= 1 => def.column(id).ok().and_then(|c| c.def.default.as_deref()),
         None => None,
     }
 }
@@ -305,7 +305,7 @@ pub(crate) fn record_keys(def: &TableDef, ix: &IndexEntry, rec: &Record) -> Resu
     };
     let mut keys = Vec::with_capacity(expansions);
     for itag in 1..=expansions {
-        let values: Vec<Option<Vec<u8>>> = ix
+        let values: Vec<Option<&[u8]>> = ix
             .segments
             .iter()
             .enumerate()
@@ -336,7 +336,7 @@ pub(crate) fn record_keys(def: &TableDef, ix: &IndexEntry, rec: &Record) -> Resu
         }
         let mut key = Vec::new();
         for (s, v) in ix.segments.iter().zip(&values) {
-            normalize_segment(&mut key, ix.spec(def, *s)?, v.as_deref())?;
+            normalize_segment(&mut key, ix.spec(def, *s)?, *v)?;
         }
         truncate_key(
             &mut key,

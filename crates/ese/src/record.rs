@@ -125,6 +125,25 @@ impl Record {
         }
     }
 
+    /// The bytes of value `itag` of column `id` ([`Record::get`] without a copy).
+    pub fn value(&self, id: u32, itag: usize) -> Option<&[u8]> {
+        if itag == 0 {
+            return None;
+        }
+        match area_of(id)? {
+            ColumnArea::Fixed if itag == 1 => self.fixed.get(id as usize - 1)?.as_deref(),
+            ColumnArea::Variable if itag == 1 => {
+                self.var.get((id - FIRST_VARIABLE) as usize)?.as_deref()
+            }
+            ColumnArea::Tagged => self
+                .tagged
+                .get(&id)?
+                .get(itag - 1)
+                .map(|v| v.data.as_slice()),
+            _ => None,
+        }
+    }
+
     /// Sets value `itag` of column `id` (ESE's `JetSetColumn` with `itagSequence`): `itag`
     /// 0 or one past the last value appends a value (tagged columns); an existing `itag`
     /// replaces it; `None` removes it (the following values move up). Fixed and variable
