@@ -189,13 +189,15 @@ pub(crate) struct VKey {
 
 impl VKey {
     fn new(hash: u64, tree: ObjId, key: &[u8]) -> VKey {
-        let mut b = Vec::with_capacity(4 + key.len());
-        b.extend_from_slice(&tree.0.to_le_bytes());
-        b.extend_from_slice(key);
-        VKey {
-            hash,
-            bytes: b.into(),
-        }
+        // An iterator of known length collects into one allocation of the `Arc` (a `Vec`
+        // converted into an `Arc<[u8]>` is copied into a second one).
+        let bytes: Arc<[u8]> = tree
+            .0
+            .to_le_bytes()
+            .into_iter()
+            .chain(key.iter().copied())
+            .collect();
+        VKey { hash, bytes }
     }
 
     pub(crate) fn tree(&self) -> ObjId {

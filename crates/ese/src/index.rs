@@ -290,7 +290,6 @@ fn segment_value<'a>(def: &'a TableDef, rec: &'a Record, id: u32, itag: usize) -
 /// `InvalidBufferSize` (-1047) for a value of the wrong size; `ColumnNotFound` (-1507) for a
 /// segment whose column is gone.
 pub(crate) fn record_keys(def: &TableDef, ix: &IndexEntry, rec: &Record) -> Result<Vec<Vec<u8>>> {
-    let g = ix.grbit();
     let multi = if ix.is_primary() {
         None
     } else {
@@ -305,49 +304,82 @@ pub(crate) fn record_keys(def: &TableDef, ix: &IndexEntry, rec: &Record) -> Resu
     };
     let mut keys = Vec::with_capacity(expansions);
     for itag in 1..=expansions {
-        let values: Vec<Option<&[u8]>> = ix
-            .segments
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let tag = if Some(i) == multi { itag } else { 1 };
-                segment_value(def, rec, s.column, tag)
-            })
-            .collect();
-        let nulls = values.iter().filter(|v| v.is_none()).count();
-        if nulls > 0 && g.contains(IndexGrbit::DISALLOW_NULL) {
-            let col = ix
-                .segments
-                .iter()
-                .zip(&values)
-                .find(|(_, v)| v.is_none())
-                .and_then(|(s, _)| def.column(s.column).ok())
-                .map(|c| c.def.name.clone())
-                .unwrap_or_default();
-            return Err(Error::new(ErrorKind::NullKeyDisallowed)
-                .with_message(format!("index {:?}, column {col:?}", ix.name)));
+        if let Some(key) = expansion_key(def, ix, rec, multi.map(|i| (i, itag)))? {
+            keys.push(key);
         }
-        if (nulls > 0 && g.contains(IndexGrbit::IGNORE_ANY_NULL))
-            || (nulls == values.len() && g.contains(IndexGrbit::IGNORE_NULL))
-            || (values.first().is_some_and(Option::is_none)
-                && g.contains(IndexGrbit::IGNORE_FIRST_NULL))
-        {
-            continue;
-        }
-        let mut key = Vec::new();
-        for (s, v) in ix.segments.iter().zip(&values) {
-            normalize_segment(&mut key, ix.spec(def, *s)?, *v)?;
-        }
-        truncate_key(
-            &mut key,
-            usize::from(ix.key_most),
-            g.contains(IndexGrbit::DISALLOW_TRUNCATION),
-        )?;
-        keys.push(key);
     }
     keys.sort_unstable();
     keys.dedup();
     Ok(keys)
+}
+
+/// The primary key of record `rec` ([`record_keys`] of the primary index `ix`, which has one
+/// key per record), or `None` when the index's null options leave the record out.
+///
+/// # Errors
+/// As [`record_keys`].
+pub(crate) fn primary_key(
+    def: &TableDef,
+    ix: &IndexEntry,
+    rec: &Record,
+) -> Result<Option<Vec<u8>>> {
+    expansion_key(def, ix, rec, None)
+}
+
+/// The key of one expansion of `rec` in `ix`: every segment's first value, except segment
+/// `multi.0` (the first multi-valued column), which takes value `multi.1`. `None` when the
+/// index's null options leave it out.
+fn expansion_key(
+    def: &TableDef,
+    ix: &IndexEntry,
+    rec: &Record,
+    multi: Option<(usize, usize)>,
+) -> Result<Option<Vec<u8>>> {
+    let g = ix.grbit();
+    let value = |i: usize, column: u32| {
+        let tag = match multi {
+            Some((m, itag)) if m == i => itag,
+            _ => 1,
+        };
+        segment_value(def, rec, column, tag)
+    };
+    // A first pass for the null options, a second to normalize (looking the values up
+    // twice costs less than collecting them).
+    let (mut nulls, mut first_null) = (0, None);
+    for (i, s) in ix.segments.iter().enumerate() {
+        if value(i, s.column).is_none() {
+            nulls += 1;
+            first_null.get_or_insert(i);
+        }
+    }
+    if let Some(i) = first_null
+        && g.contains(IndexGrbit::DISALLOW_NULL)
+    {
+        let col = ix
+            .segments
+            .get(i)
+            .and_then(|s| def.column(s.column).ok())
+            .map(|c| c.def.name.clone())
+            .unwrap_or_default();
+        return Err(Error::new(ErrorKind::NullKeyDisallowed)
+            .with_message(format!("index {:?}, column {col:?}", ix.name)));
+    }
+    if (nulls > 0 && g.contains(IndexGrbit::IGNORE_ANY_NULL))
+        || (nulls == ix.segments.len() && g.contains(IndexGrbit::IGNORE_NULL))
+        || (first_null == Some(0) && g.contains(IndexGrbit::IGNORE_FIRST_NULL))
+    {
+        return Ok(None);
+    }
+    let mut key = Vec::new();
+    for (i, s) in ix.segments.iter().enumerate() {
+        normalize_segment(&mut key, ix.spec(def, *s)?, value(i, s.column))?;
+    }
+    truncate_key(
+        &mut key,
+        usize::from(ix.key_most),
+        g.contains(IndexGrbit::DISALLOW_TRUNCATION),
+    )?;
+    Ok(Some(key))
 }
 
 bitflags! {

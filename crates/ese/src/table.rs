@@ -18,7 +18,9 @@ use crate::column::{
 use crate::database::DbId;
 use crate::engine::{Engine, tree_id};
 use crate::grbit::{RetrieveGrbit, SetGrbit};
-use crate::index::{EntryLayout, INDEXES_MOST, IndexRange, MadeKey, check_index, record_keys};
+use crate::index::{
+    EntryLayout, INDEXES_MOST, IndexRange, MadeKey, check_index, primary_key, record_keys,
+};
 pub use crate::index::{IndexCreate, IndexGrbit};
 use crate::lv::{LV_INTRINSIC_MOST, LV_KEY_PREFIX, LV_REF_LEN, LvRef, LvTree};
 use crate::record::{Record, RecordLayout, RecordRef, TaggedValue};
@@ -1850,10 +1852,7 @@ impl Table {
             )]
             return Ok(n.to_be_bytes().to_vec());
         };
-        record_keys(&self.def, ix, rec)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::new(ErrorKind::NullKeyDisallowed))
+        primary_key(&self.def, ix, rec)?.ok_or_else(|| Error::new(ErrorKind::NullKeyDisallowed))
     }
 
     /// Changes the entries of record `bm` in every secondary index from those of `old` to
