@@ -42,6 +42,7 @@ use crate::doublewrite::{DoubleWrite, MAX_BATCH_PAGES};
 use crate::header::DbFile;
 use crate::latch::WriteGuard;
 use crate::page::Page;
+use crate::pagebuf::SlabPool;
 use crate::pagetable::PageTable;
 use crate::wal::Wal;
 
@@ -227,6 +228,8 @@ pub(crate) struct BufferCache {
     /// The doublewrite file every write-back goes through first; `None` without one (then
     /// a page's first change after a read or a write is logged as a full image).
     dw: Option<DoubleWrite>,
+    /// The cached pages' buffers (`pagebuf.rs`).
+    slabs: Arc<SlabPool>,
 }
 
 impl std::fmt::Debug for BufferCache {
@@ -254,6 +257,7 @@ impl BufferCache {
         dw: Option<DoubleWrite>,
     ) -> BufferCache {
         let ps = file.page_size() as u64;
+        let file_page_size = file.page_size();
         let table = PageTable::new(file.page_size());
         let budget_pages = usize::try_from(budget_bytes / ps)
             .unwrap_or(usize::MAX)
@@ -273,6 +277,7 @@ impl BufferCache {
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             dw,
+            slabs: SlabPool::new(file_page_size),
         }
     }
 
@@ -326,7 +331,7 @@ impl BufferCache {
                 if hit.is_none() {
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let victims = self.choose_victims(&mut g);
-                    let frame = Frame::new(Page::zeroed(self.page_size(), pgno), LOADING);
+                    let frame = Frame::new(Page::zeroed_in(&self.slabs, pgno), LOADING);
                     let guard = WriteGuard::new(Arc::clone(&frame));
                     self.install(&mut g, &frame)?;
                     drop(g);
@@ -406,9 +411,10 @@ impl BufferCache {
                 continue;
             }
             let victims = self.choose_victims(&mut g);
-            let page = make
-                .take()
-                .map_or_else(|| Page::zeroed(self.page_size(), pgno), |m| m());
+            let page = make.take().map_or_else(
+                || Page::zeroed_in(&self.slabs, pgno),
+                |m| m().into_slab(&self.slabs),
+            );
             let frame = Frame::new(page, READY);
             self.install(&mut g, &frame)?;
             drop(g);

@@ -41,6 +41,7 @@ mod header;
 mod latch;
 mod lv;
 mod page;
+mod pagebuf;
 mod pagetable;
 mod record;
 mod redo;

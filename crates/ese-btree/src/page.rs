@@ -25,6 +25,9 @@
 
 #![deny(clippy::indexing_slicing)]
 
+use std::sync::Arc;
+
+use crate::pagebuf::{PageBuf, SlabPool};
 use crate::pagetable::prefetch;
 use ese_core::checksum::crc32_seeded;
 use ese_core::{DbTime, Error, ErrorKind, ObjId, Pgno, Result};
@@ -163,7 +166,7 @@ const H_LEVEL: usize = 38;
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Page {
     pgno: Pgno,
-    buf: Box<[u8]>,
+    buf: PageBuf,
 }
 
 impl std::fmt::Debug for Page {
@@ -365,7 +368,10 @@ impl Page {
     fn format(mut buf: Box<[u8]>, pgno: Pgno, objid: ObjId, flags: PageFlags, level: u8) -> Page {
         buf.fill(0);
         let page_size = buf.len();
-        let mut p = Page { pgno, buf };
+        let mut p = Page {
+            pgno,
+            buf: PageBuf::heap(buf),
+        };
         p.wr32(H_PGNO, pgno.0);
         p.set_objid(objid);
         p.set_flags(flags);
@@ -382,16 +388,28 @@ impl Page {
     pub(crate) fn placeholder(pgno: Pgno) -> Page {
         Page {
             pgno,
-            buf: Box::new([]),
+            buf: PageBuf::heap(Box::new([])),
         }
     }
 
-    /// A page of `page_size` zero bytes, held by a frame while its page is read into it
-    /// ([`Page::read_in_place`]); not a valid page until then.
-    pub(crate) fn zeroed(page_size: usize, pgno: Pgno) -> Page {
+    /// A page of zero bytes in a buffer of `slabs` (a cached page's), held by a frame while
+    /// its page is read into it ([`Page::read_in_place`]); not a valid page until then.
+    pub(crate) fn zeroed_in(slabs: &Arc<SlabPool>, pgno: Pgno) -> Page {
         Page {
             pgno,
-            buf: vec![0u8; page_size].into_boxed_slice(),
+            buf: slabs.zeroed(),
+        }
+    }
+
+    /// This page with its bytes in a buffer of `slabs` (moved there unless they are in a
+    /// slab already): a cached page's buffer.
+    pub(crate) fn into_slab(self, slabs: &Arc<SlabPool>) -> Page {
+        if self.buf.in_slab() {
+            return self;
+        }
+        Page {
+            pgno: self.pgno,
+            buf: slabs.copy_of(&self.buf),
         }
     }
 
@@ -920,7 +938,10 @@ impl Page {
         verify(b, pgno)?;
         let mut buf = b.to_vec().into_boxed_slice();
         Page::check(&mut buf, pgno)?;
-        Ok(Page { pgno, buf })
+        Ok(Page {
+            pgno,
+            buf: PageBuf::heap(buf),
+        })
     }
 
     /// Structural checks of a page whose checksum is verified; zeroes the hole.
@@ -1207,7 +1228,7 @@ impl PagePool {
         buf.copy_from_slice(&page.buf);
         Page {
             pgno: page.pgno,
-            buf,
+            buf: PageBuf::heap(buf),
         }
     }
 
@@ -1227,9 +1248,11 @@ impl PagePool {
         b.into_vec()
     }
 
-    /// Gives `page`'s buffer back.
+    /// Gives `page`'s buffer back (a heap buffer; a slab's goes back to its slab).
     pub(crate) fn give(&self, page: Page) {
-        self.give_buf(page.buf);
+        if let Some(buf) = page.buf.into_heap() {
+            self.give_buf(buf);
+        }
     }
 
     /// Gives a buffer back (a [`PagePool::sealed`] image too: a `Vec` whose capacity is its

@@ -1,0 +1,268 @@
+//! Page buffers: the bytes of one page, on the heap or in a slab of the buffer cache.
+//!
+//! A cached page's buffer comes from a **slab**: an anonymous mapping of 2 MiB, cut into
+//! buffers of the page size; every slab after a cache's first asks the kernel for transparent
+//! huge pages (`madvise(MADV_HUGEPAGE)`), so a small database (a temporary table) does not
+//! take a 2 MiB page for a few pages. A point read touches one buffer per tree level, each on a different 4 KiB page of
+//! memory: with small pages, nearly every leaf's buffer costs a TLB miss (a page-table walk)
+//! before its first cache miss, and `perf` of the point-read phase put 8 % of it on the
+//! prefetch of the leaf's header, stalled on that walk. With huge pages the buffers of 256
+//! pages (8 KiB each) share one TLB entry (measured: `docs/design.md`, "Page buffers in huge
+//! pages"). Where huge pages are off or unavailable the mapping still works with small pages;
+//! where the mapping itself fails, buffers come from the heap.
+//!
+//! Copies made by work units and decoded images stay on the heap ([`PageBuf::heap`]); a
+//! buffer goes back to its slab's free list when dropped. Slabs are unmapped when the last
+//! buffer and the pool are gone (each buffer holds the pool).
+
+#![expect(
+    unsafe_code,
+    reason = "page buffers are regions of a mapping handed out once each; each block says why it is sound"
+)]
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use memmap2::MmapMut;
+use parking_lot::Mutex;
+
+/// Bytes of one slab: one huge page on x86-64 and aarch64 with 4 KiB base pages.
+const SLAB_BYTES: usize = 2 << 20;
+
+/// The bytes of one page: `len` bytes at `ptr`, owned as `owner` says.
+pub(crate) struct PageBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    owner: Owner,
+}
+
+enum Owner {
+    /// A boxed slice given up with `Box::into_raw`.
+    Heap,
+    /// A region of one of the pool's slabs.
+    Slab(Arc<SlabPool>),
+}
+
+// SAFETY: a `PageBuf` owns its bytes exclusively (a box it leaked, or a slab region the pool
+// handed out once and takes back only on drop), like a `Box<[u8]>`, which is `Send + Sync`.
+unsafe impl Send for PageBuf {}
+// SAFETY: as above: shared access is read-only access to bytes no one else writes.
+unsafe impl Sync for PageBuf {}
+
+impl PageBuf {
+    /// A buffer on the heap holding `bytes`.
+    pub(crate) fn heap(bytes: Box<[u8]>) -> PageBuf {
+        let len = bytes.len();
+        let raw = Box::into_raw(bytes);
+        PageBuf {
+            // SAFETY: `Box::into_raw` never returns null.
+            ptr: unsafe { NonNull::new_unchecked(raw.cast::<u8>()) },
+            len,
+            owner: Owner::Heap,
+        }
+    }
+
+    /// The buffer's bytes as the box they were given in; `None` for a slab buffer (which
+    /// then goes back to its slab).
+    pub(crate) fn into_heap(self) -> Option<Box<[u8]>> {
+        if !matches!(self.owner, Owner::Heap) {
+            return None;
+        }
+        let this = std::mem::ManuallyDrop::new(self);
+        let raw = std::ptr::slice_from_raw_parts_mut(this.ptr.as_ptr(), this.len);
+        // SAFETY: a heap buffer's pointer and length come from `Box::into_raw` in `heap`, and
+        // `ManuallyDrop` keeps `Drop` from freeing it a second time (its owner holds nothing
+        // to drop).
+        Some(unsafe { Box::from_raw(raw) })
+    }
+
+    /// Whether the buffer lives in a slab.
+    pub(crate) fn in_slab(&self) -> bool {
+        matches!(self.owner, Owner::Slab(_))
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `len` initialized bytes this buffer owns (see the type) for
+        // as long as it lives; `&self` keeps them from being changed meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        match &self.owner {
+            Owner::Heap => {
+                let raw = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+                // SAFETY: a heap buffer's pointer and length come from `Box::into_raw` in
+                // `heap`; this is the only place that frees it.
+                drop(unsafe { Box::from_raw(raw) });
+            }
+            Owner::Slab(pool) => pool.give_back(self.ptr),
+        }
+    }
+}
+
+impl Clone for PageBuf {
+    /// A copy on the heap.
+    fn clone(&self) -> PageBuf {
+        PageBuf::heap(Box::from(&**self))
+    }
+}
+
+impl std::fmt::Debug for PageBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageBuf")
+            .field("len", &self.len)
+            .field("in_slab", &self.in_slab())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for PageBuf {
+    fn eq(&self, other: &PageBuf) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for PageBuf {}
+
+/// The slabs of one buffer cache and the free regions in them.
+pub(crate) struct SlabPool {
+    page_size: usize,
+    state: Mutex<SlabState>,
+}
+
+struct SlabState {
+    /// Every slab mapped; unmapped when the pool is dropped (after every buffer, which each
+    /// hold the pool).
+    slabs: Vec<MmapMut>,
+    /// Free regions, as addresses (a raw pointer is not `Send`).
+    free: Vec<usize>,
+}
+
+impl SlabPool {
+    pub(crate) fn new(page_size: usize) -> Arc<SlabPool> {
+        Arc::new(SlabPool {
+            page_size,
+            state: Mutex::new(SlabState {
+                slabs: Vec::new(),
+                free: Vec::new(),
+            }),
+        })
+    }
+
+    /// A buffer of the pool's page size holding `bytes` (of that size), in a slab; on the
+    /// heap when no slab can be mapped.
+    pub(crate) fn copy_of(self: &Arc<SlabPool>, bytes: &[u8]) -> PageBuf {
+        match self.take() {
+            Some(mut buf) if bytes.len() == buf.len => {
+                buf.copy_from_slice(bytes);
+                buf
+            }
+            _ => PageBuf::heap(Box::from(bytes)),
+        }
+    }
+
+    /// A zeroed buffer of the pool's page size (see [`SlabPool::copy_of`]).
+    pub(crate) fn zeroed(self: &Arc<SlabPool>) -> PageBuf {
+        match self.take() {
+            Some(mut buf) => {
+                buf.fill(0);
+                buf
+            }
+            None => PageBuf::heap(vec![0u8; self.page_size].into_boxed_slice()),
+        }
+    }
+
+    /// A free region as a buffer (any content), mapping a new slab when none is free; `None`
+    /// when the mapping fails or the page size does not divide a slab.
+    fn take(self: &Arc<SlabPool>) -> Option<PageBuf> {
+        let ps = self.page_size;
+        if ps == 0 || !SLAB_BYTES.is_multiple_of(ps) {
+            return None;
+        }
+        let mut st = self.state.lock();
+        if st.free.is_empty() {
+            let mut map = MmapMut::map_anon(SLAB_BYTES).ok()?;
+            // Huge pages from the second slab on: a small database (a temporary table) keeps
+            // its cache in small pages instead of a 2 MiB page. Advice only: without huge
+            // pages the slab works with small ones.
+            #[cfg(target_os = "linux")]
+            if !st.slabs.is_empty() {
+                let _ = map.advise(memmap2::Advice::HugePage);
+            }
+            let base = map.as_mut_ptr() as usize;
+            st.free
+                .extend((0..SLAB_BYTES / ps).rev().map(|i| base + i * ps));
+            st.slabs.push(map);
+        }
+        let addr = st.free.pop()?;
+        let ptr = NonNull::new(addr as *mut u8)?;
+        Some(PageBuf {
+            ptr,
+            len: ps,
+            owner: Owner::Slab(Arc::clone(self)),
+        })
+    }
+
+    fn give_back(&self, ptr: NonNull<u8>) {
+        self.state.lock().free.push(ptr.as_ptr() as usize);
+    }
+
+    /// Slabs mapped so far (bytes: this times 2 MiB).
+    #[cfg(test)]
+    pub(crate) fn slabs(&self) -> usize {
+        self.state.lock().slabs.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slab_buffers_are_distinct_reused_and_copied_to_the_heap() {
+        let pool = SlabPool::new(8192);
+        let n = SLAB_BYTES / 8192 + 3;
+        let mut bufs: Vec<PageBuf> = (0..n)
+            .map(|i| pool.copy_of(&vec![(i % 251) as u8; 8192]))
+            .collect();
+        assert_eq!(pool.slabs(), 2, "a second slab once the first is used up");
+        // Every buffer kept its own bytes: no two regions overlap.
+        for (i, b) in bufs.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == (i % 251) as u8), "buffer {i}");
+        }
+        bufs[5].fill(0xAB);
+        assert!(bufs[6].iter().all(|&x| x == 6));
+        let copy = bufs[5].clone();
+        assert!(!copy.in_slab() && bufs[5].in_slab());
+        assert_eq!(copy, bufs[5]);
+        assert_eq!(copy.into_heap().unwrap().len(), 8192);
+        assert!(bufs.pop().unwrap().into_heap().is_none());
+        // Dropped buffers go back to the free list and are handed out again.
+        bufs.truncate(10);
+        let again: Vec<PageBuf> = (0..n - 10).map(|_| pool.zeroed()).collect();
+        assert!(again.iter().all(PageBuf::in_slab));
+        assert_eq!(pool.slabs(), 2);
+        assert!(again.iter().all(|b| b.iter().all(|&x| x == 0)));
+        // A page size that does not divide a slab falls back to the heap.
+        let odd = SlabPool::new(3000);
+        let b = odd.copy_of(&[7u8; 3000]);
+        assert!(!b.in_slab());
+        assert_eq!(odd.slabs(), 0);
+        // The heap buffer round-trips through a box.
+        assert_eq!(&*b.into_heap().unwrap(), &[7u8; 3000][..]);
+    }
+}
