@@ -256,9 +256,9 @@ impl BufferCache {
         budget_bytes: u64,
         dw: Option<DoubleWrite>,
     ) -> BufferCache {
-        let ps = file.page_size() as u64;
-        let file_page_size = file.page_size();
-        let table = PageTable::new(file.page_size());
+        let page_size = file.page_size();
+        let ps = page_size as u64;
+        let table = PageTable::new(page_size);
         let budget_pages = usize::try_from(budget_bytes / ps)
             .unwrap_or(usize::MAX)
             .max(MIN_CACHE_PAGES);
@@ -277,7 +277,7 @@ impl BufferCache {
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             dw,
-            slabs: SlabPool::new(file_page_size),
+            slabs: SlabPool::new(page_size),
         }
     }
 
