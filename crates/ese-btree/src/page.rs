@@ -1103,15 +1103,27 @@ impl<'p> LineCmp<'p> {
         }
     }
 
-    /// The raw tag of node `i` in `tags` (a page's node tags, last node first): equal raw
-    /// tags are equal places.
+    /// The raw tag of node `i` in `tags` (a page's node tags, last node first).
     #[inline]
-    fn raw_tag(tags: &[u8], i: usize) -> Option<u32> {
+    fn raw_tag(tags: &[u8], i: usize) -> Option<&[u8]> {
         let n = tags.len() / TAG_LEN;
         if i >= n {
             return None;
         }
-        rd_u32(tags, (n - 1 - i) * TAG_LEN)
+        let at = (n - 1 - i) * TAG_LEN;
+        tags.get(at..at + TAG_LEN)
+    }
+
+    /// Whether two raw tags, one of each page, are the same place holding unchanged bytes:
+    /// then their lines are equal without reading them.
+    #[inline]
+    fn same_place(&self, before: &[u8], after: &[u8]) -> bool {
+        before == after && self.unchanged(rd_u32(before, 0).unwrap_or(0))
+    }
+
+    /// Whether node `j` of `before` and node `i` of `after` have equal bytes.
+    fn bytes_eq(&self, j: usize, i: usize) -> bool {
+        self.before.node_line(j) == self.after.node_line(i)
     }
 
     /// Whether no byte of the line with raw tag `tag` differs between the pages.
@@ -1143,8 +1155,7 @@ impl<'p> LineCmp<'p> {
         );
         let mut k = 0;
         for (tb, ta) in b.rchunks_exact(TAG_LEN).zip(a.rchunks_exact(TAG_LEN)) {
-            let same_place = tb == ta && self.unchanged(rd_u32(tb, 0).unwrap_or(0));
-            if !(same_place || self.eq(k, k)) {
+            if !(self.same_place(tb, ta) || self.bytes_eq(k, k)) {
                 break;
             }
             k += 1;
@@ -1164,8 +1175,7 @@ impl<'p> LineCmp<'p> {
         );
         let mut k = 0;
         for (tb, ta) in b.chunks_exact(TAG_LEN).zip(a.chunks_exact(TAG_LEN)) {
-            let same_place = tb == ta && self.unchanged(rd_u32(tb, 0).unwrap_or(0));
-            if !(same_place || self.eq(nb - 1 - k, na - 1 - k)) {
+            if !(self.same_place(tb, ta) || self.bytes_eq(nb - 1 - k, na - 1 - k)) {
                 break;
             }
             k += 1;
@@ -1177,13 +1187,8 @@ impl<'p> LineCmp<'p> {
     /// ([`Page::node_line`]).
     #[inline]
     pub(crate) fn eq(&self, j: usize, i: usize) -> bool {
-        if let (Some(tb), Some(ta)) = (Self::raw_tag(self.tags.0, j), Self::raw_tag(self.tags.1, i))
-            && tb == ta
-            && self.unchanged(tb)
-        {
-            return true;
-        }
-        self.before.node_line(j) == self.after.node_line(i)
+        let place = Self::raw_tag(self.tags.0, j).zip(Self::raw_tag(self.tags.1, i));
+        place.is_some_and(|(tb, ta)| self.same_place(tb, ta)) || self.bytes_eq(j, i)
     }
 }
 

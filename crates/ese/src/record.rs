@@ -93,35 +93,13 @@ impl Record {
 
     /// Value `itag` (1-based, `itagSequence`) of column `id`, or `None` when there is none.
     pub fn get(&self, id: u32, itag: usize) -> Option<TaggedValue> {
-        if itag == 0 {
-            return None;
-        }
         match area_of(id)? {
-            ColumnArea::Fixed => {
-                if itag != 1 {
-                    return None;
-                }
-                self.fixed
-                    .get(id as usize - 1)?
-                    .clone()
-                    .map(|data| TaggedValue {
-                        data,
-                        separated: false,
-                    })
-            }
-            ColumnArea::Variable => {
-                if itag != 1 {
-                    return None;
-                }
-                self.var
-                    .get((id - FIRST_VARIABLE) as usize)?
-                    .clone()
-                    .map(|data| TaggedValue {
-                        data,
-                        separated: false,
-                    })
-            }
-            ColumnArea::Tagged => self.tagged.get(&id)?.get(itag - 1).cloned(),
+            // A tagged value keeps its separated flag.
+            ColumnArea::Tagged => self.tagged.get(&id)?.get(itag.checked_sub(1)?).cloned(),
+            _ => self.value(id, itag).map(|data| TaggedValue {
+                data: data.to_vec(),
+                separated: false,
+            }),
         }
     }
 
