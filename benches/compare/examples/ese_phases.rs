@@ -4,7 +4,8 @@
 //! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
 //! (seek + retrieve, one read-only transaction per round), as the harness's read phase, then
 //! reads 10-entry ranges from half as many keys. `ESE_PHASES_INDIVIDUAL=N` runs N individual
-//! durable writes instead of 1,000 (to profile the commit path).
+//! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
+//! with the harness's removal phase (half the bulk-loaded keys, one transaction).
 
 use std::time::Instant;
 
@@ -19,7 +20,9 @@ fn fastrand_index(i: usize, n: usize, round: usize) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::args().nth(1).map_or(Ok(1_000_000), |s| s.parse())?;
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(1_000_000), |s| s.parse())?;
     let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
     let instance = Instance::builder("phases")
         .system_path(dir.path())
@@ -138,7 +141,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         session.commit_transaction(CommitGrbit::empty())?;
-        eprintln!("range reads {} x 10: {:?} (checksum {sum})", n / 2, t.elapsed());
+        eprintln!(
+            "range reads {} x 10: {:?} (checksum {sum})",
+            n / 2,
+            t.elapsed()
+        );
+    }
+    // Removals of the first half of the bulk-loaded keys (the same PRNG stream replayed), in
+    // one transaction, as the harness's removal phase: seek on the key, delete.
+    if std::env::var_os("ESE_PHASES_REMOVE").is_some() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let t = Instant::now();
+        session.begin_transaction()?;
+        for _ in 0..n / 2 {
+            rng.fill(&mut key);
+            rng.fill(&mut value);
+            table.seek(&[Some(&key)], ese::Seek::Eq)?;
+            table.delete()?;
+        }
+        session.commit_transaction(CommitGrbit::empty())?;
+        eprintln!("removals {}: {:?}", n / 2, t.elapsed());
     }
     drop(table);
     session.end(ese::EndSessionGrbit::empty())?;

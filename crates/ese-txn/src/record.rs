@@ -96,18 +96,7 @@ const STATE_PRESENT: u8 = 2;
 impl TxnRecord {
     /// The encoded bytes.
     pub fn encode(&self) -> Vec<u8> {
-        // Room for the fixed fields plus the key and the before-image: one allocation.
-        let hint = match self {
-            TxnRecord::Op { key, undo, .. } => {
-                32 + key.len()
-                    + match undo {
-                        Undo::Restore(PhysState::Deleted(d) | PhysState::Present(d)) => d.len(),
-                        _ => 16,
-                    }
-            }
-            _ => 32,
-        };
-        let mut b = Vec::with_capacity(hint);
+        let mut b;
         match self {
             TxnRecord::Op {
                 trx,
@@ -115,57 +104,73 @@ impl TxnRecord {
                 tree,
                 key,
                 undo,
-            } => {
-                b.push(TAG_OP);
-                b.extend_from_slice(&trx.0.to_le_bytes());
-                b.extend_from_slice(&seq.to_le_bytes());
-                b.extend_from_slice(&tree.0.to_le_bytes());
-                // Keys are bounded by the page store (2,000 bytes at most), far below u16::MAX.
-                b.extend_from_slice(&(key.len() as u16).to_le_bytes());
-                b.extend_from_slice(key);
-                match undo {
-                    Undo::Restore(state) => {
-                        b.push(UNDO_RESTORE);
-                        match state {
-                            PhysState::Absent => b.push(STATE_ABSENT),
-                            PhysState::Deleted(d) | PhysState::Present(d) => {
-                                b.push(if matches!(state, PhysState::Deleted(_)) {
-                                    STATE_DELETED
-                                } else {
-                                    STATE_PRESENT
-                                });
-                                b.extend_from_slice(&(d.len() as u32).to_le_bytes());
-                                b.extend_from_slice(d);
-                            }
-                        }
-                    }
-                    Undo::Delta {
-                        offset,
-                        width,
-                        delta,
-                    } => {
-                        b.push(UNDO_DELTA);
-                        b.extend_from_slice(&offset.to_le_bytes());
-                        b.push(*width);
-                        b.extend_from_slice(&delta.to_le_bytes());
-                    }
-                    Undo::Nothing => b.push(UNDO_NOTHING),
-                    Undo::Undelete => b.push(UNDO_UNDELETE),
-                }
-            }
+            } => return TxnRecord::encode_op(*trx, *seq, *tree, key, undo),
             TxnRecord::Clr { trx, seq } => {
+                b = Vec::with_capacity(16);
                 b.push(TAG_CLR);
                 b.extend_from_slice(&trx.0.to_le_bytes());
                 b.extend_from_slice(&seq.to_le_bytes());
             }
             TxnRecord::Commit0 { trx } => {
+                b = Vec::with_capacity(16);
                 b.push(TAG_COMMIT0);
                 b.extend_from_slice(&trx.0.to_le_bytes());
             }
             TxnRecord::Rollback0 { trx } => {
+                b = Vec::with_capacity(16);
                 b.push(TAG_ROLLBACK0);
                 b.extend_from_slice(&trx.0.to_le_bytes());
             }
+        }
+        b
+    }
+
+    /// The encoded bytes of a [`TxnRecord::Op`] with these fields, from a borrowed key (what
+    /// `encode` of the record would return, without building it).
+    pub fn encode_op(trx: TrxId, seq: u32, tree: ObjId, key: &[u8], undo: &Undo) -> Vec<u8> {
+        // Room for the fixed fields plus the key and the before-image: one allocation.
+        let hint = 32
+            + key.len()
+            + match undo {
+                Undo::Restore(PhysState::Deleted(d) | PhysState::Present(d)) => d.len(),
+                _ => 16,
+            };
+        let mut b = Vec::with_capacity(hint);
+        b.push(TAG_OP);
+        b.extend_from_slice(&trx.0.to_le_bytes());
+        b.extend_from_slice(&seq.to_le_bytes());
+        b.extend_from_slice(&tree.0.to_le_bytes());
+        // Keys are bounded by the page store (2,000 bytes at most), far below u16::MAX.
+        b.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        b.extend_from_slice(key);
+        match undo {
+            Undo::Restore(state) => {
+                b.push(UNDO_RESTORE);
+                match state {
+                    PhysState::Absent => b.push(STATE_ABSENT),
+                    PhysState::Deleted(d) | PhysState::Present(d) => {
+                        b.push(if matches!(state, PhysState::Deleted(_)) {
+                            STATE_DELETED
+                        } else {
+                            STATE_PRESENT
+                        });
+                        b.extend_from_slice(&(d.len() as u32).to_le_bytes());
+                        b.extend_from_slice(d);
+                    }
+                }
+            }
+            Undo::Delta {
+                offset,
+                width,
+                delta,
+            } => {
+                b.push(UNDO_DELTA);
+                b.extend_from_slice(&offset.to_le_bytes());
+                b.push(*width);
+                b.extend_from_slice(&delta.to_le_bytes());
+            }
+            Undo::Nothing => b.push(UNDO_NOTHING),
+            Undo::Undelete => b.push(UNDO_UNDELETE),
         }
         b
     }

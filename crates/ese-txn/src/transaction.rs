@@ -533,22 +533,14 @@ impl Transaction {
                     vs.oldest_lgpos.lock().insert(trx, Lgpos::MIN);
                 }
                 taken = Some((before, charge));
-                Ok(Some(
-                    TxnRecord::Op {
-                        trx,
-                        seq,
-                        tree,
-                        key: key.to_vec(),
-                        // A delete only flags the node (its data stays on the page, checked
-                        // above to be present): undone by clearing the flag.
-                        undo: if matches!(oper, Oper::Delete) {
-                            Undo::Undelete
-                        } else {
-                            Undo::Restore(phys.clone())
-                        },
-                    }
-                    .encode(),
-                ))
+                // A delete only flags the node (its data stays on the page, checked above to
+                // be present): undone by clearing the flag.
+                let undo = if matches!(oper, Oper::Delete) {
+                    Undo::Undelete
+                } else {
+                    Undo::Restore(phys.clone())
+                };
+                Ok(Some(TxnRecord::encode_op(trx, seq, tree, key, &undo)))
             });
             let lgpos = match written {
                 Ok(Some(lgpos)) => lgpos,

@@ -155,14 +155,6 @@ impl Chain {
             }
         }
     }
-
-    /// The RCEs, oldest first, as a vector.
-    pub(crate) fn into_vec(self) -> Vec<Rce> {
-        match self {
-            Chain::One(r) => vec![r],
-            Chain::Many(v) => v,
-        }
-    }
 }
 
 impl std::ops::Deref for Chain {
@@ -189,14 +181,25 @@ pub(crate) struct VKey {
 
 impl VKey {
     fn new(hash: u64, tree: ObjId, key: &[u8]) -> VKey {
-        // An iterator of known length collects into one allocation of the `Arc` (a `Vec`
-        // converted into an `Arc<[u8]>` is copied into a second one).
-        let bytes: Arc<[u8]> = tree
-            .0
-            .to_le_bytes()
-            .into_iter()
-            .chain(key.iter().copied())
-            .collect();
+        /// Keys up to this long (with the objid) are put together on the stack and copied
+        /// into the `Arc` whole: one allocation and two copies, where collecting from an
+        /// iterator moves a byte at a time.
+        const STACK: usize = 128;
+        let mut stack = [0u8; STACK];
+        let bytes: Arc<[u8]> = match stack.get_mut(..4 + key.len()) {
+            Some(buf) => {
+                let (id, rest) = buf.split_at_mut(4);
+                id.copy_from_slice(&tree.0.to_le_bytes());
+                rest.copy_from_slice(key);
+                Arc::from(&*buf)
+            }
+            None => tree
+                .0
+                .to_le_bytes()
+                .into_iter()
+                .chain(key.iter().copied())
+                .collect(),
+        };
         VKey { hash, bytes }
     }
 
@@ -1096,13 +1099,9 @@ impl VersionStore {
             .map_or(0, |i| i + 1);
         let (removed, now_empty) = if cut == chain.len() {
             // The whole chain goes (a committed insert or change nobody else touched, the
-            // common case): the map gives up its vector, nothing is copied.
+            // common case): the map gives it up, nothing is copied or allocated.
             (
-                shard
-                    .map
-                    .remove(vkey)
-                    .map(Chain::into_vec)
-                    .unwrap_or_default(),
+                shard.map.remove(vkey).unwrap_or(Chain::Many(Vec::new())),
                 true,
             )
         } else {
@@ -1119,14 +1118,14 @@ impl VersionStore {
             if now_empty {
                 shard.map.remove(vkey);
             }
-            (removed, now_empty)
+            (Chain::Many(removed), now_empty)
         };
         drop(shard);
         if removed.is_empty() {
             return 0;
         }
         let mut n = 0;
-        for r in &removed {
+        for r in removed.iter() {
             tally.add(r, tree);
             n += 1;
         }

@@ -326,6 +326,9 @@ pub(crate) fn primary_key(
     expansion_key(def, ix, rec, None)
 }
 
+/// Bytes reserved for a key being normalized, at most (an index's `key_most` when smaller).
+const KEY_RESERVE: usize = 256;
+
 /// The key of one expansion of `rec` in `ix`: every segment's first value, except segment
 /// `multi.0` (the first multi-valued column), which takes value `multi.1`. `None` when the
 /// index's null options leave it out.
@@ -370,7 +373,8 @@ fn expansion_key(
     {
         return Ok(None);
     }
-    let mut key = Vec::new();
+    // One allocation for the usual key (a longer one grows once more).
+    let mut key = Vec::with_capacity(usize::from(ix.key_most).min(KEY_RESERVE) + 1);
     for (i, s) in ix.segments.iter().enumerate() {
         normalize_segment(&mut key, ix.spec(def, *s)?, value(i, s.column))?;
     }

@@ -60,6 +60,13 @@ pub struct Record {
     tagged: BTreeMap<u32, Vec<TaggedValue>>,
 }
 
+/// How many value buffers [`Record::recycle`] keeps for the next record.
+pub(crate) const SPARE_BUFFERS: usize = 64;
+
+/// The largest buffer [`Record::recycle`] keeps, in bytes (a page: larger values are long
+/// values, rare enough not to hold their memory for).
+pub(crate) const SPARE_BUFFER_BYTES: usize = 8192;
+
 fn corrupt(what: &str) -> Error {
     Error::new(ErrorKind::DatabaseCorrupted).with_message(format!("record: {what}"))
 }
@@ -181,6 +188,56 @@ impl Record {
         Ok(())
     }
 
+    /// [`Record::set`] of a value from borrowed bytes: a fixed or variable column's value is
+    /// copied into the buffer its slot already holds, or into one taken from `spare` (buffers
+    /// of an earlier record, see [`Record::recycle`]), instead of a new allocation. Tagged
+    /// values are set as by [`Record::set`].
+    ///
+    /// # Errors
+    /// As [`Record::set`].
+    pub(crate) fn set_from(
+        &mut self,
+        id: u32,
+        itag: usize,
+        bytes: &[u8],
+        spare: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let area = area_of(id).ok_or_else(|| bad_column(id))?;
+        let (slots, i) = match area {
+            ColumnArea::Tagged => {
+                let value = TaggedValue {
+                    data: bytes.to_vec(),
+                    separated: false,
+                };
+                return self.set(id, itag, Some(value));
+            }
+            _ if itag > 1 => return Err(Error::new(ErrorKind::BadItagSequence)),
+            ColumnArea::Fixed => (&mut self.fixed, id as usize - 1),
+            ColumnArea::Variable => (&mut self.var, (id - FIRST_VARIABLE) as usize),
+        };
+        if slots.len() <= i {
+            slots.resize(i + 1, None);
+        }
+        if let Some(slot) = slots.get_mut(i) {
+            let buf = slot.get_or_insert_with(|| spare.pop().unwrap_or_default());
+            buf.clear();
+            buf.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Empties the record for reuse by the next update: its fixed and variable values'
+    /// buffers go to `spare` (up to [`SPARE_BUFFERS`] of them, each of at most
+    /// [`SPARE_BUFFER_BYTES`] capacity), its slot arrays keep their capacity.
+    pub(crate) fn recycle(&mut self, spare: &mut Vec<Vec<u8>>) {
+        for buf in self.fixed.drain(..).chain(self.var.drain(..)).flatten() {
+            if spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BUFFER_BYTES {
+                spare.push(buf);
+            }
+        }
+        self.tagged.clear();
+    }
+
     /// Every (column id, values) pair present, in column id order.
     pub fn columns(&self) -> Vec<(u32, Vec<TaggedValue>)> {
         let mut out = Vec::new();
@@ -220,6 +277,18 @@ impl Record {
     /// (-1026) if an area passes 32 KiB (the offsets are 16-bit) — the table layer checks the
     /// page's limit.
     pub fn encode(&self, layout: &RecordLayout) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode_into(layout, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Record::encode`] into `out` (cleared first), so that a caller encoding many records
+    /// reuses one buffer.
+    ///
+    /// # Errors
+    /// As [`Record::encode`]; `out` is then left empty or partly written.
+    pub(crate) fn encode_into(&self, layout: &RecordLayout, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
         let f = self.fixed.len();
         let v = self.var.len();
         let mut fixed_len = 0usize;
@@ -258,9 +327,7 @@ impl Record {
         // One buffer of the exact size, written in order: header, null bitmap, fixed values,
         // variable offsets and values, tagged entries and values.
         let bitmap_len = f.div_ceil(8);
-        let mut out = Vec::with_capacity(
-            4 + bitmap_len + fixed_len + 2 * v + var_len + 2 + 5 * count + tag_len,
-        );
+        out.reserve(4 + bitmap_len + fixed_len + 2 * v + var_len + 2 + 5 * count + tag_len);
         out.extend_from_slice(&[FORMAT_VERSION, f as u8, v as u8, 0]);
         out.resize(4 + bitmap_len, 0);
         for (i, val) in self.fixed.iter().enumerate() {
@@ -300,7 +367,7 @@ impl Record {
         for val in self.tagged.values().flatten() {
             out.extend_from_slice(&val.data);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The byte offset of fixed column `id`'s value in the encoded record `bytes`, when the
@@ -633,6 +700,51 @@ mod tests {
             data: d.to_vec(),
             separated: false,
         })
+    }
+
+    /// A recycled record (the buffers of one update reused by the next) is empty, and the
+    /// values set into it from borrowed bytes encode as a fresh record's do.
+    #[test]
+    fn a_recycled_record_encodes_as_a_fresh_one() {
+        let layout = RecordLayout {
+            fixed_sizes: vec![4, 8],
+        };
+        let mut spare = Vec::new();
+        let mut r = Record::new();
+        r.set_from(1, 1, &1i32.to_le_bytes(), &mut spare).unwrap();
+        r.set_from(2, 0, &2i64.to_le_bytes(), &mut spare).unwrap();
+        r.set_from(129, 1, b"a longer first value", &mut spare)
+            .unwrap();
+        r.set_from(256, 0, b"tagged", &mut spare).unwrap();
+        r.recycle(&mut spare);
+        assert_eq!(spare.len(), 3, "the fixed and variable buffers are kept");
+        for id in [1, 2, 129, 256] {
+            assert_eq!(r.count(id), 0, "column {id} after recycle");
+        }
+        assert_eq!(
+            r.encode(&layout).unwrap(),
+            Record::new().encode(&layout).unwrap()
+        );
+        // Set again: a shorter variable value, a column not set before, one fixed left null.
+        r.set_from(2, 1, &9i64.to_le_bytes(), &mut spare).unwrap();
+        r.set_from(128, 1, b"x", &mut spare).unwrap();
+        r.set_from(129, 1, b"b", &mut spare).unwrap();
+        let mut fresh = Record::new();
+        fresh.set(2, 1, tv(&9i64.to_le_bytes())).unwrap();
+        fresh.set(128, 1, tv(b"x")).unwrap();
+        fresh.set(129, 1, tv(b"b")).unwrap();
+        assert_eq!(r, fresh);
+        assert_eq!(r.encode(&layout).unwrap(), fresh.encode(&layout).unwrap());
+        assert_eq!(spare.len(), 0, "every kept buffer was used again");
+        // The same errors as `set`.
+        assert_eq!(
+            r.set_from(1, 2, b"1234", &mut spare).unwrap_err().kind(),
+            ErrorKind::BadItagSequence
+        );
+        assert_eq!(
+            r.set_from(0, 1, b"1234", &mut spare).unwrap_err().kind(),
+            ErrorKind::BadColumnId
+        );
     }
 
     #[test]

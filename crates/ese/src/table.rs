@@ -357,6 +357,7 @@ impl Session {
             current: None,
             off: Off::BeforeFirst(None),
             prepared: None,
+            scratch: UpdateScratch::default(),
             seq,
             key: None,
             seek_key: Vec::new(),
@@ -403,6 +404,31 @@ pub(crate) struct Prepared {
     /// The record's bytes when a replace was prepared (`ReplaceNoLock` compares them at
     /// update, as ESE compares a record checksum).
     pub(crate) original: Option<Vec<u8>>,
+}
+
+/// The cursor's entry after an update.
+pub(crate) enum NewEntry {
+    /// The entry is the bookmark (the current index is the primary one).
+    Bookmark,
+    /// The record's entry in the current (secondary) index, if it has one.
+    Entry(Option<EntryPos>),
+}
+
+/// What an update leaves for the next one on the same cursor: the record emptied
+/// ([`Record::recycle`]), its value buffers, and the buffer its encoding was written to.
+#[derive(Debug, Default)]
+pub(crate) struct UpdateScratch {
+    record: Option<Record>,
+    bufs: Vec<Vec<u8>>,
+    encoded: Vec<u8>,
+}
+
+impl UpdateScratch {
+    /// Keeps `record`'s allocations for the next update.
+    fn keep(&mut self, mut record: Record) {
+        record.recycle(&mut self.bufs);
+        self.record = Some(record);
+    }
 }
 
 /// What makes a definition check of [`Table::sync_def`] still valid.
@@ -522,6 +548,8 @@ pub struct Table {
     /// Where the cursor is when it has no current entry.
     pub(crate) off: Off,
     pub(crate) prepared: Option<Prepared>,
+    /// Buffers one update leaves to the next (ESE's copy buffer is allocated once per cursor).
+    scratch: UpdateScratch,
     /// Next implicit key (tables without a primary index).
     seq: Arc<AtomicU64>,
     /// The search key being made.
@@ -567,6 +595,7 @@ impl Table {
             current: None,
             off: Off::BeforeFirst(None),
             prepared: None,
+            scratch: UpdateScratch::default(),
             seq: Arc::clone(&self.seq),
             key: None,
             seek_key: Vec::new(),
@@ -1603,15 +1632,16 @@ impl Table {
         self.check_open()?;
         match prep {
             Prep::Cancel => {
-                return self
+                let p = self
                     .prepared
                     .take()
-                    .map(|_| ())
-                    .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared));
+                    .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+                self.scratch.keep(p.record);
+                return Ok(());
             }
             _ if self.prepared.is_some() => return Err(Error::new(ErrorKind::AlreadyPrepared)),
             Prep::Insert => {
-                let mut record = Record::new();
+                let mut record = self.scratch.record.take().unwrap_or_default();
                 self.init_insert(&mut record)?;
                 self.prepared = Some(Prepared {
                     prep,
@@ -1746,7 +1776,7 @@ impl Table {
         let new = if lv_ops.is_empty() {
             match value {
                 Some(v) if !v.is_empty() || grbit.contains(SetGrbit::ZERO_LENGTH) => {
-                    Some(v.to_vec())
+                    Some(Cow::Borrowed(v))
                 }
                 _ => None,
             }
@@ -1817,7 +1847,7 @@ impl Table {
                 // Appending nothing to null leaves null.
                 None
             } else {
-                Some(cur)
+                Some(Cow::Owned(cur))
             }
         };
         let p = self
@@ -1826,14 +1856,18 @@ impl Table {
             .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
         if let Some(v) = new {
             col.def.check_value(&v)?;
-            p.record.set(
-                column,
-                itag,
-                Some(TaggedValue {
-                    data: v,
-                    separated: false,
-                }),
-            )
+            match v {
+                // Copied into a buffer the record already has (see `UpdateScratch`).
+                Cow::Borrowed(v) => p.record.set_from(column, itag, v, &mut self.scratch.bufs),
+                Cow::Owned(data) => p.record.set(
+                    column,
+                    itag,
+                    Some(TaggedValue {
+                        data,
+                        separated: false,
+                    }),
+                ),
+            }
         } else {
             if col.def.grbit.contains(ColumnGrbit::NOT_NULL) {
                 return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name.clone()));
@@ -1868,7 +1902,7 @@ impl Table {
     }
 
     /// The update inside transaction `t`: returns the bookmark and the cursor's new entry.
-    fn update_in(&mut self, t: &mut Transaction) -> Result<(Vec<u8>, Option<EntryPos>)> {
+    fn update_in(&mut self, t: &mut Transaction) -> Result<(Vec<u8>, NewEntry)> {
         self.sync_def(t)?;
         let p = self
             .prepared
@@ -1920,9 +1954,11 @@ impl Table {
         // Before `store_lvs`, which may rewrite the old record's long values in place.
         let old_keyed = old.as_ref().map(|o| self.keyed(o, &view)).transpose()?;
         let save = t.change_count();
+        let mut encoded = std::mem::take(&mut self.scratch.encoded);
         let r = (|| {
             let stored = self.store_lvs(t, rec, old.as_ref(), max.saturating_sub(key.len()))?;
-            let bytes = stored.encode(&self.layout)?;
+            stored.encode_into(&self.layout, &mut encoded)?;
+            let bytes = &encoded;
             if bytes.len() + key.len() > max {
                 return Err(Error::new(ErrorKind::RecordTooBig).with_message(format!(
                     "the record has {} bytes, a page holds at most {max}",
@@ -1930,9 +1966,9 @@ impl Table {
                 )));
             }
             if insert {
-                t.insert(tree, &key, &bytes)?;
+                t.insert(tree, &key, bytes)?;
             } else {
-                t.replace_at(tree, &key, &bytes, self.leaf_hint().as_ref())?;
+                t.replace_at(tree, &key, bytes, self.leaf_hint().as_ref())?;
             }
             self.maintain_indexes(t, &key, old_keyed.as_deref(), Some(&new_keyed))?;
             if let Some(o) = &old {
@@ -1940,12 +1976,16 @@ impl Table {
             }
             Ok(())
         })();
+        self.scratch.encoded = encoded;
         if let Err(e) = r {
             t.rollback_to(save)?;
             return Err(e);
         }
+        if self.cur.is_primary() {
+            return Ok((key, NewEntry::Bookmark));
+        }
         let pos = self.entry_of(&key, &new_keyed, &view)?;
-        Ok((key, pos))
+        Ok((key, NewEntry::Entry(pos)))
     }
 
     /// Writes the prepared update (JetUpdate), the record and its entries in every secondary
@@ -1980,10 +2020,28 @@ impl Table {
             return Err(Error::new(ErrorKind::UpdateNotPrepared));
         }
         let engine = Arc::clone(&self.engine);
-        let (key, pos) = session.in_transaction(&engine, |t| self.update_in(t))?;
-        self.prepared = None;
-        self.current = Some(key.clone());
-        self.pos = pos;
+        let (key, entry) = session.in_transaction(&engine, |t| self.update_in(t))?;
+        if let Some(p) = self.prepared.take() {
+            self.scratch.keep(p.record);
+        }
+        match &mut self.current {
+            Some(c) => {
+                c.clear();
+                c.extend_from_slice(&key);
+            }
+            None => self.current = Some(key.clone()),
+        }
+        self.pos = match entry {
+            NewEntry::Entry(pos) => pos,
+            // On the primary index the entry is the bookmark: copied into the buffer the
+            // last position had.
+            NewEntry::Bookmark => {
+                let mut buf = self.pos.take().map(|(b, _)| b).unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(&key);
+                Some((buf, key.len()))
+            }
+        };
         self.off = Off::BeforeFirst(None);
         Ok(key)
     }

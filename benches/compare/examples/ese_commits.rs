@@ -1,0 +1,119 @@
+//! This engine alone through the harness's concurrent durable commit workload, for profiling
+//! the commit path under `perf`:
+//! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_commits -- THREADS SECONDS`.
+//! Loads `ESE_COMMITS_PRELOAD` rows (default 100,000) in one transaction, then `THREADS`
+//! threads (default 16), each with its own session, commit durable one-insert transactions
+//! on distinct random keys for `SECONDS` seconds (default 5); prints commits per second.
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use ese::{
+    ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit, IndexCreate,
+    IndexGrbit, Instance, Prep, TableCreate, TermGrbit,
+};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let threads: usize = args.next().map_or(Ok(16), |s| s.parse())?;
+    let seconds: u64 = args.next().map_or(Ok(5), |s| s.parse())?;
+    let preload: usize = std::env::var("ESE_COMMITS_PRELOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
+    let instance = Instance::builder("commits")
+        .system_path(dir.path())
+        .log_path(dir.path().join("logs"))
+        .circular_log(true)
+        .cache_size_max_bytes(1 << 30)
+        .max_sessions(1024)
+        .create()?;
+    instance.init()?;
+    let db_path = dir.path().join("c.edb");
+    let session = instance.begin_session()?;
+    let db = session.create_database(&db_path, CreateDatabaseGrbit::empty())?;
+    session.create_table(
+        db,
+        &TableCreate {
+            name: "kv".into(),
+            columns: vec![
+                ColumnDef::new("k", ColumnType::Binary).max_size(24),
+                ColumnDef::new("v", ColumnType::Binary).max_size(150),
+            ],
+            indexes: vec![IndexCreate {
+                name: "primary".into(),
+                key: "+k\0\0".into(),
+                grbit: IndexGrbit::PRIMARY | IndexGrbit::UNIQUE | IndexGrbit::DISALLOW_NULL,
+                key_most: 64,
+            }],
+        },
+    )?;
+    {
+        let mut table = session.open_table(db, "kv")?;
+        let (k, v) = (table.column_id("k")?, table.column_id("v")?);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let (mut key, mut value) = ([0u8; 24], [0u8; 150]);
+        session.begin_transaction()?;
+        for _ in 0..preload {
+            rng.fill(&mut key);
+            rng.fill(&mut value);
+            table.prepare_update(Prep::Insert)?;
+            table.set_column(k, Some(&key))?;
+            table.set_column(v, Some(&value))?;
+            table.update()?;
+        }
+        session.commit_transaction(CommitGrbit::empty())?;
+    }
+    session.end(EndSessionGrbit::empty())?;
+
+    let barrier = Barrier::new(threads + 1);
+    let run_for = Duration::from_secs(seconds);
+    let total = std::thread::scope(|s| -> Result<u64, String> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, instance, db_path) = (&barrier, &instance, &db_path);
+                s.spawn(move || -> Result<u64, String> {
+                    let run = || -> Result<u64, Box<dyn std::error::Error>> {
+                        let mut rng = fastrand::Rng::with_seed(0xC0_0000 + t as u64);
+                        let session = instance.begin_session()?;
+                        let db = session.open_database(db_path)?;
+                        let mut table = session.open_table(db, "kv")?;
+                        let (k, v) = (table.column_id("k")?, table.column_id("v")?);
+                        let (mut key, mut value) = ([0u8; 24], [0u8; 150]);
+                        barrier.wait();
+                        let deadline = Instant::now() + run_for;
+                        let mut commits = 0;
+                        while Instant::now() < deadline {
+                            rng.fill(&mut key);
+                            rng.fill(&mut value);
+                            session.begin_transaction()?;
+                            table.prepare_update(Prep::Insert)?;
+                            table.set_column(k, Some(&key))?;
+                            table.set_column(v, Some(&value))?;
+                            table.update()?;
+                            session.commit_transaction(CommitGrbit::empty())?;
+                            commits += 1;
+                        }
+                        drop(table);
+                        session.end(EndSessionGrbit::empty())?;
+                        Ok(commits)
+                    };
+                    run().map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let mut total = 0;
+        for w in workers {
+            total += w.join().map_err(|_| "a writer thread panicked")??;
+        }
+        Ok(total)
+    })?;
+    eprintln!(
+        "{threads} threads, {seconds} s: {total} commits, {:.0} commits/s",
+        total as f64 / seconds as f64
+    );
+    instance.term(TermGrbit::empty())?;
+    Ok(())
+}
