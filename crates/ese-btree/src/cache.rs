@@ -393,14 +393,9 @@ impl BufferCache {
         }
     }
 
-    /// The frame of `pgno` if cached, otherwise a new frame holding `make()` (for pages that
-    /// are about to be overwritten: newly allocated pages, redo of an image).
-    pub(crate) fn get_or_install(
-        &self,
-        pgno: Pgno,
-        make: impl FnOnce() -> Page,
-    ) -> Result<Arc<Frame>> {
-        let mut make = Some(make);
+    /// The frame of `pgno` if cached, otherwise a new frame holding a copy of `content` (for
+    /// pages that are about to be overwritten: newly allocated pages, redo of an image).
+    pub(crate) fn get_or_install(&self, pgno: Pgno, content: &Page) -> Result<Arc<Frame>> {
         for _ in 0..MAX_GET_ATTEMPTS {
             let mut g = self.inner.lock();
             if let Some(f) = self.table.get(pgno) {
@@ -411,10 +406,7 @@ impl BufferCache {
                 continue;
             }
             let victims = self.choose_victims(&mut g);
-            let page = make.take().map_or_else(
-                || Page::zeroed_in(&self.slabs, pgno),
-                |m| m().into_slab(&self.slabs),
-            );
+            let page = content.copy_in(&self.slabs);
             let frame = Frame::new(page, READY);
             self.install(&mut g, &frame)?;
             drop(g);

@@ -309,14 +309,26 @@ impl<'k> Probe<'k> {
         reason = "big-endian integers compare like the bytes they are read from"
     )]
     fn cmp(&self, node_key: &[u8]) -> std::cmp::Ordering {
-        if let (Some(x), Some(y)) = (node_key.first_chunk::<8>(), self.head) {
+        let Some(y) = self.head else {
+            return node_key.cmp(self.key);
+        };
+        if let Some(x) = node_key.first_chunk::<8>() {
             let x = u64::from_be_bytes(*x);
             if x != y {
                 return x.cmp(&y);
             }
             return node_key.get(8..).cmp(&self.key.get(8..));
         }
-        node_key.cmp(self.key)
+        // A node key shorter than 8 bytes (a separator, mostly) against a search key of 8 or
+        // more: zero-padded, it compares as the bytes do, and when the padded words are equal
+        // the node key is a proper prefix of the search key, so it is the lesser.
+        let mut padded = [0u8; 8];
+        for (p, b) in padded.iter_mut().zip(node_key) {
+            *p = *b;
+        }
+        u64::from_be_bytes(padded)
+            .cmp(&y)
+            .then(std::cmp::Ordering::Less)
     }
 }
 
@@ -401,12 +413,9 @@ impl Page {
         }
     }
 
-    /// This page with its bytes in a buffer of `slabs` (moved there unless they are in a
-    /// slab already): a cached page's buffer.
-    pub(crate) fn into_slab(self, slabs: &Arc<SlabPool>) -> Page {
-        if self.buf.in_slab() {
-            return self;
-        }
+    /// A copy of this page in a buffer of `slabs` (one copy, where `clone` then
+    /// [`Page::into_slab`] make two).
+    pub(crate) fn copy_in(&self, slabs: &Arc<SlabPool>) -> Page {
         Page {
             pgno: self.pgno,
             buf: slabs.copy_of(&self.buf),
@@ -1074,20 +1083,34 @@ pub(crate) struct LineCmp<'p> {
     changed: [u64; CMP_BLOCKS / 64],
 }
 
+/// Whether two blocks hold the same bytes: their 8-byte words XORed and ORed together, which
+/// compiles to a few vector instructions (an array `==` calls `memcmp` for each block).
+#[inline]
+fn block_eq(x: &[u8; CMP_BLOCK], y: &[u8; CMP_BLOCK]) -> bool {
+    let diff = x
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .zip(y.as_chunks::<8>().0)
+        .fold(0u64, |acc, (a, b)| {
+            acc | (u64::from_le_bytes(*a) ^ u64::from_le_bytes(*b))
+        });
+    diff == 0
+}
+
 impl<'p> LineCmp<'p> {
     pub(crate) fn new(before: &'p Page, after: &'p Page) -> LineCmp<'p> {
         let mut changed = [u64::MAX; CMP_BLOCKS / 64];
         let blocks = before
             .buf
-            .chunks_exact(CMP_BLOCK)
-            .zip(after.buf.chunks_exact(CMP_BLOCK));
+            .as_chunks::<CMP_BLOCK>()
+            .0
+            .iter()
+            .zip(after.buf.as_chunks::<CMP_BLOCK>().0);
         for (b, (x, y)) in blocks.enumerate().take(CMP_BLOCKS) {
-            // Fixed-size arrays: the comparison compiles to vector loads, not a call.
-            let same = <&[u8; CMP_BLOCK]>::try_from(x)
-                .ok()
-                .zip(<&[u8; CMP_BLOCK]>::try_from(y).ok())
-                .is_some_and(|(x, y)| x == y);
-            if same && let Some(word) = changed.get_mut(b / 64) {
+            if block_eq(x, y)
+                && let Some(word) = changed.get_mut(b / 64)
+            {
                 *word &= !(1u64 << (b % 64));
             }
         }

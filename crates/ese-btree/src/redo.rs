@@ -133,7 +133,7 @@ impl Database {
                 }
                 f
             }
-            Err(e) if is_damage(e.kind()) => sh.cache.get_or_install(pgno, || page.clone())?,
+            Err(e) if is_damage(e.kind()) => sh.cache.get_or_install(pgno, &page)?,
             Err(e) => return Err(e),
         };
         frame.latch.write().copy_from(&page);

@@ -217,7 +217,7 @@ impl<'a> Work<'a> {
                 .ok_or_else(|| internal("changed page missing"))?;
             let frame = match self.frames.remove(&pgno) {
                 Some(f) => f,
-                None => self.sh.cache.get_or_install(pgno, || page.clone())?,
+                None => self.sh.cache.get_or_install(pgno, &page)?,
             };
             entries.push((frame, page));
         }
