@@ -957,3 +957,54 @@ fn definition_lock_released_by_a_level_rollback_is_taken_again() {
         .unwrap();
     assert_eq!(scan(&mut a, "id").len(), 1);
 }
+
+/// A cursor's definition check in a later transaction (which may skip reading the catalog
+/// record when no catalog write happened since its last check) still sees DDL committed in
+/// between by another session, and does not keep a definition that the transaction which
+/// wrote it rolled back; and it still takes the lock DDL conflicts with.
+#[test]
+fn definition_checks_of_later_transactions_see_ddl_in_between() {
+    let (_inst, dir, s, db) = setup("ddl-sync-def-later");
+    s.create_table(db, &items("t")).unwrap();
+    let mut a = s.open_table(db, "t").unwrap();
+    let other = s.dup().unwrap();
+    let odb = other.open_database(dir.path().join("d.edb")).unwrap();
+    s.begin_transaction().unwrap();
+    insert(&mut a, 1, "one");
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    // No DDL since: the next transaction's check takes the lock, and another session's DDL
+    // conflicts with it.
+    s.begin_transaction().unwrap();
+    insert(&mut a, 2, "two");
+    let mut ot = other.open_table(odb, "t").unwrap();
+    assert_eq!(
+        code(ot.add_column(&ColumnDef::new("late", ColumnType::Long))),
+        -1102
+    );
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    // A column added and committed by another session: the next update through `a` knows it.
+    ot.add_column(&ColumnDef::new("extra", ColumnType::Long))
+        .unwrap();
+    drop(ot);
+    s.begin_transaction().unwrap();
+    insert(&mut a, 3, "three");
+    assert!(a.column_id("extra").is_ok(), "the committed column is seen");
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    // A column added through `a` in a transaction that then rolls back: the next
+    // transaction's update through `a` no longer has it.
+    s.begin_transaction().unwrap();
+    a.add_column(&ColumnDef::new("gone", ColumnType::Long))
+        .unwrap();
+    insert(&mut a, 4, "four");
+    assert!(a.column_id("gone").is_ok());
+    s.rollback(RollbackGrbit::empty()).unwrap();
+    s.begin_transaction().unwrap();
+    insert(&mut a, 5, "five");
+    assert_eq!(
+        code(a.column_id("gone")),
+        -1507,
+        "the rolled-back column is not kept"
+    );
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    assert_eq!(scan(&mut a, "id").len(), 4);
+}

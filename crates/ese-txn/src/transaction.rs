@@ -62,8 +62,17 @@ enum Change<'a> {
     Insert(&'a [u8]),
     Replace(&'a [u8]),
     Delete,
-    Delta { offset: u32, width: u8, delta: i64 },
-    Lock { write: bool },
+    Delta {
+        offset: u32,
+        width: u8,
+        delta: i64,
+    },
+    /// A lock; `look_up`: the record is looked up (it must be present as the transaction
+    /// sees it), else the caller vouches for that.
+    Lock {
+        write: bool,
+        look_up: bool,
+    },
 }
 
 impl VersionStore {
@@ -270,8 +279,11 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::replace`]; a read lock conflicts only with writes.
     pub fn lock(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<()> {
-        self.change(tree, key, &Change::Lock { write }, None, None)
-            .map(|_| ())
+        let lock = Change::Lock {
+            write,
+            look_up: true,
+        };
+        self.change(tree, key, &lock, None, None).map(|_| ())
     }
 
     /// [`Transaction::lock`] that also returns the record's data as this transaction sees it
@@ -282,8 +294,28 @@ impl Transaction {
     /// As [`Transaction::lock`].
     pub fn lock_and_read(&mut self, tree: ObjId, key: &[u8], write: bool) -> Result<Vec<u8>> {
         let mut seen = Vec::new();
-        self.change(tree, key, &Change::Lock { write }, Some(&mut seen), None)?;
+        let lock = Change::Lock {
+            write,
+            look_up: true,
+        };
+        self.change(tree, key, &lock, Some(&mut seen), None)?;
         Ok(seen)
+    }
+
+    /// A read lock (as [`Transaction::lock`]) on a record the caller knows this transaction
+    /// sees, without looking the record up: the caller read it in an earlier transaction and
+    /// knows that nothing wrote it since (the table layer's definition lock, when the
+    /// catalog epoch has not moved). The lock conflicts as any read lock does.
+    ///
+    /// # Errors
+    /// As [`Transaction::lock`], except `RecordNotFound`: a record that is gone is not
+    /// noticed.
+    pub fn read_lock_unread(&mut self, tree: ObjId, key: &[u8]) -> Result<()> {
+        let lock = Change::Lock {
+            write: false,
+            look_up: false,
+        };
+        self.change(tree, key, &lock, None, None).map(|_| ())
     }
 
     /// A change; for a lock, `seen` (if given) receives the record's data as this
@@ -312,7 +344,7 @@ impl Transaction {
         hint: Option<&LeafHint>,
     ) -> Result<i64> {
         self.ensure_open()?;
-        if self.read_only && !matches!(change, Change::Lock { write: false }) {
+        if self.read_only && !matches!(change, Change::Lock { write: false, .. }) {
             return Err(Error::new(ErrorKind::TransReadOnly));
         }
         if let Change::Delta { width, .. } = change
@@ -327,8 +359,8 @@ impl Transaction {
             Change::Replace(_) => Oper::Replace,
             Change::Delete => Oper::Delete,
             Change::Delta { .. } => Oper::Delta,
-            Change::Lock { write: true } => Oper::WriteLock,
-            Change::Lock { write: false } => Oper::ReadLock,
+            Change::Lock { write: true, .. } => Oper::WriteLock,
+            Change::Lock { write: false, .. } => Oper::ReadLock,
         };
         let new = match change {
             Change::Insert(v) | Change::Replace(v) => Some(NewState::Present(v)),
@@ -348,10 +380,15 @@ impl Transaction {
             }
             let chain = shard.map.get(&probe as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
-            let phys = vs.store.read(tree, key)?;
-            let mine = match chain {
-                Some(c) => reconstruct(c, phys.clone(), &self.read_view()),
-                None => phys.clone(),
+            let (phys, mine) = if matches!(change, Change::Lock { look_up: false, .. }) {
+                (PhysState::Absent, PhysState::Absent)
+            } else {
+                let phys = vs.store.read(tree, key)?;
+                let mine = match chain {
+                    Some(c) => reconstruct(c, phys.clone(), &self.read_view()),
+                    None => phys.clone(),
+                };
+                (phys, mine)
             };
             let mut result = 0i64;
             let (new_phys, before, undo) = match change {
@@ -391,13 +428,15 @@ impl Transaction {
                         },
                     )
                 }
-                Change::Lock { .. } => {
-                    let Some(value) = mine.value() else {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
-                    };
-                    if let Some(seen) = seen.as_deref_mut() {
-                        seen.clear();
-                        seen.extend_from_slice(value);
+                Change::Lock { look_up, .. } => {
+                    if *look_up {
+                        let Some(value) = mine.value() else {
+                            return Err(Error::new(ErrorKind::RecordNotFound));
+                        };
+                        if let Some(seen) = seen.as_deref_mut() {
+                            seen.clear();
+                            seen.extend_from_slice(value);
+                        }
                     }
                     (None, Before::Unchanged, Undo::Nothing)
                 }

@@ -370,8 +370,7 @@ impl Session {
                 return Err(Error::new(ErrorKind::TableInUse)
                     .with_message(format!("a cursor is open on table {:?}", def.name)));
             }
-            engine.note_catalog_change();
-            t.delete(cat, &key)?;
+            engine.catalog_write(|| t.delete(cat, &key))?;
             let mut trees = vec![def.objid];
             trees.extend(
                 def.indexes
@@ -426,22 +425,23 @@ impl Session {
                     .with_message(format!("a cursor is open on table {:?}", def.name)));
             }
             new.clone_into(&mut def.name);
-            engine.note_catalog_change();
-            if new_key == old_key {
-                return t.replace(cat, &old_key, &def.encode());
-            }
-            if t.read(cat, &new_key)?.is_some() {
-                return Err(Error::new(ErrorKind::TableDuplicate).with_message(new.to_owned()));
-            }
-            let save = t.change_count();
-            let r = t
-                .delete(cat, &old_key)
-                .and_then(|()| t.insert(cat, &new_key, &def.encode()));
-            if let Err(e) = r {
-                t.rollback_to(save)?;
-                return Err(e);
-            }
-            Ok(())
+            engine.catalog_write(|| {
+                if new_key == old_key {
+                    return t.replace(cat, &old_key, &def.encode());
+                }
+                if t.read(cat, &new_key)?.is_some() {
+                    return Err(Error::new(ErrorKind::TableDuplicate).with_message(new.to_owned()));
+                }
+                let save = t.change_count();
+                let r = t
+                    .delete(cat, &old_key)
+                    .and_then(|()| t.insert(cat, &new_key, &def.encode()));
+                if let Err(e) = r {
+                    t.rollback_to(save)?;
+                    return Err(e);
+                }
+                Ok(())
+            })
         })
     }
 
@@ -553,9 +553,8 @@ impl Table {
             }
             let id = def.push_column(column.clone())?;
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
-            engine.note_catalog_change();
             let bytes = def.encode();
-            t.replace(cat, &key, &bytes)?;
+            engine.catalog_write(|| t.replace(cat, &key, &bytes))?;
             self.install_def(bytes)?;
             Ok(id)
         })
@@ -601,9 +600,8 @@ impl Table {
                 c.deleted = true;
             }
             let cat = tree_id(self.dbid(), CATALOG_OBJID);
-            engine.note_catalog_change();
             let bytes = def.encode();
-            t.replace(cat, &key, &bytes)?;
+            engine.catalog_write(|| t.replace(cat, &key, &bytes))?;
             self.install_def(bytes)
         })
     }

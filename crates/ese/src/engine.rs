@@ -264,14 +264,25 @@ fn decode_db_list(b: &[u8]) -> Result<Vec<(u32, PathBuf)>> {
 }
 
 impl Engine {
-    /// Notes that a catalog record is about to be written (called by every DDL before it
-    /// writes the catalog, in the same engine call).
-    pub(crate) fn note_catalog_change(&self) {
+    /// Runs `write`, a DDL's write of catalog records, with the catalog epoch moved just
+    /// before and just after it (whether it succeeds or not). An epoch read before a look-up
+    /// of the catalog and still the same later therefore proves that no catalog write took
+    /// place in between, not even one that was under way when the look-up ran (see
+    /// [`Table::sync_def`](crate::Table)).
+    ///
+    /// # Errors
+    /// What `write` returns.
+    pub(crate) fn catalog_write<R>(&self, write: impl FnOnce() -> Result<R>) -> Result<R> {
         self.catalog_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let r = write();
+        self.catalog_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        r
     }
 
-    /// The number of catalog writes noted so far (see [`Engine::note_catalog_change`]).
+    /// The catalog epoch: it moves before and after every catalog write (see
+    /// [`Engine::catalog_write`]).
     pub(crate) fn catalog_epoch(&self) -> u64 {
         self.catalog_epoch
             .load(std::sync::atomic::Ordering::Acquire)

@@ -699,8 +699,8 @@ impl Table {
             }
             entry.objid = def.objid;
             def.indexes.insert(0, entry);
-            self.engine.note_catalog_change();
-            t.replace(cat, &key, &def.encode())?;
+            self.engine
+                .catalog_write(|| t.replace(cat, &key, &def.encode()))?;
         } else {
             // Allocated outside the transaction, like a table's tree: after a rollback the
             // catalog does not name it and it stays unused.
@@ -711,8 +711,8 @@ impl Table {
                 .register(tree_id(dbid, tree.objid()), tree.clone());
             def.indexes.push(entry.clone());
             let save = t.change_count();
-            self.engine.note_catalog_change();
-            t.replace(cat, &key, &def.encode())?;
+            self.engine
+                .catalog_write(|| t.replace(cat, &key, &def.encode()))?;
             if let Err(e) = self.build_index(t, &def, &entry, &tree) {
                 t.rollback_to(save)?;
                 return Err(e);
@@ -803,8 +803,7 @@ impl Table {
                 return Err(Error::new(ErrorKind::IndexMustStay).with_message(name.to_owned()));
             }
             let removed = def.indexes.remove(i);
-            engine.note_catalog_change();
-            t.replace(cat, &key, &def.encode())?;
+            engine.catalog_write(|| t.replace(cat, &key, &def.encode()))?;
             self.install_def(def.encode())?;
             Ok((t.level(), removed.objid))
         })?;

@@ -299,8 +299,7 @@ impl Session {
                     engine.store.register(tree_id(d.dbid, it.objid()), it);
                 }
             }
-            engine.note_catalog_change();
-            t.insert(cat, &key, &def.encode())
+            engine.catalog_write(|| t.insert(cat, &key, &def.encode()))
         })
     }
 
@@ -437,6 +436,10 @@ pub(crate) struct DefSynced {
     trx: ese_core::TrxId,
     undone: u64,
     catalog_epoch: u64,
+    /// The definition was read as committed (under a lock of its own), not from a version
+    /// this transaction wrote: while the catalog epoch stays the same, a later transaction
+    /// may reuse it.
+    committed: bool,
 }
 
 /// The current index of a cursor.
@@ -729,25 +732,43 @@ impl Table {
     /// The check is made once per transaction: it is skipped while the transaction, its undo
     /// count (a rollback may have released the lock) and the engine's catalog epoch (DDL of
     /// this transaction, through any cursor, writes the catalog) are those of the last check.
-    /// Other transactions cannot change the record while the lock is held.
+    /// Other transactions cannot change the record while the lock is held. A later
+    /// transaction only takes the lock, without reading the record, when the last check read
+    /// the committed definition and the catalog epoch has not moved since (no catalog write
+    /// started or ended in between, see [`Engine::catalog_write`]).
     ///
     /// # Errors
     /// `WriteConflict` (-1102) when another transaction changed the table's definition and
     /// has not committed, or committed after `t` began; `ObjectNotFound` (-1305) if the
     /// table is gone; the page store's errors.
     pub(crate) fn sync_def(&mut self, t: &mut Transaction) -> Result<()> {
-        let now = DefSynced {
+        let mut now = DefSynced {
             trx: t.id(),
             undone: t.undone_count(),
             catalog_epoch: self.engine.catalog_epoch(),
+            committed: false,
         };
-        if self.def_synced == Some(now) {
+        let last = self.def_synced;
+        if last.is_some_and(|d| {
+            (d.trx, d.undone, d.catalog_epoch) == (now.trx, now.undone, now.catalog_epoch)
+        }) {
             return Ok(());
         }
         let cat = tree_id(self.dbid(), CATALOG_OBJID);
         let key = catalog::table_key(&self.def.name);
         let gone = || Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone());
-        let bytes = if t.holds_version(cat, &key) {
+        let own_version = t.holds_version(cat, &key);
+        if !own_version && last.is_some_and(|d| d.committed && d.catalog_epoch == now.catalog_epoch)
+        {
+            // No catalog write started or ended since the last check read the committed
+            // `def_bytes`: the record is still there and still holds them, so this
+            // transaction only takes its lock.
+            t.read_lock_unread(cat, &key)?;
+            now.committed = true;
+            self.def_synced = Some(now);
+            return Ok(());
+        }
+        let bytes = if own_version {
             t.read(cat, &key)?.ok_or_else(gone)?
         } else {
             t.lock_and_read(cat, &key, false).map_err(|e| {
@@ -763,6 +784,7 @@ impl Table {
         }
         // `now` was taken before the read: a catalog write in between makes it stale, and
         // the next call checks again.
+        now.committed = !own_version;
         self.def_synced = Some(now);
         Ok(())
     }
