@@ -5,13 +5,12 @@
 //! threads (default 16), each with its own session, commit durable one-insert transactions
 //! on distinct random keys for `SECONDS` seconds (default 5); prints commits per second.
 
+mod common;
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use ese::{
-    ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit, IndexCreate,
-    IndexGrbit, Instance, Prep, TableCreate, TermGrbit,
-};
+use ese::{CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit, Instance, Prep, TermGrbit};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -33,22 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db_path = dir.path().join("c.edb");
     let session = instance.begin_session()?;
     let db = session.create_database(&db_path, CreateDatabaseGrbit::empty())?;
-    session.create_table(
-        db,
-        &TableCreate {
-            name: "kv".into(),
-            columns: vec![
-                ColumnDef::new("k", ColumnType::Binary).max_size(24),
-                ColumnDef::new("v", ColumnType::Binary).max_size(150),
-            ],
-            indexes: vec![IndexCreate {
-                name: "primary".into(),
-                key: "+k\0\0".into(),
-                grbit: IndexGrbit::PRIMARY | IndexGrbit::UNIQUE | IndexGrbit::DISALLOW_NULL,
-                key_most: 64,
-            }],
-        },
-    )?;
+    common::create_kv_table(&session, db)?;
     {
         let mut table = session.open_table(db, "kv")?;
         let (k, v) = (table.column_id("k")?, table.column_id("v")?);

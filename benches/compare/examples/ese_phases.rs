@@ -7,12 +7,11 @@
 //! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
 //! with the harness's removal phase (half the bulk-loaded keys, one transaction).
 
+mod common;
+
 use std::time::Instant;
 
-use ese::{
-    ColumnDef, ColumnType, CommitGrbit, CreateDatabaseGrbit, IndexCreate, IndexGrbit, Instance,
-    Prep, TableCreate, TermGrbit,
-};
+use ese::{CommitGrbit, CreateDatabaseGrbit, Instance, Prep, TermGrbit};
 
 /// A scattered index into `0..n` for the `i`th read (a multiplicative permutation).
 fn fastrand_index(i: usize, n: usize, round: usize) -> usize {
@@ -34,22 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     instance.init()?;
     let session = instance.begin_session()?;
     let db = session.create_database(dir.path().join("b.edb"), CreateDatabaseGrbit::empty())?;
-    session.create_table(
-        db,
-        &TableCreate {
-            name: "kv".into(),
-            columns: vec![
-                ColumnDef::new("k", ColumnType::Binary).max_size(24),
-                ColumnDef::new("v", ColumnType::Binary).max_size(150),
-            ],
-            indexes: vec![IndexCreate {
-                name: "primary".into(),
-                key: "+k\0\0".into(),
-                grbit: IndexGrbit::PRIMARY | IndexGrbit::UNIQUE | IndexGrbit::DISALLOW_NULL,
-                key_most: 64,
-            }],
-        },
-    )?;
+    common::create_kv_table(&session, db)?;
     let mut table = session.open_table(db, "kv")?;
     let (k, v) = (table.column_id("k")?, table.column_id("v")?);
     let mut rng = fastrand::Rng::with_seed(3);

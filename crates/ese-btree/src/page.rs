@@ -322,13 +322,12 @@ impl<'k> Probe<'k> {
         // A node key shorter than 8 bytes (a separator, mostly) against a search key of 8 or
         // more: zero-padded, it compares as the bytes do, and when the padded words are equal
         // the node key is a proper prefix of the search key, so it is the lesser.
-        let mut padded = [0u8; 8];
-        for (p, b) in padded.iter_mut().zip(node_key) {
-            *p = *b;
-        }
-        u64::from_be_bytes(padded)
-            .cmp(&y)
-            .then(std::cmp::Ordering::Less)
+        // Built with shifts: a copy into a zeroed array compiles to a `memcpy` call.
+        let padded = node_key
+            .iter()
+            .zip((0..8).rev())
+            .fold(0u64, |acc, (b, i)| acc | u64::from(*b) << (8 * i));
+        padded.cmp(&y).then(std::cmp::Ordering::Less)
     }
 }
 

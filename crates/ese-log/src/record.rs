@@ -74,18 +74,20 @@ pub(crate) fn encode_frame_parts(
     let mut hdr = [0u8; FRAME_HEADER];
     put(&mut hdr, 4, &(len as u32).to_le_bytes());
     put(&mut hdr, 8, &[kind]);
-    // `frame_crc` over the parts: the CRC of `crc32_seeded`, fed piece by piece.
-    let mut h = crc32fast::Hasher::new();
-    h.update(&lgpos.as_u64().to_le_bytes());
-    h.update(hdr.get(4..).unwrap_or_default());
-    for p in parts {
-        h.update(p);
-    }
-    put(&mut hdr, 0, &h.finalize().to_le_bytes());
+    let start = buf.len();
     buf.reserve(FRAME_HEADER + len);
     buf.extend_from_slice(&hdr);
     for p in parts {
         buf.extend_from_slice(p);
+    }
+    // `frame_crc` over the frame as written: the header after its CRC field and the payload
+    // are one run of bytes now, hashed in one call (hashing the parts one by one costs a
+    // call and a slow tail per part).
+    let mut h = crc32fast::Hasher::new();
+    h.update(&lgpos.as_u64().to_le_bytes());
+    h.update(buf.get(start + 4..).unwrap_or_default());
+    if let Some(crc) = buf.get_mut(start..start + 4) {
+        crc.copy_from_slice(&h.finalize().to_le_bytes());
     }
     lgpos
 }
