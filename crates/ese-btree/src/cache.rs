@@ -651,9 +651,14 @@ impl BufferCache {
     /// Appends `record` to the WAL and marks `frames` dirty at its position, atomically with
     /// respect to the checkpoint. The caller holds the frames' write latches.
     pub(crate) fn log_change(&self, record: &[u8], frames: &[&Frame]) -> Result<Lgpos> {
+        self.log_change_parts(&[record], frames)
+    }
+
+    /// [`BufferCache::log_change`] of the record made of `parts` in order.
+    pub(crate) fn log_change_parts(&self, parts: &[&[u8]], frames: &[&Frame]) -> Result<Lgpos> {
         self.check_failed()?;
         let mut g = self.inner.lock();
-        let lgpos = self.wal.append(record)?;
+        let lgpos = self.wal.append_parts(parts)?;
         Self::mark_dirty(&mut g, frames, lgpos);
         Ok(lgpos)
     }

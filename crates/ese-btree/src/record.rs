@@ -459,7 +459,8 @@ fn record_len(annotation: Option<&[u8]>, body: usize) -> usize {
     7 + annotation.map_or(0, |a| 4 + a.len()) + body
 }
 
-/// Encodes a node record.
+/// Encodes a node record (the pieces of [`node_parts`] put together).
+#[cfg(test)]
 pub(crate) fn encode_node(
     dbid: u32,
     pgno: Pgno,
@@ -469,56 +470,145 @@ pub(crate) fn encode_node(
     op: &NodeOp<'_>,
     annotation: Option<&[u8]>,
 ) -> Vec<u8> {
-    let body = 40
-        + match op {
-            NodeOp::Insert { key, data, .. } => key.len() + data.len(),
-            NodeOp::Replace { data, .. } | NodeOp::Rewrite { data, .. } => data.len(),
-            NodeOp::Delete { .. } | NodeOp::SetFlags { .. } => 0,
-        };
-    let mut b = head(REC_NODE, dbid, annotation, body);
-    b.extend_from_slice(&pgno.to_bytes());
-    b.extend_from_slice(&objid.to_bytes());
-    b.extend_from_slice(&before.to_bytes());
-    b.extend_from_slice(&after.to_bytes());
-    match op {
+    node_parts(dbid, pgno, objid, before, after, op, annotation)
+        .parts()
+        .concat()
+}
+
+/// A node record in pieces that borrow the annotation, the key and the data, for a log that
+/// frames the pieces as they are ([`Wal::append_parts`](crate::wal::Wal::append_parts)): the
+/// record is not put together first. The pieces in order are a node record's bytes.
+pub(crate) struct NodeParts<'a> {
+    /// Type, version, dbid, annotation flag and length.
+    head: [u8; 11],
+    head_len: usize,
+    annotation: &'a [u8],
+    /// Page, objid, dbtimes, operation and its fixed fields, up to the key length.
+    fixed: [u8; 32],
+    fixed_len: usize,
+    key: &'a [u8],
+    /// The data length, when the operation has data.
+    data_len: [u8; 4],
+    data_len_len: usize,
+    data: &'a [u8],
+}
+
+impl NodeParts<'_> {
+    /// The pieces, in order (some may be empty).
+    pub(crate) fn parts(&self) -> [&[u8]; 6] {
+        [
+            self.head.get(..self.head_len).unwrap_or_default(),
+            self.annotation,
+            self.fixed.get(..self.fixed_len).unwrap_or_default(),
+            self.key,
+            self.data_len.get(..self.data_len_len).unwrap_or_default(),
+            self.data,
+        ]
+    }
+}
+
+// The fixed fields of the largest operation (an insert) fit `NodeParts::fixed`.
+const _: () = assert!(
+    Pgno::ENCODED_LEN + ObjId::ENCODED_LEN + 2 * DbTime::ENCODED_LEN + 6 <= 32,
+    "NodeParts::fixed is too small"
+);
+
+/// Appends `bytes` to the first `*len` bytes of `buf` (the arrays of [`NodeParts`] are
+/// sized for every operation).
+fn push_into(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(*len..*len + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+    *len += bytes.len();
+}
+
+/// A node record (the change `op` of page `pgno` of tree `objid`, from dbtime `before` to
+/// `after`) as pieces.
+pub(crate) fn node_parts<'a>(
+    dbid: u32,
+    pgno: Pgno,
+    objid: ObjId,
+    before: DbTime,
+    after: DbTime,
+    op: &NodeOp<'a>,
+    annotation: Option<&'a [u8]>,
+) -> NodeParts<'a> {
+    let mut n = NodeParts {
+        head: [0; 11],
+        head_len: 0,
+        annotation: annotation.unwrap_or_default(),
+        fixed: [0; 32],
+        fixed_len: 0,
+        key: &[],
+        data_len: [0; 4],
+        data_len_len: 0,
+        data: &[],
+    };
+    push_into(&mut n.head, &mut n.head_len, &[REC_NODE, REC_VERSION]);
+    push_into(&mut n.head, &mut n.head_len, &dbid.to_le_bytes());
+    match annotation {
+        Some(a) => {
+            push_into(&mut n.head, &mut n.head_len, &[1]);
+            push_into(
+                &mut n.head,
+                &mut n.head_len,
+                &(a.len() as u32).to_le_bytes(),
+            );
+        }
+        None => push_into(&mut n.head, &mut n.head_len, &[0]),
+    }
+    let f = &mut n.fixed;
+    let fl = &mut n.fixed_len;
+    push_into(f, fl, &pgno.to_bytes());
+    push_into(f, fl, &objid.to_bytes());
+    push_into(f, fl, &before.to_bytes());
+    push_into(f, fl, &after.to_bytes());
+    let data = match op {
         NodeOp::Insert {
             idx,
             flags,
             key,
             data,
         } => {
-            b.push(1);
-            b.extend_from_slice(&idx.to_le_bytes());
-            b.push(flags.0);
-            b.extend_from_slice(&(key.len() as u16).to_le_bytes());
-            b.extend_from_slice(key);
-            b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            b.extend_from_slice(data);
+            push_into(f, fl, &[1]);
+            push_into(f, fl, &idx.to_le_bytes());
+            push_into(f, fl, &[flags.0]);
+            push_into(f, fl, &(key.len() as u16).to_le_bytes());
+            n.key = key;
+            Some(*data)
         }
         NodeOp::Replace { idx, data } => {
-            b.push(2);
-            b.extend_from_slice(&idx.to_le_bytes());
-            b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            b.extend_from_slice(data);
+            push_into(f, fl, &[2]);
+            push_into(f, fl, &idx.to_le_bytes());
+            Some(*data)
         }
         NodeOp::Delete { idx } => {
-            b.push(3);
-            b.extend_from_slice(&idx.to_le_bytes());
+            push_into(f, fl, &[3]);
+            push_into(f, fl, &idx.to_le_bytes());
+            None
         }
         NodeOp::SetFlags { idx, flags } => {
-            b.push(4);
-            b.extend_from_slice(&idx.to_le_bytes());
-            b.push(flags.0);
+            push_into(f, fl, &[4]);
+            push_into(f, fl, &idx.to_le_bytes());
+            push_into(f, fl, &[flags.0]);
+            None
         }
         NodeOp::Rewrite { idx, flags, data } => {
-            b.push(5);
-            b.extend_from_slice(&idx.to_le_bytes());
-            b.push(flags.0);
-            b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            b.extend_from_slice(data);
+            push_into(f, fl, &[5]);
+            push_into(f, fl, &idx.to_le_bytes());
+            push_into(f, fl, &[flags.0]);
+            Some(*data)
         }
+    };
+    if let Some(d) = data {
+        push_into(
+            &mut n.data_len,
+            &mut n.data_len_len,
+            &(d.len() as u32).to_le_bytes(),
+        );
+        n.data = d;
     }
-    b
+    n
 }
 
 /// Reads the common header: (type, dbid, annotation) and leaves the reader at the body.
@@ -797,7 +887,17 @@ mod tests {
             data: &[1; 10],
         };
         let r = encode_node(1, Pgno(3), ObjId(4), DbTime(5), DbTime(6), &op, None);
-        assert!(matches!(decode(&r, 4096).unwrap(), PageRecord::Node { op: o, .. } if o == op));
+        assert_eq!(
+            decode(&r, 4096).unwrap(),
+            PageRecord::Node {
+                dbid: 1,
+                pgno: Pgno(3),
+                objid: ObjId(4),
+                before: DbTime(5),
+                after: DbTime(6),
+                op,
+            }
+        );
         for n in 0..r.len() {
             assert!(decode(&r[..n], 4096).is_err());
             assert!(record_annotation(&r[..n]).is_err());

@@ -16,7 +16,7 @@ use crate::cursor::{Cursor, LeafHint};
 use crate::db::{DbShared, TreeKind};
 use crate::latch::ReadGuard;
 use crate::page::{NODE_OVERHEAD, NodeFlags, Page, PageFlags};
-use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, encode_node};
+use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, node_parts};
 use crate::split::{Change, MAX_DEPTH, Work, capacity, put};
 
 /// The longest key for a page size (ESE: 1000 bytes with 4 KiB pages, 2000 above).
@@ -528,21 +528,23 @@ impl Tree {
         apply_op(page, op).map_err(|e| e.with_pgno(frame.pgno))?;
         page.set_dbtime(after);
         let needs_image = frame.meta.lock().needs_image;
-        let rec = if needs_image {
+        if needs_image {
             let img = page.sealed();
-            encode_images(sh.opts.dbid, &[(frame.pgno, &img)], annotation)
-        } else {
-            encode_node(
-                sh.opts.dbid,
-                frame.pgno,
-                self.objid,
-                before,
-                after,
-                op,
-                annotation,
-            )
-        };
-        sh.cache.log_change(&rec, &[frame])
+            let rec = encode_images(sh.opts.dbid, &[(frame.pgno, &img)], annotation);
+            return sh.cache.log_change(&rec, &[frame]);
+        }
+        // Logged in pieces: the key and data are framed where they are, not copied into a
+        // record first.
+        let rec = node_parts(
+            sh.opts.dbid,
+            frame.pgno,
+            self.objid,
+            before,
+            after,
+            op,
+            annotation,
+        );
+        sh.cache.log_change_parts(&rec.parts(), &[frame])
     }
 }
 

@@ -56,8 +56,19 @@ impl Wal for FamilyWal {
     }
 
     fn append_parts(&self, parts: &[&[u8]]) -> Result<Lgpos> {
-        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         let family = [self.family];
+        // The family byte and up to 7 parts (a node record has 6) without an allocation.
+        let mut few: [&[u8]; 8] = [&[]; 8];
+        if let Some((first, rest)) = few.split_first_mut()
+            && let Some(dst) = rest.get_mut(..parts.len())
+        {
+            *first = &family;
+            dst.copy_from_slice(parts);
+            return self
+                .inner
+                .append_parts(few.get(..=parts.len()).unwrap_or_default());
+        }
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         all.push(&family);
         all.extend_from_slice(parts);
         self.inner.append_parts(&all)
