@@ -10,7 +10,7 @@ mod common;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use ese::{CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit, Instance, Prep, TermGrbit};
+use ese::{CommitGrbit, CreateDatabaseGrbit, EndSessionGrbit, TermGrbit};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -21,11 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
-    let instance = Instance::builder("commits")
-        .system_path(dir.path())
-        .log_path(dir.path().join("logs"))
-        .circular_log(true)
-        .cache_size_max_bytes(1 << 30)
+    let instance = common::builder("commits", dir.path())
         .max_sessions(1024)
         .create()?;
     instance.init()?;
@@ -40,12 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut key, mut value) = ([0u8; 24], [0u8; 150]);
         session.begin_transaction()?;
         for _ in 0..preload {
-            rng.fill(&mut key);
-            rng.fill(&mut value);
-            table.prepare_update(Prep::Insert)?;
-            table.set_column(k, Some(&key))?;
-            table.set_column(v, Some(&value))?;
-            table.update()?;
+            common::insert_next(&mut table, (k, v), &mut rng, &mut key, &mut value)?;
         }
         session.commit_transaction(CommitGrbit::empty())?;
     }
@@ -69,13 +60,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let deadline = Instant::now() + run_for;
                         let mut commits = 0;
                         while Instant::now() < deadline {
-                            rng.fill(&mut key);
-                            rng.fill(&mut value);
                             session.begin_transaction()?;
-                            table.prepare_update(Prep::Insert)?;
-                            table.set_column(k, Some(&key))?;
-                            table.set_column(v, Some(&value))?;
-                            table.update()?;
+                            common::insert_next(
+                                &mut table,
+                                (k, v),
+                                &mut rng,
+                                &mut key,
+                                &mut value,
+                            )?;
                             session.commit_transaction(CommitGrbit::empty())?;
                             commits += 1;
                         }

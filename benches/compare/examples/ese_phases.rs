@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Instant;
 
-use ese::{CommitGrbit, CreateDatabaseGrbit, Instance, Prep, TermGrbit};
+use ese::{CommitGrbit, CreateDatabaseGrbit, TermGrbit};
 
 /// A scattered index into `0..n` for the `i`th read (a multiplicative permutation).
 fn fastrand_index(i: usize, n: usize, round: usize) -> usize {
@@ -23,11 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map_or(Ok(1_000_000), |s| s.parse())?;
     let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
-    let instance = Instance::builder("phases")
-        .system_path(dir.path())
-        .log_path(dir.path().join("logs"))
-        .circular_log(true)
-        .cache_size_max_bytes(1 << 30)
+    let instance = common::builder("phases", dir.path())
         .version_store_bytes((n as u64 * 512).max(256 << 20))
         .create()?;
     instance.init()?;
@@ -39,14 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = fastrand::Rng::with_seed(3);
     let mut key = [0u8; 24];
     let mut value = [0u8; 150];
-    let mut insert = |rng: &mut fastrand::Rng| -> Result<(), Box<dyn std::error::Error>> {
-        rng.fill(&mut key);
-        rng.fill(&mut value);
-        table.prepare_update(Prep::Insert)?;
-        table.set_column(k, Some(&key))?;
-        table.set_column(v, Some(&value))?;
-        table.update()?;
-        Ok(())
+    let mut insert = |rng: &mut fastrand::Rng| {
+        common::insert_next(&mut table, (k, v), rng, &mut key, &mut value)
     };
     let t = Instant::now();
     session.begin_transaction()?;

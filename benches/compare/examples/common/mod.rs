@@ -1,7 +1,22 @@
-//! What the single-engine examples share: the harness's table (a 24-byte Binary key column
-//! under a unique primary index, a 150-byte Binary value column).
+//! What the single-engine examples share: the instance setup and the harness's table (a
+//! 24-byte Binary key column under a unique primary index, a 150-byte Binary value column).
 
-use ese::{ColumnDef, ColumnType, DbId, IndexCreate, IndexGrbit, Session, TableCreate};
+use std::path::Path;
+
+use ese::{
+    ColumnDef, ColumnType, DbId, IndexCreate, IndexGrbit, Instance, InstanceBuilder, Prep, Session,
+    Table, TableCreate,
+};
+
+/// An instance named `name` with its files in `dir` (logs in `dir/logs`), circular logging and
+/// a 1 GiB cache, as the harness sets it up.
+pub fn builder(name: &str, dir: &Path) -> InstanceBuilder {
+    Instance::builder(name)
+        .system_path(dir)
+        .log_path(dir.join("logs"))
+        .circular_log(true)
+        .cache_size_max_bytes(1 << 30)
+}
 
 /// Creates table `kv` in `db`.
 ///
@@ -24,4 +39,26 @@ pub fn create_kv_table(session: &Session, db: DbId) -> ese::Result<()> {
             }],
         },
     )
+}
+
+/// Inserts the next pair of `rng` (key, then value, as the harness draws them) through
+/// `table`, whose key and value columns are `cols`; `key` and `value` are the buffers drawn
+/// into (the caller reads the key from `key`).
+///
+/// # Errors
+/// The engine's error.
+pub fn insert_next(
+    table: &mut Table,
+    cols: (u32, u32),
+    rng: &mut fastrand::Rng,
+    key: &mut [u8; 24],
+    value: &mut [u8; 150],
+) -> ese::Result<()> {
+    rng.fill(key);
+    rng.fill(value);
+    table.prepare_update(Prep::Insert)?;
+    table.set_column(cols.0, Some(key))?;
+    table.set_column(cols.1, Some(value))?;
+    table.update()?;
+    Ok(())
 }
