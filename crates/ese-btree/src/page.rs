@@ -412,8 +412,7 @@ impl Page {
         }
     }
 
-    /// A copy of this page in a buffer of `slabs` (one copy, where `clone` then
-    /// [`Page::into_slab`] make two).
+    /// A copy of this page in a buffer of `slabs` (a cached page's).
     pub(crate) fn copy_in(&self, slabs: &Arc<SlabPool>) -> Page {
         Page {
             pgno: self.pgno,

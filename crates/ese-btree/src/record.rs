@@ -324,19 +324,28 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn head(kind: u8, dbid: u32, annotation: Option<&[u8]>, body: usize) -> Vec<u8> {
-    let mut b = Vec::with_capacity(record_len(annotation, body));
-    b.push(kind);
-    b.push(REC_VERSION);
-    b.extend_from_slice(&dbid.to_le_bytes());
+/// The common header of a record up to the annotation's bytes (type, version, dbid,
+/// annotation flag and length): the bytes and how many of them are used.
+fn head_bytes(kind: u8, dbid: u32, annotation: Option<&[u8]>) -> ([u8; 11], usize) {
+    let (mut h, mut n) = ([0u8; 11], 0);
+    push_into(&mut h, &mut n, &[kind, REC_VERSION]);
+    push_into(&mut h, &mut n, &dbid.to_le_bytes());
     match annotation {
         Some(a) => {
-            b.push(1);
-            b.extend_from_slice(&(a.len() as u32).to_le_bytes());
-            b.extend_from_slice(a);
+            push_into(&mut h, &mut n, &[1]);
+            push_into(&mut h, &mut n, &(a.len() as u32).to_le_bytes());
         }
-        None => b.push(0),
+        None => push_into(&mut h, &mut n, &[0]),
     }
+    (h, n)
+}
+
+/// A record's buffer holding its common header and annotation, with room for `body` bytes.
+fn head(kind: u8, dbid: u32, annotation: Option<&[u8]>, body: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(record_len(annotation, body));
+    let (h, n) = head_bytes(kind, dbid, annotation);
+    b.extend_from_slice(h.get(..n).unwrap_or_default());
+    b.extend_from_slice(annotation.unwrap_or_default());
     b
 }
 
@@ -513,8 +522,8 @@ const _: () = assert!(
     "NodeParts::fixed is too small"
 );
 
-/// Appends `bytes` to the first `*len` bytes of `buf` (the arrays of [`NodeParts`] are
-/// sized for every operation).
+/// Appends `bytes` to the first `*len` bytes of `buf` (the arrays of [`NodeParts`] and
+/// [`head_bytes`] are sized for every record).
 fn push_into(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
     if let Some(dst) = buf.get_mut(*len..*len + bytes.len()) {
         dst.copy_from_slice(bytes);
@@ -533,9 +542,10 @@ pub(crate) fn node_parts<'a>(
     op: &NodeOp<'a>,
     annotation: Option<&'a [u8]>,
 ) -> NodeParts<'a> {
+    let (head, head_len) = head_bytes(REC_NODE, dbid, annotation);
     let mut n = NodeParts {
-        head: [0; 11],
-        head_len: 0,
+        head,
+        head_len,
         annotation: annotation.unwrap_or_default(),
         fixed: [0; 32],
         fixed_len: 0,
@@ -544,19 +554,6 @@ pub(crate) fn node_parts<'a>(
         data_len_len: 0,
         data: &[],
     };
-    push_into(&mut n.head, &mut n.head_len, &[REC_NODE, REC_VERSION]);
-    push_into(&mut n.head, &mut n.head_len, &dbid.to_le_bytes());
-    match annotation {
-        Some(a) => {
-            push_into(&mut n.head, &mut n.head_len, &[1]);
-            push_into(
-                &mut n.head,
-                &mut n.head_len,
-                &(a.len() as u32).to_le_bytes(),
-            );
-        }
-        None => push_into(&mut n.head, &mut n.head_len, &[0]),
-    }
     let f = &mut n.fixed;
     let fl = &mut n.fixed_len;
     push_into(f, fl, &pgno.to_bytes());

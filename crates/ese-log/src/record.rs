@@ -80,14 +80,12 @@ pub(crate) fn encode_frame_parts(
     for p in parts {
         buf.extend_from_slice(p);
     }
-    // `frame_crc` over the frame as written: the header after its CRC field and the payload
-    // are one run of bytes now, hashed in one call (hashing the parts one by one costs a
-    // call and a slow tail per part).
-    let mut h = crc32fast::Hasher::new();
-    h.update(&lgpos.as_u64().to_le_bytes());
-    h.update(buf.get(start + 4..).unwrap_or_default());
-    if let Some(crc) = buf.get_mut(start..start + 4) {
-        crc.copy_from_slice(&h.finalize().to_le_bytes());
+    // `frame_crc` of the frame as written: the header after its CRC field and the payload are
+    // one run of bytes now, hashed in one piece (hashing the parts one by one costs a call
+    // and a slow tail per part).
+    let crc = crc32_seeded(lgpos.as_u64(), &[buf.get(start + 4..).unwrap_or_default()]);
+    if let Some(field) = buf.get_mut(start..start + 4) {
+        field.copy_from_slice(&crc.to_le_bytes());
     }
     lgpos
 }

@@ -96,8 +96,7 @@ const STATE_PRESENT: u8 = 2;
 impl TxnRecord {
     /// The encoded bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b;
-        match self {
+        let (tag, trx, seq) = match self {
             TxnRecord::Op {
                 trx,
                 seq,
@@ -105,22 +104,15 @@ impl TxnRecord {
                 key,
                 undo,
             } => return TxnRecord::encode_op(*trx, *seq, *tree, key, undo),
-            TxnRecord::Clr { trx, seq } => {
-                b = Vec::with_capacity(16);
-                b.push(TAG_CLR);
-                b.extend_from_slice(&trx.0.to_le_bytes());
-                b.extend_from_slice(&seq.to_le_bytes());
-            }
-            TxnRecord::Commit0 { trx } => {
-                b = Vec::with_capacity(16);
-                b.push(TAG_COMMIT0);
-                b.extend_from_slice(&trx.0.to_le_bytes());
-            }
-            TxnRecord::Rollback0 { trx } => {
-                b = Vec::with_capacity(16);
-                b.push(TAG_ROLLBACK0);
-                b.extend_from_slice(&trx.0.to_le_bytes());
-            }
+            TxnRecord::Clr { trx, seq } => (TAG_CLR, trx, Some(seq)),
+            TxnRecord::Commit0 { trx } => (TAG_COMMIT0, trx, None),
+            TxnRecord::Rollback0 { trx } => (TAG_ROLLBACK0, trx, None),
+        };
+        let mut b = Vec::with_capacity(13);
+        b.push(tag);
+        b.extend_from_slice(&trx.0.to_le_bytes());
+        if let Some(seq) = seq {
+            b.extend_from_slice(&seq.to_le_bytes());
         }
         b
     }

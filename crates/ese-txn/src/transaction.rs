@@ -462,14 +462,7 @@ impl Transaction {
                 vs.oldest_lgpos.lock().insert(self.state.id, Lgpos::MIN);
             }
             if let Some(new_phys) = &new_phys {
-                let annotation = TxnRecord::Op {
-                    trx: self.state.id,
-                    seq,
-                    tree,
-                    key: key.to_vec(),
-                    undo,
-                }
-                .encode();
+                let annotation = TxnRecord::encode_op(self.state.id, seq, tree, key, &undo);
                 match vs.store.write(tree, key, new_phys, &annotation) {
                     Ok(lgpos) => {
                         if self.first_lgpos.is_none() {

@@ -144,11 +144,7 @@ impl Record {
                 if itag > 1 {
                     return Err(Error::new(ErrorKind::BadItagSequence));
                 }
-                let (slots, i) = if area == ColumnArea::Fixed {
-                    (&mut self.fixed, id as usize - 1)
-                } else {
-                    (&mut self.var, (id - FIRST_VARIABLE) as usize)
-                };
+                let (slots, i) = self.slots(area, id);
                 if slots.len() <= i {
                     if value.is_none() {
                         return Ok(());
@@ -203,18 +199,17 @@ impl Record {
         spare: &mut Vec<Vec<u8>>,
     ) -> Result<()> {
         let area = area_of(id).ok_or_else(|| bad_column(id))?;
-        let (slots, i) = match area {
-            ColumnArea::Tagged => {
-                let value = TaggedValue {
-                    data: bytes.to_vec(),
-                    separated: false,
-                };
-                return self.set(id, itag, Some(value));
-            }
-            _ if itag > 1 => return Err(Error::new(ErrorKind::BadItagSequence)),
-            ColumnArea::Fixed => (&mut self.fixed, id as usize - 1),
-            ColumnArea::Variable => (&mut self.var, (id - FIRST_VARIABLE) as usize),
-        };
+        if area == ColumnArea::Tagged {
+            let value = TaggedValue {
+                data: bytes.to_vec(),
+                separated: false,
+            };
+            return self.set(id, itag, Some(value));
+        }
+        if itag > 1 {
+            return Err(Error::new(ErrorKind::BadItagSequence));
+        }
+        let (slots, i) = self.slots(area, id);
         if slots.len() <= i {
             slots.resize(i + 1, None);
         }
@@ -224,6 +219,15 @@ impl Record {
             buf.extend_from_slice(bytes);
         }
         Ok(())
+    }
+
+    /// The value slots of `area` (fixed or variable; `id` is in it) and `id`'s index in them.
+    fn slots(&mut self, area: ColumnArea, id: u32) -> (&mut Vec<Option<Vec<u8>>>, usize) {
+        if area == ColumnArea::Fixed {
+            (&mut self.fixed, id as usize - 1)
+        } else {
+            (&mut self.var, (id - FIRST_VARIABLE) as usize)
+        }
     }
 
     /// Empties the record for reuse by the next update: its fixed and variable values'

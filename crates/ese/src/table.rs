@@ -757,17 +757,17 @@ impl Table {
         let cat = tree_id(self.dbid(), CATALOG_OBJID);
         let key = catalog::table_key(&self.def.name);
         let gone = || Error::new(ErrorKind::ObjectNotFound).with_message(self.def.name.clone());
-        let own_version = t.holds_version(cat, &key);
-        if !own_version && last.is_some_and(|d| d.committed && d.catalog_epoch == now.catalog_epoch)
-        {
+        if last.is_some_and(|d| d.committed && d.catalog_epoch == now.catalog_epoch) {
             // No catalog write started or ended since the last check read the committed
-            // `def_bytes`: the record is still there and still holds them, so this
-            // transaction only takes its lock.
+            // `def_bytes` (this transaction's own DDL would have moved the epoch too): the
+            // record is still there and still holds them, so this transaction only takes its
+            // lock.
             t.read_lock_unread(cat, &key)?;
             now.committed = true;
             self.def_synced = Some(now);
             return Ok(());
         }
+        let own_version = t.holds_version(cat, &key);
         let bytes = if own_version {
             t.read(cat, &key)?.ok_or_else(gone)?
         } else {
@@ -921,19 +921,29 @@ impl Table {
     /// buffers of the previous position).
     pub(crate) fn position(&mut self, c: &Cursor, l: Landed) {
         let node = c.key();
+        self.set_pos(node, l.seckey_len);
+        match l.bookmark {
+            Some(b) => self.current = Some(b),
+            None => self.set_current(node),
+        }
+        self.off = Off::BeforeFirst(None);
+    }
+
+    /// Makes `entry` (node key, with a secondary-key part of `seckey_len` bytes) the current
+    /// entry, in the buffer the last one had.
+    fn set_pos(&mut self, entry: &[u8], seckey_len: usize) {
         let mut pos = self.pos.take().map(|(k, _)| k).unwrap_or_default();
         pos.clear();
-        pos.extend_from_slice(node);
-        self.pos = Some((pos, l.seckey_len));
-        self.current = Some(if let Some(b) = l.bookmark {
-            b
-        } else {
-            let mut cur = self.current.take().unwrap_or_default();
-            cur.clear();
-            cur.extend_from_slice(node);
-            cur
-        });
-        self.off = Off::BeforeFirst(None);
+        pos.extend_from_slice(entry);
+        self.pos = Some((pos, seckey_len));
+    }
+
+    /// Makes `bookmark` the current record's, in the buffer the last one had.
+    fn set_current(&mut self, bookmark: &[u8]) {
+        let mut cur = self.current.take().unwrap_or_default();
+        cur.clear();
+        cur.extend_from_slice(bookmark);
+        self.current = Some(cur);
     }
 
     /// Applies the end of a move (`c` on the entry found): on an entry, or off the index in
@@ -2046,24 +2056,12 @@ impl Table {
         if let Some(p) = self.prepared.take() {
             self.scratch.keep(p.record);
         }
-        match &mut self.current {
-            Some(c) => {
-                c.clear();
-                c.extend_from_slice(&key);
-            }
-            None => self.current = Some(key.clone()),
+        self.set_current(&key);
+        match entry {
+            NewEntry::Entry(pos) => self.pos = pos,
+            // On the primary index the entry is the bookmark.
+            NewEntry::Bookmark => self.set_pos(&key, key.len()),
         }
-        self.pos = match entry {
-            NewEntry::Entry(pos) => pos,
-            // On the primary index the entry is the bookmark: copied into the buffer the
-            // last position had.
-            NewEntry::Bookmark => {
-                let mut buf = self.pos.take().map(|(b, _)| b).unwrap_or_default();
-                buf.clear();
-                buf.extend_from_slice(&key);
-                Some((buf, key.len()))
-            }
-        };
         self.off = Off::BeforeFirst(None);
         Ok(key)
     }
