@@ -4,6 +4,8 @@
 //! Loads `ESE_COMMITS_PRELOAD` rows (default 100,000) in one transaction, then `THREADS`
 //! threads (default 16), each with its own session, commit durable one-insert transactions
 //! on distinct random keys for `SECONDS` seconds (default 5); prints commits per second.
+//! `ESE_PERF_PHASE=commits` with `ESE_PERF_CTL` records the timed window alone (see
+//! `ese_phases`).
 
 mod common;
 
@@ -80,10 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         barrier.wait();
+        common::perf_phase("commits", true);
         let mut total = 0;
         for w in workers {
             total += w.join().map_err(|_| "a writer thread panicked")??;
         }
+        common::perf_phase("commits", false);
         Ok(total)
     })?;
     eprintln!(

@@ -6,6 +6,9 @@
 //! reads 10-entry ranges from half as many keys. `ESE_PHASES_INDIVIDUAL=N` runs N individual
 //! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
 //! with the harness's removal phase (half the bulk-loaded keys, one transaction).
+//! To profile one phase alone: `mkfifo ctl; ESE_PERF_CTL=ctl ESE_PERF_PHASE=batch perf record
+//! --control fifo:ctl -D -1 -g -- ese_phases N` (phases: bulk, individual, batch, reads, ranges,
+//! removals).
 
 mod common;
 
@@ -38,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut insert = |rng: &mut fastrand::Rng| {
         common::insert_next(&mut table, (k, v), rng, &mut key, &mut value)
     };
+    common::perf_phase("bulk", true);
     let t = Instant::now();
     session.begin_transaction()?;
     for _ in 0..n {
@@ -45,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     session.commit_transaction(CommitGrbit::empty())?;
     eprintln!("bulk load {n}: {:?}", t.elapsed());
+    common::perf_phase("bulk", false);
     let mut lat = Vec::with_capacity(1000);
     let t = Instant::now();
     let reps: usize = std::env::var("ESE_PHASES_INDIVIDUAL")
@@ -52,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000)
         .max(1);
+    common::perf_phase("individual", true);
     for _ in 0..reps {
         let c = Instant::now();
         session.begin_transaction()?;
@@ -60,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lat.push(c.elapsed().as_micros());
     }
     let total = t.elapsed();
+    common::perf_phase("individual", false);
     lat.sort_unstable();
     eprintln!(
         "individual writes {reps}: {total:?}; µs p50 {} p90 {} p99 {} max {}",
@@ -68,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lat[reps * 99 / 100],
         lat[reps - 1]
     );
+    common::perf_phase("batch", true);
     let t = Instant::now();
     for _ in 0..100 {
         session.begin_transaction()?;
@@ -77,6 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         session.commit_transaction(CommitGrbit::empty())?;
     }
     eprintln!("batch writes 100x1000: {:?}", t.elapsed());
+    common::perf_phase("batch", false);
     // Random point reads of the bulk-loaded keys (the same PRNG stream replayed), as the
     // harness's read phase: seek on the primary key, retrieve the columns.
     if std::env::var_os("ESE_PHASES_READS").is_some() {
@@ -89,6 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut out = vec![ese::RetrieveColumn::new(v)];
         let mut sum = 0u64;
+        common::perf_phase("reads", true);
         for round in 0..2 {
             let t = Instant::now();
             session.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;
@@ -101,6 +111,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             session.commit_transaction(CommitGrbit::empty())?;
             eprintln!("point reads {n}: {:?} (checksum {sum})", t.elapsed());
         }
+        common::perf_phase("reads", false);
+        common::perf_phase("ranges", true);
         let t = Instant::now();
         session.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;
         for i in 0..n / 2 {
@@ -120,11 +132,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             n / 2,
             t.elapsed()
         );
+        common::perf_phase("ranges", false);
     }
     // Removals of the first half of the bulk-loaded keys (the same PRNG stream replayed), in
     // one transaction, as the harness's removal phase: seek on the key, delete.
     if std::env::var_os("ESE_PHASES_REMOVE").is_some() {
         let mut rng = fastrand::Rng::with_seed(3);
+        common::perf_phase("removals", true);
         let t = Instant::now();
         session.begin_transaction()?;
         for _ in 0..n / 2 {
@@ -135,6 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         session.commit_transaction(CommitGrbit::empty())?;
         eprintln!("removals {}: {:?}", n / 2, t.elapsed());
+        common::perf_phase("removals", false);
     }
     drop(table);
     session.end(ese::EndSessionGrbit::empty())?;

@@ -122,3 +122,57 @@ fn cleanup_settles_the_counters_and_the_tree_announcements() {
     assert_eq!((st.entries, st.keys, st.bytes_used), (0, 0, 0), "{st:?}");
     assert!(!vs.may_have_versions(TREE));
 }
+
+#[test]
+fn cleanup_of_large_transactions_keeps_only_what_open_transactions_need() {
+    // Transactions of more keys than cleanup takes one at a time: their keys are cleaned in
+    // groups, shard by shard.
+    let mem = Arc::new(MemStore::default());
+    let vs = Arc::new(VersionStore::new(mem.clone(), 64 << 20, TrxId(1)));
+    let mut t = vs.begin("loader".into(), false);
+    for i in 0..600 {
+        t.insert(TREE, &key(i), b"v").unwrap();
+        t.insert(OTHER, &key(i), b"w").unwrap();
+    }
+    t.commit_level(false).unwrap();
+    let mut d = vs.begin("deleter".into(), false);
+    for i in (0..600).step_by(2) {
+        d.delete(OTHER, &key(i)).unwrap();
+    }
+    d.commit_level(false).unwrap();
+    // Open after both commits: it needs none of their versions, only its own.
+    let mut open = vs.begin("open".into(), false);
+    open.replace(TREE, &key(7), b"x").unwrap();
+    assert_eq!(vs.stats().entries, 1200 + 1 + 300);
+
+    assert_eq!(vs.cleanup().unwrap(), 1500);
+    let st = vs.stats();
+    assert_eq!(
+        (st.entries, st.keys, st.insert_entries),
+        (1, 1, 0),
+        "{st:?}"
+    );
+    assert!(vs.may_have_versions(TREE));
+    assert!(!vs.may_have_versions(OTHER));
+    // The deleted records are gone for good, the rest stay.
+    let live = mem.live();
+    assert_eq!(mem.inner.lock().data.len(), 900);
+    assert_eq!(live.len(), 900);
+    for i in 0..600 {
+        let other = live.get(&(OTHER, key(i)));
+        assert_eq!(other.map(Vec::as_slice), (i % 2 == 1).then_some(&b"w"[..]));
+    }
+    assert_eq!(
+        live.get(&(TREE, key(7))).map(Vec::as_slice),
+        Some(&b"x"[..])
+    );
+
+    open.rollback_all().unwrap();
+    vs.cleanup().unwrap();
+    let st = vs.stats();
+    assert_eq!((st.entries, st.keys, st.bytes_used), (0, 0, 0), "{st:?}");
+    assert_eq!(
+        mem.live().get(&(TREE, key(7))).map(Vec::as_slice),
+        Some(&b"v"[..])
+    );
+}

@@ -62,3 +62,26 @@ pub fn insert_next(
     table.update()?;
     Ok(())
 }
+
+/// Turns `perf record --control fifo:CTL -D -1` on (`on`) or off around the phase named
+/// `phase` when `ESE_PERF_CTL` names the control fifo and `ESE_PERF_PHASE` names this phase;
+/// does nothing otherwise. Lets a profile hold one phase of a run alone.
+pub fn perf_phase(phase: &str, on: bool) {
+    let (Some(ctl), Some(want)) = (
+        std::env::var_os("ESE_PERF_CTL"),
+        std::env::var_os("ESE_PERF_PHASE"),
+    ) else {
+        return;
+    };
+    if want != phase {
+        return;
+    }
+    let cmd: &[u8] = if on { b"enable\n" } else { b"disable\n" };
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ctl)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, cmd))
+    {
+        eprintln!("perf control fifo {}: {e}", ctl.to_string_lossy());
+    }
+}
