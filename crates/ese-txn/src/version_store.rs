@@ -1077,8 +1077,8 @@ impl VersionStore {
     /// [`GROUP`] keys at a time: each key of a group is first looked up alone, so the cache
     /// misses of the group's look-ups (a map far larger than the cache, and each key's bytes)
     /// overlap, then each is cleaned from the cache. One key after another, every key waited
-    /// for its misses in turn (about 40% more time per key). A shard's lock is held for at
-    /// most [`RUN`] keys at a time.
+    /// for its misses in turn (about 40% more time per key). A shard's lock is held for one
+    /// group (a few microseconds), so writers of the shard wait briefly.
     fn clean_keys(
         &self,
         keys: &[VKey],
@@ -1088,9 +1088,7 @@ impl VersionStore {
     ) -> u64 {
         /// Below this many keys they are cleaned in commit order, one lock hold each.
         const SWEEP_MIN: usize = 256;
-        /// Keys cleaned per hold of a shard's lock.
-        const RUN: usize = 512;
-        /// Keys whose look-ups are issued together.
+        /// Keys whose look-ups are issued together, under one hold of their shard's lock.
         const GROUP: usize = 16;
         let mut dropped = 0;
         if keys.len() < SWEEP_MIN {
@@ -1126,15 +1124,13 @@ impl VersionStore {
         for (s, end) in ends.into_iter().enumerate() {
             let run = order.get(start..end).unwrap_or_default();
             start = end;
-            for chunk in run.chunks(RUN) {
+            for group in run.chunks(GROUP) {
                 let mut shard = self.shard_at(s);
-                for group in chunk.chunks(GROUP) {
-                    for vkey in group.iter().flatten() {
-                        std::hint::black_box((shard.map.contains_key(*vkey), vkey.tree()));
-                    }
-                    for vkey in group.iter().flatten() {
-                        dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally);
-                    }
+                for vkey in group.iter().flatten() {
+                    std::hint::black_box((shard.map.contains_key(*vkey), vkey.tree()));
+                }
+                for vkey in group.iter().flatten() {
+                    dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally);
                 }
             }
         }
