@@ -1004,6 +1004,8 @@ impl VersionStore {
         let horizon = self.horizon();
         let mut dropped = 0;
         let mut doomed = Vec::new();
+        // What cleanup drops, freed after each shard lock is released.
+        let mut freed = Vec::new();
         loop {
             let batch = {
                 let mut q = self.committed.lock();
@@ -1014,7 +1016,7 @@ impl VersionStore {
             };
             let Some(batch) = batch else { break };
             let mut tally = Tally::default();
-            dropped += self.clean_keys(&batch.keys, horizon, &mut doomed, &mut tally);
+            dropped += self.clean_keys(&batch.keys, horizon, &mut doomed, &mut tally, &mut freed);
             self.settle(tally);
         }
         self.cleaned.fetch_add(dropped, Ordering::Relaxed);
@@ -1071,7 +1073,8 @@ impl VersionStore {
     }
 
     /// Cleans the keys of one committed transaction ([`VersionStore::clean_key`] each);
-    /// returns the number of entries dropped.
+    /// returns the number of entries dropped. `freed` is scratch space for the dropped entries,
+    /// freed after each hold of a shard lock.
     ///
     /// A large transaction's keys are taken shard by shard (in commit order within a shard),
     /// [`GROUP`] keys at a time: each key of a group is first looked up alone, so the cache
@@ -1085,6 +1088,7 @@ impl VersionStore {
         horizon: u64,
         doomed: &mut Vec<VKey>,
         tally: &mut Tally,
+        freed: &mut Vec<Chain>,
     ) -> u64 {
         /// Below this many keys they are cleaned in commit order, one lock hold each.
         const SWEEP_MIN: usize = 256;
@@ -1093,7 +1097,10 @@ impl VersionStore {
         let mut dropped = 0;
         if keys.len() < SWEEP_MIN {
             for vkey in keys {
-                dropped += Self::clean_key(&mut self.shard(vkey), vkey, horizon, doomed, tally);
+                let mut shard = self.shard(vkey);
+                dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally, freed);
+                drop(shard);
+                freed.clear();
             }
             return dropped;
         }
@@ -1130,8 +1137,10 @@ impl VersionStore {
                     std::hint::black_box((shard.map.contains_key(*vkey), vkey.tree()));
                 }
                 for vkey in group.iter().flatten() {
-                    dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally);
+                    dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally, freed);
                 }
+                drop(shard);
+                freed.clear();
             }
         }
         dropped
@@ -1139,13 +1148,15 @@ impl VersionStore {
 
     /// Drops the versions of `vkey` (in `shard`, its shard, locked) no one needs; returns how
     /// many. When the key is left without versions and its last was a delete, the key joins
-    /// `doomed`: its flag-deleted record is removed for good after the pass.
+    /// `doomed`: its flag-deleted record is removed for good after the pass. The dropped
+    /// entries go to `freed`, for the caller to free once the shard lock is released.
     fn clean_key(
         shard: &mut Shard,
         vkey: &VKey,
         horizon: u64,
         doomed: &mut Vec<VKey>,
         tally: &mut Tally,
+        freed: &mut Vec<Chain>,
     ) -> u64 {
         let tree = vkey.tree();
         let Some(chain) = shard.map.get_mut(vkey) else {
@@ -1202,6 +1213,7 @@ impl VersionStore {
         if now_empty && last_was_delete {
             doomed.push(vkey.clone());
         }
+        freed.push(removed);
         n
     }
 }
