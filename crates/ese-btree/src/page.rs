@@ -626,6 +626,27 @@ impl Page {
         (lo, false)
     }
 
+    /// [`Page::search`] given `at`, an earlier search's answer for `key` on this page that may
+    /// still hold: it is checked with at most two key comparisons (the node at it, and for a
+    /// key not found the node before it) and the page is searched again only when it does
+    /// not hold.
+    pub(crate) fn search_from(&self, key: &[u8], at: (usize, bool)) -> (usize, bool) {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let keys = self.keys();
+        let probe = Probe::new(key);
+        let (idx, found) = at;
+        let n = keys.len();
+        // `probe.cmp(k)` orders the node key `k` against the probe.
+        let holds = if found {
+            idx < n && probe.cmp(keys.key(idx)) == Equal
+        } else {
+            idx <= n
+                && (idx == n || probe.cmp(keys.key(idx)) == Greater)
+                && (idx == 0 || probe.cmp(keys.key(idx - 1)) == Less)
+        };
+        if holds { at } else { self.search(key) }
+    }
+
     /// On an internal page: the index of the child that covers `key` (the first node whose
     /// key is greater than `key`; the last node's key is not used: it is bounded by the parent).
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
@@ -1329,6 +1350,27 @@ mod tests {
             assert_eq!(q.dbtime(), DbTime(99));
             assert_eq!(q.next(), Pgno(12));
             assert_eq!(q.search(&crate::db::key_u32(7)), (7, true));
+        }
+    }
+
+    #[test]
+    fn search_from_any_hint_answers_as_search() {
+        let p = sample(4096, 5);
+        let mut probes: Vec<Vec<u8>> = (0u32..22).map(|i| crate::db::key_u32(i).to_vec()).collect();
+        // Keys between the nodes' keys, and before the first.
+        probes.extend((0u32..22).map(|i| {
+            let mut k = crate::db::key_u32(i).to_vec();
+            k.push(0);
+            k
+        }));
+        probes.push(Vec::new());
+        for probe in &probes {
+            let want = p.search(probe);
+            for idx in 0..=22 {
+                for found in [false, true] {
+                    assert_eq!(p.search_from(probe, (idx, found)), want, "{probe:?} {idx}");
+                }
+            }
         }
     }
 

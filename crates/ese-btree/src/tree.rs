@@ -313,11 +313,15 @@ impl Tree {
         // mutex is held from here to the change, so no split or merge can move the key off
         // this leaf. With a hint that holds the key, not even that.
         let (frame, current, annotation) = {
-            let leaf = match hint.and_then(|h| self.hinted_leaf(h, key)) {
-                Some(leaf) => leaf,
-                None => self.descend(Target::Key(key))?,
+            let (leaf, at) = match hint.and_then(|h| self.hinted_leaf(h, key)) {
+                Some((leaf, i)) => (leaf, (i, true)),
+                None => {
+                    let leaf = self.descend(Target::Key(key))?;
+                    let at = leaf.guard.search(key);
+                    (leaf, at)
+                }
             };
-            let node = match leaf.guard.search(key) {
+            let node = match at {
                 (i, true) => leaf.guard.node(i),
                 _ => None,
             };
@@ -329,7 +333,7 @@ impl Tree {
                 PutTarget::State(state) => node.map(|n| (n.flags, n.data == data_of(state))),
                 PutTarget::Flags(_) => node.map(|n| (n.flags, true)),
             };
-            (leaf.guard.into_frame(), current, annotation)
+            ((leaf.guard.into_frame(), at), current, annotation)
         };
         let state = match target {
             PutTarget::State(state) => state,
@@ -369,13 +373,15 @@ impl Tree {
     /// lives on one leaf only. The caller holds the writer mutex, so no split or merge moves
     /// the key off it before the change; the hint's pin keeps the frame the page's frame (a
     /// pinned frame is never evicted).
-    fn hinted_leaf(&self, hint: &LeafHint, key: &[u8]) -> Option<Leaf> {
+    fn hinted_leaf(&self, hint: &LeafHint, key: &[u8]) -> Option<(Leaf, usize)> {
         let guard = ReadGuard::new(Arc::clone(&hint.frame));
         let live = guard.objid() == self.objid
             && guard.is_leaf()
-            && !guard.flags().contains(PageFlags::EMPTY)
-            && guard.search(key).1;
-        live.then_some(Leaf { guard })
+            && !guard.flags().contains(PageFlags::EMPTY);
+        match guard.search(key) {
+            (i, true) if live => Some((Leaf { guard }, i)),
+            _ => None,
+        }
     }
 
     /// Removes for good the nodes of `keys` (sorted ascending) that are flag-deleted (version
@@ -442,24 +448,29 @@ impl Tree {
     }
 
     /// Applies `change` under the writer mutex (held by the caller); returns the position of
-    /// the one record that logged it.
+    /// the one record that logged it. `leaf` is the leaf of `key` with the answer of a search
+    /// for it made under the same hold of the writer mutex (so no other change moved it; it
+    /// is checked all the same, see [`Page::search_from`]); without it, a descent finds it.
     fn modify_locked(
         &self,
         key: &[u8],
         change: Change<'_>,
         annotation: Option<&[u8]>,
-        leaf: Option<Arc<Frame>>,
+        leaf: Option<(Arc<Frame>, (usize, bool))>,
     ) -> Result<Lgpos> {
         let sh = &self.sh;
-        let frame = match leaf {
-            Some(f) => f,
-            None => self.descend(Target::Key(key))?.guard.into_frame(),
+        let (frame, at) = match leaf {
+            Some((f, at)) => (f, Some(at)),
+            None => (self.descend(Target::Key(key))?.guard.into_frame(), None),
         };
         {
             let mut page = frame.latch.write();
             let cap = capacity(sh.page_size());
             let is_root = frame.pgno == self.root;
-            let (idx, found) = page.search(key);
+            let (idx, found) = match at {
+                Some(at) => page.search_from(key, at),
+                None => page.search(key),
+            };
             let idx16 = u16::try_from(idx).map_err(|_| Error::new(ErrorKind::InternalError))?;
             let used = page.used();
             let found_size = || {
