@@ -313,13 +313,12 @@ impl Tree {
         // mutex is held from here to the change, so no split or merge can move the key off
         // this leaf. With a hint that holds the key, not even that.
         let (frame, current, annotation) = {
-            let (leaf, at) = match hint.and_then(|h| self.hinted_leaf(h, key)) {
-                Some((leaf, i)) => (leaf, (i, true)),
-                None => {
-                    let leaf = self.descend(Target::Key(key))?;
-                    let at = leaf.guard.search(key);
-                    (leaf, at)
-                }
+            let (leaf, at) = if let Some((leaf, i)) = hint.and_then(|h| self.hinted_leaf(h, key)) {
+                (leaf, (i, true))
+            } else {
+                let leaf = self.descend(Target::Key(key))?;
+                let at = leaf.guard.search(key);
+                (leaf, at)
             };
             let node = match at {
                 (i, true) => leaf.guard.node(i),
