@@ -1077,7 +1077,7 @@ impl VersionStore {
     /// freed after each hold of a shard lock.
     ///
     /// A large transaction's keys are taken shard by shard (in commit order within a shard),
-    /// [`GROUP`] keys at a time: each key of a group is first looked up alone, so the cache
+    /// 16 keys at a time: each key of a group is first looked up alone, so the cache
     /// misses of the group's look-ups (a map far larger than the cache, and each key's bytes)
     /// overlap, then each is cleaned from the cache. One key after another, every key waited
     /// for its misses in turn (about 40% more time per key). A shard's lock is held for one
