@@ -1104,39 +1104,20 @@ impl VersionStore {
             }
             return dropped;
         }
-        // The keys grouped by shard (a counting sort): `order[ends[s - 1]..ends[s]]` holds
-        // shard `s`'s keys.
-        let mut ends = [0usize; SHARDS];
+        // The keys grouped by shard, in commit order within each.
+        let mut by_shard: [Vec<&VKey>; SHARDS] = std::array::from_fn(|_| Vec::new());
         for k in keys {
-            if let Some(c) = ends.get_mut(Self::shard_index(k.hash)) {
-                *c += 1;
+            if let Some(v) = by_shard.get_mut(Self::shard_index(k.hash)) {
+                v.push(k);
             }
         }
-        let mut sum = 0;
-        for e in &mut ends {
-            sum += *e;
-            *e = sum;
-        }
-        let mut order: Vec<Option<&VKey>> = vec![None; keys.len()];
-        let mut fill = ends;
-        for k in keys.iter().rev() {
-            if let Some(f) = fill.get_mut(Self::shard_index(k.hash)) {
-                *f -= 1;
-                if let Some(slot) = order.get_mut(*f) {
-                    *slot = Some(k);
-                }
-            }
-        }
-        let mut start = 0;
-        for (s, end) in ends.into_iter().enumerate() {
-            let run = order.get(start..end).unwrap_or_default();
-            start = end;
+        for (s, run) in by_shard.iter().enumerate() {
             for group in run.chunks(GROUP) {
                 let mut shard = self.shard_at(s);
-                for vkey in group.iter().flatten() {
+                for vkey in group {
                     std::hint::black_box((shard.map.contains_key(*vkey), vkey.tree()));
                 }
-                for vkey in group.iter().flatten() {
+                for vkey in group {
                     dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally, freed);
                 }
                 drop(shard);

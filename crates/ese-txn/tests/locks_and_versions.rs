@@ -17,8 +17,36 @@ const OTHER: ObjId = ObjId(6);
 
 /// A version store over an empty store.
 fn store() -> Arc<VersionStore> {
-    let store = Arc::new(MemStore::default());
-    Arc::new(VersionStore::new(store, 64 << 20, TrxId(1)))
+    store_over().0
+}
+
+/// A version store over an empty store, and the store.
+fn store_over() -> (Arc<VersionStore>, Arc<MemStore>) {
+    let mem = Arc::new(MemStore::default());
+    (
+        Arc::new(VersionStore::new(mem.clone(), 64 << 20, TrxId(1))),
+        mem,
+    )
+}
+
+/// After a cleanup with one open transaction holding a change of one key of `TREE`: that
+/// entry alone is left, and only `TREE` is announced as versioned.
+fn assert_only_the_open_change_left(vs: &VersionStore) {
+    let st = vs.stats();
+    assert_eq!(
+        (st.entries, st.keys, st.insert_entries),
+        (1, 1, 0),
+        "{st:?}"
+    );
+    assert!(vs.may_have_versions(TREE));
+    assert!(!vs.may_have_versions(OTHER), "every entry of OTHER is gone");
+}
+
+/// Nothing left in the version store.
+fn assert_empty(vs: &VersionStore) {
+    let st = vs.stats();
+    assert_eq!((st.entries, st.keys, st.bytes_used), (0, 0, 0), "{st:?}");
+    assert!(!vs.may_have_versions(TREE));
 }
 
 /// Inserts `key` = `value` into `TREE` in a committed transaction of its own.
@@ -108,27 +136,17 @@ fn cleanup_settles_the_counters_and_the_tree_announcements() {
     open.replace(TREE, &key(0), b"x").unwrap();
     assert_eq!(vs.stats().entries, 201);
     assert_eq!(vs.cleanup().unwrap(), 200);
-    let st = vs.stats();
-    assert_eq!(
-        (st.entries, st.keys, st.insert_entries),
-        (1, 1, 0),
-        "{st:?}"
-    );
-    assert!(vs.may_have_versions(TREE));
-    assert!(!vs.may_have_versions(OTHER), "every entry of OTHER is gone");
+    assert_only_the_open_change_left(&vs);
     open.rollback_all().unwrap();
     vs.cleanup().unwrap();
-    let st = vs.stats();
-    assert_eq!((st.entries, st.keys, st.bytes_used), (0, 0, 0), "{st:?}");
-    assert!(!vs.may_have_versions(TREE));
+    assert_empty(&vs);
 }
 
 #[test]
 fn cleanup_of_large_transactions_keeps_only_what_open_transactions_need() {
     // Transactions of more keys than cleanup takes one at a time: their keys are cleaned in
     // groups, shard by shard.
-    let mem = Arc::new(MemStore::default());
-    let vs = Arc::new(VersionStore::new(mem.clone(), 64 << 20, TrxId(1)));
+    let (vs, mem) = store_over();
     let mut t = vs.begin("loader".into(), false);
     for i in 0..600 {
         t.insert(TREE, &key(i), b"v").unwrap();
@@ -146,14 +164,7 @@ fn cleanup_of_large_transactions_keeps_only_what_open_transactions_need() {
     assert_eq!(vs.stats().entries, 1200 + 1 + 300);
 
     assert_eq!(vs.cleanup().unwrap(), 1500);
-    let st = vs.stats();
-    assert_eq!(
-        (st.entries, st.keys, st.insert_entries),
-        (1, 1, 0),
-        "{st:?}"
-    );
-    assert!(vs.may_have_versions(TREE));
-    assert!(!vs.may_have_versions(OTHER));
+    assert_only_the_open_change_left(&vs);
     // The deleted records are gone for good, the rest stay.
     let live = mem.live();
     assert_eq!(mem.inner.lock().data.len(), 900);
@@ -169,8 +180,7 @@ fn cleanup_of_large_transactions_keeps_only_what_open_transactions_need() {
 
     open.rollback_all().unwrap();
     vs.cleanup().unwrap();
-    let st = vs.stats();
-    assert_eq!((st.entries, st.keys, st.bytes_used), (0, 0, 0), "{st:?}");
+    assert_empty(&vs);
     assert_eq!(
         mem.live().get(&(TREE, key(7))).map(Vec::as_slice),
         Some(&b"v"[..])
