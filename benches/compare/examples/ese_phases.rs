@@ -6,6 +6,8 @@
 //! reads 10-entry ranges from half as many keys. `ESE_PHASES_INDIVIDUAL=N` runs N individual
 //! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
 //! with the harness's removal phase (half the bulk-loaded keys, one transaction).
+//! `ESE_PHASES_PAUSE_MS=N` sleeps N ms after the bulk load, so that the individual writes can
+//! be timed with the bulk load's write-back done (or not).
 //! To profile one phase alone: `mkfifo ctl; ESE_PERF_CTL=ctl ESE_PERF_PHASE=batch perf record
 //! --control fifo:ctl -D -1 -g -- ese_phases N` (phases: bulk, individual, batch, reads, ranges,
 //! removals).
@@ -50,6 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     session.commit_transaction(CommitGrbit::empty())?;
     eprintln!("bulk load {n}: {:?}", t.elapsed());
     common::perf_phase("bulk", false);
+    if let Some(ms) = std::env::var("ESE_PHASES_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let mut lat = Vec::with_capacity(1000);
     let t = Instant::now();
     let reps: usize = std::env::var("ESE_PHASES_INDIVIDUAL")

@@ -249,6 +249,49 @@ impl<'a> Keys<'a> {
         }
     }
 
+    /// The order of node `i`'s key relative to a search key whose first 8 bytes are `head`
+    /// (big-endian) when those 8 bytes decide it, read as one word straight from the page:
+    /// a key shorter than 8 bytes (a separator, mostly) is masked to its length, as
+    /// [`Probe::cmp`] pads it. `None` when they do not decide (the node's key has 8 bytes or
+    /// more and starts with `head`), or when the node's header and 8 bytes would reach past
+    /// the page or its key past its line: the caller then compares the whole key.
+    #[inline(always)]
+    #[expect(
+        clippy::big_endian_bytes,
+        reason = "big-endian integers compare like the bytes they are read from"
+    )]
+    fn head_order(&self, i: usize, head: u64) -> Option<std::cmp::Ordering> {
+        /// The bytes a key of `kl < 8` bytes keeps of a big-endian word.
+        const MASKS: [u64; 8] = [
+            0,
+            0xFF00_0000_0000_0000,
+            0xFFFF_0000_0000_0000,
+            0xFFFF_FF00_0000_0000,
+            0xFFFF_FFFF_0000_0000,
+            0xFFFF_FFFF_FF00_0000,
+            0xFFFF_FFFF_FFFF_0000,
+            0xFFFF_FFFF_FFFF_FF00,
+        ];
+        let &[cb0, cb1, ib0, ib1] = self.tags.get(self.tags.len().wrapping_sub(i + 1))?;
+        let cb = usize::from(u16::from_le_bytes([cb0, cb1]));
+        let ib = usize::from(u16::from_le_bytes([ib0, ib1]));
+        let &[_, k0, k1, h @ ..] = self
+            .buf
+            .get(ib..)?
+            .first_chunk::<{ NODE_HEADER_LEN + 8 }>()?;
+        let kl = usize::from(u16::from_le_bytes([k0, k1]));
+        if NODE_HEADER_LEN + kl > cb {
+            return None;
+        }
+        let x = u64::from_be_bytes(h);
+        match MASKS.get(kl) {
+            // Shorter than 8 bytes: zero-padded, and a proper prefix of the search key (the
+            // lesser) when the padded words are equal.
+            Some(m) => Some((x & m).cmp(&head).then(std::cmp::Ordering::Less)),
+            None => (x != head).then(|| x.cmp(&head)),
+        }
+    }
+
     /// The key of node `i`.
     #[inline]
     fn key(&self, i: usize) -> &'a [u8] {
@@ -270,7 +313,11 @@ fn child_index_in(keys: &Keys<'_>, key: &[u8]) -> usize {
         // As in `Page::search`: both possible next probes are asked for ahead.
         keys.prefetch(lo + (mid - lo) / 2);
         keys.prefetch(mid + 1 + (hi - mid - 1) / 2);
-        if probe.cmp(keys.key(mid)) == std::cmp::Ordering::Greater {
+        let order = probe
+            .head
+            .and_then(|h| keys.head_order(mid, h))
+            .unwrap_or_else(|| probe.cmp(keys.key(mid)));
+        if order == std::cmp::Ordering::Greater {
             hi = mid;
         } else {
             lo = mid + 1;
@@ -1534,6 +1581,43 @@ mod tests {
             let b: Vec<u8> = (0..rng.usize(0..12)).map(|_| rng.u8(0..3)).collect();
             assert_eq!(Probe::new(&b).cmp(&a), a.cmp(&b), "{a:?} {b:?}");
         }
+    }
+
+    #[test]
+    fn head_order_agrees_with_byte_order() {
+        // Keys of 0 to 20 bytes over a small alphabet (many shared prefixes and equal heads),
+        // on pages filled to the end, against search keys of 8 to 20 bytes.
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut decided = 0;
+        for round in 0..200 {
+            let mut p = Page::new(512, Pgno(1), ObjId(1), PageFlags::ROOT, 1);
+            let mut i = 0;
+            loop {
+                let k: Vec<u8> = (0..rng.usize(0..20)).map(|_| rng.u8(0..3)).collect();
+                let d = vec![0; rng.usize(0..3)];
+                if !p.insert_node(i, NodeFlags(0), &k, &d) {
+                    break;
+                }
+                i += 1;
+            }
+            let keys = p.keys();
+            for _ in 0..200 {
+                let b: Vec<u8> = (0..rng.usize(8..20)).map(|_| rng.u8(0..3)).collect();
+                let head = Probe::new(&b).head.expect("8 bytes or more");
+                for j in 0..p.count() {
+                    if let Some(o) = keys.head_order(j, head) {
+                        decided += 1;
+                        assert_eq!(
+                            o,
+                            p.key(j).cmp(&b),
+                            "round {round}, node {j} {:?}, search key {b:?}",
+                            p.key(j)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(decided > 100_000, "the word decided {decided} comparisons");
     }
 
     #[test]
