@@ -76,7 +76,8 @@ pub trait TxnStore: Send + Sync {
     fn write(&self, tree: ObjId, key: &[u8], state: &PhysState, annotation: &[u8])
     -> Result<Lgpos>;
 
-    /// Reads the physical state of `key` in `tree`, hands it to `decide` and, if that returns
+    /// Reads the physical state of `key` in `tree`, hands it to `decide` (which may keep it:
+    /// a before-image moves into its version instead of being copied) and, if that returns
     /// an annotation, makes the state `new` (logged with the annotation): one look-up where
     /// [`TxnStore::read`] then [`TxnStore::write`] take two. The state cannot change between
     /// the read and the write. Returns the log position of the record, or `None` when
@@ -93,10 +94,10 @@ pub trait TxnStore: Send + Sync {
         new: NewState<'_>,
         // A store without pages has no use for a leaf hint.
         _hint: Option<&LeafHint>,
-        decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
+        decide: &mut dyn FnMut(PhysState) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
         let phys = self.read(tree, key)?;
-        let Some(annotation) = decide(&phys)? else {
+        let Some(annotation) = decide(phys.clone())? else {
             return Ok(None);
         };
         let state = match (new, phys) {

@@ -533,25 +533,33 @@ impl Transaction {
             let mut taken: Option<(Before, u64)> = None;
             let mut short = false;
             let written = vs.store.write_checked(tree, key, new, hint, &mut |phys| {
+                // Whether this transaction sees a record there (without a version chain, the
+                // page's state as it is: no copy).
                 let mine = match chain {
-                    Some(c) => reconstruct(c, phys.clone(), &view),
-                    None => phys.clone(),
+                    Some(c) => reconstruct(c, phys.clone(), &view).value().is_some(),
+                    None => phys.value().is_some(),
                 };
                 match oper {
-                    Oper::Insert if mine.value().is_some() || phys.value().is_some() => {
+                    Oper::Insert if mine || phys.value().is_some() => {
                         return Err(Error::new(ErrorKind::KeyDuplicate));
                     }
-                    Oper::Replace if mine.value().is_none() => {
+                    Oper::Replace if !mine => {
                         return Err(Error::new(ErrorKind::RecordNotFound));
                     }
-                    Oper::Delete
-                        if !matches!(phys, PhysState::Present(_)) || mine.value().is_none() =>
-                    {
+                    Oper::Delete if !matches!(phys, PhysState::Present(_)) || !mine => {
                         return Err(Error::new(ErrorKind::RecordNotFound));
                     }
                     _ => {}
                 }
-                let before = Before::State(phys.clone());
+                // A delete only flags the node (its data stays on the page, checked above to
+                // be present): undone by clearing the flag. Otherwise the state is restored.
+                let undo = if matches!(oper, Oper::Delete) {
+                    Undo::Undelete
+                } else {
+                    Undo::Restore(phys.clone())
+                };
+                // The state read moves into the version's before-image.
+                let before = Before::State(phys);
                 let Some(charge) = vs.try_charge(oper, &before) else {
                     short = true;
                     return Ok(None);
@@ -565,13 +573,6 @@ impl Transaction {
                     vs.oldest_lgpos.lock().insert(trx, Lgpos::MIN);
                 }
                 taken = Some((before, charge));
-                // A delete only flags the node (its data stays on the page, checked above to
-                // be present): undone by clearing the flag.
-                let undo = if matches!(oper, Oper::Delete) {
-                    Undo::Undelete
-                } else {
-                    Undo::Restore(phys.clone())
-                };
                 Ok(Some(TxnRecord::encode_op(trx, seq, tree, key, &undo)))
             });
             let lgpos = match written {

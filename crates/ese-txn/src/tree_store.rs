@@ -221,7 +221,7 @@ impl TxnStore for TreeStore {
         key: &[u8],
         new: NewState<'_>,
         hint: Option<&LeafHint>,
-        decide: &mut dyn FnMut(&PhysState) -> Result<Option<Vec<u8>>>,
+        decide: &mut dyn FnMut(PhysState) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
         let t = self.tree(tree)?;
         let target = match new {
@@ -235,7 +235,7 @@ impl TxnStore for TreeStore {
             NewState::Absent => PutTarget::State(NodeState::Absent),
         };
         t.put_with(key, target, hint, |node| {
-            decide(&node_state(node.map(|(d, f)| (d.to_vec(), f))))
+            decide(node_state(node.map(|(d, f)| (d.to_vec(), f))))
         })
     }
 
