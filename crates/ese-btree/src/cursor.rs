@@ -54,6 +54,10 @@ struct Pos {
 #[derive(Debug, Clone)]
 pub struct LeafHint {
     pub(crate) frame: Arc<Frame>,
+    /// The index of the cursor's node on the page when the cursor read it: where the change
+    /// looks for its key first ([`Page::search_from`]), which holds while the page did not
+    /// change in between.
+    pub(crate) idx: usize,
 }
 
 /// A cursor on a [`Tree`]. Not positioned until a seek or move succeeds.
@@ -447,6 +451,7 @@ impl Cursor {
     pub fn leaf_hint(&self) -> Option<LeafHint> {
         self.pos.as_ref().map(|p| LeafHint {
             frame: Arc::clone(&p.frame),
+            idx: p.idx,
         })
     }
 

@@ -377,7 +377,8 @@ impl Tree {
         let live = guard.objid() == self.objid
             && guard.is_leaf()
             && !guard.flags().contains(PageFlags::EMPTY);
-        match guard.search(key) {
+        // The node the cursor was on first: one comparison while the page is unchanged.
+        match guard.search_from(key, (hint.idx, true)) {
             (i, true) if live => Some((Leaf { guard }, i)),
             _ => None,
         }
