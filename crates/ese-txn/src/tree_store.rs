@@ -12,7 +12,6 @@
 //! | 16 and up | records of the upper layers (attach, detach, term, ...) | theirs |
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use ese_btree::{LeafHint, NodeFlags, NodeState, PutTarget, Tree, Wal};
@@ -21,6 +20,7 @@ use parking_lot::RwLock;
 
 use crate::record::TxnRecord;
 use crate::store::{NewState, PhysState, TxnStore};
+use crate::version_store::KeyHashState;
 
 /// Family byte of `ese-btree` page records.
 pub const FAMILY_PAGE: u8 = 1;
@@ -135,7 +135,9 @@ impl<'a> Envelope<'a> {
 /// a node with [`NodeFlags::DELETED`] and its data), writes go through [`Tree::put`] with the
 /// annotation, transaction records go to the log with [`FAMILY_TXN`].
 pub struct TreeStore {
-    trees: RwLock<HashMap<ObjId, Tree, BuildHasherDefault<ObjIdHasher>>>,
+    /// Looked up on every change a transaction makes: hashed with the version store's fast
+    /// hasher (SipHash cost about a hundred instructions a look-up here).
+    trees: RwLock<HashMap<ObjId, Tree, KeyHashState>>,
     wal: Arc<dyn Wal>,
 }
 
@@ -152,7 +154,7 @@ impl TreeStore {
     /// give the page store a [`FamilyWal`] over the same log).
     pub fn new(wal: Arc<dyn Wal>) -> TreeStore {
         TreeStore {
-            trees: RwLock::new(HashMap::default()),
+            trees: RwLock::new(HashMap::with_hasher(KeyHashState::new())),
             wal,
         }
     }
@@ -177,34 +179,6 @@ impl TreeStore {
             .get(&id)
             .cloned()
             .ok_or_else(|| Error::new(ErrorKind::ObjectNotFound).with_message(format!("tree {id}")))
-    }
-}
-
-/// Hashes a tree id for the map of trees, looked up on every change a transaction makes: the
-/// id (a database id and an object id, unique and not chosen by users) times an odd constant,
-/// so the high bits, which the map's control bytes use, depend on every bit of it. The
-/// default hasher (SipHash, keyed against collisions an attacker could aim for) cost about a
-/// hundred instructions a look-up here.
-#[derive(Default)]
-pub(crate) struct ObjIdHasher(u64);
-
-impl Hasher for ObjIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

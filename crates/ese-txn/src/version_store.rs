@@ -307,7 +307,7 @@ pub(crate) struct KeyHashState {
 }
 
 impl KeyHashState {
-    fn new() -> KeyHashState {
+    pub(crate) fn new() -> KeyHashState {
         KeyHashState {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1,
         }
