@@ -7,7 +7,8 @@
 //! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
 //! with the harness's removal phase (half the bulk-loaded keys, one transaction).
 //! `ESE_PHASES_PAUSE_MS=N` sleeps N ms after the bulk load, so that the individual writes can
-//! be timed with the bulk load's write-back done (or not).
+//! be timed with the bulk load's write-back done (or not). `ESE_PHASES_KEEP=1` keeps the
+//! database directory (its path is printed) for `esedump space`.
 //! To profile one phase alone: `mkfifo ctl; ESE_PERF_CTL=ctl ESE_PERF_PHASE=batch perf record
 //! --control fifo:ctl -D -1 -g -- ese_phases N` (phases: bulk, individual, batch, reads, ranges,
 //! removals).
@@ -162,5 +163,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(table);
     session.end(ese::EndSessionGrbit::empty())?;
     instance.term(TermGrbit::empty())?;
+    if std::env::var_os("ESE_PHASES_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::index::{
     SetCurrentIndexGrbit, make_key,
 };
 use crate::key::{Decoded, decode_segment, segment_len};
-use crate::table::{CurIndex, Land, Off, Seek, Table, seek_ge};
+use crate::table::{CurIndex, Land, LazyView, Off, RecordCache, Seek, Table, seek_ge};
 
 impl Table {
     /// Positions tree cursor `c` on the first node whose secondary key is `>= key` (`>` with
@@ -63,18 +63,23 @@ impl Table {
     /// Seeks with a made key on the current index.
     fn seek_made(&mut self, key: &MadeKey, op: Seek) -> Result<SeekResult> {
         self.range = None;
-        let view = self.session.read_view();
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
         let forward = matches!(op, SeekOp::Eq | SeekOp::Ge | SeekOp::Gt);
         let on = self.find_from(&mut c, key, matches!(op, SeekOp::Gt | SeekOp::Le))?;
-        let land = if forward {
-            self.land(&mut c, on, true, &view, epoch)?
+        let on = if forward {
+            on
+        } else if on {
+            c.move_prev()?
         } else {
-            let on = if on { c.move_prev()? } else { c.move_last()? };
-            self.land(&mut c, on, false, &view, epoch)?
+            c.move_last()?
         };
+        let mut cache = std::mem::take(&mut self.landed);
+        let view = LazyView::new(&self.session);
+        let land = self.land(&mut c, on, forward, &view, epoch, &mut cache);
+        self.landed = cache;
+        let land = land?;
         let Land::Found(l) = land else {
             self.nav = Some((self.cur.tree, c));
             self.pos = None;
@@ -238,14 +243,16 @@ impl Table {
             .pos
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
-        let view = self.session.read_view();
+        let view = LazyView::new(&self.session);
         let epoch = self.engine.vs.change_epoch();
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let mut on = seek_ge(&mut c, node)?;
         let mut n = 0u64;
+        // The records landed on are not kept: the cursor does not move.
+        let mut scratch = RecordCache::default();
         while max == 0 || n < max {
-            match self.land(&mut c, on, true, &view, epoch)? {
+            match self.land(&mut c, on, true, &view, epoch, &mut scratch)? {
                 Land::Found(_) => n += 1,
                 Land::Stopped(_) => break,
             }
@@ -357,7 +364,17 @@ impl Table {
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let on = c.move_first()?;
-        match self.land(&mut c, on, true, &view, epoch)? {
+        let mut cache = std::mem::take(&mut self.landed);
+        let land = self.land(
+            &mut c,
+            on,
+            true,
+            &LazyView::new(&self.session),
+            epoch,
+            &mut cache,
+        );
+        self.landed = cache;
+        match land? {
             Land::Found(l) => self.position(&c, l),
             Land::Stopped(_) => {
                 self.pos = None;

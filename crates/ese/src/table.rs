@@ -362,6 +362,7 @@ impl Session {
             seek_key: Vec::new(),
             range: None,
             nav: None,
+            landed: RecordCache::default(),
             rec_cache: parking_lot::Mutex::new(RecordCache::default()),
         })
     }
@@ -505,6 +506,36 @@ pub(crate) struct RecordCache {
     valid: bool,
 }
 
+impl RecordCache {
+    /// Whether the kept bytes are those of the record with bookmark `bookmark` at change
+    /// epoch `epoch`.
+    fn serves(&self, bookmark: &[u8], epoch: u64) -> bool {
+        self.valid && self.epoch == epoch && self.bookmark == bookmark
+    }
+}
+
+/// The session's read view, taken (under the session's state lock) only when a read needs
+/// it: a move over a tree without versions needs none. The session's transaction cannot
+/// begin or end during the call that holds it.
+pub(crate) struct LazyView<'a> {
+    session: &'a Session,
+    view: std::cell::OnceCell<ReadView>,
+}
+
+impl<'a> LazyView<'a> {
+    pub(crate) fn new(session: &'a Session) -> LazyView<'a> {
+        LazyView {
+            session,
+            view: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The view, read on first use.
+    pub(crate) fn get(&self) -> &ReadView {
+        self.view.get_or_init(|| self.session.read_view())
+    }
+}
+
 /// Where a move ended.
 pub(crate) enum Land {
     Found(Landed),
@@ -566,9 +597,12 @@ pub struct Table {
     /// The cursor's registration (open cursors per table; closed by a rollback of the level
     /// it was opened in).
     pub(crate) handle: Arc<crate::ddl::CursorHandle>,
-    /// The current record's bytes while no view changed (reads take `&self`, and another
-    /// thread's call is refused by the session before it gets here, so the lock is never
-    /// contended).
+    /// The bytes of the record the last move or seek on the primary index landed on, while
+    /// no view changed: filled by those calls (which take `&mut self`), read without a lock.
+    pub(crate) landed: RecordCache,
+    /// The current record's bytes read by a retrieval that [`Table::landed`] could not serve
+    /// (reads take `&self`, and another thread's call is refused by the session before it
+    /// gets here, so the lock is never contended).
     pub(crate) rec_cache: parking_lot::Mutex<RecordCache>,
 }
 
@@ -605,6 +639,7 @@ impl Table {
             range: None,
             nav: None,
             handle,
+            landed: RecordCache::default(),
             rec_cache: parking_lot::Mutex::new(RecordCache::default()),
         }
     }
@@ -846,15 +881,20 @@ impl Table {
     /// The entry `c` is on, if `view` sees it. On the primary index the record's bytes are
     /// kept in the cursor's [`RecordCache`] with `epoch`, the change epoch loaded before `c`
     /// read the node.
-    fn examine(&self, view: &ReadView, c: &Cursor, epoch: u64) -> Result<Option<Landed>> {
+    fn examine(
+        &self,
+        view: &LazyView<'_>,
+        c: &Cursor,
+        epoch: u64,
+        cache: &mut RecordCache,
+    ) -> Result<Option<Landed>> {
         let node = c.key();
         if self.cur.layout == EntryLayout::Primary {
             // The node was read by the tree cursor after `epoch` was loaded and before
             // `may_have_versions` is asked (see there).
-            let mut cache = self.rec_cache.lock();
             cache.valid = false;
             if self.engine.vs.may_have_versions(self.cur.tree) {
-                let Some(data) = self.visible_at(view, self.cur.tree, c)? else {
+                let Some(data) = self.visible_at(view.get(), self.cur.tree, c)? else {
                     return Ok(None);
                 };
                 cache.bytes = data;
@@ -874,7 +914,7 @@ impl Table {
                 bookmark: None,
             }));
         }
-        let Some(data) = self.visible_at(view, self.cur.tree, c)? else {
+        let Some(data) = self.visible_at(view.get(), self.cur.tree, c)? else {
             return Ok(None);
         };
         let seckey_len = match self.cur.layout {
@@ -895,8 +935,9 @@ impl Table {
         c: &mut Cursor,
         mut on: bool,
         forward: bool,
-        view: &ReadView,
+        view: &LazyView<'_>,
         epoch: u64,
+        cache: &mut RecordCache,
     ) -> Result<Land> {
         while on {
             if let Some(r) = self.range.as_ref().filter(|r| r.upper == forward) {
@@ -905,7 +946,7 @@ impl Table {
                     return Ok(Land::Stopped(Some(c.key().to_vec())));
                 }
             }
-            if let Some(l) = self.examine(view, c, epoch)? {
+            if let Some(l) = self.examine(view, c, epoch, cache)? {
                 return Ok(Land::Found(l));
             }
             on = if forward {
@@ -977,7 +1018,6 @@ impl Table {
     pub fn move_to(&mut self, m: Move) -> Result<()> {
         let _call = self.session.enter_owned(false)?;
         self.check_open()?;
-        let view = self.session.read_view();
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
         let mut c = self.take_cursor()?;
@@ -1022,8 +1062,17 @@ impl Table {
                 }
             },
         };
-        let land = self.land(&mut c, on, forward, &view, epoch)?;
-        let r = self.finish_move(&c, land, forward);
+        let mut cache = std::mem::take(&mut self.landed);
+        let land = self.land(
+            &mut c,
+            on,
+            forward,
+            &LazyView::new(&self.session),
+            epoch,
+            &mut cache,
+        );
+        self.landed = cache;
+        let r = self.finish_move(&c, land?, forward);
         self.nav = Some((self.cur.tree, c));
         r
     }
@@ -1099,10 +1148,13 @@ impl Table {
             .current
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
-        let mut cache = self.rec_cache.lock();
         // Loaded before the record is read (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
-        if !(cache.valid && cache.epoch == epoch && cache.bookmark == *key) {
+        if self.landed.serves(key, epoch) {
+            return f(&self.landed.bytes);
+        }
+        let mut cache = self.rec_cache.lock();
+        if !cache.serves(key, epoch) {
             cache.valid = false;
             let view = self.session.read_view();
             // The kept tree cursor, when it is on this record of the primary tree, spares a
