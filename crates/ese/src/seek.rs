@@ -382,6 +382,9 @@ impl Table {
                 self.off = Off::BeforeFirst(None);
             }
         }
+        // Kept like a move's (the record it landed on may be read from it, see
+        // `RecordCache`).
+        self.nav = Some((self.cur.tree, c));
         Ok(())
     }
 

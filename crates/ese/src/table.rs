@@ -498,19 +498,25 @@ pub(crate) struct Landed {
 /// committed state all still see these bytes (and a view the session switched to since, by
 /// beginning or ending a transaction, sees the same committed state). The cache serves a
 /// read only when the cursor's current bookmark is `bookmark` and the counter is `epoch`.
+///
+/// In [`Table::landed`], `at_cursor` says the bytes are not copied here: they are the data of
+/// the node the kept tree cursor ([`Table::nav`]) is on, the cursor the move or seek that
+/// filled the cache landed with (moves and seeks put their cursor back there, and a cursor
+/// put there later was read later, so while the epoch is unchanged its node is the same).
 #[derive(Debug, Default)]
 pub(crate) struct RecordCache {
     bookmark: Vec<u8>,
     bytes: Vec<u8>,
     epoch: u64,
     valid: bool,
+    at_cursor: bool,
 }
 
 impl RecordCache {
     /// Whether the kept bytes are those of the record with bookmark `bookmark` at change
-    /// epoch `epoch`.
+    /// epoch `epoch` (for a cache whose bytes are kept here).
     fn serves(&self, bookmark: &[u8], epoch: u64) -> bool {
-        self.valid && self.epoch == epoch && self.bookmark == bookmark
+        self.valid && self.epoch == epoch && !self.at_cursor && self.bookmark == bookmark
     }
 }
 
@@ -898,15 +904,16 @@ impl Table {
                     return Ok(None);
                 };
                 cache.bytes = data;
+                cache.at_cursor = false;
+                cache.bookmark.clear();
+                cache.bookmark.extend_from_slice(node);
             } else {
                 if c.flags().contains(NodeFlags::DELETED) {
                     return Ok(None);
                 }
-                cache.bytes.clear();
-                cache.bytes.extend_from_slice(c.data());
+                // The record is the node as the cursor copied it: no second copy.
+                cache.at_cursor = true;
             }
-            cache.bookmark.clear();
-            cache.bookmark.extend_from_slice(node);
             cache.epoch = epoch;
             cache.valid = true;
             return Ok(Some(Landed {
@@ -1150,8 +1157,8 @@ impl Table {
             .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
         // Loaded before the record is read (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
-        if self.landed.serves(key, epoch) {
-            return f(&self.landed.bytes);
+        if let Some(bytes) = self.landed_record(key, epoch) {
+            return f(bytes);
         }
         let mut cache = self.rec_cache.lock();
         if !cache.serves(key, epoch) {
@@ -1178,6 +1185,20 @@ impl Table {
             cache.valid = true;
         }
         f(&cache.bytes)
+    }
+
+    /// The bytes of the record with bookmark `key` kept by the last move or seek
+    /// ([`Table::landed`]), if still valid at change epoch `epoch`.
+    fn landed_record(&self, key: &[u8], epoch: u64) -> Option<&[u8]> {
+        let l = &self.landed;
+        if !l.valid || l.epoch != epoch {
+            return None;
+        }
+        if !l.at_cursor {
+            return (l.bookmark == key).then_some(&l.bytes[..]);
+        }
+        let (tree, c) = self.nav.as_ref()?;
+        (*tree == self.tree && c.key() == key).then(|| c.data())
     }
 
     /// The current record's bytes.
