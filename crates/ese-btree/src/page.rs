@@ -1281,6 +1281,14 @@ impl<'p> LineCmp<'p> {
     }
 }
 
+impl Page {
+    /// Whether `other` holds the same bytes after the page header (tags, tag 0 and nodes,
+    /// free space included): then only header fields differ.
+    pub(crate) fn same_body(&self, other: &Page) -> bool {
+        self.buf.get(PAGE_HEADER_LEN..) == other.buf.get(PAGE_HEADER_LEN..)
+    }
+}
+
 /// Page buffers kept for reuse by work units (`split.rs`), which copy every page they touch
 /// and format new ones: without it, each split allocates and frees about ten page-sized
 /// buffers, and in glibc's allocator every allocation of that size first consolidates the

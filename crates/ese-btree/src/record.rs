@@ -202,10 +202,16 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
         Some(())
     }
     let (nb, na) = (before.count(), after.count());
-    let lines = LineCmp::new(before, after);
-    let pre = lines.common_prefix();
-    let suf = lines.common_suffix(pre);
     let mut steps: Vec<DeltaStep<'a>> = Vec::new();
+    // Only the header changed (a split's sibling, whose link to its neighbour moved): every
+    // node is kept, found with one comparison of the bodies instead of line by line.
+    let (pre, suf, lines) = if nb == na && before.same_body(after) {
+        (na, 0, None)
+    } else {
+        let lines = LineCmp::new(before, after);
+        let pre = lines.common_prefix();
+        (pre, lines.common_suffix(pre), Some(lines))
+    };
     for j in 0..pre {
         copy(&mut steps, j)?;
     }
@@ -215,7 +221,7 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
         while j < nb - suf && before.key(j) < a.key {
             j += 1;
         }
-        if j < nb - suf && lines.eq(j, i) {
+        if j < nb - suf && lines.as_ref().is_some_and(|l| l.eq(j, i)) {
             copy(&mut steps, j)?;
             j += 1;
         } else {
@@ -958,6 +964,38 @@ mod tests {
         let mut other = Page::new(4096, Pgno(7), ObjId(4), PageFlags::LEAF, 0);
         assert!(other.insert_node(0, NodeFlags(0), b"z", &[1; 100]));
         assert!(page_delta(&before, &other).is_none());
+    }
+
+    #[test]
+    fn a_header_only_change_is_one_copy_run() {
+        // A split's sibling: only its link and dbtime change.
+        let mut before = Page::new(4096, Pgno(7), ObjId(4), PageFlags::LEAF, 0);
+        for i in 0u8..30 {
+            assert!(before.insert_node(usize::from(i), NodeFlags(0), &[b'k', i], &[i; 50]));
+        }
+        before.set_dbtime(DbTime(10));
+        let mut after = before.clone();
+        after.set_prev(Pgno(41));
+        after.set_dbtime(DbTime(12));
+        assert!(before.same_body(&after));
+        let d = page_delta(&before, &after).unwrap();
+        assert_eq!(
+            d.steps,
+            vec![DeltaStep::Copy {
+                first: 0,
+                count: 30
+            }]
+        );
+        let redone = d.apply(&before, 4096).unwrap();
+        assert!(redone.nodes().eq(after.nodes()));
+        assert_eq!((redone.prev(), redone.dbtime()), (Pgno(41), DbTime(12)));
+        // One byte of a node changed: the bodies differ, and the general walk finds it.
+        let mut changed = after.clone();
+        assert!(changed.replace_data(29, &[9; 50]));
+        assert!(!before.same_body(&changed));
+        let d = page_delta(&before, &changed).unwrap();
+        assert!(d.apply(&before, 4096).unwrap().nodes().eq(changed.nodes()));
+        assert_eq!(d.steps.len(), 2, "{:?}", d.steps);
     }
 
     #[test]
