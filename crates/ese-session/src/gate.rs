@@ -172,13 +172,23 @@ impl InstanceGate {
         }
     }
 
+    /// The error of an instance made unavailable by a fatal error, if it was: one load on
+    /// every call, the error built out of line.
+    #[inline]
     fn unavailable_error(&self) -> Option<Error> {
         match self.unavailable.load(Ordering::Acquire) {
             HEALTHY => None,
-            UNAVAILABLE_LOG_DISK_FULL => Some(Error::new(
-                ErrorKind::InstanceUnavailableDueToFatalLogDiskFull,
-            )),
-            _ => Some(Error::new(ErrorKind::InstanceUnavailable)),
+            state => Some(Self::unavailable_state_error(state)),
+        }
+    }
+
+    #[cold]
+    fn unavailable_state_error(state: u32) -> Error {
+        match state {
+            UNAVAILABLE_LOG_DISK_FULL => {
+                Error::new(ErrorKind::InstanceUnavailableDueToFatalLogDiskFull)
+            }
+            _ => Error::new(ErrorKind::InstanceUnavailable),
         }
     }
 
