@@ -22,7 +22,7 @@ use ese_core::{DbTime, Error, ErrorKind, Pgno, Result};
 
 use crate::cache::Frame;
 use crate::latch::ReadGuard;
-use crate::page::{NodeFlags, Page, PageFlags};
+use crate::page::{NodeFlags, NodeRef, Page, PageFlags};
 use crate::tree::{Target, Tree};
 
 /// How [`Cursor::seek`] matches a key (ESE's `JET_bitSeek*`).
@@ -45,6 +45,14 @@ struct Pos {
     frame: Arc<Frame>,
     dbtime: DbTime,
     idx: usize,
+}
+
+/// Copies the key and data of node `n` into a cursor's buffers (keeping their allocations).
+fn load_node(key: &mut Vec<u8>, data: &mut Vec<u8>, n: NodeRef<'_>) {
+    key.clear();
+    key.extend_from_slice(n.key);
+    data.clear();
+    data.extend_from_slice(n.data);
 }
 
 /// A leaf page a cursor was on ([`Cursor::leaf_hint`]): where a change of the cursor's node
@@ -141,13 +149,7 @@ impl Cursor {
         let Some(n) = guard.node(idx) else {
             return false;
         };
-        self.off_end = None;
-        self.key.clear();
-        self.key.extend_from_slice(n.key);
-        self.data.clear();
-        self.data.extend_from_slice(n.data);
-        self.flags = n.flags;
-        self.has_key = true;
+        self.load_node(n);
         match &mut self.pos {
             Some(p) if Arc::ptr_eq(&p.frame, frame) => {
                 p.dbtime = guard.dbtime();
@@ -187,15 +189,21 @@ impl Cursor {
         let Some(n) = page.node(idx) else {
             return false;
         };
-        self.key.clear();
-        self.key.extend_from_slice(n.key);
-        self.data.clear();
-        self.data.extend_from_slice(n.data);
+        p.idx = idx;
+        // `p` borrows `self.pos`; the node's copy goes to the other fields.
+        load_node(&mut self.key, &mut self.data, n);
         self.flags = n.flags;
         self.off_end = None;
         self.has_key = true;
-        p.idx = idx;
         true
+    }
+
+    /// Copies node `n` into the cursor: it is on it.
+    fn load_node(&mut self, n: NodeRef<'_>) {
+        load_node(&mut self.key, &mut self.data, n);
+        self.flags = n.flags;
+        self.off_end = None;
+        self.has_key = true;
     }
 
     /// Whether the latched page is a live leaf of this tree (a freed page is flagged empty;

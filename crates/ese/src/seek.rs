@@ -75,11 +75,7 @@ impl Table {
         } else {
             c.move_last()?
         };
-        let mut cache = std::mem::take(&mut self.landed);
-        let view = LazyView::new(&self.session);
-        let land = self.land(&mut c, on, forward, &view, epoch, &mut cache);
-        self.landed = cache;
-        let land = land?;
+        let land = self.land_current(&mut c, on, forward, epoch)?;
         let Land::Found(l) = land else {
             self.nav = Some((self.cur.tree, c));
             self.pos = None;
@@ -364,17 +360,7 @@ impl Table {
         let tree = self.engine.store.tree(self.cur.tree)?;
         let mut c = tree.cursor();
         let on = c.move_first()?;
-        let mut cache = std::mem::take(&mut self.landed);
-        let land = self.land(
-            &mut c,
-            on,
-            true,
-            &LazyView::new(&self.session),
-            epoch,
-            &mut cache,
-        );
-        self.landed = cache;
-        match land? {
+        match self.land_current(&mut c, on, true, epoch)? {
             Land::Found(l) => self.position(&c, l),
             Land::Stopped(_) => {
                 self.pos = None;

@@ -965,6 +965,29 @@ impl Table {
         Ok(Land::Stopped(None))
     }
 
+    /// [`Table::land`] for a move or seek of this cursor, the session's view read when needed:
+    /// the record landed on is kept in [`Table::landed`]. The caller puts `c` back in
+    /// [`Table::nav`] (see [`RecordCache`]).
+    pub(crate) fn land_current(
+        &mut self,
+        c: &mut Cursor,
+        on: bool,
+        forward: bool,
+        epoch: u64,
+    ) -> Result<Land> {
+        let mut cache = std::mem::take(&mut self.landed);
+        let land = self.land(
+            c,
+            on,
+            forward,
+            &LazyView::new(&self.session),
+            epoch,
+            &mut cache,
+        );
+        self.landed = cache;
+        land
+    }
+
     /// Makes the entry `c` is on, found by [`Table::land`], the current one (reusing the
     /// buffers of the previous position).
     pub(crate) fn position(&mut self, c: &Cursor, l: Landed) {
@@ -1069,17 +1092,8 @@ impl Table {
                 }
             },
         };
-        let mut cache = std::mem::take(&mut self.landed);
-        let land = self.land(
-            &mut c,
-            on,
-            forward,
-            &LazyView::new(&self.session),
-            epoch,
-            &mut cache,
-        );
-        self.landed = cache;
-        let r = self.finish_move(&c, land?, forward);
+        let land = self.land_current(&mut c, on, forward, epoch)?;
+        let r = self.finish_move(&c, land, forward);
         self.nav = Some((self.cur.tree, c));
         r
     }
