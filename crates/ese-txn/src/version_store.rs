@@ -167,52 +167,77 @@ impl std::ops::Deref for Chain {
     }
 }
 
-/// A key of the version store: tree and record key, in one shared allocation (the tree's
-/// objid, 4 bytes little-endian, then the key): an RCE's key costs one allocation, shared by
-/// the key map and the transaction's list of changes. It carries its hash
+/// Bytes of a version store key (the objid's 4 and the record key's) held inside the
+/// [`VKey`] itself: keys of a few columns fit, so their RCEs allocate nothing for the key.
+const VKEY_INLINE: usize = 38;
+
+/// The bytes of a [`VKey`]: the tree's objid (4 bytes little-endian), then the key.
+#[derive(Clone, Debug)]
+enum KeyBytes {
+    /// Up to [`VKEY_INLINE`] bytes, the first `len` of `buf`.
+    Inline { len: u8, buf: [u8; VKEY_INLINE] },
+    /// A longer key, in one shared allocation.
+    Shared(Arc<[u8]>),
+}
+
+impl KeyBytes {
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            KeyBytes::Shared(b) => b,
+        }
+    }
+}
+
+/// A key of the version store: tree and record key. A key of up to [`VKEY_INLINE`] bytes
+/// (with the objid) is held inline: making it, cloning it into the transaction's list of
+/// changes and dropping it at cleanup touch no allocator (at cleanup, which frees a large
+/// transaction's keys on another thread, every free used to contend with the inserting
+/// thread's allocations). A longer key is one shared allocation. It carries its hash
 /// ([`VersionStore::key_hash`]), computed once when the key is made: the key map's hasher
 /// only passes it on, so neither a look-up nor the map's growth reads the key's bytes to
 /// hash them again.
 #[derive(Clone, Debug)]
 pub(crate) struct VKey {
     hash: u64,
-    bytes: Arc<[u8]>,
+    bytes: KeyBytes,
 }
 
 impl VKey {
     fn new(hash: u64, tree: ObjId, key: &[u8]) -> VKey {
-        /// Keys up to this long (with the objid) are put together on the stack and copied
-        /// into the `Arc` whole: one allocation and two copies, where collecting from an
-        /// iterator moves a byte at a time.
-        const STACK: usize = 128;
-        let mut stack = [0u8; STACK];
-        let bytes: Arc<[u8]> = match stack.get_mut(..4 + key.len()) {
-            Some(buf) => {
-                let (id, rest) = buf.split_at_mut(4);
-                id.copy_from_slice(&tree.0.to_le_bytes());
-                rest.copy_from_slice(key);
-                Arc::from(&*buf)
+        let len = 4 + key.len();
+        let bytes = if len <= VKEY_INLINE {
+            let mut buf = [0u8; VKEY_INLINE];
+            let (id, rest) = buf.split_at_mut(4);
+            id.copy_from_slice(&tree.0.to_le_bytes());
+            if let Some(dst) = rest.get_mut(..key.len()) {
+                dst.copy_from_slice(key);
             }
-            None => tree
-                .0
-                .to_le_bytes()
-                .into_iter()
-                .chain(key.iter().copied())
-                .collect(),
+            KeyBytes::Inline {
+                // At most VKEY_INLINE (38): fits a byte.
+                len: len as u8,
+                buf,
+            }
+        } else {
+            let mut v = Vec::with_capacity(len);
+            v.extend_from_slice(&tree.0.to_le_bytes());
+            v.extend_from_slice(key);
+            KeyBytes::Shared(Arc::from(v))
         };
         VKey { hash, bytes }
     }
 
     pub(crate) fn tree(&self) -> ObjId {
         let mut id = [0u8; 4];
-        if let Some(b) = self.bytes.get(..4) {
+        if let Some(b) = self.bytes.as_slice().get(..4) {
             id.copy_from_slice(b);
         }
         ObjId(u32::from_le_bytes(id))
     }
 
     pub(crate) fn key(&self) -> &[u8] {
-        self.bytes.get(4..).unwrap_or_default()
+        self.bytes.as_slice().get(4..).unwrap_or_default()
     }
 }
 
@@ -266,10 +291,13 @@ impl Hash for VKey {
 
 impl PartialEq for VKey {
     fn eq(&self, other: &Self) -> bool {
-        // The same allocation (cleanup looks up the very key the map holds) is found without
-        // reading the bytes, which are far from the map in memory.
+        // A shared key compared with itself (cleanup looks up the very key the map holds) is
+        // found without reading its bytes, which are far from the map in memory.
         self.hash == other.hash
-            && (Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes == other.bytes)
+            && match (&self.bytes, &other.bytes) {
+                (KeyBytes::Shared(a), KeyBytes::Shared(b)) => Arc::ptr_eq(a, b) || a == b,
+                (a, b) => a.as_slice() == b.as_slice(),
+            }
     }
 }
 
@@ -1259,5 +1287,60 @@ pub(crate) fn apply_delta(v: &mut [u8], offset: u32, width: u8, delta: i64) -> b
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys on both sides of the inline limit keep their tree and bytes, compare equal only to
+    /// the same tree and key, and are found in a key map by a borrowed probe.
+    #[test]
+    fn inline_and_shared_keys_round_trip_and_are_found_by_probe() {
+        let state = KeyHashState::new();
+        let hash = |tree: ObjId, key: &[u8]| {
+            let mut h = state.build_hasher();
+            tree.hash(&mut h);
+            key.hash(&mut h);
+            h.finish()
+        };
+        let mut map: HashMap<VKey, u32, CarriedHash> = HashMap::with_hasher(CarriedHash);
+        let keys: Vec<(ObjId, Vec<u8>)> = (0..=80usize)
+            .map(|n| {
+                let tree = ObjId(7 + (n as u32 % 3));
+                (tree, (0..n).map(|i| (i * 31 + n) as u8).collect())
+            })
+            .collect();
+        for (i, (tree, key)) in keys.iter().enumerate() {
+            let k = VKey::new(hash(*tree, key), *tree, key);
+            assert_eq!(
+                matches!(k.bytes, KeyBytes::Inline { .. }),
+                4 + key.len() <= VKEY_INLINE,
+                "key of {} bytes",
+                key.len()
+            );
+            assert_eq!(k.tree(), *tree);
+            assert_eq!(k.key(), &key[..]);
+            assert_eq!(k.clone(), k);
+            map.insert(k, i as u32);
+        }
+        assert_eq!(map.len(), keys.len());
+        for (i, (tree, key)) in keys.iter().enumerate() {
+            let probe = Probe {
+                hash: hash(*tree, key),
+                tree: *tree,
+                key,
+            };
+            assert_eq!(map.get(&probe as &dyn KeyView), Some(&(i as u32)));
+            // Another tree with the same key bytes is another key.
+            let other = ObjId(tree.0 + 100);
+            let miss = Probe {
+                hash: hash(other, key),
+                tree: other,
+                key,
+            };
+            assert_eq!(map.get(&miss as &dyn KeyView), None);
+        }
     }
 }
