@@ -22,7 +22,7 @@ mod version_store;
 
 pub use record::{TxnRecord, Undo};
 pub use rollback::{RecoveryUndo, UndoStats};
-pub use store::{NewState, PhysState, TxnStore};
+pub use store::{NewState, PhysRef, PhysState, TxnStore};
 pub use transaction::{CommitInfo, MAX_LEVEL, Transaction};
 pub use tree_store::{
     Envelope, FAMILY_PAGE, FAMILY_TXN, FAMILY_UPPER, FamilyWal, LogWal, TreeStore, node_state,

@@ -46,6 +46,49 @@ impl PhysState {
     }
 }
 
+/// A [`PhysState`] borrowed from where the page store holds it (the node in its page):
+/// what [`TxnStore::write_checked`] hands its decision, which copies the data only when it
+/// keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PhysRef<'a> {
+    /// No node with this key.
+    Absent,
+    /// A node flag-deleted, with its data.
+    Deleted(&'a [u8]),
+    /// A live record with this data.
+    Present(&'a [u8]),
+}
+
+impl<'a> PhysRef<'a> {
+    /// The record's data as a reader sees it: `Some` only for a live record.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        match *self {
+            PhysRef::Present(v) => Some(v),
+            PhysRef::Absent | PhysRef::Deleted(_) => None,
+        }
+    }
+
+    /// The state owned (the data copied).
+    pub fn to_state(&self) -> PhysState {
+        match *self {
+            PhysRef::Absent => PhysState::Absent,
+            PhysRef::Deleted(d) => PhysState::Deleted(d.to_vec()),
+            PhysRef::Present(d) => PhysState::Present(d.to_vec()),
+        }
+    }
+}
+
+impl PhysState {
+    /// The state borrowed.
+    pub fn as_ref(&self) -> PhysRef<'_> {
+        match self {
+            PhysState::Absent => PhysRef::Absent,
+            PhysState::Deleted(d) => PhysRef::Deleted(d),
+            PhysState::Present(d) => PhysRef::Present(d),
+        }
+    }
+}
+
 /// The state [`TxnStore::write_checked`] gives a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewState<'a> {
@@ -76,8 +119,8 @@ pub trait TxnStore: Send + Sync {
     fn write(&self, tree: ObjId, key: &[u8], state: &PhysState, annotation: &[u8])
     -> Result<Lgpos>;
 
-    /// Reads the physical state of `key` in `tree`, hands it to `decide` (which may keep it:
-    /// a before-image moves into its version instead of being copied) and, if that returns
+    /// Reads the physical state of `key` in `tree`, hands it to `decide` borrowed (in place
+    /// in its page: `decide` copies what it keeps) and, if that returns
     /// an annotation, makes the state `new` (logged with the annotation): one look-up where
     /// [`TxnStore::read`] then [`TxnStore::write`] take two. The state cannot change between
     /// the read and the write. Returns the log position of the record, or `None` when
@@ -94,10 +137,10 @@ pub trait TxnStore: Send + Sync {
         new: NewState<'_>,
         // A store without pages has no use for a leaf hint.
         _hint: Option<&LeafHint>,
-        decide: &mut dyn FnMut(PhysState) -> Result<Option<Vec<u8>>>,
+        decide: &mut dyn FnMut(PhysRef<'_>) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
         let phys = self.read(tree, key)?;
-        let Some(annotation) = decide(phys.clone())? else {
+        let Some(annotation) = decide(phys.as_ref())? else {
             return Ok(None);
         };
         let state = match (new, phys) {
@@ -122,7 +165,7 @@ pub trait TxnStore: Send + Sync {
     fn remove_flag_deleted(&self, tree: ObjId, keys: &[&[u8]]) -> Result<()> {
         for key in keys {
             self.write_checked(tree, key, NewState::Absent, None, &mut |phys| {
-                Ok(matches!(phys, PhysState::Deleted(_)).then(Vec::new))
+                Ok(matches!(phys, PhysRef::Deleted(_)).then(Vec::new))
             })?;
         }
         Ok(())

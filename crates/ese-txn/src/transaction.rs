@@ -8,7 +8,7 @@ use ese_btree::LeafHint;
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 
 use crate::record::{TxnRecord, Undo};
-use crate::store::{NewState, PhysState};
+use crate::store::{NewState, PhysRef, PhysState};
 use crate::version_store::{
     ABORTED, ACTIVE, Before, KeyView, Oper, Probe, ReadView, Shard, TrxState, VKey, VersionStore,
     apply_delta, reconstruct, undo_state,
@@ -536,7 +536,7 @@ impl Transaction {
                 // Whether this transaction sees a record there (without a version chain, the
                 // page's state as it is: no copy).
                 let mine = match chain {
-                    Some(c) => reconstruct(c, phys.clone(), &view).value().is_some(),
+                    Some(c) => reconstruct(c, phys.to_state(), &view).value().is_some(),
                     None => phys.value().is_some(),
                 };
                 match oper {
@@ -546,20 +546,21 @@ impl Transaction {
                     Oper::Replace if !mine => {
                         return Err(Error::new(ErrorKind::RecordNotFound));
                     }
-                    Oper::Delete if !matches!(phys, PhysState::Present(_)) || !mine => {
+                    Oper::Delete if !matches!(phys, PhysRef::Present(_)) || !mine => {
                         return Err(Error::new(ErrorKind::RecordNotFound));
                     }
                     _ => {}
                 }
                 // A delete only flags the node (its data stays on the page, checked above to
-                // be present): undone by clearing the flag. Otherwise the state is restored.
-                let undo = if matches!(oper, Oper::Delete) {
-                    Undo::Undelete
+                // be present): undone by clearing the flag, and its version keeps no copy of
+                // the record (the state before it is the page's data, unflagged). Otherwise
+                // the state is restored, and the version keeps a copy of it.
+                let (undo, before) = if matches!(oper, Oper::Delete) {
+                    (Undo::Undelete, Before::Undeleted)
                 } else {
-                    Undo::Restore(phys.clone())
+                    let state = phys.to_state();
+                    (Undo::Restore(state.clone()), Before::State(state))
                 };
-                // The state read moves into the version's before-image.
-                let before = Before::State(phys);
                 let Some(charge) = vs.try_charge(oper, &before) else {
                     short = true;
                     return Ok(None);
@@ -789,7 +790,8 @@ impl Transaction {
             Before::Unchanged => None,
             Before::State(PhysState::Deleted(_)) if unseen => Some(PhysState::Absent),
             Before::State(s) => Some(s.clone()),
-            Before::Delta { .. } => {
+            // The node is flag-deleted with its data in place: read, then made live again.
+            Before::Delta { .. } | Before::Undeleted => {
                 let phys = vs.store.read(tree, &key)?;
                 Some(undo_state(phys, &rce.before))
             }

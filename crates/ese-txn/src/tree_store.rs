@@ -19,7 +19,7 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result};
 use parking_lot::RwLock;
 
 use crate::record::TxnRecord;
-use crate::store::{NewState, PhysState, TxnStore};
+use crate::store::{NewState, PhysRef, PhysState, TxnStore};
 use crate::version_store::KeyHashState;
 
 /// Family byte of `ese-btree` page records.
@@ -224,7 +224,7 @@ impl TxnStore for TreeStore {
         key: &[u8],
         new: NewState<'_>,
         hint: Option<&LeafHint>,
-        decide: &mut dyn FnMut(PhysState) -> Result<Option<Vec<u8>>>,
+        decide: &mut dyn FnMut(PhysRef<'_>) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<Lgpos>> {
         let t = self.tree(tree)?;
         let target = match new {
@@ -238,7 +238,11 @@ impl TxnStore for TreeStore {
             NewState::Absent => PutTarget::State(NodeState::Absent),
         };
         t.put_with(key, target, hint, |node| {
-            decide(node_state(node.map(|(d, f)| (d.to_vec(), f))))
+            decide(match node {
+                None => PhysRef::Absent,
+                Some((d, f)) if f.contains(NodeFlags::DELETED) => PhysRef::Deleted(d),
+                Some((d, _)) => PhysRef::Present(d),
+            })
         })
     }
 

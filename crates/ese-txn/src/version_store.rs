@@ -85,8 +85,24 @@ pub(crate) enum Oper {
 #[derive(Clone, Debug)]
 pub(crate) enum Before {
     State(PhysState),
-    Delta { offset: u32, width: u8, delta: i64 },
+    /// A delete's: the node was flag-deleted with its data left in place, so the state before
+    /// is the state after (`Deleted(data)`) made live again (`Present(data)`). Like `State`,
+    /// it fixes the key's state (the walk of a chain stops at a visible one).
+    Undeleted,
+    Delta {
+        offset: u32,
+        width: u8,
+        delta: i64,
+    },
     Unchanged,
+}
+
+impl Before {
+    /// Whether the entry sets the key's whole state (a before-image or a delete's), as
+    /// opposed to an escrow delta or a lock, which commute with other entries.
+    pub(crate) fn fixes_state(&self) -> bool {
+        matches!(self, Before::State(_) | Before::Undeleted)
+    }
 }
 
 /// A revision control entry.
@@ -803,7 +819,7 @@ impl VersionStore {
         let bytes = RCE_OVERHEAD
             + match before {
                 Before::State(s) => s.data_len() as u64,
-                Before::Delta { .. } | Before::Unchanged => 0,
+                Before::Delta { .. } | Before::Unchanged | Before::Undeleted => 0,
             };
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
@@ -1181,7 +1197,7 @@ impl VersionStore {
         // of another transaction may sit under a committed one.
         let cut = chain
             .iter()
-            .rposition(|r| clean(r) && matches!(r.before, Before::State(_)))
+            .rposition(|r| clean(r) && r.before.fixes_state())
             .map_or(0, |i| i + 1);
         let (removed, now_empty) = if cut == chain.len() {
             // The whole chain goes (a committed insert or change nobody else touched, the
@@ -1217,7 +1233,7 @@ impl VersionStore {
         let last_was_delete = removed
             .iter()
             .rev()
-            .find(|r| matches!(r.before, Before::State(_)))
+            .find(|r| r.before.fixes_state())
             .is_some_and(|r| r.oper == Oper::Delete);
         if now_empty && last_was_delete {
             doomed.push(vkey.clone());
@@ -1235,7 +1251,7 @@ pub(crate) fn reconstruct(chain: &[Rce], phys: PhysState, view: &ReadView) -> Ph
     let mut state = phys;
     for r in chain.iter().rev() {
         if view.sees(r) {
-            if matches!(r.before, Before::State(_)) {
+            if r.before.fixes_state() {
                 break;
             }
             continue;
@@ -1249,6 +1265,12 @@ pub(crate) fn reconstruct(chain: &[Rce], phys: PhysState, view: &ReadView) -> Ph
 pub(crate) fn undo_state(after: PhysState, before: &Before) -> PhysState {
     match before {
         Before::State(s) => s.clone(),
+        Before::Undeleted => match after {
+            PhysState::Deleted(d) => PhysState::Present(d),
+            // A delete's entry always sits under a flag-deleted node or a newer entry that
+            // restores one; anything else is left as it is.
+            other => other,
+        },
         Before::Unchanged => after,
         Before::Delta {
             offset,
