@@ -10,19 +10,12 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use crate::record::{TxnRecord, Undo};
 use crate::store::{NewState, PhysRef, PhysState};
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, KeyView, Oper, Probe, ReadView, Shard, TrxState, VKey, VersionStore,
+    ABORTED, ACTIVE, Before, KeyView, OpRef, Oper, Probe, ReadView, Shard, TrxState, VersionStore,
     apply_delta, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
 pub const MAX_LEVEL: u32 = 7;
-
-#[derive(Debug)]
-struct OpRef {
-    vkey: VKey,
-    seq: u32,
-    level: u32,
-}
 
 /// Most changes of a transaction [`Transaction::holds_version`] scans in its own list.
 const OWN_LIST_SCAN: usize = 64;
@@ -663,8 +656,8 @@ impl Transaction {
             vs.undurable.lock().push((commit, first));
         }
         self.finish();
-        let keys = self.ops.drain(..).map(|o| o.vkey).collect();
-        vs.committed(ts, keys);
+        // The list moves whole to cleanup (no second list of the keys is built).
+        vs.committed(ts, std::mem::take(&mut self.ops));
         self.level = 0;
         if let (Some(l), false) = (lgpos, lazy) {
             vs.store.flush(l)?;

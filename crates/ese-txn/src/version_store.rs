@@ -524,9 +524,18 @@ impl Tally {
     }
 }
 
+/// One change of a transaction, in its list of changes (which cleanup takes at commit).
+#[derive(Debug)]
+pub(crate) struct OpRef {
+    pub(crate) vkey: VKey,
+    pub(crate) seq: u32,
+    pub(crate) level: u32,
+}
+
 struct Committed {
     ts: u64,
-    keys: Vec<VKey>,
+    /// The transaction's changes (their keys; a key changed twice is listed twice).
+    ops: Vec<OpRef>,
 }
 
 pub(crate) struct Shard {
@@ -977,9 +986,9 @@ impl VersionStore {
     }
 
     /// Records a level-0 commit's keys for cleanup.
-    pub(crate) fn committed(&self, ts: u64, keys: Vec<VKey>) {
-        if !keys.is_empty() {
-            self.committed.lock().push_back(Committed { ts, keys });
+    pub(crate) fn committed(&self, ts: u64, ops: Vec<OpRef>) {
+        if !ops.is_empty() {
+            self.committed.lock().push_back(Committed { ts, ops });
         }
     }
 
@@ -1060,7 +1069,7 @@ impl VersionStore {
             };
             let Some(batch) = batch else { break };
             let mut tally = Tally::default();
-            dropped += self.clean_keys(&batch.keys, horizon, &mut doomed, &mut tally, &mut freed);
+            dropped += self.clean_keys(&batch.ops, horizon, &mut doomed, &mut tally, &mut freed);
             self.settle(tally);
         }
         self.cleaned.fetch_add(dropped, Ordering::Relaxed);
@@ -1128,7 +1137,7 @@ impl VersionStore {
     /// group (a few microseconds), so writers of the shard wait briefly.
     fn clean_keys(
         &self,
-        keys: &[VKey],
+        ops: &[OpRef],
         horizon: u64,
         doomed: &mut Vec<VKey>,
         tally: &mut Tally,
@@ -1139,8 +1148,8 @@ impl VersionStore {
         /// Keys whose look-ups are issued together, under one hold of their shard's lock.
         const GROUP: usize = 16;
         let mut dropped = 0;
-        if keys.len() < SWEEP_MIN {
-            for vkey in keys {
+        if ops.len() < SWEEP_MIN {
+            for vkey in ops.iter().map(|o| &o.vkey) {
                 let mut shard = self.shard(vkey);
                 dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally, freed);
                 drop(shard);
@@ -1150,7 +1159,7 @@ impl VersionStore {
         }
         // The keys grouped by shard, in commit order within each.
         let mut by_shard: [Vec<&VKey>; SHARDS] = std::array::from_fn(|_| Vec::new());
-        for k in keys {
+        for k in ops.iter().map(|o| &o.vkey) {
             if let Some(v) = by_shard.get_mut(Self::shard_index(k.hash)) {
                 v.push(k);
             }
