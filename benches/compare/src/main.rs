@@ -142,6 +142,8 @@ fn run(args: &Args) -> Res<bool> {
     for name in &names {
         let setup = engines::setup(name, &cfg).ok_or("unknown engine")?;
         eprintln!("== {}", setup.engine);
+        let sync_here = fdatasync_rate(&base, probe)?;
+        eprintln!("   raw fdatasync rate before {name}: {sync_here:.0}/s");
         let dir = base.join(name);
         std::fs::create_dir_all(&dir)?;
         let started = Instant::now();
@@ -162,6 +164,7 @@ fn run(args: &Args) -> Res<bool> {
             setup,
             measures,
             error,
+            fdatasync_before: sync_here,
         });
     }
     let sync_after = fdatasync_rate(&base, probe)?;

@@ -98,6 +98,9 @@ pub struct EngineReport {
     pub measures: Vec<Measure>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Raw 4 KiB write + fdatasync rate in the databases' directory just before this engine
+    /// ran (the disk's rate drifts during a run, and the engines run one after another).
+    pub fdatasync_before: f64,
 }
 
 /// The whole run.
@@ -186,6 +189,16 @@ impl Report {
              {}/s at the start, {}/s at the end.\n",
             thousands(self.fdatasync_per_second[0]),
             thousands(self.fdatasync_per_second[1])
+        );
+        let before: Vec<String> = self
+            .engines
+            .iter()
+            .map(|e| format!("{} {}/s", e.name, thousands(e.fdatasync_before)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "The same rate just before each engine ran (engines run one after another): {}.\n",
+            before.join(", ")
         );
         let _ = writeln!(
             s,
