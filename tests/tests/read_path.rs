@@ -481,6 +481,77 @@ fn moves_on_the_primary_index_read_each_record() {
     assert_eq!(v_of(&t).as_deref(), Some(&b"moved"[..]));
 }
 
+/// The ids a full walk of cursor `t` finds from First by Next, and from Last by Previous
+/// (each record's `id` read through JetRetrieveColumns at every step); both walk off their
+/// end, and a turn back from there lands on the end record again.
+fn walk_both_ways(t: &mut Table) -> (Vec<i32>, Vec<i32>) {
+    let mut c = [RetrieveColumn::new(col(t, "id"))];
+    let mut id = |t: &Table| {
+        t.retrieve_columns(&mut c).unwrap();
+        i32::from_le_bytes(c[0].value().unwrap().try_into().unwrap())
+    };
+    let mut fwd = Vec::new();
+    t.move_to(ese::Move::First).unwrap();
+    loop {
+        fwd.push(id(t));
+        if let Err(e) = t.move_to(ese::Move::Next) {
+            assert_eq!(e.code(), -1603);
+            break;
+        }
+    }
+    t.move_to(ese::Move::Previous).unwrap();
+    assert_eq!(Some(&id(t)), fwd.last(), "back from past the end");
+    let mut back = Vec::new();
+    t.move_to(ese::Move::Last).unwrap();
+    loop {
+        back.push(id(t));
+        if t.move_to(ese::Move::Previous).is_err() {
+            break;
+        }
+    }
+    t.move_to(ese::Move::Next).unwrap();
+    assert_eq!(Some(&id(t)), back.last(), "forward from before the start");
+    back.reverse();
+    (fwd, back)
+}
+
+#[test]
+fn moves_step_over_deleted_records_before_and_after_version_cleanup() {
+    // Enough rows for several leaves, so that steps cross pages.
+    let rows: Vec<(i32, Vec<u8>)> = (0..1200).map(|i| (i, vec![b'x'; 40])).collect();
+    let refs: Vec<(i32, &[u8])> = rows.iter().map(|(i, v)| (*i, &v[..])).collect();
+    let f = fixture(&refs);
+    let mut t = f.s1.open_table(f.db, TABLE).unwrap();
+    let all: Vec<i32> = (0..1200).collect();
+    assert_eq!(walk_both_ways(&mut t), (all.clone(), all.clone()));
+    // Another session deletes every third row and the last 100, uncommitted: this session
+    // still sees every row (the deleted nodes have versions).
+    let mut t2 = f.s2.open_table(f.db, TABLE).unwrap();
+    f.s2.begin_transaction().unwrap();
+    let gone = |i: &i32| i % 3 == 1 || *i >= 1100;
+    for i in all.iter().filter(|i| gone(i)) {
+        goto(&mut t2, *i);
+        t2.delete().unwrap();
+    }
+    assert_eq!(walk_both_ways(&mut t), (all.clone(), all.clone()));
+    f.s2.commit_transaction(CommitGrbit::empty()).unwrap();
+    let kept: Vec<i32> = all.iter().copied().filter(|i| !gone(i)).collect();
+    assert_eq!(walk_both_ways(&mut t), (kept.clone(), kept.clone()));
+    // After background cleanup (every 100 ms) has removed the versions: the same rows.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(walk_both_ways(&mut t), (kept.clone(), kept.clone()));
+    // A walk on a fresh cursor, and one turning around in the middle.
+    let mut t3 = f.s1.open_table(f.db, TABLE).unwrap();
+    assert_eq!(walk_both_ways(&mut t3), (kept.clone(), kept.clone()));
+    goto(&mut t3, 600);
+    t3.move_to(ese::Move::Next).unwrap();
+    t3.move_to(ese::Move::Next).unwrap();
+    t3.move_to(ese::Move::Previous).unwrap();
+    let mut c = [RetrieveColumn::new(col(&t3, "id"))];
+    t3.retrieve_columns(&mut c).unwrap();
+    assert_eq!(c[0].value(), Some(&602i32.to_le_bytes()[..]));
+}
+
 #[test]
 fn retrieve_columns_errors() {
     let f = fixture(&[(1, b"a")]);

@@ -477,6 +477,16 @@ pub(crate) enum Off {
     AfterLast(Option<Vec<u8>>),
 }
 
+/// What [`Table::step_primary`] did.
+enum Step {
+    /// Nothing: the kept cursor is not on the current entry.
+    NotTaken,
+    /// The step landed on a visible record, now the current entry.
+    Done,
+    /// The kept cursor stepped (onto a node when `true`), and landing is left to the caller.
+    Moved(bool),
+}
+
 /// An entry's node key and the length of its secondary-key part.
 pub(crate) type EntryPos = (Vec<u8>, usize);
 
@@ -1050,6 +1060,20 @@ impl Table {
         self.check_open()?;
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
+        if let Move::Next | Move::Previous = m {
+            let forward = matches!(m, Move::Next);
+            match self.step_primary(forward, epoch)? {
+                Step::NotTaken => {}
+                Step::Done => return Ok(()),
+                Step::Moved(on) => {
+                    let mut c = self.take_cursor()?;
+                    let land = self.land_current(&mut c, on, forward, epoch)?;
+                    let r = self.finish_move(&c, land, forward);
+                    self.nav = Some((self.cur.tree, c));
+                    return r;
+                }
+            }
+        }
         let mut c = self.take_cursor()?;
         let (on, forward) = match m {
             Move::First => {
@@ -1106,6 +1130,73 @@ impl Table {
             .as_ref()
             .filter(|(tree, _)| *tree == self.tree)
             .and_then(|(_, c)| c.leaf_hint())
+    }
+
+    /// The step of [`Table::move_to`] (Next when `forward`, else Previous) from the entry the
+    /// kept tree cursor is on, made in place in [`Table::nav`]. On the primary index of a tree
+    /// without versions, outside an index range, the node stepped to is the record, visible
+    /// unless flag-deleted (as [`Table::examine`] decides it), and it becomes the current entry
+    /// here (`Done`). Otherwise the cursor has stepped (`Moved`, whether it is on a node) and
+    /// [`Table::land`] goes on from there, or nothing was done (`NotTaken`: the cursor is not on
+    /// the current entry, and the general path seeks).
+    fn step_primary(&mut self, forward: bool, epoch: u64) -> Result<Step> {
+        let Table {
+            nav,
+            pos,
+            current,
+            landed,
+            off,
+            engine,
+            cur,
+            range,
+            ..
+        } = self;
+        let (Some((tree, c)), Some((key, seckey_len))) = (nav.as_mut(), pos.as_mut()) else {
+            return Ok(Step::NotTaken);
+        };
+        if *tree != cur.tree || !c.is_positioned() || c.key() != &key[..] {
+            return Ok(Step::NotTaken);
+        }
+        let stepped = if forward {
+            c.move_next()
+        } else {
+            c.move_prev()
+        };
+        let on = match stepped {
+            Ok(on) => on,
+            Err(e) => {
+                // As the general path, which had taken the cursor out of `nav`.
+                *nav = None;
+                return Err(e);
+            }
+        };
+        // The node was read after `epoch` was loaded and before `may_have_versions` is asked
+        // (see `Table::examine`).
+        if !on
+            || cur.layout != EntryLayout::Primary
+            || range.is_some()
+            || c.flags().contains(NodeFlags::DELETED)
+            || engine.vs.may_have_versions(cur.tree)
+        {
+            return Ok(Step::Moved(on));
+        }
+        // The record is the node as the cursor copied it (`RecordCache::at_cursor`).
+        landed.valid = true;
+        landed.at_cursor = true;
+        landed.epoch = epoch;
+        let node = c.key();
+        key.clear();
+        key.extend_from_slice(node);
+        *seckey_len = node.len();
+        match current {
+            Some(b) => {
+                b.clear();
+                b.extend_from_slice(node);
+            }
+            None => *current = Some(node.to_vec()),
+        }
+        *off = Off::BeforeFirst(None);
+        Ok(Step::Done)
     }
 
     /// A tree cursor on the current index: the one kept from the last move or seek (which
