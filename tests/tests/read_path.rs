@@ -559,7 +559,22 @@ fn retrieve_columns_errors() {
     let v = col(&t, "v");
     let mut c = [RetrieveColumn::new(v)];
     assert_eq!(code(t.retrieve_columns(&mut c)), -1603, "off a record");
+    let mut none: [RetrieveColumn; 0] = [];
+    t.retrieve_columns(&mut none)
+        .expect("no column asked: nothing is read, even off a record");
     goto(&mut t, 1);
+    // COPY without a prepared update reads the current record.
+    let mut c = [
+        RetrieveColumn {
+            grbit: RetrieveGrbit::COPY,
+            ..RetrieveColumn::new(v)
+        },
+        RetrieveColumn::new(v),
+    ];
+    t.retrieve_columns(&mut c).unwrap();
+    assert_eq!(c[0].value(), Some(&b"a"[..]));
+    assert_eq!(c[1].value(), Some(&b"a"[..]));
+    let mut c = [RetrieveColumn::new(v)];
     c[0].itag_sequence = 0;
     assert_eq!(code(t.retrieve_columns(&mut c)), -1518);
     let mut c = [RetrieveColumn::new(v), RetrieveColumn::new(9999)];

@@ -1431,8 +1431,21 @@ impl Table {
             }
             Ok(())
         };
-        let copy =
-            |c: &RetrieveColumn| self.prepared.is_some() && c.grbit.contains(RetrieveGrbit::COPY);
+        if columns.is_empty() {
+            return Ok(());
+        }
+        if self.prepared.is_none() {
+            // Every entry reads the current record (COPY reads it too without a prepared
+            // update).
+            return self.with_current(|b| {
+                let r = RecordRef::parse(b, &self.layout)?;
+                for c in columns.iter_mut() {
+                    fill(c, r.get(&self.layout, c.column, c.itag_sequence))?;
+                }
+                Ok(())
+            });
+        }
+        let copy = |c: &RetrieveColumn| c.grbit.contains(RetrieveGrbit::COPY);
         for c in columns.iter_mut().filter(|c| copy(c)) {
             self.value_of(true, c.column, c.itag_sequence, |v| fill(c, v))?;
         }
