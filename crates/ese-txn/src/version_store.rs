@@ -744,6 +744,32 @@ impl VersionStore {
         })
     }
 
+    /// [`VersionStore::visible_with`] for a caller that holds a copy of the key's physical
+    /// state (a cursor on its node): `None` when the key has no version chain and
+    /// `holds_current` (asked under the chain's lock, so no writer can change or roll back the
+    /// key meanwhile) says the copy is still what the page holds, so that the copy is what
+    /// every view sees, with nothing read or copied; otherwise the state `view` sees, from
+    /// `read_phys` run under the lock as in `visible_with`.
+    ///
+    /// # Errors
+    /// Whatever `read_phys` returns.
+    pub fn visible_unless_current(
+        &self,
+        tree: ObjId,
+        key: &[u8],
+        view: &ReadView,
+        holds_current: impl FnOnce() -> bool,
+        read_phys: impl FnOnce() -> Result<PhysState>,
+    ) -> Result<Option<PhysState>> {
+        let probe = self.probe(tree, key);
+        let shard = self.shard(&probe);
+        match shard.map.get(&probe as &dyn KeyView) {
+            None if holds_current() => Ok(None),
+            None => read_phys().map(Some),
+            Some(chain) => Ok(Some(reconstruct(chain, read_phys()?, view))),
+        }
+    }
+
     /// The state of `key` of `tree` as `view` sees it, read from the page store below.
     ///
     /// # Errors

@@ -245,3 +245,43 @@ fn a_delete_version_keeps_no_copy_and_reconstructs_the_record() {
     let late = vs.begin("late".into(), true);
     assert_eq!(late.read(TREE, b"b").unwrap(), None);
 }
+
+/// `visible_unless_current`: without a version chain on the key, a caller whose copy is
+/// current gets `None` (its copy is what every view sees, nothing is read) and one whose copy
+/// is stale gets the store's state; with a chain, every caller gets the state its view sees,
+/// reconstructed, whatever it holds.
+#[test]
+fn visible_unless_current_trusts_the_callers_copy_only_without_a_chain() {
+    use ese_txn::{PhysState, ReadView};
+    let (vs, _mem) = store_over();
+    committed(&vs, b"a", b"one");
+    vs.cleanup().unwrap();
+    let latest = ReadView::latest();
+    let unread = || -> ese_core::Result<PhysState> { panic!("read with a current copy") };
+    assert_eq!(
+        vs.visible_unless_current(TREE, b"a", &latest, || true, unread)
+            .unwrap(),
+        None
+    );
+    let read = || Ok(PhysState::Present(b"one".to_vec()));
+    assert_eq!(
+        vs.visible_unless_current(TREE, b"a", &latest, || false, read)
+            .unwrap(),
+        Some(PhysState::Present(b"one".to_vec()))
+    );
+    // An uncommitted replace: another view sees the committed value, not the page's.
+    let mut w = vs.begin("writer".into(), false);
+    w.replace(TREE, b"a", b"two").unwrap();
+    let reader = vs.begin("reader".into(), false);
+    let page = || Ok(PhysState::Present(b"two".to_vec()));
+    assert_eq!(
+        vs.visible_unless_current(TREE, b"a", &reader.read_view(), || true, page)
+            .unwrap(),
+        Some(PhysState::Present(b"one".to_vec()))
+    );
+    assert_eq!(
+        vs.visible_unless_current(TREE, b"a", &w.read_view(), || true, page)
+            .unwrap(),
+        Some(PhysState::Present(b"two".to_vec()))
+    );
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ese_btree::{Cursor, LeafHint, NodeFlags, SeekOp};
 use ese_core::{Error, ErrorKind, ObjId, Result};
-use ese_txn::{ReadView, Transaction, node_state};
+use ese_txn::{PhysState, ReadView, Transaction, node_state};
 
 use crate::catalog::{self, CATALOG_OBJID, IndexEntry, TableDef};
 use crate::column::{
@@ -889,6 +889,33 @@ impl Table {
         Ok(state.into_value())
     }
 
+    /// [`Table::visible_at`] without a copy when none is needed: `None` when the key has no
+    /// version chain and the cursor's page has not changed since it read the node (both
+    /// checked under the key's chain lock), so the node as the cursor copied it is what `view`
+    /// sees (flag-deleted: no record); otherwise the state `view` sees.
+    fn visible_unless_at_cursor(
+        &self,
+        view: &ReadView,
+        tree: ObjId,
+        c: &Cursor,
+    ) -> Result<Option<PhysState>> {
+        let key = c.key();
+        let state = self.engine.vs.visible_unless_current(
+            tree,
+            key,
+            view,
+            || c.is_current(),
+            || {
+                Ok(if c.is_current() {
+                    node_state(Some((c.data().to_vec(), c.flags())))
+                } else {
+                    node_state(self.engine.store.tree(tree)?.get_opt(key)?)
+                })
+            },
+        )?;
+        Ok(state)
+    }
+
     /// The length of the secondary-key part of the node `c` is on.
     pub(crate) fn node_seckey_len(&self, c: &Cursor) -> Result<usize> {
         self.cur.layout.seckey_len(c.key(), c.data())
@@ -910,13 +937,20 @@ impl Table {
             // `may_have_versions` is asked (see there).
             cache.valid = false;
             if self.engine.vs.may_have_versions(self.cur.tree) {
-                let Some(data) = self.visible_at(view.get(), self.cur.tree, c)? else {
-                    return Ok(None);
-                };
-                cache.bytes = data;
-                cache.at_cursor = false;
-                cache.bookmark.clear();
-                cache.bookmark.extend_from_slice(node);
+                match self.visible_unless_at_cursor(view.get(), self.cur.tree, c)? {
+                    // The node as the cursor copied it is what the view sees.
+                    None if c.flags().contains(NodeFlags::DELETED) => return Ok(None),
+                    None => cache.at_cursor = true,
+                    Some(state) => {
+                        let Some(data) = state.into_value() else {
+                            return Ok(None);
+                        };
+                        cache.bytes = data;
+                        cache.at_cursor = false;
+                        cache.bookmark.clear();
+                        cache.bookmark.extend_from_slice(node);
+                    }
+                }
             } else {
                 if c.flags().contains(NodeFlags::DELETED) {
                     return Ok(None);
