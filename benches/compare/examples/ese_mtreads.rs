@@ -19,11 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
     let rounds: usize = args.next().map_or(Ok(3), |s| s.parse())?;
-    let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
-    let instance = common::builder("mtreads", dir.path())
-        .version_store_bytes((n as u64 * 512).max(256 << 20))
-        .create()?;
-    instance.init()?;
+    let dir = common::work_dir()?;
+    let instance = common::loading_instance("mtreads", dir.path(), n)?;
     let session = instance.begin_session()?;
     let db_path = dir.path().join("b.edb");
     let db = session.create_database(&db_path, CreateDatabaseGrbit::empty())?;

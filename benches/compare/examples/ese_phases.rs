@@ -28,11 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()
         .nth(1)
         .map_or(Ok(1_000_000), |s| s.parse())?;
-    let dir = tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))?;
-    let instance = common::builder("phases", dir.path())
-        .version_store_bytes((n as u64 * 512).max(256 << 20))
-        .create()?;
-    instance.init()?;
+    let dir = common::work_dir()?;
+    let instance = common::loading_instance("phases", dir.path(), n)?;
     let session = instance.begin_session()?;
     let db = session.create_database(dir.path().join("b.edb"), CreateDatabaseGrbit::empty())?;
     common::create_kv_table(&session, db)?;

@@ -1,6 +1,8 @@
 //! What the single-engine examples share: the instance setup and the harness's table (a
 //! 24-byte Binary key column under a unique primary index, a 150-byte Binary value column).
 
+#![allow(dead_code, reason = "each example uses a different subset")]
+
 use std::path::Path;
 
 use ese::{
@@ -16,6 +18,27 @@ pub fn builder(name: &str, dir: &Path) -> InstanceBuilder {
         .log_path(dir.join("logs"))
         .circular_log(true)
         .cache_size_max_bytes(1 << 30)
+}
+
+/// A new temporary directory for an example's files, under `ESE_PHASES_DIR` (default `/tmp`).
+///
+/// # Errors
+/// The directory cannot be made.
+pub fn work_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::tempdir_in(std::env::var("ESE_PHASES_DIR").unwrap_or("/tmp".into()))
+}
+
+/// An initialized instance as [`builder`] sets it up, with a version store for a load of `n`
+/// rows in one transaction (512 bytes a row, at least 256 MiB).
+///
+/// # Errors
+/// The engine's error.
+pub fn loading_instance(name: &str, dir: &Path, n: usize) -> ese::Result<Instance> {
+    let instance = builder(name, dir)
+        .version_store_bytes((n as u64 * 512).max(256 << 20))
+        .create()?;
+    instance.init()?;
+    Ok(instance)
 }
 
 /// Creates table `kv` in `db`.
