@@ -479,7 +479,7 @@ pub(crate) enum Off {
 
 /// What [`Table::step_primary`] did.
 enum Step {
-    /// Nothing: the kept cursor is not on the current entry.
+    /// Nothing: the kept cursor is not on the current entry (the general path seeks).
     NotTaken,
     /// The step landed on a visible record, now the current entry.
     Done,
@@ -489,6 +489,23 @@ enum Step {
 
 /// An entry's node key and the length of its secondary-key part.
 pub(crate) type EntryPos = (Vec<u8>, usize);
+
+/// Puts `entry` (with a secondary-key part of `seckey_len` bytes) in `pos`, in the buffer it
+/// had ([`Table::set_pos`]).
+fn put_pos(pos: &mut Option<EntryPos>, entry: &[u8], seckey_len: usize) {
+    let mut buf = pos.take().map(|(k, _)| k).unwrap_or_default();
+    buf.clear();
+    buf.extend_from_slice(entry);
+    *pos = Some((buf, seckey_len));
+}
+
+/// Puts `bytes` in `slot`, in the buffer it had.
+fn put_bytes(slot: &mut Option<Vec<u8>>, bytes: &[u8]) {
+    let mut buf = slot.take().unwrap_or_default();
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    *slot = Some(buf);
+}
 
 /// A visible entry a tree cursor is on (its node key is the cursor's key).
 pub(crate) struct Landed {
@@ -870,21 +887,13 @@ impl Table {
         tree: ObjId,
         c: &Cursor,
     ) -> Result<Option<Vec<u8>>> {
-        let vs = &self.engine.vs;
-        let key = c.key();
         let from_cursor = || node_state(Some((c.data().to_vec(), c.flags())));
         // The check reads the page, before `may_have_versions` is asked (see there).
-        let state = if c.is_current() && !vs.may_have_versions(tree) {
+        let state = if c.is_current() && !self.engine.vs.may_have_versions(tree) {
             from_cursor()
         } else {
-            let t = self.engine.store.tree(tree)?;
-            vs.visible_with(tree, key, view, || {
-                Ok(if c.is_current() {
-                    from_cursor()
-                } else {
-                    node_state(t.get_opt(key)?)
-                })
-            })?
+            self.visible_unless_at_cursor(view, tree, c)?
+                .unwrap_or_else(from_cursor)
         };
         Ok(state.into_value())
     }
@@ -900,7 +909,7 @@ impl Table {
         c: &Cursor,
     ) -> Result<Option<PhysState>> {
         let key = c.key();
-        let state = self.engine.vs.visible_unless_current(
+        self.engine.vs.visible_unless_current(
             tree,
             key,
             view,
@@ -912,8 +921,7 @@ impl Table {
                     node_state(self.engine.store.tree(tree)?.get_opt(key)?)
                 })
             },
-        )?;
-        Ok(state)
+        )
     }
 
     /// The length of the secondary-key part of the node `c` is on.
@@ -1047,18 +1055,12 @@ impl Table {
     /// Makes `entry` (node key, with a secondary-key part of `seckey_len` bytes) the current
     /// entry, in the buffer the last one had.
     fn set_pos(&mut self, entry: &[u8], seckey_len: usize) {
-        let mut pos = self.pos.take().map(|(k, _)| k).unwrap_or_default();
-        pos.clear();
-        pos.extend_from_slice(entry);
-        self.pos = Some((pos, seckey_len));
+        put_pos(&mut self.pos, entry, seckey_len);
     }
 
     /// Makes `bookmark` the current record's, in the buffer the last one had.
     fn set_current(&mut self, bookmark: &[u8]) {
-        let mut cur = self.current.take().unwrap_or_default();
-        cur.clear();
-        cur.extend_from_slice(bookmark);
-        self.current = Some(cur);
+        put_bytes(&mut self.current, bookmark);
     }
 
     /// Applies the end of a move (`c` on the entry found): on an entry, or off the index in
@@ -1094,61 +1096,55 @@ impl Table {
         self.check_open()?;
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
-        if let Move::Next | Move::Previous = m {
-            let forward = matches!(m, Move::Next);
-            match self.step_primary(forward, epoch)? {
-                Step::NotTaken => {}
-                Step::Done => return Ok(()),
-                Step::Moved(on) => {
-                    let mut c = self.take_cursor()?;
-                    let land = self.land_current(&mut c, on, forward, epoch)?;
-                    let r = self.finish_move(&c, land, forward);
-                    self.nav = Some((self.cur.tree, c));
-                    return r;
-                }
-            }
+        let stepped = match m {
+            Move::Next | Move::Previous => self.step_primary(matches!(m, Move::Next), epoch)?,
+            Move::First | Move::Last => Step::NotTaken,
+        };
+        if let Step::Done = stepped {
+            return Ok(());
         }
         let mut c = self.take_cursor()?;
-        let (on, forward) = match m {
-            Move::First => {
-                self.range = None;
-                (c.move_first()?, true)
+        let (on, forward) = if let Step::Moved(on) = stepped {
+            (on, matches!(m, Move::Next))
+        } else {
+            match m {
+                Move::First => {
+                    self.range = None;
+                    (c.move_first()?, true)
+                }
+                Move::Last => {
+                    self.range = None;
+                    (c.move_last()?, false)
+                }
+                // The kept cursor is not on the current entry (`step_primary` stepped it if it
+                // was): seek from the current entry or from where the cursor left the index.
+                Move::Next => match (&self.pos, &self.off) {
+                    (Some((k, _)), _) | (None, Off::BeforeFirst(Some(k))) => {
+                        let k = k.clone();
+                        (
+                            c.seek(&k, SeekOp::Gt).map(|()| true).or_else(not_found)?,
+                            true,
+                        )
+                    }
+                    (None, Off::BeforeFirst(None)) => (c.move_first()?, true),
+                    (None, Off::AfterLast(_)) => {
+                        return Err(Error::new(ErrorKind::NoCurrentRecord));
+                    }
+                },
+                Move::Previous => match (&self.pos, &self.off) {
+                    (Some((k, _)), _) | (None, Off::AfterLast(Some(k))) => {
+                        let k = k.clone();
+                        (
+                            c.seek(&k, SeekOp::Lt).map(|()| true).or_else(not_found)?,
+                            false,
+                        )
+                    }
+                    (None, Off::AfterLast(None)) => (c.move_last()?, false),
+                    (None, Off::BeforeFirst(_)) => {
+                        return Err(Error::new(ErrorKind::NoCurrentRecord));
+                    }
+                },
             }
-            Move::Last => {
-                self.range = None;
-                (c.move_last()?, false)
-            }
-            Move::Next => match (&self.pos, &self.off) {
-                // The kept cursor is still on the current entry: step (no descent).
-                (Some((k, _)), _) if c.is_positioned() && c.key() == &k[..] => {
-                    (c.move_next()?, true)
-                }
-                (Some((k, _)), _) | (None, Off::BeforeFirst(Some(k))) => {
-                    let k = k.clone();
-                    (
-                        c.seek(&k, SeekOp::Gt).map(|()| true).or_else(not_found)?,
-                        true,
-                    )
-                }
-                (None, Off::BeforeFirst(None)) => (c.move_first()?, true),
-                (None, Off::AfterLast(_)) => return Err(Error::new(ErrorKind::NoCurrentRecord)),
-            },
-            Move::Previous => match (&self.pos, &self.off) {
-                (Some((k, _)), _) if c.is_positioned() && c.key() == &k[..] => {
-                    (c.move_prev()?, false)
-                }
-                (Some((k, _)), _) | (None, Off::AfterLast(Some(k))) => {
-                    let k = k.clone();
-                    (
-                        c.seek(&k, SeekOp::Lt).map(|()| true).or_else(not_found)?,
-                        false,
-                    )
-                }
-                (None, Off::AfterLast(None)) => (c.move_last()?, false),
-                (None, Off::BeforeFirst(_)) => {
-                    return Err(Error::new(ErrorKind::NoCurrentRecord));
-                }
-            },
         };
         let land = self.land_current(&mut c, on, forward, epoch)?;
         let r = self.finish_move(&c, land, forward);
@@ -1185,7 +1181,7 @@ impl Table {
             range,
             ..
         } = self;
-        let (Some((tree, c)), Some((key, seckey_len))) = (nav.as_mut(), pos.as_mut()) else {
+        let (Some((tree, c)), Some((key, _))) = (nav.as_mut(), pos.as_ref()) else {
             return Ok(Step::NotTaken);
         };
         if *tree != cur.tree || !c.is_positioned() || c.key() != &key[..] {
@@ -1214,21 +1210,14 @@ impl Table {
         {
             return Ok(Step::Moved(on));
         }
-        // The record is the node as the cursor copied it (`RecordCache::at_cursor`).
-        landed.valid = true;
+        // The record is the node as the cursor copied it (`RecordCache::at_cursor`); the rest
+        // is `Table::position` of the node.
         landed.at_cursor = true;
         landed.epoch = epoch;
+        landed.valid = true;
         let node = c.key();
-        key.clear();
-        key.extend_from_slice(node);
-        *seckey_len = node.len();
-        match current {
-            Some(b) => {
-                b.clear();
-                b.extend_from_slice(node);
-            }
-            None => *current = Some(node.to_vec()),
-        }
+        put_pos(pos, node, node.len());
+        put_bytes(current, node);
         *off = Off::BeforeFirst(None);
         Ok(Step::Done)
     }
@@ -1466,25 +1455,18 @@ impl Table {
             Ok(())
         };
         if columns.is_empty() {
+            // Nothing to read, not even the current record.
             return Ok(());
         }
-        if self.prepared.is_none() {
-            // Every entry reads the current record (COPY reads it too without a prepared
-            // update).
-            return self.with_current(|b| {
-                let r = RecordRef::parse(b, &self.layout)?;
-                for c in columns.iter_mut() {
-                    fill(c, r.get(&self.layout, c.column, c.itag_sequence))?;
-                }
-                Ok(())
-            });
-        }
-        let copy = |c: &RetrieveColumn| c.grbit.contains(RetrieveGrbit::COPY);
-        for c in columns.iter_mut().filter(|c| copy(c)) {
-            self.value_of(true, c.column, c.itag_sequence, |v| fill(c, v))?;
-        }
-        if columns.iter().all(copy) {
-            return Ok(());
+        let prepared = self.prepared.is_some();
+        let copy = |c: &RetrieveColumn| prepared && c.grbit.contains(RetrieveGrbit::COPY);
+        if prepared {
+            for c in columns.iter_mut().filter(|c| copy(c)) {
+                self.value_of(true, c.column, c.itag_sequence, |v| fill(c, v))?;
+            }
+            if columns.iter().all(copy) {
+                return Ok(());
+            }
         }
         self.with_current(|b| {
             let r = RecordRef::parse(b, &self.layout)?;
