@@ -13,8 +13,8 @@
 //! current log generation (the reader takes the first frame that does not verify for the torn
 //! tail of a crash; see the report printed).
 //!
-//! The database sweep changes one byte per 64 bytes of both header slots, every allocated
-//! page and two pages of the unused extension (the offset inside each 64-byte block varies
+//! The database sweep changes one byte per 48 bytes of both header slots, every allocated
+//! page and two pages of the unused extension (the offset inside each 48-byte block varies
 //! from page to page), flips 300 random bits (fixed seed), zeroes every page, swaps
 //! neighbouring pages, puts back older versions of pages and truncates the file; every page is
 //! also damaged once under an instance, which attaches the file and reads every table. The log
@@ -145,7 +145,7 @@ fn damaged_database_files_are_detected_or_harmless() {
         .check_integrity()
         .unwrap();
     let pages = (report.pgno_last as usize + 1 + 2 + 2).min(file_pages);
-    let stride = if full() { 16 } else { 64 };
+    let stride = if full() { 16 } else { 48 };
     assert_eq!(page_store(db.clone()).unwrap(), r.trees);
     let mut bytes = Histogram::default();
     let mut bits = Histogram::default();
