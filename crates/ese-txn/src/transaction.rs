@@ -10,8 +10,8 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use crate::record::{TxnRecord, Undo};
 use crate::store::{NewState, PhysRef, PhysState};
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, KeyView, OpRef, Oper, Probe, ReadView, Shard, TrxState, VersionStore,
-    apply_delta, reconstruct, undo_state,
+    ABORTED, ACTIVE, Before, KeyView, OpRef, Oper, Probe, ReadView, Shard, TrxState, VKey,
+    VersionStore, apply_delta, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
@@ -365,7 +365,7 @@ impl Transaction {
         }
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
-            let vs = Arc::clone(&self.vs);
+            let vs = &*self.vs;
             let probe = vs.probe(tree, key);
             let mut shard = vs.shard(&probe);
             if matches!(change, Change::Lock { .. }) {
@@ -473,27 +473,38 @@ impl Transaction {
                     }
                 }
             }
-            self.record_rce(&mut shard, &probe, seq, oper, before, charge);
+            let vkey = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
+            self.note_change(vkey, seq);
             return Ok(result);
         }
         Err(self.vs.out_of_memory())
     }
 
-    /// Adds the RCE of this transaction's change `seq` of `key` to the key's chain (the caller
-    /// holds the shard lock) and to the transaction's list of changes.
+    /// Adds the RCE of this transaction's change `seq` of the key `probe` names to the key's
+    /// chain (in `shard`, whose lock the caller holds), then lets the lock go and adds the
+    /// change to the transaction's list. `vs` is this transaction's version store, borrowed
+    /// rather than its `Arc` cloned (no atomic increment and decrement of the shared count per
+    /// change).
+    #[allow(clippy::too_many_arguments, reason = "the parts of one new version")]
     fn record_rce(
-        &mut self,
-        shard: &mut Shard,
+        vs: &VersionStore,
+        state: &Arc<TrxState>,
+        mut shard: parking_lot::MutexGuard<'_, Shard>,
         probe: &Probe<'_>,
         seq: u32,
         oper: Oper,
         before: Before,
         charge: u64,
-    ) {
-        self.next_seq += 1;
+    ) -> VKey {
         let vkey = VersionStore::vkey(probe);
-        let rce = VersionStore::new_rce(&self.state, seq, oper, before, charge);
-        self.vs.push_rce(shard, &vkey, rce);
+        let rce = VersionStore::new_rce(state, seq, oper, before, charge);
+        vs.push_rce(&mut shard, &vkey, rce);
+        vkey
+    }
+
+    /// Adds change `seq`, of the version key `vkey`, to the transaction's list of changes.
+    fn note_change(&mut self, vkey: VKey, seq: u32) {
+        self.next_seq += 1;
         self.ops.push(OpRef {
             vkey,
             seq,
@@ -513,9 +524,9 @@ impl Transaction {
     ) -> Result<()> {
         // At most two attempts: the second after a cleanup freed budget.
         for attempt in 0..2 {
-            let vs = Arc::clone(&self.vs);
+            let vs = &*self.vs;
             let probe = vs.probe(tree, key);
-            let mut shard = vs.shard(&probe);
+            let shard = vs.shard(&probe);
             let chain = shard.map.get(&probe as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
             let view = self.read_view();
@@ -600,7 +611,8 @@ impl Transaction {
                 self.first_lgpos = Some(lgpos);
                 vs.oldest_lgpos.lock().insert(trx, lgpos);
             }
-            self.record_rce(&mut shard, &probe, seq, oper, before, charge);
+            let vkey = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
+            self.note_change(vkey, seq);
             return Ok(());
         }
         Err(self.vs.out_of_memory())
