@@ -523,12 +523,13 @@ fn node_refs(page: &Page, pgno: Pgno) -> Result<Vec<NodeRef<'_>>> {
         .collect()
 }
 
-/// When the leaf at `path[i]` (not the root) overflows as `ov`, moves nodes between it and
-/// the emptier of its siblings under the same parent so that both hold about as many bytes,
-/// and puts the shortest separator between them in the parent (ESE and SQLite balance
-/// siblings before splitting too): three pages change, none is allocated. Returns false,
-/// with nothing changed, when neither sibling leaves both pages at most [`SHARE_TENTHS`]
-/// full or the new separator does not fit the parent; the leaf is split then.
+/// When an insert overflows the leaf at `path[i]` (not the root), moves nodes from it to the
+/// emptier of its siblings under the same parent so that both hold about as many bytes, and
+/// puts the shortest separator between them in the parent (SQLite and the B*-tree balance
+/// siblings before splitting too): three pages change in place, none is allocated. Returns
+/// false, with nothing changed, for other overflows, when neither sibling leaves both pages
+/// at most [`SHARE_TENTHS`] full, or when the new separator does not fit the parent; the
+/// leaf is split then.
 fn share_with_sibling(
     work: &mut Work<'_>,
     path: &[(Pgno, usize)],
@@ -540,15 +541,16 @@ fn share_with_sibling(
     let &(ppg, c) = path
         .get(i.wrapping_sub(1))
         .ok_or_else(|| internal("path index"))?;
+    // An insert that overflows (a replace that grows its node splits the leaf).
+    let Overflow::Insert(idx, node) = ov else {
+        return Ok(false);
+    };
     let page = work.page(pgno)?;
     if !page.is_leaf() {
         return Ok(false);
     }
     let objid = page.objid();
-    let own = match ov {
-        Overflow::Nodes(nodes) => nodes.iter().map(|n| n.node_ref().size()).sum(),
-        Overflow::Append(node) | Overflow::Insert(_, node) => page.used() + node.node_ref().size(),
-    };
+    let own = page.used() + node.node_ref().size();
     let parent = work.page(ppg)?;
     let n = parent.count();
     let mut candidates = [None, None];
@@ -584,38 +586,64 @@ fn share_with_sibling(
         return Ok(false);
     }
     let pool = &work.sh.pool;
-    let sib_copy = pool.copy(work.page(sib)?);
-    let own_copy = match ov {
-        Overflow::Nodes(_) => None,
-        Overflow::Append(_) | Overflow::Insert(..) => Some(pool.copy(work.page(pgno)?)),
-    };
+    // The nodes that move are read from a copy of the leaf while the leaf itself changes.
+    let own_copy = pool.copy(work.page(pgno)?);
     let shared = (|| {
-        let mut own_refs = match &own_copy {
-            Some(p) => node_refs(p, pgno)?,
-            None => Vec::new(),
-        };
-        match ov {
-            Overflow::Nodes(nodes) => own_refs.extend(nodes.iter().map(Node::node_ref)),
-            Overflow::Append(node) => own_refs.push(node.node_ref()),
-            Overflow::Insert(idx, node) => {
-                own_refs.insert((*idx).min(own_refs.len()), node.node_ref());
-            }
-        }
-        let sib_refs = node_refs(&sib_copy, sib)?;
+        let mut own_refs = node_refs(&own_copy, pgno)?;
+        let idx = (*idx).min(own_refs.len());
+        own_refs.insert(idx, node.node_ref());
+        let sib_page = work.page(sib)?;
+        let sib_sizes = (0..sib_page.count())
+            .map(|j| {
+                sib_page
+                    .node(j)
+                    .map(|n| n.size())
+                    .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, sib, "unreadable node"))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let own_sizes = own_refs.iter().map(NodeRef::size);
         // Left to right: the page the parent's entry `b` points to, then the next one.
-        let (l, r, b, refs) = if s < c {
-            (sib, pgno, s, [sib_refs, own_refs].concat())
+        let leaf_left = s > c;
+        let (l, r, b, sizes): (_, _, _, Vec<usize>) = if leaf_left {
+            (
+                pgno,
+                sib,
+                c,
+                own_sizes.chain(sib_sizes.iter().copied()).collect(),
+            )
         } else {
-            (pgno, sib, c, [own_refs, sib_refs].concat())
+            (
+                sib,
+                pgno,
+                s,
+                sib_sizes.iter().copied().chain(own_sizes).collect(),
+            )
         };
-        let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
         let &[cut] = partition_cuts(&sizes, cap, false).as_slice() else {
             return Ok(false);
         };
-        let (left, right) = refs.split_at(cut);
-        let (Some(last), Some(first)) = (left.last(), right.first()) else {
+        // `k`: the leaf's nodes (the new one included) before the cut. They stay when the leaf
+        // is on the left, the rest move to the sibling's start; on the right they move to the
+        // sibling's end. At least one node moves and one stays, else the leaf splits.
+        let k = if leaf_left {
+            cut
+        } else {
+            cut.saturating_sub(sib_sizes.len())
+        };
+        if k == 0 || k >= own_refs.len() {
+            return Ok(false);
+        }
+        let (before_cut, after_cut) = own_refs.split_at(k);
+        let (Some(last), Some(first)) = (before_cut.last(), after_cut.first()) else {
             return Ok(false);
         };
+        let bytes = |part: &[usize]| part.iter().sum::<usize>();
+        let (lb, rb) = sizes.split_at(cut);
+        if bytes(lb) + work.page(l)?.ext().len() > cap
+            || bytes(rb) + work.page(r)?.ext().len() > cap
+        {
+            return Ok(false);
+        }
         let sep = shortest_separator(last.key, first.key);
         let parent = work.page(ppg)?;
         let entry = parent
@@ -625,21 +653,41 @@ fn share_with_sibling(
             return Ok(false);
         }
         let (flags, child) = (entry.flags, entry.data.to_vec());
-        for (pg, part) in [(l, left), (r, right)] {
-            let ext = work.page(pg)?.ext().to_vec();
-            work.page_mut(pg)?.rebuild(&ext, part.iter().copied())?;
-        }
+        // In place (nodes removed from one page and inserted into the other, the rest where
+        // they were), so the deltas of both pages find their unchanged lines by place.
+        let (moved, n_orig) = (
+            if leaf_left { after_cut } else { before_cut },
+            own_copy.count(),
+        );
+        // The leaf's own nodes before the cut, by their index on the page (the new node is not
+        // on it).
+        let k_orig = if k <= idx { k } else { k - 1 };
+        let fits = {
+            let leaf = work.page_mut(pgno)?;
+            let removed = if leaf_left {
+                (k_orig..n_orig).rev().all(|j| leaf.remove_node(j))
+            } else {
+                (0..k_orig).rev().all(|j| leaf.remove_node(j))
+            };
+            let stays = if leaf_left { idx < k } else { idx >= k };
+            let at = if leaf_left { idx } else { idx.wrapping_sub(k) };
+            removed && (!stays || leaf.insert_node(at, node.flags, &node.key, &node.data))
+        };
+        let sib_page = work.page_mut(sib)?;
+        let base = if leaf_left { 0 } else { sib_page.count() };
+        let fits = fits
+            && moved
+                .iter()
+                .enumerate()
+                .all(|(j, n)| sib_page.insert_node(base + j, n.flags, n.key, n.data));
         let parent = work.page_mut(ppg)?;
-        if parent.remove_node(b) && parent.insert_node(b, flags, &sep, &child) {
+        if fits && parent.remove_node(b) && parent.insert_node(b, flags, &sep, &child) {
             Ok(true)
         } else {
-            Err(internal("separator did not fit the parent"))
+            Err(internal("shared nodes did not fit"))
         }
     })();
-    pool.give(sib_copy);
-    if let Some(p) = own_copy {
-        pool.give(p);
-    }
+    pool.give(own_copy);
     shared
 }
 
