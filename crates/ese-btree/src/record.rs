@@ -186,21 +186,27 @@ impl Delta<'_> {
 /// node not found (new, changed, or a page out of order) is given in full, which is never
 /// wrong, only longer.
 pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>> {
-    fn copy(steps: &mut Vec<DeltaStep<'_>>, j: usize) -> Option<()> {
-        let j16 = u16::try_from(j).ok()?;
+    /// Adds nodes `from..from + n` of the page before to the steps, extending the last copy
+    /// run when it ends at `from` (a page holds fewer than 65,536 nodes).
+    fn copy_run(steps: &mut Vec<DeltaStep<'_>>, from: usize, n: usize) -> Option<()> {
+        if n == 0 {
+            return Some(());
+        }
+        let n16 = u16::try_from(n).ok()?;
         match steps.last_mut() {
             Some(DeltaStep::Copy { first, count })
-                if usize::from(*first) + usize::from(*count) == j =>
+                if usize::from(*first) + usize::from(*count) == from =>
             {
-                *count += 1;
+                *count = count.checked_add(n16)?;
             }
             _ => steps.push(DeltaStep::Copy {
-                first: j16,
-                count: 1,
+                first: u16::try_from(from).ok()?,
+                count: n16,
             }),
         }
         Some(())
     }
+    let copy = |steps: &mut Vec<DeltaStep<'_>>, j: usize| copy_run(steps, j, 1);
     let (nb, na) = (before.count(), after.count());
     let mut steps: Vec<DeltaStep<'a>> = Vec::new();
     // Only the header changed (a split's sibling, whose link to its neighbour moved): every
@@ -212,9 +218,7 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
         let pre = lines.common_prefix();
         (pre, lines.common_suffix(pre), Some(lines))
     };
-    for j in 0..pre {
-        copy(&mut steps, j)?;
-    }
+    copy_run(&mut steps, 0, pre)?;
     let mut j = pre;
     for i in pre..na - suf {
         let a = after.node(i)?;
@@ -228,9 +232,7 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
             steps.push(DeltaStep::Node(a));
         }
     }
-    for j in nb - suf..nb {
-        copy(&mut steps, j)?;
-    }
+    copy_run(&mut steps, nb - suf, suf)?;
     let d = Delta {
         pgno: after.pgno(),
         objid_before: before.objid(),
