@@ -493,18 +493,25 @@ pub(crate) type EntryPos = (Vec<u8>, usize);
 /// Puts `entry` (with a secondary-key part of `seckey_len` bytes) in `pos`, in the buffer it
 /// had ([`Table::set_pos`]).
 fn put_pos(pos: &mut Option<EntryPos>, entry: &[u8], seckey_len: usize) {
-    let mut buf = pos.take().map(|(k, _)| k).unwrap_or_default();
-    buf.clear();
-    buf.extend_from_slice(entry);
-    *pos = Some((buf, seckey_len));
+    match pos {
+        Some((buf, len)) => {
+            buf.clear();
+            buf.extend_from_slice(entry);
+            *len = seckey_len;
+        }
+        None => *pos = Some((entry.to_vec(), seckey_len)),
+    }
 }
 
 /// Puts `bytes` in `slot`, in the buffer it had.
 fn put_bytes(slot: &mut Option<Vec<u8>>, bytes: &[u8]) {
-    let mut buf = slot.take().unwrap_or_default();
-    buf.clear();
-    buf.extend_from_slice(bytes);
-    *slot = Some(buf);
+    match slot {
+        Some(buf) => {
+            buf.clear();
+            buf.extend_from_slice(bytes);
+        }
+        None => *slot = Some(bytes.to_vec()),
+    }
 }
 
 /// A visible entry a tree cursor is on (its node key is the cursor's key).
