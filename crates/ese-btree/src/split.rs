@@ -513,14 +513,17 @@ fn sibling_use(work: &mut Work<'_>, pgno: Pgno) -> Result<(usize, bool, ObjId)> 
     Ok((p.used(), p.is_leaf(), p.objid()))
 }
 
-/// The nodes of `page` (page `pgno`) as references into it.
+/// The nodes of `page` (page `pgno`) as references into it, with room for one more (the node
+/// that overflowed the page).
 fn node_refs(page: &Page, pgno: Pgno) -> Result<Vec<NodeRef<'_>>> {
-    (0..page.count())
-        .map(|j| {
+    let mut refs = Vec::with_capacity(page.count() + 1);
+    for j in 0..page.count() {
+        refs.push(
             page.node(j)
-                .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node"))
-        })
-        .collect()
+                .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node"))?,
+        );
+    }
+    Ok(refs)
 }
 
 /// When an insert overflows the leaf at `path[i]` (not the root), moves nodes from it to the
@@ -592,15 +595,10 @@ fn share_with_sibling(
         let mut own_refs = node_refs(&own_copy, pgno)?;
         let idx = (*idx).min(own_refs.len());
         own_refs.insert(idx, node.node_ref());
-        let sib_page = work.page(sib)?;
-        let sib_sizes = (0..sib_page.count())
-            .map(|j| {
-                sib_page
-                    .node(j)
-                    .map(|n| n.size())
-                    .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, sib, "unreadable node"))
-            })
-            .collect::<Result<Vec<usize>>>()?;
+        let sib_sizes: Vec<usize> = node_refs(work.page(sib)?, sib)?
+            .iter()
+            .map(NodeRef::size)
+            .collect();
         let own_sizes = own_refs.iter().map(NodeRef::size);
         // Left to right: the page the parent's entry `b` points to, then the next one.
         let leaf_left = s > c;
@@ -769,100 +767,94 @@ fn split_page(
     let (level, objid, old_next) = (page.level(), page.objid(), page.next());
     let flags = level_flags(root_flags, level);
     let leaf = level == 0;
-    let (chain, seps) =
-        if let (Overflow::Append(node), true) = (ov, i > 0) {
-            // Sequential inserts: the page stays as it is, the node starts a new page.
-            let n = page.count();
-            let last = page.key(n.saturating_sub(1));
-            let sep = if leaf {
-                shortest_separator(last, &node.key)
-            } else {
-                last.to_vec()
-            };
-            let c = work.alloc(objid, flags, level)?;
-            work.page_mut(c)?
-                .rebuild(&[], std::iter::once(node.node_ref()))?;
-            (vec![pgno, c], vec![sep])
+    let (chain, seps) = if let (Overflow::Append(node), true) = (ov, i > 0) {
+        // Sequential inserts: the page stays as it is, the node starts a new page.
+        let n = page.count();
+        let last = page.key(n.saturating_sub(1));
+        let sep = if leaf {
+            shortest_separator(last, &node.key)
         } else {
-            // The content as node references: the parent's nodes handed up by a split below,
-            // or borrowed from a copy of the page, with the new node.
-            let ext = page.ext().to_vec();
-            let src = (!matches!(ov, Overflow::Nodes(_))).then(|| pool.copy(page));
-            let mut refs = Vec::new();
-            if let Some(src) = &src {
-                refs.reserve(src.count() + 1);
-                for j in 0..src.count() {
-                    refs.push(src.node(j).ok_or_else(|| {
-                        corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node")
-                    })?);
-                }
-            }
-            match ov {
-                Overflow::Nodes(nodes) => refs.extend(nodes.iter().map(Node::node_ref)),
-                Overflow::Append(node) => refs.push(node.node_ref()),
-                Overflow::Insert(idx, node) => {
-                    refs.insert((*idx).min(refs.len()), node.node_ref());
-                }
-            }
-            let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
-            let mut cuts = partition_cuts(&sizes, cap, append && leaf);
-            cuts.push(refs.len());
-            let mut parts = Vec::with_capacity(cuts.len());
-            let mut seps = Vec::with_capacity(cuts.len());
-            let mut from = 0;
-            for &to in &cuts {
-                let part = refs.get(from..to).unwrap_or_default();
-                // A leaf separator is the shortest key between the neighbours of the cut; an
-                // internal one is the left part's last key (the bound its child already has).
-                if let (Some(l), Some(r)) = (part.last(), refs.get(to)) {
-                    seps.push(if leaf {
-                        shortest_separator(l.key, r.key)
-                    } else {
-                        l.key.to_vec()
-                    });
-                }
-                parts.push(part);
-                from = to;
-            }
-            if i == 0 {
-                // The root stays where it is: its content moves to new pages and it gains a
-                // level.
-                let mut children = Vec::with_capacity(parts.len());
-                for part in &parts {
-                    let c = work.alloc(objid, flags, level)?;
-                    work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
-                    children.push(c);
-                }
-                link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
-                let root_nodes: Vec<Node> = children
-                    .iter()
-                    .enumerate()
-                    .map(|(j, c)| child_node(seps.get(j).cloned().unwrap_or_default(), *c))
-                    .collect();
-                let root = work.page_mut(pgno)?;
-                root.set_level(level + 1);
-                let root_level_flags = level_flags(root_flags, level + 1);
-                root.set_flags(root_level_flags.with(PageFlags::ROOT, true));
-                root.set_nodes(&root_nodes)?;
-                return Ok(None);
-            }
-            let mut chain = vec![pgno];
-            for (j, part) in parts.iter().enumerate() {
-                if j == 0 {
-                    work.page_mut(pgno)?.rebuild(&ext, part.iter().copied())?;
-                } else {
-                    let c = work.alloc(objid, flags, level)?;
-                    work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
-                    chain.push(c);
-                }
-            }
-            drop(parts);
-            drop(refs);
-            if let Some(src) = src {
-                pool.give(src);
-            }
-            (chain, seps)
+            last.to_vec()
         };
+        let c = work.alloc(objid, flags, level)?;
+        work.page_mut(c)?
+            .rebuild(&[], std::iter::once(node.node_ref()))?;
+        (vec![pgno, c], vec![sep])
+    } else {
+        // The content as node references: the parent's nodes handed up by a split below,
+        // or borrowed from a copy of the page, with the new node.
+        let ext = page.ext().to_vec();
+        let src = (!matches!(ov, Overflow::Nodes(_))).then(|| pool.copy(page));
+        let mut refs = match &src {
+            Some(src) => node_refs(src, pgno)?,
+            None => Vec::new(),
+        };
+        match ov {
+            Overflow::Nodes(nodes) => refs.extend(nodes.iter().map(Node::node_ref)),
+            Overflow::Append(node) => refs.push(node.node_ref()),
+            Overflow::Insert(idx, node) => {
+                refs.insert((*idx).min(refs.len()), node.node_ref());
+            }
+        }
+        let sizes: Vec<usize> = refs.iter().map(NodeRef::size).collect();
+        let mut cuts = partition_cuts(&sizes, cap, append && leaf);
+        cuts.push(refs.len());
+        let mut parts = Vec::with_capacity(cuts.len());
+        let mut seps = Vec::with_capacity(cuts.len());
+        let mut from = 0;
+        for &to in &cuts {
+            let part = refs.get(from..to).unwrap_or_default();
+            // A leaf separator is the shortest key between the neighbours of the cut; an
+            // internal one is the left part's last key (the bound its child already has).
+            if let (Some(l), Some(r)) = (part.last(), refs.get(to)) {
+                seps.push(if leaf {
+                    shortest_separator(l.key, r.key)
+                } else {
+                    l.key.to_vec()
+                });
+            }
+            parts.push(part);
+            from = to;
+        }
+        if i == 0 {
+            // The root stays where it is: its content moves to new pages and it gains a
+            // level.
+            let mut children = Vec::with_capacity(parts.len());
+            for part in &parts {
+                let c = work.alloc(objid, flags, level)?;
+                work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
+                children.push(c);
+            }
+            link_chain(work, &children, Pgno::NULL, Pgno::NULL)?;
+            let root_nodes: Vec<Node> = children
+                .iter()
+                .enumerate()
+                .map(|(j, c)| child_node(seps.get(j).cloned().unwrap_or_default(), *c))
+                .collect();
+            let root = work.page_mut(pgno)?;
+            root.set_level(level + 1);
+            let root_level_flags = level_flags(root_flags, level + 1);
+            root.set_flags(root_level_flags.with(PageFlags::ROOT, true));
+            root.set_nodes(&root_nodes)?;
+            return Ok(None);
+        }
+        let mut chain = vec![pgno];
+        for (j, part) in parts.iter().enumerate() {
+            if j == 0 {
+                work.page_mut(pgno)?.rebuild(&ext, part.iter().copied())?;
+            } else {
+                let c = work.alloc(objid, flags, level)?;
+                work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
+                chain.push(c);
+            }
+        }
+        drop(parts);
+        drop(refs);
+        if let Some(src) = src {
+            pool.give(src);
+        }
+        (chain, seps)
+    };
     let prev = work.page(pgno)?.prev();
     link_chain(work, &chain, prev, old_next)?;
     if old_next != Pgno::NULL {

@@ -514,6 +514,11 @@ fn put_bytes(slot: &mut Option<Vec<u8>>, bytes: &[u8]) {
     }
 }
 
+/// The physical state of the node `c` is on, copied from the cursor.
+fn cursor_state(c: &Cursor) -> PhysState {
+    node_state(Some((c.data().to_vec(), c.flags())))
+}
+
 /// A visible entry a tree cursor is on (its node key is the cursor's key).
 pub(crate) struct Landed {
     pub(crate) seckey_len: usize,
@@ -894,13 +899,12 @@ impl Table {
         tree: ObjId,
         c: &Cursor,
     ) -> Result<Option<Vec<u8>>> {
-        let from_cursor = || node_state(Some((c.data().to_vec(), c.flags())));
         // The check reads the page, before `may_have_versions` is asked (see there).
         let state = if c.is_current() && !self.engine.vs.may_have_versions(tree) {
-            from_cursor()
+            cursor_state(c)
         } else {
             self.visible_unless_at_cursor(view, tree, c)?
-                .unwrap_or_else(from_cursor)
+                .unwrap_or_else(|| cursor_state(c))
         };
         Ok(state.into_value())
     }
@@ -923,7 +927,7 @@ impl Table {
             || c.is_current(),
             || {
                 Ok(if c.is_current() {
-                    node_state(Some((c.data().to_vec(), c.flags())))
+                    cursor_state(c)
                 } else {
                     node_state(self.engine.store.tree(tree)?.get_opt(key)?)
                 })
@@ -1124,33 +1128,30 @@ impl Table {
                     (c.move_last()?, false)
                 }
                 // The kept cursor is not on the current entry (`step_primary` stepped it if it
-                // was): seek from the current entry or from where the cursor left the index.
-                Move::Next => match (&self.pos, &self.off) {
-                    (Some((k, _)), _) | (None, Off::BeforeFirst(Some(k))) => {
-                        let k = k.clone();
-                        (
-                            c.seek(&k, SeekOp::Gt).map(|()| true).or_else(not_found)?,
-                            true,
-                        )
-                    }
-                    (None, Off::BeforeFirst(None)) => (c.move_first()?, true),
-                    (None, Off::AfterLast(_)) => {
-                        return Err(Error::new(ErrorKind::NoCurrentRecord));
-                    }
-                },
-                Move::Previous => match (&self.pos, &self.off) {
-                    (Some((k, _)), _) | (None, Off::AfterLast(Some(k))) => {
-                        let k = k.clone();
-                        (
-                            c.seek(&k, SeekOp::Lt).map(|()| true).or_else(not_found)?,
-                            false,
-                        )
-                    }
-                    (None, Off::AfterLast(None)) => (c.move_last()?, false),
-                    (None, Off::BeforeFirst(_)) => {
-                        return Err(Error::new(ErrorKind::NoCurrentRecord));
-                    }
-                },
+                // was): seek from the current entry or from where the cursor left the index on
+                // the side it moves away from (none: from that end). Moving on past the other
+                // end has no current record.
+                Move::Next | Move::Previous => {
+                    let forward = matches!(m, Move::Next);
+                    let from = match (&self.pos, &self.off, forward) {
+                        (Some((k, _)), _, _) => Some(k.clone()),
+                        (None, Off::BeforeFirst(k), true) | (None, Off::AfterLast(k), false) => {
+                            k.clone()
+                        }
+                        (None, Off::AfterLast(_), true) | (None, Off::BeforeFirst(_), false) => {
+                            return Err(Error::new(ErrorKind::NoCurrentRecord));
+                        }
+                    };
+                    let on = match from {
+                        Some(k) => {
+                            let op = if forward { SeekOp::Gt } else { SeekOp::Lt };
+                            c.seek(&k, op).map(|()| true).or_else(not_found)?
+                        }
+                        None if forward => c.move_first()?,
+                        None => c.move_last()?,
+                    };
+                    (on, forward)
+                }
             }
         };
         let land = self.land_current(&mut c, on, forward, epoch)?;
