@@ -6,10 +6,11 @@
 //! record's LGPOS. [`Log::flush`] is leader/follower: the first flusher that finds no I/O in
 //! progress becomes the leader, takes the **whole** buffer (every record appended so far, by
 //! any thread), pads it to a sector boundary, and writes and syncs it with the mutex released.
-//! Flushers arriving meanwhile wait on a condition variable; when the leader finishes, those
-//! whose records it covered return, and one of the rest leads the next batch, which holds every
-//! record appended during the previous sync. One `fdatasync` thus serves all committers that
-//! arrived while the previous one ran. A leader that expects company (the previous round ended
+//! Flushers arriving meanwhile park as followers; when the leader finishes, it wakes exactly
+//! those whose records it covered, which return without taking the mutex again, and the one
+//! of the rest that waited longest, which leads the next batch: every record appended during
+//! the previous sync. One `fdatasync` thus serves all committers that arrived while the
+//! previous one ran, and no follower wakes for nothing. A leader that expects company (the previous round ended
 //! with several threads in `flush`) first waits up to half the average sync time, at most
 //! 200 µs, for that many flushers, so that committers released by one sync make the next one
 //! instead of alternating between large and small batches. A lone committer never waits:
@@ -39,7 +40,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -86,8 +87,8 @@ struct State {
     failed: Option<Error>,
     /// A reserve log is in use: ordinary appends return `LogDiskFull`.
     disk_full: bool,
-    /// Threads currently inside `flush`.
-    flushers: usize,
+    /// Followers parked until the I/O under way ends (see `Shared::follow`).
+    followers: Vec<Follower>,
     /// How many flushers the last leader saw when its sync ended: the expected batch.
     batch_target: usize,
     /// A leader is delaying its write to gather `batch_target` flushers.
@@ -134,6 +135,12 @@ struct Shared {
     file_bytes: usize,
     state: Mutex<State>,
     cond: Condvar,
+    /// Threads currently inside `flush` (counted up under the state mutex; followers leave
+    /// without it, see `Shared::follow`).
+    flushers: AtomicUsize,
+    /// `State::last_durable` as of the last completed I/O, for followers to read without the
+    /// state mutex; never ahead of it.
+    durable_hint: AtomicU64,
     /// Wakes a leader that delays for its batch (see `flush`).
     leader_cond: Condvar,
     /// The next generation's file (`edbtmp.log`), preformatted ahead of need by the
@@ -151,6 +158,22 @@ struct Shared {
     waited_flushes: AtomicU64,
     bg_lock: Mutex<()>,
     bg_cond: Condvar,
+}
+
+/// A follower of a group commit, parked until the I/O under way ends (see `Shared::follow`).
+struct Follower {
+    /// The position its records end at.
+    up_to: Lgpos,
+    thread: std::thread::Thread,
+    /// Set before the thread is unparked (a park may also end spuriously).
+    woken: Arc<AtomicBool>,
+}
+
+impl Follower {
+    fn wake(self) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 struct CheckpointState {
@@ -368,6 +391,8 @@ impl Log {
             file_bytes: usize::try_from(file_bytes).unwrap_or(usize::MAX),
             state: Mutex::new(state),
             cond: Condvar::new(),
+            flushers: AtomicUsize::new(0),
+            durable_hint: AtomicU64::new(0),
             leader_cond: Condvar::new(),
             prepared: Mutex::new(None),
             prep_cond: Condvar::new(),
@@ -599,7 +624,7 @@ fn new_state(file: Box<dyn File>, header: &LogFileHeader, last: Lgpos) -> State 
         sealed: None,
         failed: None,
         disk_full: false,
-        flushers: 0,
+        followers: Vec::new(),
         batch_target: 1,
         leader_waiting: false,
         sync_ewma_ns: 0,
@@ -641,7 +666,7 @@ impl Shared {
             log::error!("log I/O failed, the log refuses further writes: {e}");
             st.failed = Some(e.clone());
         }
-        self.cond.notify_all();
+        self.io_done(st);
         first_failure(e)
     }
 
@@ -698,7 +723,7 @@ impl Shared {
     }
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {
-        let mut st = self.state.lock();
+        let st = self.state.lock();
         if st.failed.is_none() && st.durable_through(up_to) {
             // Already durable: not company for a group commit. Counted, a caller that only
             // checks (the write-back's WAL rule, once per batch of pages) made the next leader
@@ -706,13 +731,74 @@ impl Shared {
             return Ok(());
         }
         self.waited_flushes.fetch_add(1, Ordering::Relaxed);
-        st.flushers += 1;
-        if st.leader_waiting && st.flushers >= st.batch_target {
+        let flushers = self.flushers.fetch_add(1, Ordering::SeqCst) + 1;
+        if st.leader_waiting && flushers >= st.batch_target {
             self.leader_cond.notify_one();
         }
-        let r = self.flush_locked(&mut st, up_to);
-        st.flushers -= 1;
+        let r = self.flush_locked(st, up_to);
+        self.flushers.fetch_sub(1, Ordering::SeqCst);
         r
+    }
+
+    /// Parks the calling flusher, whose records end at `up_to`, until the I/O under way ends
+    /// (the state is locked on entry and unlocked on return): as a follower of the group
+    /// commit. Returns whether its records are durable then.
+    ///
+    /// Followers wait here rather than on `cond`: a condition variable's waiters each take the
+    /// state mutex again on waking, one after the other (a chain of wake-ups as long as the
+    /// batch, with a trip through the scheduler per link), and the ones whose records are not
+    /// covered yet wake for nothing. Here the I/O's end wakes exactly the followers whose
+    /// records it made durable, which leave without the state mutex, and the oldest of the
+    /// others, to lead the next batch (`Shared::take_woken`).
+    fn follow(&self, mut st: MutexGuard<'_, State>, up_to: Lgpos) -> bool {
+        let woken = Arc::new(AtomicBool::new(false));
+        st.followers.push(Follower {
+            up_to,
+            thread: std::thread::current(),
+            woken: Arc::clone(&woken),
+        });
+        drop(st);
+        // An unpark that comes before the park makes the park return at once.
+        while !woken.load(Ordering::Acquire) {
+            std::thread::park();
+        }
+        self.durable_hint.load(Ordering::Acquire) >= up_to.as_u64()
+    }
+
+    /// Takes the followers to wake now that an I/O ended (called with the state locked, after
+    /// `last_durable` or `failed` was set): every one whose records are durable, and the one
+    /// waiting longest of the rest, which leads the next batch (or follows again if another
+    /// flusher leads already). After a failure, all of them (they return its error).
+    fn take_woken(st: &mut State) -> Vec<Follower> {
+        if st.failed.is_some() {
+            return std::mem::take(&mut st.followers);
+        }
+        let durable = st.last_durable;
+        let (covered, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.followers)
+            .into_iter()
+            .partition(|f| f.up_to <= durable);
+        let mut rest = rest.into_iter();
+        // The next leader first, so the next I/O does not wait for the other wake-ups.
+        let mut woken: Vec<_> = rest.next().into_iter().collect();
+        woken.extend(covered);
+        st.followers = rest.collect();
+        woken
+    }
+
+    /// Ends an I/O (flush, rollover, or its failure) whose leader keeps the state locked:
+    /// wakes the threads waiting on `cond` and the followers `take_woken` picks.
+    fn io_done(&self, st: &mut State) {
+        self.cond.notify_all();
+        for f in Self::take_woken(st) {
+            f.wake();
+        }
+    }
+
+    /// Records that everything up to `lgpos` is durable.
+    fn set_durable(&self, st: &mut State, lgpos: Lgpos) {
+        st.last_durable = st.last_durable.max(lgpos);
+        self.durable_hint
+            .store(st.last_durable.as_u64(), Ordering::Release);
     }
 
     /// Group commit, leader/follower (module docs). A leader that expects company (the last
@@ -720,7 +806,7 @@ impl Shared {
     /// at [`MAX_GROUP_DELAY_NS`], for that many flushers before taking the buffer: without
     /// this, committers released by one sync miss the next one and batches alternate between
     /// large and small.
-    fn flush_locked(&self, st: &mut MutexGuard<'_, State>, up_to: Lgpos) -> Result<()> {
+    fn flush_locked<'a>(&'a self, mut st: MutexGuard<'a, State>, up_to: Lgpos) -> Result<()> {
         loop {
             if let Some(e) = &st.failed {
                 return Err(latched(e));
@@ -729,21 +815,25 @@ impl Shared {
                 return Ok(());
             }
             if st.io_busy {
-                self.cond.wait(st);
+                // Follow the I/O under way; leave at once if it made these records durable.
+                if self.follow(st, up_to) {
+                    return Ok(());
+                }
+                st = self.state.lock();
                 continue;
             }
             if st.sealed.is_some() {
                 // Records of the next generation wait for its file: roll over first.
-                self.rollover(st)?;
+                self.rollover(&mut st)?;
                 continue;
             }
             st.io_busy = true;
-            if st.batch_target > 1 && st.flushers < st.batch_target {
+            if st.batch_target > 1 && self.flushers.load(Ordering::SeqCst) < st.batch_target {
                 let delay = (st.sync_ewma_ns / 2).min(MAX_GROUP_DELAY_NS);
                 let deadline = Instant::now() + Duration::from_nanos(delay);
                 st.leader_waiting = true;
-                while st.flushers < st.batch_target
-                    && !self.leader_cond.wait_until(st, deadline).timed_out()
+                while self.flushers.load(Ordering::SeqCst) < st.batch_target
+                    && !self.leader_cond.wait_until(&mut st, deadline).timed_out()
                 {}
                 st.leader_waiting = false;
                 if st.sealed.is_some() {
@@ -763,13 +853,13 @@ impl Shared {
             let target = st.last_appended;
             let file = Arc::clone(&st.file);
             let began = Instant::now();
-            let r = MutexGuard::unlocked(st, || {
+            let r = MutexGuard::unlocked(&mut st, || {
                 file.write_all_at(&data, start as u64)?;
                 file.sync_data()
             });
             let took = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
             st.sync_ewma_ns = st.sync_ewma_ns - st.sync_ewma_ns / 8 + took / 8;
-            st.batch_target = st.flushers.max(1);
+            st.batch_target = self.flushers.load(Ordering::SeqCst).max(1);
             st.io_busy = false;
             data.clear();
             if st.spare.capacity() < data.capacity() {
@@ -777,10 +867,22 @@ impl Shared {
             }
             match r {
                 Ok(()) => {
-                    st.last_durable = st.last_durable.max(target);
+                    self.set_durable(&mut st, target);
+                    // The followers are woken with the state unlocked (a wake-up is a system
+                    // call; appends need the mutex meanwhile).
                     self.cond.notify_all();
+                    let woken = Self::take_woken(&mut st);
+                    drop(st);
+                    for f in woken {
+                        f.wake();
+                    }
+                    // The leader took every record appended before it flushed, its own too.
+                    if self.durable_hint.load(Ordering::Acquire) >= up_to.as_u64() {
+                        return Ok(());
+                    }
+                    st = self.state.lock();
                 }
-                Err(e) => return Err(self.fail(st, &e)),
+                Err(e) => return Err(self.fail(&mut st, &e)),
             }
         }
     }
@@ -885,7 +987,7 @@ impl Shared {
             Ok((f, header, reserve)) => {
                 st.file = Arc::from(f);
                 st.created_micros = header.created_micros;
-                st.last_durable = st.last_durable.max(sealed.target);
+                self.set_durable(st, sealed.target);
                 if reserve {
                     log::warn!(
                         "log disk full: generation {} uses a reserve log",
@@ -893,7 +995,7 @@ impl Shared {
                     );
                     st.disk_full = true;
                 }
-                self.cond.notify_all();
+                self.io_done(st);
                 Ok(())
             }
             Err(e) => Err(self.fail(st, &e)),
