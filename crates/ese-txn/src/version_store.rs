@@ -532,6 +532,21 @@ pub(crate) struct OpRef {
     pub(crate) level: u32,
 }
 
+/// What [`VersionStore::clean_chain`] found cleanable in a chain.
+enum Cleaned {
+    /// Every entry: the chain is left as it was, for the caller to take out of the map whole.
+    All,
+    /// These entries, removed from the chain (possibly none; possibly all, leaving it empty).
+    Part(Chain),
+}
+
+/// Changes to clean from which [`VersionStore::cleanup`] walks the shards' maps in place
+/// instead of looking each changed key up (`clean_by_scan`)...
+const SCAN_MIN: usize = 4096;
+/// ... when they are at least one in this many of the entries in the store (the walk reads
+/// every entry; a look-up costs several times a step of the walk).
+const SCAN_SHARE: usize = 8;
+
 struct Committed {
     ts: u64,
     /// The transaction's changes (their keys; a key changed twice is listed twice).
@@ -1083,21 +1098,27 @@ impl VersionStore {
         let horizon = self.horizon();
         let mut dropped = 0;
         let mut doomed = Vec::new();
-        // What cleanup drops, freed after each shard lock is released.
-        let mut freed = Vec::new();
-        loop {
-            let batch = {
-                let mut q = self.committed.lock();
-                match q.front() {
-                    Some(c) if c.ts <= horizon => q.pop_front(),
-                    _ => None,
-                }
-            };
-            let Some(batch) = batch else { break };
-            let mut tally = Tally::default();
-            dropped += self.clean_keys(&batch.ops, horizon, &mut doomed, &mut tally, &mut freed);
-            self.settle(tally);
+        // Every transaction committed at or below the horizon: what it changed is cleanable.
+        let batches: Vec<Committed> = {
+            let mut q = self.committed.lock();
+            let n = q.iter().take_while(|c| c.ts <= horizon).count();
+            q.drain(..n).collect()
+        };
+        let ops: usize = batches.iter().map(|b| b.ops.len()).sum();
+        let entries = usize::try_from(self.entries.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if ops >= SCAN_MIN && ops.saturating_mul(SCAN_SHARE) >= entries {
+            dropped = self.clean_by_scan(horizon, &mut doomed);
+        } else {
+            // What cleanup drops, freed after each shard lock is released.
+            let mut freed = Vec::new();
+            for batch in &batches {
+                let mut tally = Tally::default();
+                dropped +=
+                    self.clean_keys(&batch.ops, horizon, &mut doomed, &mut tally, &mut freed);
+                self.settle(tally);
+            }
         }
+        drop(batches);
         self.cleaned.fetch_add(dropped, Ordering::Relaxed);
         self.remove_doomed(doomed)?;
         Ok(dropped)
@@ -1218,10 +1239,34 @@ impl VersionStore {
         tally: &mut Tally,
         freed: &mut Vec<Chain>,
     ) -> u64 {
-        let tree = vkey.tree();
         let Some(chain) = shard.map.get_mut(vkey) else {
             return 0;
         };
+        let (removed, now_empty) = match Self::clean_chain(chain, horizon) {
+            // The whole chain goes (a committed insert or change nobody else touched, the
+            // common case): the map gives it up, nothing is copied or allocated.
+            Cleaned::All => (
+                shard.map.remove(vkey).unwrap_or(Chain::Many(Vec::new())),
+                true,
+            ),
+            Cleaned::Part(removed) => {
+                let now_empty = chain.is_empty();
+                if now_empty {
+                    shard.map.remove(vkey);
+                }
+                (removed, now_empty)
+            }
+        };
+        let n = Self::account(&removed, vkey, now_empty, doomed, tally);
+        if !removed.is_empty() {
+            freed.push(removed);
+        }
+        n
+    }
+
+    /// What of `chain` no one needs at `horizon`: all of it (left in place for the caller to
+    /// take whole), or the entries removed from it (none, some, or all, leaving it empty).
+    fn clean_chain(chain: &mut Chain, horizon: u64) -> Cleaned {
         let clean = |r: &Rce| {
             let ts = r.trx.commit_ts();
             ts != ACTIVE && ts != ABORTED && ts <= horizon
@@ -1234,32 +1279,32 @@ impl VersionStore {
             .iter()
             .rposition(|r| clean(r) && r.before.fixes_state())
             .map_or(0, |i| i + 1);
-        let (removed, now_empty) = if cut == chain.len() {
-            // The whole chain goes (a committed insert or change nobody else touched, the
-            // common case): the map gives it up, nothing is copied or allocated.
-            (
-                shard.map.remove(vkey).unwrap_or(Chain::Many(Vec::new())),
-                true,
-            )
-        } else {
-            let mut removed = chain.take_front(cut);
-            let mut i = 0;
-            while i < chain.len() {
-                if chain.get(i).is_some_and(&clean) {
-                    removed.extend(chain.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-            let now_empty = chain.is_empty();
-            if now_empty {
-                shard.map.remove(vkey);
-            }
-            (Chain::Many(removed), now_empty)
-        };
-        if removed.is_empty() {
-            return 0;
+        if cut == chain.len() {
+            return Cleaned::All;
         }
+        let mut removed = chain.take_front(cut);
+        let mut i = 0;
+        while i < chain.len() {
+            if chain.get(i).is_some_and(&clean) {
+                removed.extend(chain.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        Cleaned::Part(Chain::Many(removed))
+    }
+
+    /// Counts the entries `removed` from the chain of `vkey` into `tally` and returns how many;
+    /// when the key is left without versions (`now_empty`) and its last was a delete, the key
+    /// joins `doomed`: its flag-deleted record is removed for good after the pass.
+    fn account(
+        removed: &Chain,
+        vkey: &VKey,
+        now_empty: bool,
+        doomed: &mut Vec<VKey>,
+        tally: &mut Tally,
+    ) -> u64 {
+        let tree = vkey.tree();
         let mut n = 0;
         for r in removed.iter() {
             tally.add(r, tree);
@@ -1270,11 +1315,50 @@ impl VersionStore {
             .rev()
             .find(|r| r.before.fixes_state())
             .is_some_and(|r| r.oper == Oper::Delete);
-        if now_empty && last_was_delete {
+        if n > 0 && now_empty && last_was_delete {
             doomed.push(vkey.clone());
         }
-        freed.push(removed);
         n
+    }
+
+    /// Cleanup of a large backlog (a big transaction's changes): each shard's map is walked in
+    /// place, every chain cleaned as [`VersionStore::clean_key`] cleans it, instead of looking
+    /// up each changed key (a cache miss per key in a map much larger than the CPU's caches;
+    /// the walk reads the map in order). The result is the same: every entry committed at or
+    /// below `horizon` is committed by a transaction taken off the queue in this pass or an
+    /// earlier one, and the walk drops exactly the entries the look-ups would. One shard lock
+    /// is held at a time; what the walk drops is freed after it is released. Returns the
+    /// number of entries dropped.
+    fn clean_by_scan(&self, horizon: u64, doomed: &mut Vec<VKey>) -> u64 {
+        let mut dropped = 0;
+        for s in 0..SHARDS {
+            let mut tally = Tally::default();
+            let mut parts: Vec<Chain> = Vec::new();
+            let gone: Vec<(VKey, Chain)> = {
+                let mut shard = self.shard_at(s);
+                shard
+                    .map
+                    .extract_if(|vkey, chain| match Self::clean_chain(chain, horizon) {
+                        Cleaned::All => true,
+                        Cleaned::Part(removed) => {
+                            let now_empty = chain.is_empty();
+                            dropped += Self::account(&removed, vkey, now_empty, doomed, &mut tally);
+                            if !removed.is_empty() {
+                                parts.push(removed);
+                            }
+                            now_empty
+                        }
+                    })
+                    .collect()
+            };
+            for (vkey, chain) in &gone {
+                dropped += Self::account(chain, vkey, true, doomed, &mut tally);
+            }
+            self.settle(tally);
+            drop(gone);
+            drop(parts);
+        }
+        dropped
     }
 }
 

@@ -187,6 +187,70 @@ fn cleanup_of_large_transactions_keeps_only_what_open_transactions_need() {
     );
 }
 
+#[test]
+fn cleanup_of_a_backlog_walks_the_maps_and_keeps_what_snapshots_and_open_transactions_need() {
+    // Transactions of thousands of changes, most of the store's entries: cleanup walks the
+    // shards' maps instead of looking each key up. It must drop exactly what the look-ups
+    // would: nothing an older snapshot still reads, nothing of an open transaction.
+    const N: u32 = 5000;
+    let (vs, mem) = store_over();
+    let mut t = vs.begin("loader".into(), false);
+    for i in 0..N {
+        t.insert(TREE, &key(i), b"v").unwrap();
+        t.insert(OTHER, &key(i), b"w").unwrap();
+    }
+    t.commit_level(false).unwrap();
+    // A snapshot from before the deletes keeps them from being cleaned.
+    let reader = vs.begin("reader".into(), true);
+    let mut d = vs.begin("deleter".into(), false);
+    for i in (0..N).step_by(2) {
+        d.delete(OTHER, &key(i)).unwrap();
+        d.delete(TREE, &key(i + 1)).unwrap();
+    }
+    d.commit_level(false).unwrap();
+    let mut open = vs.begin("open".into(), false);
+    open.replace(TREE, &key(8), b"x").unwrap();
+    assert_eq!(vs.stats().entries, u64::from(2 * N + N + 1));
+
+    // The loader's inserts go; the deletes stay for the reader, who still sees every row.
+    assert_eq!(vs.cleanup().unwrap(), u64::from(2 * N));
+    assert_eq!(vs.stats().entries, u64::from(N + 1));
+    assert_eq!(mem.inner.lock().data.len(), 2 * N as usize);
+    for i in (0..N).step_by(97) {
+        assert_eq!(
+            reader.read(OTHER, &key(i)).unwrap().as_deref(),
+            Some(&b"w"[..])
+        );
+        assert_eq!(
+            reader.read(TREE, &key(i)).unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+    drop(reader);
+
+    // Without the reader the deletes go too, and their records with them.
+    assert_eq!(vs.cleanup().unwrap(), u64::from(N));
+    assert_only_the_open_change_left(&vs);
+    let live = mem.live();
+    assert_eq!(mem.inner.lock().data.len(), N as usize);
+    assert_eq!(live.len(), N as usize);
+    for i in 0..N {
+        let (tree_kept, other_kept) = (i % 2 == 0, i % 2 == 1);
+        let expect = if i == 8 { &b"x"[..] } else { &b"v"[..] };
+        assert_eq!(
+            live.get(&(TREE, key(i))).map(Vec::as_slice),
+            tree_kept.then_some(expect)
+        );
+        assert_eq!(
+            live.get(&(OTHER, key(i))).map(Vec::as_slice),
+            other_kept.then_some(&b"w"[..])
+        );
+    }
+    open.rollback_all().unwrap();
+    vs.cleanup().unwrap();
+    assert_empty(&vs);
+}
+
 /// A delete's version holds no copy of the record (the node keeps its data, flag-deleted):
 /// its charge is the entry's overhead alone, whatever the record's size. Older snapshots
 /// still read the record, the deleter does not, and rolling back (the whole transaction,
