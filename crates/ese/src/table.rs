@@ -2337,18 +2337,18 @@ impl Table {
     }
 }
 
-/// Changes the entries of record `bm` of the table `def` (in database `dbid`) in every
-/// secondary index from those of `old` to those of `new` (`None`: no record), in `t`.
-///
-/// # Errors
-/// `SecondaryIndexCorrupted` (-1414) when an entry to remove is missing; `KeyDuplicate`
-/// (-1605) for a unique index; the transaction's errors.
 /// Whether the table `def` has a long-value column, deleted ones included: only those hold
 /// separated values.
 fn has_long_columns(def: &TableDef) -> bool {
     def.columns.iter().any(|c| c.def.coltyp.is_long())
 }
 
+/// Changes the entries of record `bm` of the table `def` (in database `dbid`) in every
+/// secondary index from those of `old` to those of `new` (`None`: no record), in `t`.
+///
+/// # Errors
+/// `SecondaryIndexCorrupted` (-1414) when an entry to remove is missing; `KeyDuplicate`
+/// (-1605) for a unique index; the transaction's errors.
 pub(crate) fn maintain_indexes_of(
     def: &TableDef,
     dbid: u32,
