@@ -415,12 +415,14 @@ pub(crate) enum NewEntry {
 }
 
 /// What an update leaves for the next one on the same cursor: the record emptied
-/// ([`Record::recycle`]), its value buffers, and the buffer its encoding was written to.
+/// ([`Record::recycle`]), its value buffers, the buffer its encoding was written to, and the
+/// buffer a delete copies the current bookmark into.
 #[derive(Debug, Default)]
 pub(crate) struct UpdateScratch {
     record: Option<Record>,
     bufs: Vec<Vec<u8>>,
     encoded: Vec<u8>,
+    bookmark: Vec<u8>,
 }
 
 impl UpdateScratch {
@@ -2320,20 +2322,23 @@ impl Table {
         let session = self.session.clone();
         let _call = session.enter(false)?;
         self.check_open()?;
-        let key = self
-            .current
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::NoCurrentRecord))?;
+        let Some(current) = &self.current else {
+            return Err(Error::new(ErrorKind::NoCurrentRecord));
+        };
+        // A copy: the delete may move the cursor's position (a definition change resets it).
+        let mut key = std::mem::take(&mut self.scratch.bookmark);
+        key.clear();
+        key.extend_from_slice(current);
         let engine = Arc::clone(&self.engine);
-        session
-            .in_transaction(&engine, |t| self.delete_in(t, &key))
-            .map_err(|e| {
-                if e.kind() == ErrorKind::RecordNotFound {
-                    Error::new(ErrorKind::RecordDeleted)
-                } else {
-                    e
-                }
-            })
+        let r = session.in_transaction(&engine, |t| self.delete_in(t, &key));
+        self.scratch.bookmark = key;
+        r.map_err(|e| {
+            if e.kind() == ErrorKind::RecordNotFound {
+                Error::new(ErrorKind::RecordDeleted)
+            } else {
+                e
+            }
+        })
     }
 }
 
