@@ -10,10 +10,8 @@
 //! those whose records it covered, which return without taking the mutex again, and the one
 //! of the rest that waited longest, which leads the next batch: every record appended during
 //! the previous sync. One `fdatasync` thus serves all committers that arrived while the
-//! previous one ran, and no follower wakes for nothing. A leader that expects company (the previous round ended
-//! with several threads in `flush`) first waits up to half the average sync time, at most
-//! 200 µs, for that many flushers, so that committers released by one sync make the next one
-//! instead of alternating between large and small batches. A lone committer never waits:
+//! previous one ran, and no follower wakes for nothing. A leader never waits for company
+//! before its I/O (the next batch gathers while this one syncs); a lone committer makes
 //! exactly one write and one `fdatasync` per commit.
 //!
 //! # Rollover
@@ -40,9 +38,9 @@
 #![deny(clippy::indexing_slicing)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -89,12 +87,6 @@ struct State {
     disk_full: bool,
     /// Followers parked until the I/O under way ends (see `Shared::follow`).
     followers: Vec<Follower>,
-    /// How many flushers the last leader saw when its sync ended: the expected batch.
-    batch_target: usize,
-    /// A leader is delaying its write to gather `batch_target` flushers.
-    leader_waiting: bool,
-    /// Moving average of a leader's write + sync time, nanoseconds.
-    sync_ewma_ns: u64,
 }
 
 impl State {
@@ -116,11 +108,6 @@ struct Sealed {
     target: Lgpos,
 }
 
-/// Upper bound of the group-commit delay: a leader waits at most this long for the expected
-/// batch to gather. 200 µs keeps the added latency well inside the 1 ms p99 budget even when
-/// a sync takes milliseconds.
-const MAX_GROUP_DELAY_NS: u64 = 200_000;
-
 /// How long the preparer waits after a failed preparation before trying again (and its
 /// longest sleep while a prepared file waits, as a guard against a missed wake-up). A second
 /// keeps a full disk from being probed in a loop while a rollover, which reports the failure,
@@ -135,14 +122,9 @@ struct Shared {
     file_bytes: usize,
     state: Mutex<State>,
     cond: Condvar,
-    /// Threads currently inside `flush` (counted up under the state mutex; followers leave
-    /// without it, see `Shared::follow`).
-    flushers: AtomicUsize,
     /// `State::last_durable` as of the last completed I/O, for followers to read without the
     /// state mutex; never ahead of it.
     durable_hint: AtomicU64,
-    /// Wakes a leader that delays for its batch (see `flush`).
-    leader_cond: Condvar,
     /// The next generation's file (`edbtmp.log`), preformatted ahead of need by the
     /// preparer thread. Held locked while that thread formats, and by a rollover from taking
     /// the file until it is renamed into place.
@@ -391,9 +373,7 @@ impl Log {
             file_bytes: usize::try_from(file_bytes).unwrap_or(usize::MAX),
             state: Mutex::new(state),
             cond: Condvar::new(),
-            flushers: AtomicUsize::new(0),
             durable_hint: AtomicU64::new(0),
-            leader_cond: Condvar::new(),
             prepared: Mutex::new(None),
             prep_cond: Condvar::new(),
             recycle_lock: Mutex::new(()),
@@ -625,9 +605,6 @@ fn new_state(file: Box<dyn File>, header: &LogFileHeader, last: Lgpos) -> State 
         failed: None,
         disk_full: false,
         followers: Vec::new(),
-        batch_target: 1,
-        leader_waiting: false,
-        sync_ewma_ns: 0,
     }
 }
 
@@ -725,19 +702,12 @@ impl Shared {
     fn flush(&self, up_to: Lgpos) -> Result<()> {
         let st = self.state.lock();
         if st.failed.is_none() && st.durable_through(up_to) {
-            // Already durable: not company for a group commit. Counted, a caller that only
-            // checks (the write-back's WAL rule, once per batch of pages) made the next leader
-            // wait for a committer that never came.
+            // Already durable: not counted as a waited flush (a caller that only checks, the
+            // write-back's WAL rule once per batch of pages, is no committer).
             return Ok(());
         }
         self.waited_flushes.fetch_add(1, Ordering::Relaxed);
-        let flushers = self.flushers.fetch_add(1, Ordering::SeqCst) + 1;
-        if st.leader_waiting && flushers >= st.batch_target {
-            self.leader_cond.notify_one();
-        }
-        let r = self.flush_locked(st, up_to);
-        self.flushers.fetch_sub(1, Ordering::SeqCst);
-        r
+        self.flush_locked(st, up_to)
     }
 
     /// Parks the calling flusher, whose records end at `up_to`, until the I/O under way ends
@@ -801,11 +771,7 @@ impl Shared {
             .store(st.last_durable.as_u64(), Ordering::Release);
     }
 
-    /// Group commit, leader/follower (module docs). A leader that expects company (the last
-    /// round ended with more than one thread in `flush`) waits up to half a sync time, capped
-    /// at [`MAX_GROUP_DELAY_NS`], for that many flushers before taking the buffer: without
-    /// this, committers released by one sync miss the next one and batches alternate between
-    /// large and small.
+    /// Group commit, leader/follower (module docs).
     fn flush_locked<'a>(&'a self, mut st: MutexGuard<'a, State>, up_to: Lgpos) -> Result<()> {
         loop {
             if let Some(e) = &st.failed {
@@ -828,20 +794,6 @@ impl Shared {
                 continue;
             }
             st.io_busy = true;
-            if st.batch_target > 1 && self.flushers.load(Ordering::SeqCst) < st.batch_target {
-                let delay = (st.sync_ewma_ns / 2).min(MAX_GROUP_DELAY_NS);
-                let deadline = Instant::now() + Duration::from_nanos(delay);
-                st.leader_waiting = true;
-                while self.flushers.load(Ordering::SeqCst) < st.batch_target
-                    && !self.leader_cond.wait_until(&mut st, deadline).timed_out()
-                {}
-                st.leader_waiting = false;
-                if st.sealed.is_some() {
-                    // A generation filled while the mutex was released.
-                    st.io_busy = false;
-                    continue;
-                }
-            }
             // Lead: take everything appended so far.
             let generation = st.generation;
             let start = st.buf_start;
@@ -852,14 +804,10 @@ impl Shared {
             st.buf_start = start + data.len();
             let target = st.last_appended;
             let file = Arc::clone(&st.file);
-            let began = Instant::now();
             let r = MutexGuard::unlocked(&mut st, || {
                 file.write_all_at(&data, start as u64)?;
                 file.sync_data()
             });
-            let took = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            st.sync_ewma_ns = st.sync_ewma_ns - st.sync_ewma_ns / 8 + took / 8;
-            st.batch_target = self.flushers.load(Ordering::SeqCst).max(1);
             st.io_busy = false;
             data.clear();
             if st.spare.capacity() < data.capacity() {
