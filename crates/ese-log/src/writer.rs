@@ -158,6 +158,13 @@ impl Follower {
     }
 }
 
+/// Wakes `followers` (see `Shared::io_done`).
+fn wake(followers: Vec<Follower>) {
+    for f in followers {
+        f.wake();
+    }
+}
+
 struct CheckpointState {
     file: Box<dyn File>,
     last: Option<Checkpoint>,
@@ -366,6 +373,7 @@ impl Log {
             ensure_reserves(fs.as_ref(), &files, file_bytes)?;
         }
         let lazy = config.lazy_flush_ms;
+        let durable = state.last_durable.as_u64();
         let shared = Arc::new(Shared {
             fs,
             files,
@@ -373,7 +381,7 @@ impl Log {
             file_bytes: usize::try_from(file_bytes).unwrap_or(usize::MAX),
             state: Mutex::new(state),
             cond: Condvar::new(),
-            durable_hint: AtomicU64::new(0),
+            durable_hint: AtomicU64::new(durable),
             prepared: Mutex::new(None),
             prep_cond: Condvar::new(),
             recycle_lock: Mutex::new(()),
@@ -643,7 +651,7 @@ impl Shared {
             log::error!("log I/O failed, the log refuses further writes: {e}");
             st.failed = Some(e.clone());
         }
-        self.io_done(st);
+        wake(self.io_done(st));
         first_failure(e)
     }
 
@@ -755,13 +763,13 @@ impl Shared {
         woken
     }
 
-    /// Ends an I/O (flush, rollover, or its failure) whose leader keeps the state locked:
-    /// wakes the threads waiting on `cond` and the followers `take_woken` picks.
-    fn io_done(&self, st: &mut State) {
+    /// Ends an I/O (flush, rollover, or its failure; the state is locked and `last_durable` or
+    /// `failed` set): wakes the threads waiting on `cond` and returns the followers
+    /// `take_woken` picks, for the caller to [`wake`] (with the state unlocked where it can:
+    /// a wake-up is a system call, and appends need the mutex meanwhile).
+    fn io_done(&self, st: &mut State) -> Vec<Follower> {
         self.cond.notify_all();
-        for f in Self::take_woken(st) {
-            f.wake();
-        }
+        Self::take_woken(st)
     }
 
     /// Records that everything up to `lgpos` is durable.
@@ -816,14 +824,9 @@ impl Shared {
             match r {
                 Ok(()) => {
                     self.set_durable(&mut st, target);
-                    // The followers are woken with the state unlocked (a wake-up is a system
-                    // call; appends need the mutex meanwhile).
-                    self.cond.notify_all();
-                    let woken = Self::take_woken(&mut st);
+                    let woken = self.io_done(&mut st);
                     drop(st);
-                    for f in woken {
-                        f.wake();
-                    }
+                    wake(woken);
                     // The leader took every record appended before it flushed, its own too.
                     if self.durable_hint.load(Ordering::Acquire) >= up_to.as_u64() {
                         return Ok(());
@@ -943,7 +946,7 @@ impl Shared {
                     );
                     st.disk_full = true;
                 }
-                self.io_done(st);
+                wake(self.io_done(st));
                 Ok(())
             }
             Err(e) => Err(self.fail(st, &e)),

@@ -1355,8 +1355,7 @@ impl VersionStore {
                 dropped += Self::account(chain, vkey, true, doomed, &mut tally);
             }
             self.settle(tally);
-            drop(gone);
-            drop(parts);
+            // `gone` and `parts` are freed here, the shard's lock long released.
         }
         dropped
     }
