@@ -190,6 +190,13 @@ impl Cursor {
             return false;
         };
         p.idx = idx;
+        // The next step's node, while this one is read (a range scan goes on stepping).
+        let after = if forward {
+            idx + 1
+        } else {
+            idx.wrapping_sub(1)
+        };
+        page.prefetch_node(after);
         // `p` borrows `self.pos`; the node's copy goes to the other fields.
         load_node(&mut self.key, &mut self.data, n);
         self.flags = n.flags;
@@ -292,6 +299,9 @@ impl Cursor {
                     if !beyond(&self.key, &target, inclusive, true) {
                         return Err(out_of_order(guard.frame().pgno));
                     }
+                    // A seek for the first key at or after another starts a range scan, as
+                    // often as not: its first step finds its node in the CPU cache.
+                    guard.prefetch_node(i + 1);
                     return Ok(true);
                 }
                 let next = guard.next();
