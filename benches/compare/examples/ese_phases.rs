@@ -1,5 +1,6 @@
 //! This engine alone through the harness's first phases (bulk load, individual durable writes,
-//! batch writes), with per-commit latencies, for profiling one phase under `perf`:
+//! batch writes), with per-commit latencies and, beside the bulk load's and the batch writes'
+//! wall time, the CPU time of the thread that ran them, for profiling one phase under `perf`:
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
 //! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
 //! (seek + retrieve, one read-only transaction per round), as the harness's read phase, then
@@ -42,13 +43,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         common::insert_next(&mut table, (k, v), rng, &mut key, &mut value)
     };
     common::perf_phase("bulk", true);
+    let cpu = common::thread_cpu();
     let t = Instant::now();
     session.begin_transaction()?;
     for _ in 0..n {
         insert(&mut rng)?;
     }
     session.commit_transaction(CommitGrbit::empty())?;
-    eprintln!("bulk load {n}: {:?}", t.elapsed());
+    let wall = t.elapsed();
+    match (cpu, common::thread_cpu()) {
+        (Some(a), Some(b)) => eprintln!(
+            "bulk load {n}: {wall:?} (this thread's CPU {:?})",
+            b.saturating_sub(a)
+        ),
+        _ => eprintln!("bulk load {n}: {wall:?}"),
+    }
     common::perf_phase("bulk", false);
     if let Some(ms) = std::env::var("ESE_PHASES_PAUSE_MS")
         .ok()
@@ -82,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lat[reps - 1]
     );
     common::perf_phase("batch", true);
+    let cpu = common::thread_cpu();
     let t = Instant::now();
     for _ in 0..100 {
         session.begin_transaction()?;
@@ -90,7 +100,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         session.commit_transaction(CommitGrbit::empty())?;
     }
-    eprintln!("batch writes 100x1000: {:?}", t.elapsed());
+    let wall = t.elapsed();
+    match (cpu, common::thread_cpu()) {
+        (Some(a), Some(b)) => {
+            eprintln!(
+                "batch writes 100x1000: {wall:?} (this thread's CPU {:?})",
+                b.saturating_sub(a)
+            );
+        }
+        _ => eprintln!("batch writes 100x1000: {wall:?}"),
+    }
     common::perf_phase("batch", false);
     // Random point reads of the bulk-loaded keys (the same PRNG stream replayed), as the
     // harness's read phase: seek on the primary key, retrieve the columns.

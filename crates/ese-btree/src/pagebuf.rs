@@ -11,6 +11,10 @@
 //! pages"). Where huge pages are off or unavailable the mapping still works with small pages;
 //! where the mapping itself fails, buffers come from the heap.
 //!
+//! Once a cache has filled two slabs it is growing, and the next slab is mapped and touched
+//! ahead of need by a short-lived background thread ([`SlabPool::reserve`]): the kernel's
+//! first-touch work is then off the thread that fills the cache.
+//!
 //! Copies made by work units and decoded images stay on the heap ([`PageBuf::heap`]); a
 //! buffer goes back to its slab's free list when dropped. Slabs are unmapped when the last
 //! buffer and the pool are gone (each buffer holds the pool).
@@ -149,6 +153,24 @@ struct SlabState {
     slabs: Vec<MmapMut>,
     /// Free regions, as addresses (a raw pointer is not `Send`).
     free: Vec<usize>,
+    /// A slab mapped and touched ahead of need by a background thread (see
+    /// [`SlabPool::reserve`]), taken when the free regions run out.
+    spare: Option<MmapMut>,
+    /// Whether a background thread is preparing the spare.
+    reserving: bool,
+}
+
+/// Maps a slab; `huge` asks for transparent huge pages (advice only: without them the slab
+/// works with small pages).
+fn map_slab(huge: bool) -> Option<MmapMut> {
+    let map = MmapMut::map_anon(SLAB_BYTES).ok()?;
+    #[cfg(target_os = "linux")]
+    if huge {
+        let _ = map.advise(memmap2::Advice::HugePage);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = huge;
+    Some(map)
 }
 
 impl SlabPool {
@@ -158,8 +180,46 @@ impl SlabPool {
             state: Mutex::new(SlabState {
                 slabs: Vec::new(),
                 free: Vec::new(),
+                spare: None,
+                reserving: false,
             }),
         })
+    }
+
+    /// Starts a background thread that maps the next slab and touches each of its pages, so
+    /// that the kernel's first-touch work (allocating and zeroing the memory: a huge page's
+    /// 2 MiB at once) is done off the thread that fills the cache. A cache that grows (a bulk
+    /// load installs a new page every few inserts) otherwise pays it on the inserting thread:
+    /// `perf` of the bulk load put 12 % of that thread in the kernel's zeroing. Nothing when a
+    /// spare is ready or on its way, or when no thread can be started (the next slab is then
+    /// mapped when needed, as before).
+    fn reserve(self: &Arc<SlabPool>, st: &mut SlabState) {
+        if st.spare.is_some() || st.reserving {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        let started = std::thread::Builder::new()
+            .name("ese-cache-grow".into())
+            .spawn(move || {
+                let mut map = map_slab(true);
+                if let Some(m) = map.as_mut() {
+                    for at in (0..m.len()).step_by(4096) {
+                        // A write faults the page in (a read would map the shared zero page).
+                        if let Some(b) = m.get_mut(at) {
+                            *b = 0;
+                        }
+                    }
+                }
+                // A pool dropped meanwhile drops the slab here.
+                if let Some(pool) = pool.upgrade() {
+                    let mut st = pool.state.lock();
+                    st.reserving = false;
+                    if st.spare.is_none() {
+                        st.spare = map;
+                    }
+                }
+            });
+        st.reserving = started.is_ok();
     }
 
     /// A buffer of the pool's page size holding `bytes` (of that size), in a slab; on the
@@ -194,18 +254,21 @@ impl SlabPool {
         }
         let mut st = self.state.lock();
         if st.free.is_empty() {
-            let mut map = MmapMut::map_anon(SLAB_BYTES).ok()?;
             // Huge pages from the second slab on: a small database (a temporary table) keeps
-            // its cache in small pages instead of a 2 MiB page. Advice only: without huge
-            // pages the slab works with small ones.
-            #[cfg(target_os = "linux")]
-            if !st.slabs.is_empty() {
-                let _ = map.advise(memmap2::Advice::HugePage);
-            }
+            // its cache in small pages instead of a 2 MiB page.
+            let mut map = match st.spare.take() {
+                Some(map) => map,
+                None => map_slab(!st.slabs.is_empty())?,
+            };
             let base = map.as_mut_ptr() as usize;
             st.free
                 .extend((0..SLAB_BYTES / ps).rev().map(|i| base + i * ps));
             st.slabs.push(map);
+            // From the second slab on the cache is growing: the next slab is prepared while
+            // this one fills.
+            if st.slabs.len() >= 2 {
+                self.reserve(&mut st);
+            }
         }
         let addr = st.free.pop()?;
         let ptr = NonNull::new(addr as *mut u8)?;
@@ -231,6 +294,39 @@ impl SlabPool {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    /// Once a second slab is mapped, the third comes from a spare mapped in the background.
+    #[test]
+    fn a_growing_pool_takes_its_next_slab_from_the_spare() {
+        let pool = SlabPool::new(8192);
+        let per = SLAB_BYTES / 8192;
+        let mut bufs: Vec<PageBuf> = (0..=per).map(|_| pool.zeroed()).collect();
+        assert_eq!(pool.slabs(), 2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let spare = loop {
+            if let Some(m) = &pool.state.lock().spare {
+                break m.as_ptr() as usize;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no spare slab after 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        bufs.extend((0..per).map(|i| pool.copy_of(&vec![(i % 251) as u8; 8192])));
+        {
+            let st = pool.state.lock();
+            assert_eq!(st.slabs.len(), 3);
+            assert_eq!(
+                st.slabs[2].as_ptr() as usize,
+                spare,
+                "the spare became the third slab"
+            );
+        }
+        let last = bufs.last().unwrap();
+        assert!(last.in_slab());
+        assert!(last.iter().all(|&x| x == ((per - 1) % 251) as u8));
+    }
 
     #[test]
     fn slab_buffers_are_distinct_reused_and_copied_to_the_heap() {

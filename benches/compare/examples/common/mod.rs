@@ -108,3 +108,17 @@ pub fn perf_phase(phase: &str, on: bool) {
         eprintln!("perf control fifo {}: {e}", ctl.to_string_lossy());
     }
 }
+
+/// CPU time the calling thread has used so far (user + system), from `/proc/thread-self/stat`
+/// (Linux, in clock ticks of 10 ms); `None` where that file cannot be read. Set beside a
+/// phase's wall-clock time it tells work done on the phase's thread from time spent waiting.
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_whitespace();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(std::time::Duration::from_millis((utime + stime) * 10))
+}
