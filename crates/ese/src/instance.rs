@@ -103,7 +103,9 @@ impl InstanceBuilder {
     }
 
     /// The most memory the database page cache may use, in bytes (`JET_paramCacheSizeMax`,
-    /// which ESE counts in pages). Default 64 MiB; at least 64 pages.
+    /// which ESE counts in pages). Default 64 MiB; at least 64 pages. Page buffers come from
+    /// 2 MiB slabs; while a cache grows past its second slab, one more slab is prepared ahead
+    /// of need (so a cache may hold up to 2 MiB beyond its pages).
     pub fn cache_size_max_bytes(mut self, bytes: u64) -> Self {
         self.params.cache_bytes = bytes;
         self
