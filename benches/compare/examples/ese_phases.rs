@@ -50,14 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         insert(&mut rng)?;
     }
     session.commit_transaction(CommitGrbit::empty())?;
-    let wall = t.elapsed();
-    match (cpu, common::thread_cpu()) {
-        (Some(a), Some(b)) => eprintln!(
-            "bulk load {n}: {wall:?} (this thread's CPU {:?})",
-            b.saturating_sub(a)
-        ),
-        _ => eprintln!("bulk load {n}: {wall:?}"),
-    }
+    common::report_phase(&format!("bulk load {n}"), t, cpu);
     common::perf_phase("bulk", false);
     if let Some(ms) = std::env::var("ESE_PHASES_PAUSE_MS")
         .ok()
@@ -100,16 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         session.commit_transaction(CommitGrbit::empty())?;
     }
-    let wall = t.elapsed();
-    match (cpu, common::thread_cpu()) {
-        (Some(a), Some(b)) => {
-            eprintln!(
-                "batch writes 100x1000: {wall:?} (this thread's CPU {:?})",
-                b.saturating_sub(a)
-            );
-        }
-        _ => eprintln!("batch writes 100x1000: {wall:?}"),
-    }
+    common::report_phase("batch writes 100x1000", t, cpu);
     common::perf_phase("batch", false);
     // Random point reads of the bulk-loaded keys (the same PRNG stream replayed), as the
     // harness's read phase: seek on the primary key, retrieve the columns.

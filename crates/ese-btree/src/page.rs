@@ -624,8 +624,7 @@ impl Page {
         let (cb, ib) = self.tag(i + 1);
         let start = (self.buf.as_ptr() as usize).wrapping_add(ib);
         // The lines from the one holding the node's first byte to the one holding its last.
-        let first = start & !63;
-        let mut line = first;
+        let mut line = start & !63;
         while line < start.wrapping_add(cb.max(1)) {
             prefetch(line);
             line = line.wrapping_add(64);

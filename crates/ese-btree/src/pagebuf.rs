@@ -153,11 +153,32 @@ struct SlabState {
     slabs: Vec<MmapMut>,
     /// Free regions, as addresses (a raw pointer is not `Send`).
     free: Vec<usize>,
-    /// A slab mapped and touched ahead of need by a background thread (see
-    /// [`SlabPool::reserve`]), taken when the free regions run out.
-    spare: Option<MmapMut>,
-    /// Whether a background thread is preparing the spare.
-    reserving: bool,
+    /// The slab prepared ahead of need by a background thread (see [`SlabPool::reserve`]),
+    /// taken when the free regions run out.
+    spare: Spare,
+}
+
+/// The state of a pool's spare slab.
+enum Spare {
+    /// None ready, none being prepared.
+    None,
+    /// A background thread is mapping and touching one.
+    Coming,
+    /// Mapped and touched.
+    Ready(MmapMut),
+}
+
+impl Spare {
+    /// The ready slab, leaving none; `None` (and the state as it was) when none is ready.
+    fn take_ready(&mut self) -> Option<MmapMut> {
+        match std::mem::replace(self, Spare::None) {
+            Spare::Ready(map) => Some(map),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
 }
 
 /// Maps a slab; `huge` asks for transparent huge pages (advice only: without them the slab
@@ -180,8 +201,7 @@ impl SlabPool {
             state: Mutex::new(SlabState {
                 slabs: Vec::new(),
                 free: Vec::new(),
-                spare: None,
-                reserving: false,
+                spare: Spare::None,
             }),
         })
     }
@@ -194,7 +214,7 @@ impl SlabPool {
     /// spare is ready or on its way, or when no thread can be started (the next slab is then
     /// mapped when needed, as before).
     fn reserve(self: &Arc<SlabPool>, st: &mut SlabState) {
-        if st.spare.is_some() || st.reserving {
+        if !matches!(st.spare, Spare::None) {
             return;
         }
         let pool = Arc::downgrade(self);
@@ -212,14 +232,12 @@ impl SlabPool {
                 }
                 // A pool dropped meanwhile drops the slab here.
                 if let Some(pool) = pool.upgrade() {
-                    let mut st = pool.state.lock();
-                    st.reserving = false;
-                    if st.spare.is_none() {
-                        st.spare = map;
-                    }
+                    pool.state.lock().spare = map.map_or(Spare::None, Spare::Ready);
                 }
             });
-        st.reserving = started.is_ok();
+        if started.is_ok() {
+            st.spare = Spare::Coming;
+        }
     }
 
     /// A buffer of the pool's page size holding `bytes` (of that size), in a slab; on the
@@ -256,7 +274,7 @@ impl SlabPool {
         if st.free.is_empty() {
             // Huge pages from the second slab on: a small database (a temporary table) keeps
             // its cache in small pages instead of a 2 MiB page.
-            let mut map = match st.spare.take() {
+            let mut map = match st.spare.take_ready() {
                 Some(map) => map,
                 None => map_slab(!st.slabs.is_empty())?,
             };
@@ -304,7 +322,7 @@ mod tests {
         assert_eq!(pool.slabs(), 2);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let spare = loop {
-            if let Some(m) = &pool.state.lock().spare {
+            if let Spare::Ready(m) = &pool.state.lock().spare {
                 break m.as_ptr() as usize;
             }
             assert!(

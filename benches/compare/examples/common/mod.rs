@@ -122,3 +122,22 @@ pub fn thread_cpu() -> Option<std::time::Duration> {
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(std::time::Duration::from_millis((utime + stime) * 10))
 }
+
+/// Prints `what` with its wall time since `start` and, when both readings exist, the CPU time
+/// the calling thread used since [`thread_cpu`] read `cpu_at_start`.
+pub fn report_phase(
+    what: &str,
+    start: std::time::Instant,
+    cpu_at_start: Option<std::time::Duration>,
+) {
+    let wall = start.elapsed();
+    match (cpu_at_start, thread_cpu()) {
+        (Some(a), Some(b)) => {
+            eprintln!(
+                "{what}: {wall:?} (this thread's CPU {:?})",
+                b.saturating_sub(a)
+            );
+        }
+        _ => eprintln!("{what}: {wall:?}"),
+    }
+}
