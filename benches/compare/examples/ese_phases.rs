@@ -1,6 +1,7 @@
 //! This engine alone through the harness's first phases (bulk load, individual durable writes,
 //! batch writes), with per-commit latencies and, beside the bulk load's and the batch writes'
-//! wall time, the CPU time of the thread that ran them, for profiling one phase under `perf`:
+//! wall time, the CPU time of the thread that ran them (and the batch writes' time spent in
+//! their 100 commits, waiting for the log), for profiling one phase under `perf`:
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
 //! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
 //! (seek + retrieve, one read-only transaction per round), as the harness's read phase, then
@@ -86,14 +87,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     common::perf_phase("batch", true);
     let cpu = common::thread_cpu();
     let t = Instant::now();
+    let mut in_commit = std::time::Duration::ZERO;
     for _ in 0..100 {
         session.begin_transaction()?;
         for _ in 0..1000 {
             insert(&mut rng)?;
         }
+        let c = Instant::now();
         session.commit_transaction(CommitGrbit::empty())?;
+        in_commit += c.elapsed();
     }
     common::report_phase("batch writes 100x1000", t, cpu);
+    eprintln!("batch writes: {in_commit:?} in the 100 commits");
     common::perf_phase("batch", false);
     // Random point reads of the bulk-loaded keys (the same PRNG stream replayed), as the
     // harness's read phase: seek on the primary key, retrieve the columns.

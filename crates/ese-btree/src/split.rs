@@ -105,6 +105,19 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
+    /// `f` of the page as this unit sees it, without copying it: its copy when the unit has
+    /// one, else the cached page read in place under its read latch. Under the writer mutex
+    /// no other thread changes a tree page, so what `f` reads stays true until this unit
+    /// changes the page itself (through [`Work::page_mut`], which copies it then).
+    pub(crate) fn peek<R>(&self, pgno: Pgno, f: impl FnOnce(&Page) -> R) -> Result<R> {
+        if let Some(p) = self.pages.get(&pgno) {
+            return Ok(f(p));
+        }
+        let frame = self.sh.cache.get(pgno)?;
+        let page = frame.latch.read();
+        Ok(f(&page))
+    }
+
     /// The (copy of the) page, read-only.
     pub(crate) fn page(&mut self, pgno: Pgno) -> Result<&Page> {
         self.load(pgno)?;
@@ -325,45 +338,58 @@ pub(crate) fn level_flags(root_flags: PageFlags, level: u8) -> PageFlags {
         .with(PageFlags::PARENT_OF_LEAF, level == 1)
 }
 
-/// Descends the copies from `root` to the leaf for `key`: (page, chosen child index).
-fn descend(
-    work: &mut Work<'_>,
-    root: Pgno,
-    objid: ObjId,
-    key: &[u8],
-) -> Result<Vec<(Pgno, usize)>> {
+/// Descends from `root` to the leaf for `key`: (page, chosen child index). The pages are
+/// read where they are ([`Work::peek`]): only those the change then touches are copied (the
+/// leaf, and its parent when the leaf shares or splits), not every level above them.
+fn descend(work: &Work<'_>, root: Pgno, objid: ObjId, key: &[u8]) -> Result<Vec<(Pgno, usize)>> {
+    /// What the descent reads of one page: its tree, flags and level, and for an internal
+    /// page the index and page number of the child that covers the key.
+    struct Step {
+        objid: ObjId,
+        empty: bool,
+        level: u8,
+        /// `None` on a leaf.
+        child: Option<(usize, Option<Pgno>)>,
+    }
     let mut path = Vec::new();
     let mut pgno = root;
     let mut expect_level: Option<u8> = None;
     for _ in 0..MAX_DEPTH {
-        let p = work.page(pgno)?;
-        if p.objid() != objid || p.flags().contains(PageFlags::EMPTY) {
+        let p = work.peek(pgno, |p| Step {
+            objid: p.objid(),
+            empty: p.flags().contains(PageFlags::EMPTY),
+            level: p.level(),
+            child: (!p.is_leaf()).then(|| {
+                let i = p.child_index(key);
+                (i, p.child(i))
+            }),
+        })?;
+        if p.objid != objid || p.empty {
             return Err(corrupt(
                 ErrorKind::BadParentPageLink,
                 pgno,
                 format!("page does not belong to tree {objid}"),
             ));
         }
-        if expect_level.is_some_and(|l| l != p.level()) {
+        if expect_level.is_some_and(|l| l != p.level) {
             return Err(corrupt(
                 ErrorKind::BadParentPageLink,
                 pgno,
                 "child at the wrong level",
             ));
         }
-        if p.is_leaf() {
+        let Some((i, child)) = p.child else {
             path.push((pgno, 0));
             return Ok(path);
-        }
-        let i = p.child_index(key);
-        let child = p.child(i).ok_or_else(|| {
+        };
+        let child = child.ok_or_else(|| {
             corrupt(
                 ErrorKind::DatabaseCorrupted,
                 pgno,
                 "internal page without children",
             )
         })?;
-        expect_level = Some(p.level() - 1);
+        expect_level = Some(p.level.wrapping_sub(1));
         path.push((pgno, i));
         pgno = child;
     }
