@@ -31,6 +31,13 @@ pub trait Wal: Send + Sync {
     /// `LogWriteFail` / `DiskIO` when the flush fails.
     fn flush(&self, up_to: Lgpos) -> Result<()>;
 
+    /// Asks that every record with a position `<= up_to` become durable soon, without waiting
+    /// (a lazy commit): a log with a background flusher syncs them at its next interval. The
+    /// default does nothing: the records become durable at the next [`Wal::flush`].
+    fn flush_lazily(&self, up_to: Lgpos) {
+        let _ = up_to;
+    }
+
     /// The position up to which (inclusive) records are durable.
     fn durable_lgpos(&self) -> Lgpos;
 }

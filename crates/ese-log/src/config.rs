@@ -39,12 +39,14 @@ pub struct LogConfig {
     /// Circular logging (`JET_paramCircularLog`): generations wholly older than the checkpoint
     /// are deleted. Default off (generations are kept until [`crate::Log::truncate`]).
     pub circular: bool,
-    /// Upper bound in milliseconds on how long a lazily appended record stays volatile: a
-    /// background flusher writes and syncs pending records at this interval (ESE's lazy
-    /// commit, `JET_bitCommitLazyFlush`). 0 disables the background threads: records become
-    /// durable only through an explicit flush, and a rollover formats the next generation's
-    /// file itself instead of finding it prepared ahead (every I/O then happens on the calling
-    /// thread, in a deterministic order). Default 5; valid 0..=60,000.
+    /// Upper bound in milliseconds on how long a record stays volatile once
+    /// [`crate::Log::flush_lazily`] asked for it: a background flusher writes pending records
+    /// at this interval, and syncs them when a lazy commit asked or
+    /// [`crate::SYNC_BEHIND_BYTES`] are written and not synced (see the writer's notes on
+    /// write-behind; ESE's lazy commit, `JET_bitCommitLazyFlush`). 0 disables the background
+    /// threads: records become durable only through an explicit flush, and a rollover formats
+    /// the next generation's file itself instead of finding it prepared ahead (every I/O then
+    /// happens on the calling thread, in a deterministic order). Default 5; valid 0..=60,000.
     pub lazy_flush_ms: u32,
     /// Create the two reserve logs `edbres00001.jrs` and `edbres00002.jrs` at open, used
     /// when the disk fills. Default on.

@@ -60,4 +60,4 @@ pub use config::{
 };
 pub use header::{LogFileHeader, LogSignature};
 pub use reader::{LogReader, LogRecord};
-pub use writer::{GENERATION_MAX, Log};
+pub use writer::{GENERATION_MAX, Log, SYNC_BEHIND_BYTES};

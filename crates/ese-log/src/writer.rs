@@ -14,6 +14,16 @@
 //! before its I/O (the next batch gathers while this one syncs); a lone committer makes
 //! exactly one write and one `fdatasync` per commit.
 //!
+//! # Write-behind
+//! Every [`LogConfig::lazy_flush_ms`] the background flusher writes the records appended since
+//! the last write (padded to a sector, as a flush does) without syncing them, so a commit
+//! that follows finds little left to write, and the disk takes a long transaction's log while
+//! it runs. It syncs as well, as a flush does, when a lazy commit asked for durability
+//! ([`Log::flush_lazily`]) of a record not yet durable, or when [`SYNC_BEHIND_BYTES`] or more
+//! are written and not synced (so that the next commit's sync has at most that much to
+//! take). A record nobody asked to be durable (a change of a transaction still open) costs
+//! no sync of its own: the commit's sync covers it.
+//!
 //! # Rollover
 //! A record that does not fit in the current generation `g` *seals* it: `g`'s unwritten
 //! records are set aside and the record goes to generation `g + 1`, at the first frame offset
@@ -63,6 +73,12 @@ use crate::record::{
 /// `LogSequenceEnd`.
 pub const GENERATION_MAX: u32 = 0x7FFF_FA00 - 0x200;
 
+/// Bytes the background flusher leaves written but not synced at most (see the module notes
+/// on write-behind): 4 MiB, which a virtual disk here syncs in about 5 to 15 ms, so the
+/// commit of a transaction that logged hundreds of megabytes waits no longer than that for
+/// its sync, while the transaction itself is not followed by a sync every interval.
+pub const SYNC_BEHIND_BYTES: usize = 4 << 20;
+
 struct State {
     generation: u32,
     file: Arc<dyn File>,
@@ -74,6 +90,8 @@ struct State {
     spare: Vec<u8>,
     last_appended: Lgpos,
     last_durable: Lgpos,
+    /// Bytes written by the background flusher's write-behind since the last sync.
+    unsynced: usize,
     /// A leader (flush or rollover) is doing I/O with the mutex released.
     io_busy: bool,
     /// The I/O in progress is a rollover (of the generation before `generation`).
@@ -125,6 +143,9 @@ struct Shared {
     /// `State::last_durable` as of the last completed I/O, for followers to read without the
     /// state mutex; never ahead of it.
     durable_hint: AtomicU64,
+    /// The last record a lazy commit asked to be durable ([`Log::flush_lazily`]), as
+    /// [`Lgpos::as_u64`]: the background flusher syncs while it is not.
+    lazy_target: AtomicU64,
     /// The next generation's file (`edbtmp.log`), preformatted ahead of need by the
     /// preparer thread. Held locked while that thread formats, and by a rollover from taking
     /// the file until it is renamed into place.
@@ -382,6 +403,7 @@ impl Log {
             state: Mutex::new(state),
             cond: Condvar::new(),
             durable_hint: AtomicU64::new(durable),
+            lazy_target: AtomicU64::new(0),
             prepared: Mutex::new(None),
             prep_cond: Condvar::new(),
             recycle_lock: Mutex::new(()),
@@ -429,9 +451,10 @@ impl Log {
         })
     }
 
-    /// Appends one record and returns its LGPOS without waiting for it to be durable (ESE's
-    /// lazy commit); it becomes durable at the next flush, or within about
-    /// [`LogConfig::lazy_flush_ms`] through the background flusher. Records are ordered by
+    /// Appends one record and returns its LGPOS without waiting for it to be durable; it
+    /// becomes durable at the next flush (the background flusher writes it meanwhile), or
+    /// within about [`LogConfig::lazy_flush_ms`] once [`Log::flush_lazily`] asked for it
+    /// (ESE's lazy commit). Records are ordered by
     /// their LGPOS, which is the order of the `append` calls. A record never spans
     /// generations: if it does not fit in the current one, the log rolls over first.
     ///
@@ -484,6 +507,16 @@ impl Log {
     /// - `LogDiskFull`: this call's write failed with ENOSPC.
     pub fn flush(&self, up_to: Lgpos) -> Result<()> {
         self.shared.flush(up_to)
+    }
+
+    /// Asks that every record with an LGPOS `<= up_to` become durable within about
+    /// [`LogConfig::lazy_flush_ms`], without waiting (ESE's lazy commit,
+    /// `JET_bitCommitLazyFlush`): the background flusher syncs at its next interval. Without
+    /// background threads (`lazy_flush_ms` 0) the records become durable at the next flush.
+    pub fn flush_lazily(&self, up_to: Lgpos) {
+        self.shared
+            .lazy_target
+            .fetch_max(up_to.as_u64(), Ordering::AcqRel);
     }
 
     /// How many flushes (durable commits, mostly) found their records not yet durable and
@@ -607,6 +640,7 @@ fn new_state(file: Box<dyn File>, header: &LogFileHeader, last: Lgpos) -> State 
         spare: Vec::new(),
         last_appended: last,
         last_durable: last,
+        unsynced: 0,
         io_busy: false,
         rolling: false,
         sealed: None,
@@ -801,28 +835,18 @@ impl Shared {
                 self.rollover(&mut st)?;
                 continue;
             }
-            st.io_busy = true;
             // Lead: take everything appended so far.
-            let generation = st.generation;
-            let start = st.buf_start;
-            let end = start + st.buf.len();
-            let fresh = std::mem::take(&mut st.spare);
-            let mut data = std::mem::replace(&mut st.buf, fresh);
-            pad_to_sector(&mut data, generation, end);
-            st.buf_start = start + data.len();
+            let (start, data, file) = Self::take_batch(&mut st);
             let target = st.last_appended;
-            let file = Arc::clone(&st.file);
             let r = MutexGuard::unlocked(&mut st, || {
                 file.write_all_at(&data, start as u64)?;
                 file.sync_data()
             });
-            st.io_busy = false;
-            data.clear();
-            if st.spare.capacity() < data.capacity() {
-                st.spare = data;
-            }
+            Self::end_batch(&mut st, data);
             match r {
                 Ok(()) => {
+                    // Everything written so far is synced, write-behind's too.
+                    st.unsynced = 0;
                     self.set_durable(&mut st, target);
                     let woken = self.io_done(&mut st);
                     drop(st);
@@ -835,6 +859,59 @@ impl Shared {
                 }
                 Err(e) => return Err(self.fail(&mut st, &e)),
             }
+        }
+    }
+
+    /// Starts an I/O of everything appended and not yet written (the state locked, no I/O
+    /// under way, no rollover pending): marks the I/O busy and takes the buffer, padded to a
+    /// sector; returns its file offset, the bytes and the file.
+    fn take_batch(st: &mut State) -> (usize, Vec<u8>, Arc<dyn File>) {
+        st.io_busy = true;
+        let generation = st.generation;
+        let start = st.buf_start;
+        let end = start + st.buf.len();
+        let fresh = std::mem::take(&mut st.spare);
+        let mut data = std::mem::replace(&mut st.buf, fresh);
+        pad_to_sector(&mut data, generation, end);
+        st.buf_start = start + data.len();
+        (start, data, Arc::clone(&st.file))
+    }
+
+    /// Ends the I/O [`Shared::take_batch`] started (the state locked again), keeping its
+    /// buffer for the next one.
+    fn end_batch(st: &mut State, mut data: Vec<u8>) {
+        st.io_busy = false;
+        data.clear();
+        if st.spare.capacity() < data.capacity() {
+            st.spare = data;
+        }
+    }
+
+    /// The background flusher's write-behind (module notes): writes what was appended since
+    /// the last write, without a sync. Nothing when an I/O is under way, a rollover is
+    /// pending (the next flush does it) or nothing is waiting. Flushers that arrived during
+    /// the write are handed the next I/O as after any other.
+    ///
+    /// # Errors
+    /// `LogWriteFail` / `LogDiskFull` when the write fails (latched, as any log I/O failure).
+    fn write_behind(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        if st.failed.is_some() || st.io_busy || st.sealed.is_some() || st.buf.is_empty() {
+            return Ok(());
+        }
+        let (start, data, file) = Self::take_batch(&mut st);
+        let len = data.len();
+        let r = MutexGuard::unlocked(&mut st, || file.write_all_at(&data, start as u64));
+        Self::end_batch(&mut st, data);
+        match r {
+            Ok(()) => {
+                st.unsynced += len;
+                let woken = self.io_done(&mut st);
+                drop(st);
+                wake(woken);
+                Ok(())
+            }
+            Err(e) => Err(self.fail(&mut st, &e)),
         }
     }
 
@@ -938,6 +1015,8 @@ impl Shared {
             Ok((f, header, reserve)) => {
                 st.file = Arc::from(f);
                 st.created_micros = header.created_micros;
+                // The sealed generation's file was synced: what write-behind left in it too.
+                st.unsynced = 0;
                 self.set_durable(st, sealed.target);
                 if reserve {
                     log::warn!(
@@ -1068,10 +1147,12 @@ impl Shared {
                     return;
                 }
             }
-            let (pending, sealed, failed) = {
+            let (pending, sync, sealed, failed) = {
                 let st = self.state.lock();
+                let lazy = self.lazy_target.load(Ordering::Acquire) > st.last_durable.as_u64();
                 (
                     st.last_appended > st.last_durable,
+                    lazy || st.unsynced + st.buf.len() >= SYNC_BEHIND_BYTES,
                     st.sealed.is_some(),
                     st.failed.is_some(),
                 )
@@ -1080,11 +1161,13 @@ impl Shared {
                 continue;
             }
             // Errors are latched and reported to the next caller.
-            if pending {
+            if pending && sync {
                 // Does a pending rollover first.
                 let _ = self.flush(Lgpos::MAX);
             } else if sealed {
                 let _ = self.complete_rollover(&mut self.state.lock());
+            } else if pending {
+                let _ = self.write_behind();
             }
         }
     }

@@ -127,11 +127,45 @@ fn lazy_records_become_durable_through_the_background_flusher() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(fs(), config(dir.path()).lazy_flush_ms(2)).unwrap();
     let l = log.append(b"lazy").unwrap();
+    log.flush_lazily(l);
     let t = std::time::Instant::now();
     while log.durable_lgpos() < l {
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+#[test]
+fn the_background_flusher_writes_records_behind_and_syncs_those_a_lazy_commit_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = fs();
+    let log = Log::open(fs.clone(), config(dir.path()).lazy_flush_ms(1)).unwrap();
+    let start = log.durable_lgpos();
+    let open = log.append(b"a change of a transaction still open").unwrap();
+    // Written behind: the record reaches the file (a reader of the live log finds it) ...
+    let t = std::time::Instant::now();
+    while !read_all(&fs, dir.path(), start)
+        .iter()
+        .any(|r| r.lgpos == open)
+    {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // ... but nobody asked for it to be durable, so it is not synced.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(log.durable_lgpos() < open);
+    // A lazy commit asks: the flusher syncs within its interval.
+    let commit = log.append(b"commit").unwrap();
+    log.flush_lazily(commit);
+    while log.durable_lgpos() < commit {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let got: Vec<Lgpos> = read_all(&fs, dir.path(), start)
+        .iter()
+        .map(|r| r.lgpos)
+        .collect();
+    assert_eq!(got, vec![open, commit]);
 }
 
 #[test]

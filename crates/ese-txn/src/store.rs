@@ -182,4 +182,11 @@ pub trait TxnStore: Send + Sync {
     /// # Errors
     /// The log's errors.
     fn flush(&self, lgpos: Lgpos) -> Result<()>;
+
+    /// Asks that every record up to `lgpos` become durable soon, without waiting (a lazy
+    /// commit; see `Wal::flush_lazily`). The default does nothing: the records become durable
+    /// at the next [`TxnStore::flush`].
+    fn flush_lazily(&self, lgpos: Lgpos) {
+        let _ = lgpos;
+    }
 }

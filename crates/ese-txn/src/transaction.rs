@@ -671,8 +671,11 @@ impl Transaction {
         // The list moves whole to cleanup (no second list of the keys is built).
         vs.committed(ts, std::mem::take(&mut self.ops));
         self.level = 0;
-        if let (Some(l), false) = (lgpos, lazy) {
-            vs.store.flush(l)?;
+        match (lgpos, lazy) {
+            (Some(l), false) => vs.store.flush(l)?,
+            // Durable within the log's lazy flush interval, without waiting for it.
+            (Some(l), true) => vs.store.flush_lazily(l),
+            (None, _) => {}
         }
         Ok(Some(CommitInfo {
             lgpos,

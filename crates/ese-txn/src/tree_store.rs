@@ -79,6 +79,10 @@ impl Wal for FamilyWal {
         self.inner.flush(up_to)
     }
 
+    fn flush_lazily(&self, up_to: Lgpos) {
+        self.inner.flush_lazily(up_to);
+    }
+
     fn durable_lgpos(&self) -> Lgpos {
         self.inner.durable_lgpos()
     }
@@ -257,6 +261,10 @@ impl TxnStore for TreeStore {
     fn flush(&self, lgpos: Lgpos) -> Result<()> {
         self.wal.flush(lgpos)
     }
+
+    fn flush_lazily(&self, lgpos: Lgpos) {
+        self.wal.flush_lazily(lgpos);
+    }
 }
 
 /// The real log as a [`Wal`]: records go to `ese-log` unchanged (wrap it in a [`FamilyWal`]
@@ -280,6 +288,10 @@ impl Wal for LogWal {
 
     fn flush(&self, up_to: Lgpos) -> Result<()> {
         self.0.flush(up_to)
+    }
+
+    fn flush_lazily(&self, up_to: Lgpos) {
+        self.0.flush_lazily(up_to);
     }
 
     fn durable_lgpos(&self) -> Lgpos {
