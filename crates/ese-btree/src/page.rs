@@ -303,6 +303,13 @@ impl<'a> Keys<'a> {
     }
 }
 
+thread_local! {
+    /// [`Page::compact`]'s copy of a page's lines in tag order, kept per thread: a page-sized
+    /// allocation per compaction made glibc consolidate its small free chunks each time (see
+    /// [`PagePool`]).
+    static COMPACT_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// [`Page::child_index`] over decoded keys.
 #[inline]
 fn child_index_in(keys: &Keys<'_>, key: &[u8]) -> usize {
@@ -734,37 +741,31 @@ impl Page {
 
     /// Rewrites the page compactly (lines in tag order, no fragments).
     fn compact(&mut self) {
-        let ps = self.buf.len();
-        let mut b = vec![0u8; ps].into_boxed_slice();
-        if let (Some(d), Some(s)) = (
-            b.get_mut(..PAGE_HEADER_LEN),
-            self.buf.get(..PAGE_HEADER_LEN),
-        ) {
-            d.copy_from_slice(s);
-        }
-        let tag_start = self.tag_start();
-        if let (Some(d), Some(s)) = (b.get_mut(tag_start..), self.buf.get(tag_start..)) {
-            d.copy_from_slice(s);
-        }
-        let mut pos = PAGE_HEADER_LEN;
-        for t in 0..self.ntags() {
-            let line = self.line(t);
-            let len = line.len();
-            if let Some(d) = b.get_mut(pos..pos + len) {
-                d.copy_from_slice(line);
+        COMPACT_SCRATCH.with_borrow_mut(|lines| {
+            lines.clear();
+            for t in 0..self.ntags() {
+                lines.extend_from_slice(self.line(t));
             }
-            let o = self.tag_off(t) + 2;
-            if let Some(d) = b.get_mut(o..o + 2) {
-                d.copy_from_slice(&(pos as u16).to_le_bytes());
+            let mut pos = PAGE_HEADER_LEN;
+            for t in 0..self.ntags() {
+                let (cb, _) = self.tag(t);
+                let len = self.line(t).len();
+                self.set_tag(t, cb, pos);
+                pos += len;
             }
-            pos += len;
-        }
-        // Copied back rather than swapped in: the buffer never moves (see the type's notes).
-        self.buf.copy_from_slice(&b);
-        self.wr16(H_MIC, pos as u16);
+            // Copied back rather than swapped in: the buffer never moves (see the type's
+            // notes). The rest, up to the tag array, is the hole: zeros.
+            if let Some(d) = self.buf.get_mut(PAGE_HEADER_LEN..pos) {
+                d.copy_from_slice(lines);
+            }
+            let tag_start = self.tag_start();
+            if let Some(hole) = self.buf.get_mut(pos..tag_start) {
+                hole.fill(0);
+            }
+            self.wr16(H_MIC, pos as u16);
+        });
     }
 
-    /// Inserts a node at `idx`; false (page unchanged) when it does not fit.
     pub(crate) fn insert_node(
         &mut self,
         idx: usize,
