@@ -743,13 +743,14 @@ impl Page {
     fn compact(&mut self) {
         COMPACT_SCRATCH.with_borrow_mut(|lines| {
             lines.clear();
-            for t in 0..self.ntags() {
-                lines.extend_from_slice(self.line(t));
-            }
+            // Each line is gathered before its tag points to its new place (a tag's change
+            // moves no byte, so the lines after it are still read where they were).
             let mut pos = PAGE_HEADER_LEN;
             for t in 0..self.ntags() {
                 let (cb, _) = self.tag(t);
-                let len = self.line(t).len();
+                let line = self.line(t);
+                let len = line.len();
+                lines.extend_from_slice(line);
                 self.set_tag(t, cb, pos);
                 pos += len;
             }
@@ -766,6 +767,7 @@ impl Page {
         });
     }
 
+    /// Inserts a node at `idx`; false (page unchanged) when it does not fit.
     pub(crate) fn insert_node(
         &mut self,
         idx: usize,

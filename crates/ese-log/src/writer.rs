@@ -454,9 +454,9 @@ impl Log {
     /// Appends one record and returns its LGPOS without waiting for it to be durable; it
     /// becomes durable at the next flush (the background flusher writes it meanwhile), or
     /// within about [`LogConfig::lazy_flush_ms`] once [`Log::flush_lazily`] asked for it
-    /// (ESE's lazy commit). Records are ordered by
-    /// their LGPOS, which is the order of the `append` calls. A record never spans
-    /// generations: if it does not fit in the current one, the log rolls over first.
+    /// (ESE's lazy commit). Records are ordered by their LGPOS, which is the order of the
+    /// `append` calls. A record never spans generations: if it does not fit in the current
+    /// one, the log rolls over first.
     ///
     /// # Errors
     /// - `LogBufferTooSmall`: `payload` is longer than [`Log::max_payload`].

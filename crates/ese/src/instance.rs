@@ -158,12 +158,12 @@ impl InstanceBuilder {
     /// How soon a lazy commit ([`CommitGrbit::LAZY_FLUSH`](crate::CommitGrbit::LAZY_FLUSH))
     /// becomes durable, in milliseconds: the log's background flusher writes the log buffer
     /// at this interval (write-behind, so a commit finds little left to write) and syncs it
-    /// when a lazy commit is waiting to be durable or 4 MiB are written and not synced; a
-    /// second thread prepares the next log generation ahead of need. 0 to 60,000; default
-    /// 5. 0 turns both threads off: lazy commits become
-    /// durable at the next durable commit, when the log buffer fills, at a generation switch
-    /// or at term, and every log write happens on the calling thread, so the I/O sequence of
-    /// a single-threaded workload is reproducible (the fuzz targets use this). ESE has no
+    /// when a lazy commit is waiting to be durable or [`ese_log::SYNC_BEHIND_BYTES`] (4 MiB)
+    /// are written and not synced; a second thread prepares the next log generation ahead of
+    /// need. 0 to 60,000; default 5. 0 turns both threads off: lazy commits become durable at
+    /// the next durable commit, when the log buffer fills, at a generation switch or at term,
+    /// and every log write happens on the calling thread, so the I/O sequence of a
+    /// single-threaded workload is reproducible (the fuzz targets use this). ESE has no
     /// exact counterpart; its log writer flushes lazy commits in the background likewise.
     pub fn lazy_flush_ms(mut self, ms: u32) -> Self {
         self.params.lazy_flush_ms = ms;
