@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+mod keymap;
 mod record;
 mod rollback;
 mod store;

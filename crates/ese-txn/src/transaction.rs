@@ -10,8 +10,8 @@ use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 use crate::record::{TxnRecord, Undo};
 use crate::store::{NewState, PhysRef, PhysState};
 use crate::version_store::{
-    ABORTED, ACTIVE, Before, KeyView, OpRef, Oper, Probe, ReadView, Shard, TrxState, VKey,
-    VersionStore, apply_delta, reconstruct, undo_state,
+    ABORTED, ACTIVE, Before, KeyView, OpRef, Oper, Probe, ReadView, Shard, TrxState, VersionStore,
+    apply_delta, reconstruct, undo_state,
 };
 
 /// The deepest level (ESE's `levelUserMost`).
@@ -473,8 +473,8 @@ impl Transaction {
                     }
                 }
             }
-            let vkey = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
-            self.note_change(vkey, seq);
+            let hash = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
+            self.note_change(hash, seq);
             return Ok(result);
         }
         Err(self.vs.out_of_memory())
@@ -495,18 +495,18 @@ impl Transaction {
         oper: Oper,
         before: Before,
         charge: u64,
-    ) -> VKey {
-        let vkey = VersionStore::vkey(probe);
+    ) -> u64 {
         let rce = VersionStore::new_rce(state, seq, oper, before, charge);
-        vs.push_rce(&mut shard, &vkey, rce);
-        vkey
+        vs.push_rce(&mut shard, probe, rce);
+        probe.key_hash()
     }
 
-    /// Adds change `seq`, of the version key `vkey`, to the transaction's list of changes.
-    fn note_change(&mut self, vkey: VKey, seq: u32) {
+    /// Adds change `seq`, of the key whose hash is `hash`, to the transaction's list of
+    /// changes.
+    fn note_change(&mut self, hash: u64, seq: u32) {
         self.next_seq += 1;
         self.ops.push(OpRef {
-            vkey,
+            hash,
             seq,
             level: self.level,
         });
@@ -611,8 +611,8 @@ impl Transaction {
                 self.first_lgpos = Some(lgpos);
                 vs.oldest_lgpos.lock().insert(trx, lgpos);
             }
-            let vkey = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
-            self.note_change(vkey, seq);
+            let hash = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
+            self.note_change(hash, seq);
             return Ok(());
         }
         Err(self.vs.out_of_memory())
@@ -743,16 +743,13 @@ impl Transaction {
     /// Whether this transaction holds a version of `key` of `tree`: a change or a lock it made
     /// and has not rolled back.
     pub fn holds_version(&self, tree: ObjId, key: &[u8]) -> bool {
-        // A short transaction answers from its own list of changes (every version it holds is
-        // there until rolled back); a long one from the key's chain, whose committed entries
-        // (locks of other transactions, most of them) cost a miss each.
-        if self.ops.len() <= OWN_LIST_SCAN {
-            return self
-                .ops
-                .iter()
-                .any(|o| o.vkey.tree() == tree && o.vkey.key() == key);
-        }
+        // A short transaction that never changed a key of this hash holds no version of it,
+        // answered from its own list of changes; otherwise the key's chain answers (in a long
+        // transaction a miss in the list would cost more than the chain's look-up).
         let probe = self.vs.probe(tree, key);
+        if self.ops.len() <= OWN_LIST_SCAN && !self.ops.iter().any(|o| o.hash == probe.key_hash()) {
+            return false;
+        }
         self.vs
             .shard(&probe)
             .map
@@ -783,17 +780,23 @@ impl Transaction {
         };
         // Counted before anything is undone: a failed undo may have removed the version.
         self.undone += 1;
-        let (tree, key) = (op.vkey.tree(), op.vkey.key().to_vec());
+        let (hash, seq) = (op.hash, op.seq);
         let vs = Arc::clone(&self.vs);
-        let mut shard = vs.shard(&op.vkey);
-        let seq = op.seq;
-        let Some(rce) = vs.take_rce(&mut shard, &op.vkey, self.state.id, seq) else {
+        let mut shard = vs.shard_of_hash(hash);
+        // The key is the one whose chain holds this change's entry (the list keeps only the
+        // key's hash).
+        let Some(vkey) = shard.map.key_of_rce(hash, self.state.id, seq) else {
+            self.ops.pop();
+            return Ok(());
+        };
+        let (tree, key) = (vkey.tree(), vkey.key().to_vec());
+        let Some(rce) = vs.take_rce(&mut shard, &vkey, self.state.id, seq) else {
             self.ops.pop();
             return Ok(());
         };
         // A flag-deleted record nobody can still see (no entry left on the key) is removed
         // for good instead of being restored as deleted: cleanup would never visit it again.
-        let unseen = !shard.map.contains_key(&op.vkey);
+        let unseen = !shard.map.contains_key(&vkey);
         let restored = match &rce.before {
             Before::Unchanged => None,
             Before::State(PhysState::Deleted(_)) if unseen => Some(PhysState::Absent),

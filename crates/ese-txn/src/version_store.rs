@@ -23,8 +23,6 @@
 //! charged, so a bulk load in one transaction does not exhaust the budget; its memory is
 //! reported by [`VersionStoreStats::insert_entries`].
 
-use std::borrow::Borrow;
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -33,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::keymap::KeyMap;
 use crate::store::{PhysState, TxnStore};
 
 /// `commit_ts` of a transaction still running.
@@ -207,13 +206,12 @@ impl KeyBytes {
 }
 
 /// A key of the version store: tree and record key. A key of up to [`VKEY_INLINE`] bytes
-/// (with the objid) is held inline: making it, cloning it into the transaction's list of
-/// changes and dropping it at cleanup touch no allocator (at cleanup, which frees a large
-/// transaction's keys on another thread, every free used to contend with the inserting
-/// thread's allocations). A longer key is one shared allocation. It carries its hash
-/// ([`VersionStore::key_hash`]), computed once when the key is made: the key map's hasher
-/// only passes it on, so neither a look-up nor the map's growth reads the key's bytes to
-/// hash them again.
+/// (with the objid) is held inline: making it and dropping it at cleanup touch no allocator
+/// (at cleanup, which frees a large transaction's keys on another thread, every free used to
+/// contend with the inserting thread's allocations). A longer key is one shared allocation.
+/// It carries its hash ([`VersionStore::key_hash`]), computed once when the key is made, so
+/// neither a look-up in the key map ([`KeyMap`]) nor the map's growth reads the key's bytes
+/// to hash them again.
 #[derive(Clone, Debug)]
 pub(crate) struct VKey {
     hash: u64,
@@ -221,7 +219,7 @@ pub(crate) struct VKey {
 }
 
 impl VKey {
-    fn new(hash: u64, tree: ObjId, key: &[u8]) -> VKey {
+    pub(crate) fn new(hash: u64, tree: ObjId, key: &[u8]) -> VKey {
         let len = 4 + key.len();
         let bytes = if len <= VKEY_INLINE {
             let mut buf = [0u8; VKEY_INLINE];
@@ -298,13 +296,6 @@ impl KeyView for Probe<'_> {
     }
 }
 
-/// The carried hash, as [`KeyView`]'s: `Borrow` requires both to hash alike.
-impl Hash for VKey {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(self.hash);
-    }
-}
-
 impl PartialEq for VKey {
     fn eq(&self, other: &Self) -> bool {
         // A shared key compared with itself (cleanup looks up the very key the map holds) is
@@ -318,29 +309,6 @@ impl PartialEq for VKey {
 }
 
 impl Eq for VKey {}
-
-/// The carried hash.
-impl Hash for dyn KeyView + '_ {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(self.key_hash());
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.key_hash() == other.key_hash()
-            && self.tree() == other.tree()
-            && self.key() == other.key()
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
-impl<'a> Borrow<dyn KeyView + 'a> for VKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
 
 /// A fast hasher for version store keys (multiply-rotate per word, murmur3's finalizer),
 /// seeded per version store from the standard library's random state so key placement is not
@@ -423,39 +391,6 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The key map's hasher state: keys and probes hash to the hash they carry, already mixed and
-/// seeded by [`KeyHashState`].
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct CarriedHash;
-
-impl BuildHasher for CarriedHash {
-    type Hasher = CarriedHasher;
-    fn build_hasher(&self) -> CarriedHasher {
-        CarriedHasher(0)
-    }
-}
-
-/// The hasher of [`CarriedHash`]: passes the one `u64` written through.
-pub(crate) struct CarriedHasher(u64);
-
-impl Hasher for CarriedHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is ever called (both `Hash` impls of the map's keys write the
-        // carried hash alone); fold anything else in rather than drop it.
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(MIX);
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// Who is reading: the snapshot, and the reader's own transaction (whose changes it sees).
 #[derive(Clone, Copy, Debug)]
 pub struct ReadView {
@@ -527,7 +462,10 @@ impl Tally {
 /// One change of a transaction, in its list of changes (which cleanup takes at commit).
 #[derive(Debug)]
 pub(crate) struct OpRef {
-    pub(crate) vkey: VKey,
+    /// The hash of the changed key ([`VersionStore::key_hash`]): it finds the key's shard and
+    /// entry, and among the keys of that hash, the chain holding the change's entry
+    /// (`seq`) is the key's. 16 bytes where the key itself would take 48.
+    pub(crate) hash: u64,
     pub(crate) seq: u32,
     pub(crate) level: u32,
 }
@@ -554,7 +492,7 @@ struct Committed {
 }
 
 pub(crate) struct Shard {
-    pub(crate) map: HashMap<VKey, Chain, CarriedHash>,
+    pub(crate) map: KeyMap,
 }
 
 /// The version store and transaction table of one instance.
@@ -620,11 +558,7 @@ impl VersionStore {
             commit_lock: Mutex::new(()),
             active: Mutex::new(HashMap::new()),
             shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        map: HashMap::with_hasher(CarriedHash),
-                    })
-                })
+                .map(|_| Mutex::new(Shard { map: KeyMap::new() }))
                 .collect(),
             hasher,
             committed: Mutex::new(VecDeque::new()),
@@ -685,6 +619,11 @@ impl VersionStore {
     /// The shard of a key.
     pub(crate) fn shard(&self, k: &dyn KeyView) -> MutexGuard<'_, Shard> {
         self.shard_at(Self::shard_index(k.key_hash()))
+    }
+
+    /// The shard of the key whose hash is `hash`.
+    pub(crate) fn shard_of_hash(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        self.shard_at(Self::shard_index(hash))
     }
 
     fn shard_index(hash: u64) -> usize {
@@ -913,18 +852,13 @@ impl VersionStore {
         ))
     }
 
-    /// Adds an RCE to a chain (the caller holds the shard lock).
-    pub(crate) fn push_rce(&self, shard: &mut Shard, vkey: &VKey, rce: Rce) {
+    /// Adds an RCE to the chain of `probe`'s key (the caller holds the shard lock).
+    pub(crate) fn push_rce(&self, shard: &mut Shard, probe: &Probe<'_>, rce: Rce) {
         if rce.oper == Oper::Insert {
             self.insert_entries.fetch_add(1, Ordering::Relaxed);
         }
         self.entries.fetch_add(1, Ordering::Relaxed);
-        match shard.map.entry(vkey.clone()) {
-            Entry::Occupied(mut chain) => chain.get_mut().push(rce),
-            Entry::Vacant(slot) => {
-                slot.insert(Chain::One(rce));
-            }
-        }
+        shard.map.push_or_insert(probe, rce, || Self::vkey(probe));
     }
 
     pub(crate) fn new_rce(
@@ -1190,35 +1124,46 @@ impl VersionStore {
         tally: &mut Tally,
         freed: &mut Vec<Chain>,
     ) -> u64 {
-        /// Below this many keys they are cleaned in commit order, one lock hold each.
         const SWEEP_MIN: usize = 256;
-        /// Keys whose look-ups are issued together, under one hold of their shard's lock.
         const GROUP: usize = 16;
         let mut dropped = 0;
+        // The keys of one hash (almost always one), reused from key to key.
+        let mut keys = Vec::new();
+        let mut clean_hash = |shard: &mut Shard,
+                              hash: u64,
+                              doomed: &mut Vec<VKey>,
+                              tally: &mut Tally,
+                              freed: &mut Vec<Chain>| {
+            shard.map.keys_with_hash(hash, &mut keys);
+            let mut n = 0;
+            for vkey in keys.drain(..) {
+                n += Self::clean_key(shard, &vkey, horizon, doomed, tally, freed);
+            }
+            n
+        };
         if ops.len() < SWEEP_MIN {
-            for vkey in ops.iter().map(|o| &o.vkey) {
-                let mut shard = self.shard(vkey);
-                dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally, freed);
+            for op in ops {
+                let mut shard = self.shard_of_hash(op.hash);
+                dropped += clean_hash(&mut shard, op.hash, doomed, tally, freed);
                 drop(shard);
                 freed.clear();
             }
             return dropped;
         }
-        // The keys grouped by shard, in commit order within each.
-        let mut by_shard: [Vec<&VKey>; SHARDS] = std::array::from_fn(|_| Vec::new());
-        for k in ops.iter().map(|o| &o.vkey) {
-            if let Some(v) = by_shard.get_mut(Self::shard_index(k.hash)) {
-                v.push(k);
+        let mut by_shard: [Vec<u64>; SHARDS] = std::array::from_fn(|_| Vec::new());
+        for op in ops {
+            if let Some(v) = by_shard.get_mut(Self::shard_index(op.hash)) {
+                v.push(op.hash);
             }
         }
         for (s, run) in by_shard.iter().enumerate() {
             for group in run.chunks(GROUP) {
                 let mut shard = self.shard_at(s);
-                for vkey in group {
-                    std::hint::black_box((shard.map.contains_key(*vkey), vkey.tree()));
+                for &hash in group {
+                    std::hint::black_box(shard.map.has_hash(hash));
                 }
-                for vkey in group {
-                    dropped += Self::clean_key(&mut shard, vkey, horizon, doomed, tally, freed);
+                for &hash in group {
+                    dropped += clean_hash(&mut shard, hash, doomed, tally, freed);
                 }
                 drop(shard);
                 freed.clear();
@@ -1349,7 +1294,6 @@ impl VersionStore {
                             now_empty
                         }
                     })
-                    .collect()
             };
             for (vkey, chain) in &gone {
                 dropped += Self::account(chain, vkey, true, doomed, &mut tally);
@@ -1445,7 +1389,13 @@ mod tests {
             key.hash(&mut h);
             h.finish()
         };
-        let mut map: HashMap<VKey, u32, CarriedHash> = HashMap::with_hasher(CarriedHash);
+        let trx = Arc::new(TrxState {
+            id: TrxId(1),
+            snapshot: 1,
+            commit_ts: AtomicU64::new(ACTIVE),
+            owner: "test".into(),
+        });
+        let mut map = KeyMap::new();
         let keys: Vec<(ObjId, Vec<u8>)> = (0..=80usize)
             .map(|n| {
                 let tree = ObjId(7 + (n as u32 % 3));
@@ -1463,7 +1413,8 @@ mod tests {
             assert_eq!(k.tree(), *tree);
             assert_eq!(k.key(), &key[..]);
             assert_eq!(k.clone(), k);
-            map.insert(k, i as u32);
+            let rce = VersionStore::new_rce(&trx, i as u32, Oper::Insert, Before::Unchanged, 0);
+            map.push_or_insert(&k.clone(), rce, || k);
         }
         assert_eq!(map.len(), keys.len());
         for (i, (tree, key)) in keys.iter().enumerate() {
@@ -1472,7 +1423,11 @@ mod tests {
                 tree: *tree,
                 key,
             };
-            assert_eq!(map.get(&probe as &dyn KeyView), Some(&(i as u32)));
+            let seqs: Vec<u32> = map
+                .get(&probe as &dyn KeyView)
+                .map(|c| c.iter().map(|r| r.seq).collect())
+                .unwrap_or_default();
+            assert_eq!(seqs, [i as u32]);
             // Another tree with the same key bytes is another key.
             let other = ObjId(tree.0 + 100);
             let miss = Probe {
@@ -1480,7 +1435,7 @@ mod tests {
                 tree: other,
                 key,
             };
-            assert_eq!(map.get(&miss as &dyn KeyView), None);
+            assert!(map.get(&miss as &dyn KeyView).is_none());
         }
     }
 }
