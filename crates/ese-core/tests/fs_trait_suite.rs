@@ -235,6 +235,32 @@ fn large_buffers_round_trip(fs: &dyn FileSystem, base: &Path) {
     assert_eq!(read_all(f.as_ref()), data);
 }
 
+/// The writeback hint changes no byte and no length, whatever range it names (past the end,
+/// of length zero, beyond `i64::MAX`), and a sync after it still succeeds.
+fn writeback_hint_leaves_data_as_written(fs: &dyn FileSystem, base: &Path) {
+    let f = fs
+        .open(&at(base, "hint"), OpenOptions::create_new())
+        .unwrap();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+    f.write_all_at(&data, 0).unwrap();
+    for (offset, len) in [
+        (0, 20_000),
+        (4096, 8192),
+        (0, 0),
+        (1 << 30, 4096),
+        (u64::MAX, u64::MAX),
+    ] {
+        f.start_writeback(offset, len);
+    }
+    f.sync_data().unwrap();
+    assert_eq!(f.len().unwrap(), 20_000);
+    assert_eq!(read_all(f.as_ref()), data);
+    // A read-only handle takes the hint as well.
+    let r = fs.open(&at(base, "hint"), OpenOptions::read()).unwrap();
+    r.start_writeback(0, 20_000);
+    assert_eq!(read_all(r.as_ref()), data);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod os_fs {
@@ -277,6 +303,7 @@ suite!(
     read_exact_past_end_is_beyond_eof,
     syncs_succeed,
     large_buffers_round_trip,
+    writeback_hint_leaves_data_as_written,
 );
 
 #[test]

@@ -125,6 +125,16 @@ pub trait File: Send + Sync + fmt::Debug {
     /// unknown (the engine treats this as fatal).
     fn sync_data(&self) -> Result<()>;
 
+    /// Asks the device to start writing the bytes `len` bytes from `offset` that writes left
+    /// in the operating system's cache, without waiting for them (Linux `sync_file_range`
+    /// with `SYNC_FILE_RANGE_WRITE`). A hint only: nothing becomes durable through it, and a
+    /// later [`File::sync_data`] still makes (and reports the failure of) every write; it then
+    /// waits only for what was not written yet. Where the hint is not available this does
+    /// nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
     /// Sets the file's length, truncating or extending with zeros.
     ///
     /// # Errors

@@ -57,6 +57,26 @@ impl File for OsFile {
             .map_err(|e| Error::from_io_at(e, &self.path))
     }
 
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: `sync_file_range` only reads its integer arguments; the descriptor is this
+        // file's, open for as long as `self` is borrowed. Its result is ignored: the call is a
+        // hint, and `sync_data` reports any failure of the writes it started.
+        #[expect(unsafe_code, reason = "the libc call that starts writeback of a range")]
+        let _ = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+    }
+
     fn set_len(&self, len: u64) -> Result<()> {
         if !self.writable {
             return Err(Error::new(ErrorKind::FileAccessDenied)
