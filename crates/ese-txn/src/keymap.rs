@@ -176,12 +176,11 @@ fn hash_at(entries: &[(VKey, Chain)], j: usize) -> u64 {
 mod tests {
     use std::hash::{BuildHasher, Hash, Hasher};
     use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
 
-    use ese_core::{ObjId, TrxId};
+    use ese_core::ObjId;
 
     use super::*;
-    use crate::version_store::{ACTIVE, Before, KeyHashState, Oper, Rce, TrxState, VersionStore};
+    use crate::version_store::{Before, KeyHashState, Oper, Rce, TrxState, VersionStore};
 
     fn key(state: &KeyHashState, n: u32) -> VKey {
         let bytes = n.to_le_bytes();
@@ -201,12 +200,7 @@ mod tests {
     #[test]
     fn keys_stay_found_through_pushes_removals_and_extraction() {
         let state = KeyHashState::new();
-        let trx = Arc::new(TrxState {
-            id: TrxId(9),
-            snapshot: 1,
-            commit_ts: AtomicU64::new(ACTIVE),
-            owner: "test".into(),
-        });
+        let trx = TrxState::for_test(9);
         let mut map = KeyMap::new();
         for n in 0..5_000u32 {
             let k = key(&state, n);

@@ -67,6 +67,17 @@ impl TrxState {
     pub(crate) fn commit_ts(&self) -> u64 {
         self.commit_ts.load(Ordering::Acquire)
     }
+
+    /// A running transaction `id` at snapshot 1, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64) -> Arc<TrxState> {
+        Arc::new(TrxState {
+            id: TrxId(id),
+            snapshot: 1,
+            commit_ts: AtomicU64::new(ACTIVE),
+            owner: "test".into(),
+        })
+    }
 }
 
 /// The operation an RCE records (ESE's `m_oper`).
@@ -1389,12 +1400,7 @@ mod tests {
             key.hash(&mut h);
             h.finish()
         };
-        let trx = Arc::new(TrxState {
-            id: TrxId(1),
-            snapshot: 1,
-            commit_ts: AtomicU64::new(ACTIVE),
-            owner: "test".into(),
-        });
+        let trx = TrxState::for_test(1);
         let mut map = KeyMap::new();
         let keys: Vec<(ObjId, Vec<u8>)> = (0..=80usize)
             .map(|n| {
