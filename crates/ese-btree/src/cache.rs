@@ -297,7 +297,7 @@ impl BufferCache {
         }
     }
 
-    fn latch_failure(&self, e: Error) -> Error {
+    pub(crate) fn latch_failure(&self, e: Error) -> Error {
         let mut f = self.failed.lock();
         if f.is_none() {
             *f = Some(e.clone());

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ese_core::checksum::crc32_seeded;
 use ese_core::fs::{File, FileSystem, Lock, OpenOptions};
@@ -257,6 +258,10 @@ pub(crate) struct DbFile {
     file: Box<dyn File>,
     page_size: usize,
     path: PathBuf,
+    /// Database pages the file held when its length was last read or set here: a lower
+    /// bound (the file only grows while open; a write past the end grows it too), so that
+    /// allocating a page already inside the file asks the file system nothing.
+    known_pages: AtomicU32,
 }
 
 impl DbFile {
@@ -273,6 +278,7 @@ impl DbFile {
             file,
             page_size: page_size as usize,
             path: path.to_path_buf(),
+            known_pages: AtomicU32::new(0),
         };
         f.file.set_len(2 * f.page_size as u64)?;
         fs.sync_dir(ese_core::fs::parent_dir(path))?;
@@ -326,6 +332,7 @@ impl DbFile {
                 file,
                 page_size: header.page_size as usize,
                 path: path.to_path_buf(),
+                known_pages: AtomicU32::new(0),
             },
             header,
         ))
@@ -352,7 +359,23 @@ impl DbFile {
     pub(crate) fn page_count(&self) -> Result<u32> {
         let len = self.file.len()?;
         let pages = (len / self.page_size as u64).saturating_sub(2);
-        Ok(u32::try_from(pages).unwrap_or(u32::MAX))
+        let pages = u32::try_from(pages).unwrap_or(u32::MAX);
+        self.known_pages.fetch_max(pages, Ordering::Relaxed);
+        Ok(pages)
+    }
+
+    /// [`DbFile::page_count`] when it may be below `pgno`; otherwise a number of pages known
+    /// to be in the file, at least `pgno` (without asking the file system): for page
+    /// allocation, which grows the file only for a page past its end.
+    ///
+    /// # Errors
+    /// As [`DbFile::page_count`].
+    pub(crate) fn page_count_for(&self, pgno: u32) -> Result<u32> {
+        let known = self.known_pages.load(Ordering::Relaxed);
+        if pgno <= known {
+            return Ok(known);
+        }
+        self.page_count()
     }
 
     /// Extends the file to hold `pages` database pages and makes the length durable.
@@ -362,6 +385,7 @@ impl DbFile {
             self.file.set_len(len)?;
             self.file.sync_data()?;
         }
+        self.known_pages.fetch_max(pages, Ordering::Relaxed);
         Ok(())
     }
 
@@ -375,6 +399,7 @@ impl DbFile {
         if self.file.len()? < len {
             self.file.set_len(len)?;
         }
+        self.known_pages.fetch_max(pages, Ordering::Relaxed);
         Ok(())
     }
 

@@ -179,6 +179,139 @@ impl Delta<'_> {
     }
 }
 
+/// One step of a page's node list after a change, as the change itself knows it (a share
+/// of nodes between siblings, a split, a separator put into a parent): what [`page_delta`]
+/// would find by comparing the pages, said by the code that moved the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KnownStep {
+    /// Nodes `first..first + count` of the page before the change, in their order.
+    Copy { first: usize, count: usize },
+    /// Nodes `first..first + count` of the page after the change, given in full.
+    New { first: usize, count: usize },
+}
+
+/// The steps of the nodes `from..to` of the list `before[..at]`, one new node, `before[at..]`
+/// (the page's nodes with a node inserted at `at`): the node list of a page that keeps that
+/// part of its overflowing content and nothing else.
+pub(crate) fn known_part(at: usize, from: usize, to: usize) -> Vec<KnownStep> {
+    let mut steps = Vec::with_capacity(3);
+    if from < at.min(to) {
+        steps.push(KnownStep::Copy {
+            first: from,
+            count: at.min(to) - from,
+        });
+    }
+    if (from..to).contains(&at) {
+        steps.push(KnownStep::New {
+            first: at - from,
+            count: 1,
+        });
+    }
+    let after_new = from.max(at + 1);
+    if after_new < to {
+        steps.push(KnownStep::Copy {
+            first: after_new - 1,
+            count: to - after_new,
+        });
+    }
+    steps
+}
+
+/// Known steps that do not describe the page after a change from the page before it (see
+/// [`known_delta`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NotDescribed;
+
+/// The delta of `steps` (see [`KnownStep`]) that turns `before` into `after`, or `None` when
+/// an image of `after` is no larger.
+///
+/// # Errors
+/// [`NotDescribed`] when the steps do not describe `after` from `before` (runs out of either
+/// page, or not as many nodes as `after` holds); the caller then compares the pages with
+/// [`page_delta`].
+pub(crate) fn known_delta<'a>(
+    before: &Page,
+    after: &'a Page,
+    known: &[KnownStep],
+) -> std::result::Result<Option<Delta<'a>>, NotDescribed> {
+    known_delta_of(
+        before.objid(),
+        before.dbtime(),
+        before.count(),
+        after,
+        known,
+    )
+}
+
+/// [`known_delta`] from what it reads of the page before the change: its objid, dbtime and
+/// node count (for a page changed in place, whose state before is gone).
+///
+/// # Errors
+/// As [`known_delta`].
+pub(crate) fn known_delta_of<'a>(
+    objid_before: ObjId,
+    dbtime_before: DbTime,
+    count_before: usize,
+    after: &'a Page,
+    known: &[KnownStep],
+) -> std::result::Result<Option<Delta<'a>>, NotDescribed> {
+    let mut steps = Vec::with_capacity(known.len() + 4);
+    let mut made = 0usize;
+    let u16_of = |n: usize| u16::try_from(n).map_err(|_| NotDescribed);
+    for &k in known {
+        match k {
+            KnownStep::Copy { count: 0, .. } | KnownStep::New { count: 0, .. } => {}
+            KnownStep::Copy { first, count } => {
+                if first.saturating_add(count) > count_before {
+                    return Err(NotDescribed);
+                }
+                steps.push(DeltaStep::Copy {
+                    first: u16_of(first)?,
+                    count: u16_of(count)?,
+                });
+                made += count;
+            }
+            KnownStep::New { first, count } => {
+                if first != made {
+                    return Err(NotDescribed);
+                }
+                for i in first..first.saturating_add(count) {
+                    steps.push(DeltaStep::Node(after.node(i).ok_or(NotDescribed)?));
+                }
+                made += count;
+            }
+        }
+    }
+    if made != after.count() {
+        return Err(NotDescribed);
+    }
+    Ok(delta_of(objid_before, dbtime_before, after, steps))
+}
+
+/// The delta of `steps` to `after` from the page of objid `objid_before` at dbtime
+/// `dbtime_before`, or `None` when an image of `after` is no larger.
+fn delta_of<'a>(
+    objid_before: ObjId,
+    dbtime_before: DbTime,
+    after: &'a Page,
+    steps: Vec<DeltaStep<'a>>,
+) -> Option<Delta<'a>> {
+    let d = Delta {
+        pgno: after.pgno(),
+        objid_before,
+        before: dbtime_before,
+        after: after.dbtime(),
+        prev: after.prev(),
+        next: after.next(),
+        objid: after.objid(),
+        flags: after.flags(),
+        level: after.level(),
+        ext: after.ext(),
+        steps,
+    };
+    (d.encoded_len() < PAGE_HEADER_LEN + after.used() + after.ext().len()).then_some(d)
+}
+
 /// The delta that turns `before` into `after` (see [`Delta`]), or `None` when an image of
 /// `after` is no larger. The nodes both pages start and end with (compared as raw lines:
 /// a split keeps a prefix, a separator goes into the middle of a parent) become copy runs;
@@ -233,20 +366,7 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
         }
     }
     copy_run(&mut steps, nb - suf, suf)?;
-    let d = Delta {
-        pgno: after.pgno(),
-        objid_before: before.objid(),
-        before: before.dbtime(),
-        after: after.dbtime(),
-        prev: after.prev(),
-        next: after.next(),
-        objid: after.objid(),
-        flags: after.flags(),
-        level: after.level(),
-        ext: after.ext(),
-        steps,
-    };
-    (d.encoded_len() < PAGE_HEADER_LEN + after.used() + after.ext().len()).then_some(d)
+    delta_of(before.objid(), before.dbtime(), after, steps)
 }
 
 /// One entry of a pages record.
@@ -966,6 +1086,72 @@ mod tests {
         let mut other = Page::new(4096, Pgno(7), ObjId(4), PageFlags::LEAF, 0);
         assert!(other.insert_node(0, NodeFlags(0), b"z", &[1; 100]));
         assert!(page_delta(&before, &other).is_none());
+    }
+
+    #[test]
+    fn known_steps_rebuild_the_page_and_wrong_ones_are_refused() {
+        // A leaf of 20 nodes overflowed by a new node at 7; it keeps the first 12 of the 21
+        // (the new one included), the rest move to a sibling.
+        let mut before = Page::new(4096, Pgno(7), ObjId(4), PageFlags::LEAF, 0);
+        for i in 0u8..20 {
+            let key = [b'k', i * 2];
+            assert!(before.insert_node(usize::from(i), NodeFlags(0), &key, &[i; 60]));
+        }
+        before.set_dbtime(DbTime(10));
+        let mut after = before.clone();
+        for i in (11..20).rev() {
+            assert!(after.remove_node(i));
+        }
+        assert!(after.insert_node(7, NodeFlags(0), &[b'k', 13], b"new"));
+        after.set_dbtime(DbTime(11));
+        let steps = known_part(7, 0, 12);
+        assert_eq!(
+            steps,
+            vec![
+                KnownStep::Copy { first: 0, count: 7 },
+                KnownStep::New { first: 7, count: 1 },
+                KnownStep::Copy { first: 7, count: 4 },
+            ]
+        );
+        let d = known_delta(&before, &after, &steps).unwrap().unwrap();
+        let redone = d.apply(&before, 4096).unwrap();
+        assert!(redone.nodes().eq(after.nodes()));
+        assert_eq!(redone.dbtime(), DbTime(11));
+        // The right part of the same list: the nodes from 12 on, all of the page's own.
+        assert_eq!(
+            known_part(7, 12, 21),
+            vec![KnownStep::Copy {
+                first: 11,
+                count: 9
+            }]
+        );
+        // The part that starts with the new node.
+        assert_eq!(
+            known_part(7, 7, 10),
+            vec![
+                KnownStep::New { first: 0, count: 1 },
+                KnownStep::Copy { first: 7, count: 2 },
+            ]
+        );
+        // Steps that do not add up to the page after, or copy past the page before, are
+        // refused (the caller compares the pages instead).
+        assert_eq!(
+            known_delta(&before, &after, &known_part(7, 0, 11)).unwrap_err(),
+            NotDescribed
+        );
+        let past = [KnownStep::Copy {
+            first: 15,
+            count: 12,
+        }];
+        assert!(known_delta(&before, &after, &past).is_err());
+        let misplaced = [
+            KnownStep::New { first: 3, count: 1 },
+            KnownStep::Copy {
+                first: 0,
+                count: 11,
+            },
+        ];
+        assert!(known_delta(&before, &after, &misplaced).is_err());
     }
 
     #[test]

@@ -8,12 +8,19 @@
 //! merge or none of it. The record holds an after-image of each page the unit formatted anew
 //! (a split's new page) or whose base on disk may be torn (`needs_image`), and a delta of
 //! each other page (the page split keeps a run of its nodes, its parent gains a separator:
-//! a few dozen bytes instead of two page images).
+//! a few dozen bytes instead of two page images). The code that changes a page says how its
+//! node list was made when it knows ([`KnownStep`]: a split keeps the first part of its
+//! nodes, a parent gains separators, a sibling only gets new links), so the delta is not
+//! found by comparing the page with the one before.
 //!
-//! Fill rules (`cap` = page size - 44 bytes): a leaf that overflows first shares its nodes
-//! with the emptier of its siblings under the same parent when both then fit in at most 90% of
-//! `cap` each (the two hold about as many bytes, the parent's separator between them changes;
-//! no page is allocated). Otherwise, and for internal pages, a page that overflows is split
+//! Fill rules (`cap` = page size - 44 bytes): a leaf that an insert overflows first shares its
+//! nodes with the emptier of its siblings under the same parent when both then fit in at most
+//! 90% of `cap` each (the two hold about as many bytes, the parent's separator between them
+//! changes; no page is allocated). The share is not a work unit: [`share_insert`] changes
+//! the three pages in place under their write latches, every check made before the first
+//! change, and logs them as one pages record of the three deltas the move makes (about
+//! three times as many shares as splits happen under random inserts, so they are the common
+//! structural change). Otherwise, and for internal pages, a page that overflows is split
 //! in two at the point that balances the bytes, or, when the new node is appended at the end
 //! of the rightmost page (sequential inserts), just before the new node so the left page
 //! stays full. Random inserts leave leaves about 80% full this way (69% with splits alone).
@@ -33,7 +40,10 @@ use crate::latch::WriteGuard;
 use crate::page::{
     NODE_OVERHEAD, Node, NodeFlags, NodeRef, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN,
 };
-use crate::record::{PageChange, encode_annotation, encode_pages, page_delta};
+use crate::record::{
+    KnownStep, PageChange, encode_annotation, encode_pages, known_delta, known_delta_of,
+    known_part, page_delta,
+};
 
 /// Deepest tree this engine descends (corruption guard): 16 levels of at least 3 children
 /// address far more pages than a 32-bit page number.
@@ -80,6 +90,11 @@ pub(crate) struct Work<'a> {
     /// Pages this unit formats anew (allocated or created): logged as images, since their
     /// content does not derive from what the page held before.
     fresh: BTreeSet<Pgno>,
+    /// The node list of a changed page as the change that made it says it (see
+    /// [`KnownStep`]): its delta is then built without comparing the page with the one
+    /// before. Any later change through [`Work::page_mut`] drops it (the delta is then
+    /// found by comparison), so a stale list is never used.
+    known: HashMap<Pgno, Vec<KnownStep>>,
 }
 
 impl<'a> Work<'a> {
@@ -91,6 +106,7 @@ impl<'a> Work<'a> {
             levels: HashMap::new(),
             changed: BTreeSet::new(),
             fresh: BTreeSet::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -130,9 +146,50 @@ impl<'a> Work<'a> {
     pub(crate) fn page_mut(&mut self, pgno: Pgno) -> Result<&mut Page> {
         self.load(pgno)?;
         self.changed.insert(pgno);
+        if !self.known.is_empty() {
+            self.known.remove(&pgno);
+        }
         self.pages
             .get_mut(&pgno)
             .ok_or_else(|| internal("page vanished from the work unit"))
+    }
+
+    /// The (copy of the) page, for a change of its header fields or tag 0 that keeps every
+    /// node where it is (links to siblings, the space header): a page this unit has not
+    /// changed before then keeps the node list it had, and its delta is known.
+    fn page_mut_keeping_nodes(&mut self, pgno: Pgno) -> Result<&mut Page> {
+        self.load(pgno)?;
+        let first_change = self.changed.insert(pgno);
+        let page = self
+            .pages
+            .get_mut(&pgno)
+            .ok_or_else(|| internal("page vanished from the work unit"))?;
+        if first_change && !self.fresh.contains(&pgno) {
+            let all = KnownStep::Copy {
+                first: 0,
+                count: page.count(),
+            };
+            self.known.insert(pgno, vec![all]);
+        }
+        Ok(page)
+    }
+
+    /// Sets the links of page `pgno` to its siblings (`None`: unchanged), keeping its nodes.
+    fn set_links(&mut self, pgno: Pgno, prev: Option<Pgno>, next: Option<Pgno>) -> Result<()> {
+        let page = self.page_mut_keeping_nodes(pgno)?;
+        if let Some(p) = prev {
+            page.set_prev(p);
+        }
+        if let Some(n) = next {
+            page.set_next(n);
+        }
+        Ok(())
+    }
+
+    /// Says how the node list of `pgno`, changed by this unit from the page it held before
+    /// the unit (not changed before by the unit), was made (see [`KnownStep`]).
+    fn set_known(&mut self, pgno: Pgno, steps: Vec<KnownStep>) {
+        self.known.insert(pgno, steps);
     }
 
     /// Adds a brand-new page (database creation).
@@ -147,7 +204,8 @@ impl<'a> Work<'a> {
     }
 
     pub(crate) fn set_space(&mut self, s: SpaceHeader) -> Result<()> {
-        self.page_mut(SPACE_PGNO)?.set_ext(&s.encode())
+        self.page_mut_keeping_nodes(SPACE_PGNO)?
+            .set_ext(&s.encode())
     }
 
     /// Allocates a page (from the free chain, else past `pgno_last`, growing the file by
@@ -158,7 +216,7 @@ impl<'a> Work<'a> {
             let p = s.pgno_last.checked_add(1).ok_or_else(|| {
                 Error::new(ErrorKind::OutOfDatabaseSpace).with_message("page numbers exhausted")
             })?;
-            let pages = self.sh.cache.file.page_count()?;
+            let pages = self.sh.cache.file.page_count_for(p)?;
             if p > pages {
                 let step = growth_pages(pages, self.sh.opts.extension_pages, self.sh.page_size());
                 self.sh
@@ -185,6 +243,7 @@ impl<'a> Work<'a> {
         self.set_space(s)?;
         self.changed.insert(pgno);
         self.fresh.insert(pgno);
+        self.known.remove(&pgno);
         let page = self.sh.pool.blank(pgno, objid, flags, level);
         if let Some(old) = self.pages.insert(pgno, page) {
             self.sh.pool.give(old);
@@ -202,6 +261,7 @@ impl<'a> Work<'a> {
         self.set_space(s)?;
         self.load(pgno)?;
         self.changed.insert(pgno);
+        self.known.remove(&pgno);
         if let Some(old) = self.pages.insert(pgno, p) {
             self.sh.pool.give(old);
         }
@@ -259,7 +319,23 @@ impl<'a> Work<'a> {
             for ((frame, page), g) in entries.iter().zip(&guards) {
                 // Read under the write latch, so a write completing meanwhile cannot clear it.
                 let image = self.fresh.contains(&frame.pgno) || frame.meta.lock().needs_image;
-                match (!image).then(|| page_delta(g, page)).flatten() {
+                let delta = (!image)
+                    .then(
+                        || match self.known.get(&frame.pgno).map(|k| known_delta(g, page, k)) {
+                            Some(Ok(d)) => d,
+                            Some(Err(_)) => {
+                                debug_assert!(
+                                    false,
+                                    "known node list does not describe page {}",
+                                    frame.pgno
+                                );
+                                page_delta(g, page)
+                            }
+                            None => page_delta(g, page),
+                        },
+                    )
+                    .flatten();
+                match delta {
                     Some(d) => {
                         #[cfg(debug_assertions)]
                         check_delta(g, page, &d, self.sh.page_size());
@@ -497,11 +573,8 @@ fn rebalance(
     loop {
         let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
         if let Some(ov) = overflow.take() {
-            // A leaf first shares its nodes with a sibling that has room (random inserts);
-            // sequential inserts leave the full leaf as it is and start a new one.
-            if i > 0 && !append && share_with_sibling(work, path, i, &ov)? {
-                return Ok(());
-            }
+            // (A leaf that an insert overflows first tries to share its nodes with a sibling,
+            // before the work unit: `share_insert`.)
             overflow = split_page(work, path, i, append, &ov)?;
             append = false;
             if i == 0 {
@@ -528,17 +601,6 @@ fn rebalance(
 /// splits alone leave them about 70% full (ln 2).
 const SHARE_TENTHS: usize = 9;
 
-/// Bytes a sibling's page uses, whether it is a leaf, and its tree: from the work unit's copy
-/// when it has one, else read in place under the page's read latch (no copy).
-fn sibling_use(work: &mut Work<'_>, pgno: Pgno) -> Result<(usize, bool, ObjId)> {
-    if let Some(p) = work.pages.get(&pgno) {
-        return Ok((p.used(), p.is_leaf(), p.objid()));
-    }
-    let f = work.sh.cache.get(pgno)?;
-    let p = f.latch.read();
-    Ok((p.used(), p.is_leaf(), p.objid()))
-}
-
 /// The nodes of `page` (page `pgno`) as references into it, with room for one more (the node
 /// that overflowed the page).
 fn node_refs(page: &Page, pgno: Pgno) -> Result<Vec<NodeRef<'_>>> {
@@ -552,167 +614,277 @@ fn node_refs(page: &Page, pgno: Pgno) -> Result<Vec<NodeRef<'_>>> {
     Ok(refs)
 }
 
-/// When an insert overflows the leaf at `path[i]` (not the root), moves nodes from it to the
-/// emptier of its siblings under the same parent so that both hold about as many bytes, and
-/// puts the shortest separator between them in the parent (SQLite and the B*-tree balance
-/// siblings before splitting too): three pages change in place, none is allocated. Returns
-/// false, with nothing changed, for other overflows, when neither sibling leaves both pages
-/// at most [`SHARE_TENTHS`] full, or when the new separator does not fit the parent; the
-/// leaf is split then.
-fn share_with_sibling(
-    work: &mut Work<'_>,
-    path: &[(Pgno, usize)],
-    i: usize,
-    ov: &Overflow,
-) -> Result<bool> {
-    let cap = capacity(work.sh.page_size());
-    let pgno = path.get(i).ok_or_else(|| internal("path index"))?.0;
-    let &(ppg, c) = path
-        .get(i.wrapping_sub(1))
-        .ok_or_else(|| internal("path index"))?;
-    // An insert that overflows (a replace that grows its node splits the leaf).
-    let Overflow::Insert(idx, node) = ov else {
-        return Ok(false);
+/// An insert of (`key`, `data`, `flags`) that overflows its leaf, done by moving nodes from
+/// the leaf to the emptier of its siblings under the same parent so that both hold about as
+/// many bytes, with the shortest separator between them in the parent (SQLite and the
+/// B*-tree balance siblings before splitting too): three pages change, none is allocated.
+/// The caller holds the tree's writer mutex.
+///
+/// The three pages change in place, write-latched (the parent first, then the two leaves by
+/// page number, the order of [`Work::commit`]), and are logged as ONE pages record of three
+/// deltas (an image for a page whose base on disk may be torn) with `annotation`: no page is
+/// copied, and each delta is the one the move makes, not one found by comparing pages.
+/// Everything is checked before the first byte changes.
+///
+/// Returns `None`, with nothing changed, when the leaf is the root, when the new node goes
+/// at the end of the rightmost leaf (sequential inserts), when neither sibling
+/// leaves both pages at most [`SHARE_TENTHS`] full, or when the parts or the new separator
+/// would not fit: the caller then splits the leaf.
+///
+/// # Errors
+/// `BadParentPageLink` when a sibling is not a leaf of the tree; page read errors; the
+/// WAL's errors.
+pub(crate) fn share_insert(
+    sh: &DbShared,
+    root: Pgno,
+    objid: ObjId,
+    node: NodeRef<'_>,
+    annotation: Option<&[u8]>,
+) -> Result<Option<Lgpos>> {
+    let cap = capacity(sh.page_size());
+    let path = descend(&Work::new(sh), root, objid, node.key)?;
+    let &[.., (ppg, c), (pgno, _)] = path.as_slice() else {
+        return Ok(None);
     };
-    let page = work.page(pgno)?;
-    if !page.is_leaf() {
-        return Ok(false);
-    }
-    let objid = page.objid();
-    let own = page.used() + node.node_ref().size();
-    let parent = work.page(ppg)?;
-    let n = parent.count();
-    let mut candidates = [None, None];
-    for (slot, s) in candidates
-        .iter_mut()
-        .zip([c.checked_sub(1), Some(c + 1).filter(|&s| s < n)])
-    {
-        if let Some(s) = s {
+    let (parent_f, leaf_f) = (sh.cache.get(ppg)?, sh.cache.get(pgno)?);
+    // The sibling, chosen under read latches (under the writer mutex no other thread changes
+    // a tree page, so the choice holds once the write latches are taken).
+    let Some((s, sib)) = ({
+        let parent = parent_f.latch.read();
+        let own = {
+            let leaf = leaf_f.latch.read();
+            let (idx, _) = leaf.search(node.key);
+            if idx == leaf.count() && leaf.next() == Pgno::NULL {
+                // Sequential inserts: the full leaf stays as it is and the split starts the
+                // next one.
+                return Ok(None);
+            }
+            leaf.used() + node.size()
+        };
+        let n = parent.count();
+        let mut best: Option<(usize, Pgno, usize)> = None;
+        for s in [c.checked_sub(1), Some(c + 1).filter(|&s| s < n)]
+            .into_iter()
+            .flatten()
+        {
             let child = parent
                 .child(s)
                 .ok_or_else(|| corrupt(ErrorKind::BadParentPageLink, ppg, "bad child node"))?;
-            *slot = Some((s, child));
+            let (used, leaf, owner) = {
+                let p = sh.cache.get(child)?;
+                let p = p.latch.read();
+                (p.used(), p.is_leaf(), p.objid())
+            };
+            if !leaf || owner != objid || child == pgno {
+                return Err(corrupt(
+                    ErrorKind::BadParentPageLink,
+                    child,
+                    "sibling of a leaf is not a leaf of its tree",
+                ));
+            }
+            if best.is_none_or(|(_, _, u)| used < u) {
+                best = Some((s, child, used));
+            }
         }
-    }
-    let mut best: Option<(usize, Pgno, usize)> = None;
-    for (s, child) in candidates.into_iter().flatten() {
-        let (used, leaf, owner) = sibling_use(work, child)?;
-        if !leaf || owner != objid {
-            return Err(corrupt(
-                ErrorKind::BadParentPageLink,
-                child,
-                "sibling of a leaf is not a leaf of its tree",
-            ));
-        }
-        if best.is_none_or(|(_, _, u)| used < u) {
-            best = Some((s, child, used));
-        }
-    }
-    let Some((s, sib, sib_used)) = best else {
-        return Ok(false);
+        best.filter(|&(_, _, used)| own + used <= 2 * cap * SHARE_TENTHS / 10)
+            .map(|(s, child, _)| (s, child))
+    }) else {
+        return Ok(None);
     };
-    if own + sib_used > 2 * cap * SHARE_TENTHS / 10 {
-        return Ok(false);
+    let sib_f = sh.cache.get(sib)?;
+    let mut parent = parent_f.latch.write();
+    let (mut leaf, mut sibling) = if pgno < sib {
+        let l = leaf_f.latch.write();
+        (l, sib_f.latch.write())
+    } else {
+        let r = sib_f.latch.write();
+        (leaf_f.latch.write(), r)
+    };
+    let (idx, found) = leaf.search(node.key);
+    if found {
+        return Err(Error::new(ErrorKind::KeyDuplicate));
     }
-    let pool = &work.sh.pool;
-    // The nodes that move are read from a copy of the leaf while the leaf itself changes.
-    let own_copy = pool.copy(work.page(pgno)?);
-    let shared = (|| {
-        let mut own_refs = node_refs(&own_copy, pgno)?;
-        let idx = (*idx).min(own_refs.len());
-        own_refs.insert(idx, node.node_ref());
-        let sib_sizes: Vec<usize> = node_refs(work.page(sib)?, sib)?
+    // The plan, from the pages as they are: the leaf's nodes with the new one at `idx`.
+    let mut own_refs = node_refs(&leaf, pgno)?;
+    own_refs.insert(idx, node);
+    let sib_sizes: Vec<usize> = node_refs(&sibling, sib)?
+        .iter()
+        .map(NodeRef::size)
+        .collect();
+    // Left to right: the page the parent's entry `b` points to, then the next one.
+    let leaf_left = s > c;
+    let b = if leaf_left { c } else { s };
+    let sizes: Vec<usize> = if leaf_left {
+        own_refs
             .iter()
             .map(NodeRef::size)
-            .collect();
-        let own_sizes = own_refs.iter().map(NodeRef::size);
-        // Left to right: the page the parent's entry `b` points to, then the next one.
-        let leaf_left = s > c;
-        let (l, r, b, sizes): (_, _, _, Vec<usize>) = if leaf_left {
-            (
-                pgno,
-                sib,
-                c,
-                own_sizes.chain(sib_sizes.iter().copied()).collect(),
-            )
+            .chain(sib_sizes.iter().copied())
+            .collect()
+    } else {
+        sib_sizes
+            .iter()
+            .copied()
+            .chain(own_refs.iter().map(NodeRef::size))
+            .collect()
+    };
+    let &[cut] = partition_cuts(&sizes, cap, false).as_slice() else {
+        return Ok(None);
+    };
+    // `k`: the leaf's nodes (the new one included) before the cut. They stay when the leaf is
+    // on the left, the rest move to the sibling's start; on the right they move to the
+    // sibling's end. At least one node moves and one stays, else the leaf splits.
+    let k = if leaf_left {
+        cut
+    } else {
+        cut.saturating_sub(sib_sizes.len())
+    };
+    if k == 0 || k >= own_refs.len() {
+        return Ok(None);
+    }
+    let (before_cut, after_cut) = own_refs.split_at(k);
+    let (Some(last), Some(first)) = (before_cut.last(), after_cut.first()) else {
+        return Ok(None);
+    };
+    let (lb, rb) = sizes.split_at(cut);
+    let (l_ext, r_ext) = if leaf_left {
+        (leaf.ext().len(), sibling.ext().len())
+    } else {
+        (sibling.ext().len(), leaf.ext().len())
+    };
+    if lb.iter().sum::<usize>() + l_ext > cap || rb.iter().sum::<usize>() + r_ext > cap {
+        return Ok(None);
+    }
+    let sep = shortest_separator(last.key, first.key);
+    let entry = parent
+        .node(b)
+        .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, ppg, "unreadable node"))?;
+    if parent.used() + parent.ext().len() - entry.key.len() + sep.len() > cap {
+        return Ok(None);
+    }
+    let (entry_flags, child) = (entry.flags, entry.data.to_vec());
+    // Every page fits what it gets: from here on, nothing may fail between the first change
+    // and the record (a failure latches the cache as failed, see below).
+    let image = [&parent_f, &leaf_f, &sib_f].map(|f| f.meta.lock().needs_image);
+    let dbtime = sh.next_dbtime()?;
+    #[cfg(debug_assertions)]
+    let before_pages = [parent.clone(), leaf.clone(), sibling.clone()];
+    let before = [
+        (parent.objid(), parent.dbtime(), parent.count()),
+        (leaf.objid(), leaf.dbtime(), leaf.count()),
+        (sibling.objid(), sibling.dbtime(), sibling.count()),
+    ];
+    let (own, sib_count) = (own_refs.len(), sib_sizes.len());
+    let moved = if leaf_left { after_cut } else { before_cut };
+    let m = moved.len();
+    let base = if leaf_left { 0 } else { sib_count };
+    let mut ok = moved
+        .iter()
+        .enumerate()
+        .all(|(j, n)| sibling.insert_node(base + j, n.flags, n.key, n.data));
+    drop(own_refs);
+    // The leaf's own nodes before the cut, by their index on the page (the new node is not
+    // on it).
+    let k_orig = if k <= idx { k } else { k - 1 };
+    let n_orig = before[1].2;
+    let stays = if leaf_left { idx < k } else { idx >= k };
+    let at = if leaf_left { idx } else { idx.wrapping_sub(k) };
+    ok =
+        ok && if leaf_left {
+            (k_orig..n_orig).rev().all(|j| leaf.remove_node(j))
         } else {
-            (
-                sib,
-                pgno,
-                s,
-                sib_sizes.iter().copied().chain(own_sizes).collect(),
-            )
-        };
-        let &[cut] = partition_cuts(&sizes, cap, false).as_slice() else {
-            return Ok(false);
-        };
-        // `k`: the leaf's nodes (the new one included) before the cut. They stay when the leaf
-        // is on the left, the rest move to the sibling's start; on the right they move to the
-        // sibling's end. At least one node moves and one stays, else the leaf splits.
-        let k = if leaf_left {
-            cut
+            (0..k_orig).rev().all(|j| leaf.remove_node(j))
+        } && (!stays || leaf.insert_node(at, node.flags, node.key, node.data))
+            && parent.remove_node(b)
+            && parent.insert_node(b, entry_flags, &sep, &child);
+    if !ok {
+        return Err(sh.cache.latch_failure(internal("shared nodes did not fit")));
+    }
+    for p in [&mut *parent, &mut *leaf, &mut *sibling] {
+        p.set_dbtime(dbtime);
+    }
+    let (leaf_steps, sib_steps) = if leaf_left {
+        (
+            known_part(idx, 0, k),
+            vec![
+                KnownStep::New { first: 0, count: m },
+                KnownStep::Copy {
+                    first: 0,
+                    count: sib_count,
+                },
+            ],
+        )
+    } else {
+        (
+            known_part(idx, k, own),
+            vec![
+                KnownStep::Copy {
+                    first: 0,
+                    count: sib_count,
+                },
+                KnownStep::New {
+                    first: sib_count,
+                    count: m,
+                },
+            ],
+        )
+    };
+    let parent_steps = replaced_entries(b, 1, before[0].2);
+    let pages: [(&Page, _, _, bool); 3] = [
+        (&parent, before[0], parent_steps, image[0]),
+        (&leaf, before[1], leaf_steps, image[1]),
+        (&sibling, before[2], sib_steps, image[2]),
+    ];
+    let mut changes = Vec::with_capacity(3);
+    #[cfg(debug_assertions)]
+    let mut before_pages = before_pages.iter();
+    for (page, (objid_before, dbtime_before, count), steps, image) in pages {
+        #[cfg(debug_assertions)]
+        let before_page = before_pages.next();
+        let delta = if image {
+            None
         } else {
-            cut.saturating_sub(sib_sizes.len())
+            known_delta_of(objid_before, dbtime_before, count, page, &steps).map_err(|_| {
+                sh.cache.latch_failure(internal(
+                    "the node list of a shared page does not describe it",
+                ))
+            })?
         };
-        if k == 0 || k >= own_refs.len() {
-            return Ok(false);
+        #[cfg(debug_assertions)]
+        if let (Some(d), Some(b)) = (&delta, before_page) {
+            check_delta(b, page, d, sh.page_size());
         }
-        let (before_cut, after_cut) = own_refs.split_at(k);
-        let (Some(last), Some(first)) = (before_cut.last(), after_cut.first()) else {
-            return Ok(false);
-        };
-        let bytes = |part: &[usize]| part.iter().sum::<usize>();
-        let (lb, rb) = sizes.split_at(cut);
-        if bytes(lb) + work.page(l)?.ext().len() > cap
-            || bytes(rb) + work.page(r)?.ext().len() > cap
-        {
-            return Ok(false);
+        changes.push(match delta {
+            Some(d) => PageChange::Delta(d),
+            None => PageChange::Image(page.pgno(), sh.pool.sealed(page)),
+        });
+    }
+    // The leaves in page-number order, as a work unit logs them.
+    if pgno > sib {
+        changes.swap(1, 2);
+    }
+    let rec = encode_pages(sh.opts.dbid, &changes, annotation);
+    for c in changes {
+        if let PageChange::Image(_, img) = c {
+            sh.pool.give_buf(img);
         }
-        let sep = shortest_separator(last.key, first.key);
-        let parent = work.page(ppg)?;
-        let entry = parent
-            .node(b)
-            .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, ppg, "unreadable node"))?;
-        if parent.used() + parent.ext().len() - entry.key.len() + sep.len() > cap {
-            return Ok(false);
-        }
-        let (flags, child) = (entry.flags, entry.data.to_vec());
-        // In place (nodes removed from one page and inserted into the other, the rest where
-        // they were), so the deltas of both pages find their unchanged lines by place.
-        let (moved, n_orig) = (
-            if leaf_left { after_cut } else { before_cut },
-            own_copy.count(),
-        );
-        // The leaf's own nodes before the cut, by their index on the page (the new node is not
-        // on it).
-        let k_orig = if k <= idx { k } else { k - 1 };
-        let fits = {
-            let leaf = work.page_mut(pgno)?;
-            let removed = if leaf_left {
-                (k_orig..n_orig).rev().all(|j| leaf.remove_node(j))
-            } else {
-                (0..k_orig).rev().all(|j| leaf.remove_node(j))
-            };
-            let stays = if leaf_left { idx < k } else { idx >= k };
-            let at = if leaf_left { idx } else { idx.wrapping_sub(k) };
-            removed && (!stays || leaf.insert_node(at, node.flags, &node.key, &node.data))
-        };
-        let sib_page = work.page_mut(sib)?;
-        let base = if leaf_left { 0 } else { sib_page.count() };
-        let fits = fits
-            && moved
-                .iter()
-                .enumerate()
-                .all(|(j, n)| sib_page.insert_node(base + j, n.flags, n.key, n.data));
-        let parent = work.page_mut(ppg)?;
-        if fits && parent.remove_node(b) && parent.insert_node(b, flags, &sep, &child) {
-            Ok(true)
-        } else {
-            Err(internal("shared nodes did not fit"))
-        }
-    })();
-    pool.give(own_copy);
-    shared
+    }
+    let lgpos = sh
+        .cache
+        .log_change(&rec, &[&*parent_f, &*leaf_f, &*sib_f])?;
+    Ok(Some(lgpos))
+}
+
+/// The steps of a parent page of `n` entries whose entry `c` became `count` entries (the
+/// separators a share or a split put there): the entries around them stay.
+fn replaced_entries(c: usize, count: usize, n: usize) -> Vec<KnownStep> {
+    vec![
+        KnownStep::Copy { first: 0, count: c },
+        KnownStep::New { first: c, count },
+        KnownStep::Copy {
+            first: c + 1,
+            count: n.saturating_sub(c + 1),
+        },
+    ]
 }
 
 /// Shortest key `s` with `left < s <= right` (suffix truncation of separators).
@@ -815,6 +987,12 @@ fn split_page(
             Some(src) => node_refs(src, pgno)?,
             None => Vec::new(),
         };
+        // Where the new node goes among the page's own nodes (an insert into a leaf), for the
+        // node list of the part that stays.
+        let inserted = match ov {
+            Overflow::Insert(idx, _) => Some((*idx).min(refs.len())),
+            Overflow::Nodes(_) | Overflow::Append(_) => None,
+        };
         match ov {
             Overflow::Nodes(nodes) => refs.extend(nodes.iter().map(Node::node_ref)),
             Overflow::Append(node) => refs.push(node.node_ref()),
@@ -868,6 +1046,10 @@ fn split_page(
         for (j, part) in parts.iter().enumerate() {
             if j == 0 {
                 work.page_mut(pgno)?.rebuild(&ext, part.iter().copied())?;
+                if let Some(at) = inserted {
+                    // The leaf keeps the first part of its nodes and the new one.
+                    work.set_known(pgno, known_part(at, 0, part.len()));
+                }
             } else {
                 let c = work.alloc(objid, flags, level)?;
                 work.page_mut(c)?.rebuild(&[], part.iter().copied())?;
@@ -885,7 +1067,7 @@ fn split_page(
     link_chain(work, &chain, prev, old_next)?;
     if old_next != Pgno::NULL {
         let last = chain.last().copied().unwrap_or(pgno);
-        work.page_mut(old_next)?.set_prev(last);
+        work.set_links(old_next, Some(last), None)?;
     }
     // The parent: entry `c` (old key, this page) becomes (seps[0], chain[0]), ...,
     // (old key, last of chain).
@@ -901,16 +1083,18 @@ fn split_page(
     }
     let grow: usize = seps.iter().map(|k| NODE_OVERHEAD + k.len() + 4).sum();
     if parent.used() + grow <= cap {
+        let n = parent.count();
         let ok =
             parent.replace_data(c, &last.to_bytes())
                 && chain.iter().zip(&seps).enumerate().all(|(j, (pg, sep))| {
                     parent.insert_node(c + j, NodeFlags(0), sep, &pg.to_bytes())
                 });
-        return if ok {
-            Ok(None)
-        } else {
-            Err(internal("separator did not fit the parent"))
-        };
+        if !ok {
+            return Err(internal("separator did not fit the parent"));
+        }
+        // Entry `c` became the separators of the chain and its last page's entry.
+        work.set_known(ppg, replaced_entries(c, chain.len(), n));
+        return Ok(None);
     }
     let mut pnodes = parent.to_nodes();
     let old = pnodes.remove(c);
@@ -924,13 +1108,13 @@ fn split_page(
 /// Links `chain` left to right, with `prev` before the first and `next` after the last.
 fn link_chain(work: &mut Work<'_>, chain: &[Pgno], prev: Pgno, next: Pgno) -> Result<()> {
     for (j, &p) in chain.iter().enumerate() {
-        let pg = work.page_mut(p)?;
-        pg.set_prev(if j == 0 {
+        let before = if j == 0 {
             prev
         } else {
             chain.get(j - 1).copied().unwrap_or(prev)
-        });
-        pg.set_next(chain.get(j + 1).copied().unwrap_or(next));
+        };
+        let after = chain.get(j + 1).copied().unwrap_or(next);
+        work.set_links(p, Some(before), Some(after))?;
     }
     Ok(())
 }
@@ -950,10 +1134,10 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
         }
         let (prev, next) = (page.prev(), page.next());
         if prev != Pgno::NULL {
-            work.page_mut(prev)?.set_next(next);
+            work.set_links(prev, None, Some(next))?;
         }
         if next != Pgno::NULL {
-            work.page_mut(next)?.set_prev(prev);
+            work.set_links(next, Some(prev), None)?;
         }
         work.free(pgno)?;
         work.page_mut(ppg)?.remove_node(child_idx);
@@ -1001,7 +1185,7 @@ fn merge_page(work: &mut Work<'_>, path: &[(Pgno, usize)], level_idx: usize) -> 
     lp.set_nodes(&nodes)?;
     lp.set_next(r_next);
     if r_next != Pgno::NULL {
-        work.page_mut(r_next)?.set_prev(l);
+        work.set_links(r_next, Some(l), None)?;
     }
     work.free(r)?;
     let parent = work.page_mut(ppg)?;

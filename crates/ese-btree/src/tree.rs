@@ -15,9 +15,9 @@ use crate::cache::Frame;
 use crate::cursor::{Cursor, LeafHint};
 use crate::db::{DbShared, TreeKind};
 use crate::latch::ReadGuard;
-use crate::page::{NODE_OVERHEAD, NodeFlags, Page, PageFlags};
+use crate::page::{NODE_OVERHEAD, NodeFlags, NodeRef, Page, PageFlags};
 use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, node_parts};
-use crate::split::{Change, MAX_DEPTH, Work, capacity, put};
+use crate::split::{Change, MAX_DEPTH, Work, capacity, put, share_insert};
 
 /// The longest key for a page size (ESE: 1000 bytes with 4 KiB pages, 2000 above).
 pub(crate) fn max_key_len(page_size: usize) -> usize {
@@ -517,6 +517,14 @@ impl Tree {
             };
             if let Some(op) = op {
                 return self.apply_in_place(&frame, &mut page, &op, annotation);
+            }
+        }
+        if let Change::Insert(data, flags) = change {
+            // An insert that overflows its leaf shares the leaf's nodes with a sibling when
+            // one has room, in place; otherwise the work unit below splits the leaf.
+            let node = NodeRef { flags, key, data };
+            if let Some(lgpos) = share_insert(sh, self.root, self.objid, node, annotation)? {
+                return Ok(lgpos);
             }
         }
         let mut work = Work::new(sh);

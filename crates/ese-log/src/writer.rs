@@ -880,8 +880,13 @@ impl Shared {
 
     /// Ends the I/O [`Shared::take_batch`] started (the state locked again), keeping its
     /// buffer for the next one.
-    fn end_batch(st: &mut State, mut data: Vec<u8>) {
+    fn end_batch(st: &mut State, data: Vec<u8>) {
         st.io_busy = false;
+        Self::end_batch_buffer(st, data);
+    }
+
+    /// Keeps `data`, a buffer whose bytes were written, as the spare buffer when it is larger.
+    fn end_batch_buffer(st: &mut State, mut data: Vec<u8>) {
         data.clear();
         if st.spare.capacity() < data.capacity() {
             st.spare = data;
@@ -929,7 +934,11 @@ impl Shared {
     /// none is acknowledged before its directory sync: what a crash leaves on disk is exactly
     /// what it left when the appending thread did the rollover itself.
     fn seal(st: &mut State) {
-        let data = std::mem::take(&mut st.buf);
+        // The next generation's records go to the spare buffer, whose capacity is that of an
+        // earlier batch: a new, empty one would grow again by doubling (each step a
+        // reallocation and a copy, on memory faulted in afresh).
+        let fresh = std::mem::take(&mut st.spare);
+        let data = std::mem::replace(&mut st.buf, fresh);
         st.sealed = Some(Sealed {
             generation: st.generation,
             file: Arc::clone(&st.file),
@@ -1018,13 +1027,15 @@ impl Shared {
         });
         st.io_busy = false;
         st.rolling = false;
+        let target = sealed.target;
+        Self::end_batch_buffer(st, sealed.data);
         match r {
             Ok((f, header, reserve)) => {
                 st.file = Arc::from(f);
                 st.created_micros = header.created_micros;
                 // The sealed generation's file was synced: what write-behind left in it too.
                 st.unsynced = 0;
-                self.set_durable(st, sealed.target);
+                self.set_durable(st, target);
                 if reserve {
                     log::warn!(
                         "log disk full: generation {} uses a reserve log",
