@@ -619,6 +619,15 @@ impl Page {
         parse_line(self.line(i + 1))
     }
 
+    /// Bytes node `i` takes on the page, tag included ([`NodeRef::size`]), read from its tag
+    /// alone (the node's line is not read); 0 past the last node.
+    pub(crate) fn node_size(&self, i: usize) -> usize {
+        if i >= self.count() {
+            return 0;
+        }
+        self.tag(i + 1).0 + TAG_LEN
+    }
+
     /// Asks the CPU for every cache line of node `i` (nothing if there is no such node): a
     /// cursor stepping through a leaf asks for the node after the one it copies, so that the
     /// next step finds it in the cache instead of waiting on memory (nodes lie on a page in

@@ -649,7 +649,7 @@ pub(crate) fn share_insert(
     let (parent_f, leaf_f) = (sh.cache.get(ppg)?, sh.cache.get(pgno)?);
     // The sibling, chosen under read latches (under the writer mutex no other thread changes
     // a tree page, so the choice holds once the write latches are taken).
-    let Some((s, sib)) = ({
+    let Some((s, sib, sib_f)) = ({
         let parent = parent_f.latch.read();
         let own = {
             let leaf = leaf_f.latch.read();
@@ -662,7 +662,7 @@ pub(crate) fn share_insert(
             leaf.used() + node.size()
         };
         let n = parent.count();
-        let mut best: Option<(usize, Pgno, usize)> = None;
+        let mut best: Option<(usize, Pgno, usize, Arc<Frame>)> = None;
         for s in [c.checked_sub(1), Some(c + 1).filter(|&s| s < n)]
             .into_iter()
             .flatten()
@@ -670,9 +670,9 @@ pub(crate) fn share_insert(
             let child = parent
                 .child(s)
                 .ok_or_else(|| corrupt(ErrorKind::BadParentPageLink, ppg, "bad child node"))?;
+            let frame = sh.cache.get(child)?;
             let (used, leaf, owner) = {
-                let p = sh.cache.get(child)?;
-                let p = p.latch.read();
+                let p = frame.latch.read();
                 (p.used(), p.is_leaf(), p.objid())
             };
             if !leaf || owner != objid || child == pgno {
@@ -682,16 +682,15 @@ pub(crate) fn share_insert(
                     "sibling of a leaf is not a leaf of its tree",
                 ));
             }
-            if best.is_none_or(|(_, _, u)| used < u) {
-                best = Some((s, child, used));
+            if best.as_ref().is_none_or(|&(_, _, u, _)| used < u) {
+                best = Some((s, child, used, frame));
             }
         }
-        best.filter(|&(_, _, used)| own + used <= 2 * cap * SHARE_TENTHS / 10)
-            .map(|(s, child, _)| (s, child))
+        best.filter(|&(_, _, used, _)| own + used <= 2 * cap * SHARE_TENTHS / 10)
+            .map(|(s, child, _, frame)| (s, child, frame))
     }) else {
         return Ok(None);
     };
-    let sib_f = sh.cache.get(sib)?;
     let mut parent = parent_f.latch.write();
     let (mut leaf, mut sibling) = if pgno < sib {
         let l = leaf_f.latch.write();
@@ -705,27 +704,23 @@ pub(crate) fn share_insert(
         return Err(Error::new(ErrorKind::KeyDuplicate));
     }
     // The plan, from the pages as they are: the leaf's nodes with the new one at `idx`.
-    let mut own_refs = node_refs(&leaf, pgno)?;
-    own_refs.insert(idx, node);
-    let sib_sizes: Vec<usize> = node_refs(&sibling, sib)?
-        .iter()
-        .map(NodeRef::size)
-        .collect();
+    // The sizes come from the tags (the node lines of the sibling are not read); the leaf's
+    // own list has the new node at `idx`.
+    let own = leaf.count() + 1;
+    let own_sizes = (0..own).map(|j| match j.cmp(&idx) {
+        std::cmp::Ordering::Less => leaf.node_size(j),
+        std::cmp::Ordering::Equal => node.size(),
+        std::cmp::Ordering::Greater => leaf.node_size(j - 1),
+    });
+    let sib_count = sibling.count();
+    let sib_sizes = (0..sib_count).map(|j| sibling.node_size(j));
     // Left to right: the page the parent's entry `b` points to, then the next one.
     let leaf_left = s > c;
     let b = if leaf_left { c } else { s };
     let sizes: Vec<usize> = if leaf_left {
-        own_refs
-            .iter()
-            .map(NodeRef::size)
-            .chain(sib_sizes.iter().copied())
-            .collect()
+        own_sizes.chain(sib_sizes).collect()
     } else {
-        sib_sizes
-            .iter()
-            .copied()
-            .chain(own_refs.iter().map(NodeRef::size))
-            .collect()
+        sib_sizes.chain(own_sizes).collect()
     };
     let &[cut] = partition_cuts(&sizes, cap, false).as_slice() else {
         return Ok(None);
@@ -736,15 +731,25 @@ pub(crate) fn share_insert(
     let k = if leaf_left {
         cut
     } else {
-        cut.saturating_sub(sib_sizes.len())
+        cut.saturating_sub(sib_count)
     };
-    if k == 0 || k >= own_refs.len() {
+    if k == 0 || k >= own {
         return Ok(None);
     }
-    let (before_cut, after_cut) = own_refs.split_at(k);
-    let (Some(last), Some(first)) = (before_cut.last(), after_cut.first()) else {
-        return Ok(None);
+    // The nodes that move, read from the leaf (and the new one), and the two around the cut.
+    let own_ref = |j: usize| -> Result<NodeRef<'_>> {
+        match j.cmp(&idx) {
+            std::cmp::Ordering::Less => leaf.node(j),
+            std::cmp::Ordering::Equal => Some(node),
+            std::cmp::Ordering::Greater => leaf.node(j - 1),
+        }
+        .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node"))
     };
+    let moved_range = if leaf_left { k..own } else { 0..k };
+    let moved = moved_range
+        .map(own_ref)
+        .collect::<Result<Vec<NodeRef<'_>>>>()?;
+    let (last, first) = (own_ref(k - 1)?, own_ref(k)?);
     let (lb, rb) = sizes.split_at(cut);
     let (l_ext, r_ext) = if leaf_left {
         (leaf.ext().len(), sibling.ext().len())
@@ -773,15 +778,13 @@ pub(crate) fn share_insert(
         (leaf.objid(), leaf.dbtime(), leaf.count()),
         (sibling.objid(), sibling.dbtime(), sibling.count()),
     ];
-    let (own, sib_count) = (own_refs.len(), sib_sizes.len());
-    let moved = if leaf_left { after_cut } else { before_cut };
     let m = moved.len();
     let base = if leaf_left { 0 } else { sib_count };
     let mut ok = moved
         .iter()
         .enumerate()
         .all(|(j, n)| sibling.insert_node(base + j, n.flags, n.key, n.data));
-    drop(own_refs);
+    drop(moved);
     // The leaf's own nodes before the cut, by their index on the page (the new node is not
     // on it).
     let k_orig = if k <= idx { k } else { k - 1 };
