@@ -707,11 +707,7 @@ pub(crate) fn share_insert(
     // The sizes come from the tags (the node lines of the sibling are not read); the leaf's
     // own list has the new node at `idx`.
     let own = leaf.count() + 1;
-    let own_sizes = (0..own).map(|j| match j.cmp(&idx) {
-        std::cmp::Ordering::Less => leaf.node_size(j),
-        std::cmp::Ordering::Equal => node.size(),
-        std::cmp::Ordering::Greater => leaf.node_size(j - 1),
-    });
+    let own_sizes = (0..own).map(|j| with_new_size(&leaf, idx, node, j));
     let sib_count = sibling.count();
     let sib_sizes = (0..sib_count).map(|j| sibling.node_size(j));
     // Left to right: the page the parent's entry `b` points to, then the next one.
@@ -737,14 +733,7 @@ pub(crate) fn share_insert(
         return Ok(None);
     }
     // The nodes that move, read from the leaf (and the new one), and the two around the cut.
-    let own_ref = |j: usize| -> Result<NodeRef<'_>> {
-        match j.cmp(&idx) {
-            std::cmp::Ordering::Less => leaf.node(j),
-            std::cmp::Ordering::Equal => Some(node),
-            std::cmp::Ordering::Greater => leaf.node(j - 1),
-        }
-        .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node"))
-    };
+    let own_ref = |j: usize| with_new_node(&leaf, pgno, idx, node, j);
     let moved_range = if leaf_left { k..own } else { 0..k };
     let moved = moved_range
         .map(own_ref)
@@ -874,6 +863,269 @@ pub(crate) fn share_insert(
     let lgpos = sh
         .cache
         .log_change(&rec, &[&*parent_f, &*leaf_f, &*sib_f])?;
+    Ok(Some(lgpos))
+}
+
+/// Size of node `j` of `leaf`'s nodes with `node` inserted at `idx` (from the tags).
+fn with_new_size(leaf: &Page, idx: usize, node: NodeRef<'_>, j: usize) -> usize {
+    match j.cmp(&idx) {
+        std::cmp::Ordering::Less => leaf.node_size(j),
+        std::cmp::Ordering::Equal => node.size(),
+        std::cmp::Ordering::Greater => leaf.node_size(j - 1),
+    }
+}
+
+/// Node `j` of the nodes of `leaf` (page `pgno`) with `node` inserted at `idx`.
+fn with_new_node<'a>(
+    leaf: &'a Page,
+    pgno: Pgno,
+    idx: usize,
+    node: NodeRef<'a>,
+    j: usize,
+) -> Result<NodeRef<'a>> {
+    match j.cmp(&idx) {
+        std::cmp::Ordering::Less => leaf.node(j),
+        std::cmp::Ordering::Equal => Some(node),
+        std::cmp::Ordering::Greater => leaf.node(j - 1),
+    }
+    .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node"))
+}
+
+/// An insert of `node` that overflows its leaf and that no sibling can take (see
+/// [`share_insert`]), done by splitting the leaf in two in place: the leaf keeps the first
+/// part of its nodes (all of them when the new node goes at the end of the rightmost leaf,
+/// sequential inserts), a page allocated past the last one gets the rest, the parent gains
+/// the separator. The caller holds the tree's writer mutex.
+///
+/// The pages change in place under their write latches (the parent first, then the leaves by
+/// page number, then the space page: the order of [`Work::commit`]) and are logged as ONE
+/// pages record: the new page's image and the deltas the split makes of the others (images
+/// for pages whose base on disk may be torn), with `annotation`. No page is copied but the
+/// new one, built before it is installed in the cache. Everything that can fail (reads, the
+/// file's growth, the new frame) comes before the first change.
+///
+/// Returns `None`, with nothing changed, for a root leaf, when the parent has no room for
+/// the separator, when the nodes do not part in two pages, or when the free chain holds
+/// pages (a work unit then splits the leaf, and its parent too if need be).
+///
+/// # Errors
+/// Page read errors; the file's growth; the WAL's errors.
+pub(crate) fn split_insert(
+    sh: &DbShared,
+    root: Pgno,
+    objid: ObjId,
+    node: NodeRef<'_>,
+    annotation: Option<&[u8]>,
+) -> Result<Option<Lgpos>> {
+    let cap = capacity(sh.page_size());
+    let path = descend(&Work::new(sh), root, objid, node.key)?;
+    let &[.., (ppg, c), (pgno, _)] = path.as_slice() else {
+        return Ok(None);
+    };
+    let (parent_f, leaf_f, space_f) = (
+        sh.cache.get(ppg)?,
+        sh.cache.get(pgno)?,
+        sh.cache.get(SPACE_PGNO)?,
+    );
+    // The plan and the new page, under read latches (under the writer mutex no other thread
+    // changes these pages, so the plan holds once the write latches are taken).
+    let dbtime = sh.next_dbtime()?;
+    let plan = {
+        let parent = parent_f.latch.read();
+        let leaf = leaf_f.latch.read();
+        let (idx, found) = leaf.search(node.key);
+        if found {
+            return Err(Error::new(ErrorKind::KeyDuplicate));
+        }
+        let own = leaf.count() + 1;
+        let append = idx == leaf.count() && leaf.next() == Pgno::NULL;
+        let sizes: Vec<usize> = (0..own)
+            .map(|j| with_new_size(&leaf, idx, node, j))
+            .collect();
+        let &[k] = partition_cuts(&sizes, cap, append).as_slice() else {
+            return Ok(None);
+        };
+        let (lb, rb) = sizes.split_at(k);
+        if k == 0
+            || lb.iter().sum::<usize>() + leaf.ext().len() > cap
+            || rb.iter().sum::<usize>() > cap
+        {
+            return Ok(None);
+        }
+        let own_ref = |j: usize| with_new_node(&leaf, pgno, idx, node, j);
+        let sep = shortest_separator(own_ref(k - 1)?.key, own_ref(k)?.key);
+        if c >= parent.count() {
+            return Err(corrupt(
+                ErrorKind::BadParentPageLink,
+                ppg,
+                "child index out of range",
+            ));
+        }
+        if parent.used() + parent.ext().len() + NODE_OVERHEAD + sep.len() + 4 > cap {
+            return Ok(None);
+        }
+        let space = SpaceHeader::decode(&space_f.latch.read())?;
+        if space.free_head != Pgno::NULL {
+            return Ok(None);
+        }
+        let p = space.pgno_last.checked_add(1).ok_or_else(|| {
+            Error::new(ErrorKind::OutOfDatabaseSpace).with_message("page numbers exhausted")
+        })?;
+        let pages = sh.cache.file.page_count_for(p)?;
+        if p > pages {
+            let step = growth_pages(pages, sh.opts.extension_pages, sh.page_size());
+            sh.cache
+                .file
+                .extend_to(p.saturating_add(step.saturating_sub(1)))?;
+        }
+        let mut new_page = sh.pool.blank(Pgno(p), objid, leaf.flags(), 0);
+        let right = (k..own)
+            .map(own_ref)
+            .collect::<Result<Vec<NodeRef<'_>>>>()?;
+        if let Err(e) = new_page.rebuild(&[], right.into_iter()) {
+            sh.pool.give(new_page);
+            return Err(e);
+        }
+        new_page.set_prev(pgno);
+        new_page.set_next(leaf.next());
+        new_page.set_dbtime(dbtime);
+        (idx, k, sep, Pgno(p), leaf.next(), space, new_page)
+    };
+    let (idx, k, sep, new_pgno, old_next, mut space, new_page) = plan;
+    let installed = sh.cache.get_or_install(new_pgno, &new_page);
+    let new_f = match installed {
+        Ok(f) => f,
+        Err(e) => {
+            sh.pool.give(new_page);
+            return Err(e);
+        }
+    };
+    let next_f = if old_next == Pgno::NULL {
+        None
+    } else {
+        match sh.cache.get(old_next) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                sh.pool.give(new_page);
+                return Err(e);
+            }
+        }
+    };
+    // Write latches: the parent, the leaves by page number, the space page.
+    let mut parent = parent_f.latch.write();
+    let mut leaves: Vec<&Arc<Frame>> = [Some(&leaf_f), Some(&new_f), next_f.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    leaves.sort_by_key(|f| f.pgno);
+    let mut guards: Vec<_> = leaves.iter().map(|f| f.latch.write()).collect();
+    let mut space_g = space_f.latch.write();
+    let image: Vec<bool> = std::iter::once(&parent_f)
+        .chain(leaves.iter().copied())
+        .chain(std::iter::once(&space_f))
+        .map(|f| f.pgno == new_pgno || f.meta.lock().needs_image)
+        .collect();
+    #[cfg(debug_assertions)]
+    let before_pages: Vec<Page> = std::iter::once((*parent).clone())
+        .chain(guards.iter().map(|g| (**g).clone()))
+        .chain(std::iter::once((*space_g).clone()))
+        .collect();
+    let parent_count = parent.count();
+    let mut before = vec![(parent.objid(), parent.dbtime(), parent_count)];
+    before.extend(guards.iter().map(|g| (g.objid(), g.dbtime(), g.count())));
+    before.push((space_g.objid(), space_g.dbtime(), space_g.count()));
+    // Every page fits what it gets: from here on, nothing may fail between the first change
+    // and the record (a failure latches the cache as failed).
+    let mut ok = true;
+    let mut leaf_count = 0;
+    for (f, g) in leaves.iter().zip(guards.iter_mut()) {
+        if f.pgno == pgno {
+            let n_orig = g.count();
+            let k_orig = if k <= idx { k } else { k - 1 };
+            ok = ok
+                && (k_orig..n_orig).rev().all(|j| g.remove_node(j))
+                && (idx >= k || g.insert_node(idx, node.flags, node.key, node.data));
+            g.set_next(new_pgno);
+            leaf_count = g.count();
+        } else if f.pgno == new_pgno {
+            if g.dbtime() != dbtime || g.pgno() != new_pgno {
+                // A frame the cache already held for the page number: it gets the content.
+                g.copy_from(&new_page);
+            }
+        } else {
+            g.set_prev(new_pgno);
+        }
+    }
+    sh.pool.give(new_page);
+    ok = ok
+        && parent.replace_data(c, &new_pgno.to_bytes())
+        && parent.insert_node(c, NodeFlags(0), &sep, &pgno.to_bytes());
+    space.pgno_last = new_pgno.0;
+    ok = ok && space_g.set_ext(&space.encode()).is_ok();
+    if !ok {
+        return Err(sh
+            .cache
+            .latch_failure(internal("a split's parts did not fit")));
+    }
+    parent.set_dbtime(dbtime);
+    for g in &mut guards {
+        g.set_dbtime(dbtime);
+    }
+    space_g.set_dbtime(dbtime);
+    debug_assert_eq!(leaf_count, k, "the split leaf keeps the first part");
+    // In the latch order: the parent, the leaves by page number, the space page.
+    let pages: Vec<&Page> = std::iter::once(&*parent)
+        .chain(guards.iter().map(|g| &**g))
+        .chain(std::iter::once(&*space_g))
+        .collect();
+    let mut changes = Vec::with_capacity(pages.len());
+    for (j, page) in pages.iter().enumerate() {
+        let (objid_before, dbtime_before, count_before) =
+            before.get(j).copied().unwrap_or((ObjId(0), dbtime, 0));
+        // The parent's entry `c` became the separator and the new page's entry; the leaf kept
+        // the first part; the leaf's old neighbour and the space page keep their nodes.
+        let steps = if j == 0 {
+            replaced_entries(c, 2, parent_count)
+        } else if page.pgno() == pgno {
+            known_part(idx, 0, k)
+        } else {
+            vec![KnownStep::Copy {
+                first: 0,
+                count: count_before,
+            }]
+        };
+        let delta = if image.get(j).copied().unwrap_or(true) {
+            None
+        } else {
+            known_delta_of(objid_before, dbtime_before, count_before, page, &steps).map_err(
+                |_| {
+                    sh.cache.latch_failure(internal(
+                        "the node list of a split page does not describe it",
+                    ))
+                },
+            )?
+        };
+        #[cfg(debug_assertions)]
+        if let (Some(d), Some(b)) = (&delta, before_pages.get(j)) {
+            check_delta(b, page, d, sh.page_size());
+        }
+        changes.push(match delta {
+            Some(d) => PageChange::Delta(d),
+            None => PageChange::Image(page.pgno(), sh.pool.sealed(page)),
+        });
+    }
+    let rec = encode_pages(sh.opts.dbid, &changes, annotation);
+    for c in changes {
+        if let PageChange::Image(_, img) = c {
+            sh.pool.give_buf(img);
+        }
+    }
+    drop(pages);
+    let frames: Vec<&Frame> = std::iter::once(&*parent_f)
+        .chain(leaves.iter().map(|f| &***f))
+        .chain(std::iter::once(&*space_f))
+        .collect();
+    let lgpos = sh.cache.log_change(&rec, &frames)?;
     Ok(Some(lgpos))
 }
 

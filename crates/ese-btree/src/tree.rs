@@ -17,7 +17,7 @@ use crate::db::{DbShared, TreeKind};
 use crate::latch::ReadGuard;
 use crate::page::{NODE_OVERHEAD, NodeFlags, NodeRef, Page, PageFlags};
 use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, node_parts};
-use crate::split::{Change, MAX_DEPTH, Work, capacity, put, share_insert};
+use crate::split::{Change, MAX_DEPTH, Work, capacity, put, share_insert, split_insert};
 
 /// The longest key for a page size (ESE: 1000 bytes with 4 KiB pages, 2000 above).
 pub(crate) fn max_key_len(page_size: usize) -> usize {
@@ -521,9 +521,13 @@ impl Tree {
         }
         if let Change::Insert(data, flags) = change {
             // An insert that overflows its leaf shares the leaf's nodes with a sibling when
-            // one has room, in place; otherwise the work unit below splits the leaf.
+            // one has room, else splits the leaf, both in place; otherwise (a root leaf, a
+            // full parent, pages on the free chain) the work unit below splits it.
             let node = NodeRef { flags, key, data };
             if let Some(lgpos) = share_insert(sh, self.root, self.objid, node, annotation)? {
+                return Ok(lgpos);
+            }
+            if let Some(lgpos) = split_insert(sh, self.root, self.objid, node, annotation)? {
                 return Ok(lgpos);
             }
         }
