@@ -16,14 +16,19 @@
 //! Fill rules (`cap` = page size - 44 bytes): a leaf that an insert overflows first shares its
 //! nodes with the emptier of its siblings under the same parent when both then fit in at most
 //! 90% of `cap` each (the two hold about as many bytes, the parent's separator between them
-//! changes; no page is allocated). The share is not a work unit: [`share_insert`] changes
-//! the three pages in place under their write latches, every check made before the first
-//! change, and logs them as one pages record of the three deltas the move makes (about
-//! three times as many shares as splits happen under random inserts, so they are the common
-//! structural change). Otherwise, and for internal pages, a page that overflows is split
+//! changes; no page is allocated). Otherwise, and for internal pages, a page that overflows is
+//! split
 //! in two at the point that balances the bytes, or, when the new node is appended at the end
 //! of the rightmost page (sequential inserts), just before the new node so the left page
 //! stays full. Random inserts leave leaves about 80% full this way (69% with splits alone).
+//!
+//! The structural changes of an insert are not work units in the common cases:
+//! [`share_insert`] and [`split_insert`] change the pages in place under their write latches
+//! (taken in the work unit's order), make every check and every fallible step (reads, the
+//! file's growth, the new page's frame) before the first change, and log one pages record of
+//! the deltas they make and, for a split, the new page's image. No page is copied. A work
+//! unit still splits a root leaf, a leaf whose parent has no room for the separator (the
+//! parent splits too), and a leaf when the free chain holds pages.
 //! After a change leaves a non-root page below `cap / 4`, it is merged into an adjacent
 //! sibling under the same parent when both fit in one page; an empty non-root page is always
 //! removed. A root with a single child absorbs it (the tree gets shallower).
