@@ -619,7 +619,59 @@ fn node_refs(page: &Page, pgno: Pgno) -> Result<Vec<NodeRef<'_>>> {
     Ok(refs)
 }
 
-/// An insert of (`key`, `data`, `flags`) that overflows its leaf, done by moving nodes from
+/// Where the leaf of a key is: its parent, its entry in the parent and its page number.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeafAt {
+    parent: Pgno,
+    child: usize,
+    leaf: Pgno,
+}
+
+/// An insert that overflows its leaf, as [`share_insert`] and [`split_insert`] take it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Overflowing<'a> {
+    /// The leaf of the key ([`leaf_at`]).
+    pub(crate) at: LeafAt,
+    /// The tree.
+    pub(crate) objid: ObjId,
+    /// The node to insert.
+    pub(crate) node: NodeRef<'a>,
+    /// The layer above's annotation, logged in the same record.
+    pub(crate) annotation: Option<&'a [u8]>,
+}
+
+impl LeafAt {
+    /// The parent, the leaf's entry in it, the leaf.
+    fn pages(self) -> (Pgno, usize, Pgno) {
+        (self.parent, self.child, self.leaf)
+    }
+}
+
+/// The leaf of `key` in the tree of `root`, found by a descent from the root; `None` when the
+/// root is a leaf (it has no parent). The caller holds the tree's writer mutex, so the
+/// answer holds until it changes the tree.
+///
+/// # Errors
+/// `BadParentPageLink` / `DatabaseCorrupted` when the pages do not form a tree of `objid`;
+/// page read errors.
+pub(crate) fn leaf_at(
+    sh: &DbShared,
+    root: Pgno,
+    objid: ObjId,
+    key: &[u8],
+) -> Result<Option<LeafAt>> {
+    let path = descend(&Work::new(sh), root, objid, key)?;
+    Ok(match path.as_slice() {
+        &[.., (parent, child), (leaf, _)] => Some(LeafAt {
+            parent,
+            child,
+            leaf,
+        }),
+        _ => None,
+    })
+}
+
+/// An insert that overflows its leaf, done by moving nodes from
 /// the leaf to the emptier of its siblings under the same parent so that both hold about as
 /// many bytes, with the shortest separator between them in the parent (SQLite and the
 /// B*-tree balance siblings before splitting too): three pages change, none is allocated.
@@ -631,26 +683,17 @@ fn node_refs(page: &Page, pgno: Pgno) -> Result<Vec<NodeRef<'_>>> {
 /// copied, and each delta is the one the move makes, not one found by comparing pages.
 /// Everything is checked before the first byte changes.
 ///
-/// Returns `None`, with nothing changed, when the leaf is the root, when the new node goes
-/// at the end of the rightmost leaf (sequential inserts), when neither sibling
+/// Returns `None`, with nothing changed, when the
+/// new node goes at the end of the rightmost leaf (sequential inserts), when neither sibling
 /// leaves both pages at most [`SHARE_TENTHS`] full, or when the parts or the new separator
 /// would not fit: the caller then splits the leaf.
 ///
 /// # Errors
 /// `BadParentPageLink` when a sibling is not a leaf of the tree; page read errors; the
 /// WAL's errors.
-pub(crate) fn share_insert(
-    sh: &DbShared,
-    root: Pgno,
-    objid: ObjId,
-    node: NodeRef<'_>,
-    annotation: Option<&[u8]>,
-) -> Result<Option<Lgpos>> {
-    let cap = capacity(sh.page_size());
-    let path = descend(&Work::new(sh), root, objid, node.key)?;
-    let &[.., (ppg, c), (pgno, _)] = path.as_slice() else {
-        return Ok(None);
-    };
+pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option<Lgpos>> {
+    let (objid, node, annotation) = (ins.objid, ins.node, ins.annotation);
+    let ((ppg, c, pgno), cap) = (ins.at.pages(), capacity(sh.page_size()));
     let (parent_f, leaf_f) = (sh.cache.get(ppg)?, sh.cache.get(pgno)?);
     // The sibling, chosen under read latches (under the writer mutex no other thread changes
     // a tree page, so the choice holds once the write latches are taken).
@@ -896,7 +939,7 @@ fn with_new_node<'a>(
     .ok_or_else(|| corrupt(ErrorKind::NodeCorrupted, pgno, "unreadable node"))
 }
 
-/// An insert of `node` that overflows its leaf and that no sibling can take (see
+/// An insert that overflows its leaf and that no sibling can take (see
 /// [`share_insert`]), done by splitting the leaf in two in place: the leaf keeps the first
 /// part of its nodes (all of them when the new node goes at the end of the rightmost leaf,
 /// sequential inserts), a page allocated past the last one gets the rest, the parent gains
@@ -909,24 +952,15 @@ fn with_new_node<'a>(
 /// new one, built before it is installed in the cache. Everything that can fail (reads, the
 /// file's growth, the new frame) comes before the first change.
 ///
-/// Returns `None`, with nothing changed, for a root leaf, when the parent has no room for
-/// the separator, when the nodes do not part in two pages, or when the free chain holds
+/// Returns `None`, with nothing changed, when the
+/// parent has no room for the separator, when the nodes do not part in two pages, or when the free chain holds
 /// pages (a work unit then splits the leaf, and its parent too if need be).
 ///
 /// # Errors
 /// Page read errors; the file's growth; the WAL's errors.
-pub(crate) fn split_insert(
-    sh: &DbShared,
-    root: Pgno,
-    objid: ObjId,
-    node: NodeRef<'_>,
-    annotation: Option<&[u8]>,
-) -> Result<Option<Lgpos>> {
-    let cap = capacity(sh.page_size());
-    let path = descend(&Work::new(sh), root, objid, node.key)?;
-    let &[.., (ppg, c), (pgno, _)] = path.as_slice() else {
-        return Ok(None);
-    };
+pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option<Lgpos>> {
+    let (objid, node, annotation) = (ins.objid, ins.node, ins.annotation);
+    let ((ppg, c, pgno), cap) = (ins.at.pages(), capacity(sh.page_size()));
     let (parent_f, leaf_f, space_f) = (
         sh.cache.get(ppg)?,
         sh.cache.get(pgno)?,

@@ -17,7 +17,9 @@ use crate::db::{DbShared, TreeKind};
 use crate::latch::ReadGuard;
 use crate::page::{NODE_OVERHEAD, NodeFlags, NodeRef, Page, PageFlags};
 use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, node_parts};
-use crate::split::{Change, MAX_DEPTH, Work, capacity, put, share_insert, split_insert};
+use crate::split::{
+    Change, MAX_DEPTH, Overflowing, Work, capacity, leaf_at, put, share_insert, split_insert,
+};
 
 /// The longest key for a page size (ESE: 1000 bytes with 4 KiB pages, 2000 above).
 pub(crate) fn max_key_len(page_size: usize) -> usize {
@@ -524,11 +526,19 @@ impl Tree {
             // one has room, else splits the leaf, both in place; otherwise (a root leaf, a
             // full parent, pages on the free chain) the work unit below splits it.
             let node = NodeRef { flags, key, data };
-            if let Some(lgpos) = share_insert(sh, self.root, self.objid, node, annotation)? {
-                return Ok(lgpos);
-            }
-            if let Some(lgpos) = split_insert(sh, self.root, self.objid, node, annotation)? {
-                return Ok(lgpos);
+            if let Some(at) = leaf_at(sh, self.root, self.objid, key)? {
+                let ins = Overflowing {
+                    at,
+                    objid: self.objid,
+                    node,
+                    annotation,
+                };
+                if let Some(lgpos) = share_insert(sh, ins)? {
+                    return Ok(lgpos);
+                }
+                if let Some(lgpos) = split_insert(sh, ins)? {
+                    return Ok(lgpos);
+                }
             }
         }
         let mut work = Work::new(sh);
