@@ -37,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
+use ese_core::{DbTime, Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 
 use crate::cache::Frame;
 use crate::db::{DbShared, SPACE_PGNO, SpaceHeader};
@@ -632,6 +632,9 @@ pub(crate) struct LeafAt {
 pub(crate) struct Overflowing<'a> {
     /// The leaf of the key ([`leaf_at`]).
     pub(crate) at: LeafAt,
+    /// The new node's index on the leaf (a search of it under the same hold of the writer
+    /// mutex: the key is not on it).
+    pub(crate) idx: usize,
     /// The tree.
     pub(crate) objid: ObjId,
     /// The node to insert.
@@ -644,6 +647,11 @@ impl LeafAt {
     /// The parent, the leaf's entry in it, the leaf.
     fn pages(self) -> (Pgno, usize, Pgno) {
         (self.parent, self.child, self.leaf)
+    }
+
+    /// The leaf.
+    pub(crate) fn leaf(self) -> Pgno {
+        self.leaf
     }
 }
 
@@ -692,7 +700,7 @@ pub(crate) fn leaf_at(
 /// `BadParentPageLink` when a sibling is not a leaf of the tree; page read errors; the
 /// WAL's errors.
 pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option<Lgpos>> {
-    let (objid, node, annotation) = (ins.objid, ins.node, ins.annotation);
+    let (objid, node, annotation, idx) = (ins.objid, ins.node, ins.annotation, ins.idx);
     let ((ppg, c, pgno), cap) = (ins.at.pages(), capacity(sh.page_size()));
     let (parent_f, leaf_f) = (sh.cache.get(ppg)?, sh.cache.get(pgno)?);
     // The sibling, chosen under read latches (under the writer mutex no other thread changes
@@ -701,7 +709,6 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         let parent = parent_f.latch.read();
         let own = {
             let leaf = leaf_f.latch.read();
-            let (idx, _) = leaf.search(node.key);
             if idx == leaf.count() && leaf.next() == Pgno::NULL {
                 // Sequential inserts: the full leaf stays as it is and the split starts the
                 // next one.
@@ -747,10 +754,6 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         let r = sib_f.latch.write();
         (leaf_f.latch.write(), r)
     };
-    let (idx, found) = leaf.search(node.key);
-    if found {
-        return Err(Error::new(ErrorKind::KeyDuplicate));
-    }
     // The plan, from the pages as they are: the leaf's nodes with the new one at `idx`.
     // The sizes come from the tags (the node lines of the sibling are not read); the leaf's
     // own list has the new node at `idx`.
@@ -868,39 +871,89 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
             ],
         )
     };
-    let parent_steps = replaced_entries(b, 1, before[0].2);
-    let pages: [(&Page, _, _, bool); 3] = [
-        (&parent, before[0], parent_steps, image[0]),
-        (&leaf, before[1], leaf_steps, image[1]),
-        (&sibling, before[2], sib_steps, image[2]),
+    let changed = [
+        Changed {
+            page: &parent,
+            before: before[0],
+            steps: replaced_entries(b, 1, before[0].2),
+            image: image[0],
+        },
+        Changed {
+            page: &leaf,
+            before: before[1],
+            steps: leaf_steps,
+            image: image[1],
+        },
+        Changed {
+            page: &sibling,
+            before: before[2],
+            steps: sib_steps,
+            image: image[2],
+        },
     ];
-    let mut changes = Vec::with_capacity(3);
-    #[cfg(debug_assertions)]
-    let mut before_pages = before_pages.iter();
-    for (page, (objid_before, dbtime_before, count), steps, image) in pages {
+    // The leaves in page-number order, as a work unit logs them.
+    let order = if pgno < sib { [0, 1, 2] } else { [0, 2, 1] };
+    let frames = [&*parent_f, &*leaf_f, &*sib_f];
+    log_in_place(
+        sh,
+        &order.map(|j| &changed[j]),
         #[cfg(debug_assertions)]
-        let before_page = before_pages.next();
-        let delta = if image {
+        &order.map(|j| &before_pages[j]),
+        annotation,
+        &order.map(|j| frames[j]),
+    )
+    .map(Some)
+}
+
+/// A page a structural change made in place, for its record ([`log_in_place`]).
+struct Changed<'p> {
+    /// The page after the change.
+    page: &'p Page,
+    /// Its objid, dbtime and node count before the change.
+    before: (ObjId, DbTime, usize),
+    /// How its node list was made ([`KnownStep`]); unused for an image.
+    steps: Vec<KnownStep>,
+    /// Logged as an image (a page formatted anew, or whose base on disk may be torn).
+    image: bool,
+}
+
+/// Logs the pages of an in-place structural change ([`share_insert`], [`split_insert`]) as
+/// ONE pages record, in the order given (the latch order), with `annotation`, and marks
+/// `frames` (theirs, in the same order) dirty at its position. The caller holds their write
+/// latches and has changed them: a step list that does not describe its page is a bug, and
+/// latches the cache as failed (the pages are no longer what the log says). Debug builds
+/// redo each delta on the page before (`before_pages`) and compare.
+fn log_in_place(
+    sh: &DbShared,
+    changed: &[&Changed<'_>],
+    #[cfg(debug_assertions)] before_pages: &[&Page],
+    annotation: Option<&[u8]>,
+    frames: &[&Frame],
+) -> Result<Lgpos> {
+    let mut changes = Vec::with_capacity(changed.len());
+    for (j, c) in changed.iter().enumerate() {
+        let (objid_before, dbtime_before, count_before) = c.before;
+        let delta = if c.image {
             None
         } else {
-            known_delta_of(objid_before, dbtime_before, count, page, &steps).map_err(|_| {
-                sh.cache.latch_failure(internal(
-                    "the node list of a shared page does not describe it",
-                ))
-            })?
+            known_delta_of(objid_before, dbtime_before, count_before, c.page, &c.steps).map_err(
+                |_| {
+                    sh.cache.latch_failure(internal(
+                        "the node list of a page changed in place does not describe it",
+                    ))
+                },
+            )?
         };
         #[cfg(debug_assertions)]
-        if let (Some(d), Some(b)) = (&delta, before_page) {
-            check_delta(b, page, d, sh.page_size());
+        if let (Some(d), Some(b)) = (&delta, before_pages.get(j)) {
+            check_delta(b, c.page, d, sh.page_size());
         }
+        #[cfg(not(debug_assertions))]
+        let _ = j;
         changes.push(match delta {
             Some(d) => PageChange::Delta(d),
-            None => PageChange::Image(page.pgno(), sh.pool.sealed(page)),
+            None => PageChange::Image(c.page.pgno(), sh.pool.sealed(c.page)),
         });
-    }
-    // The leaves in page-number order, as a work unit logs them.
-    if pgno > sib {
-        changes.swap(1, 2);
     }
     let rec = encode_pages(sh.opts.dbid, &changes, annotation);
     for c in changes {
@@ -908,10 +961,7 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
             sh.pool.give_buf(img);
         }
     }
-    let lgpos = sh
-        .cache
-        .log_change(&rec, &[&*parent_f, &*leaf_f, &*sib_f])?;
-    Ok(Some(lgpos))
+    sh.cache.log_change(&rec, frames)
 }
 
 /// Size of node `j` of `leaf`'s nodes with `node` inserted at `idx` (from the tags).
@@ -959,7 +1009,7 @@ fn with_new_node<'a>(
 /// # Errors
 /// Page read errors; the file's growth; the WAL's errors.
 pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option<Lgpos>> {
-    let (objid, node, annotation) = (ins.objid, ins.node, ins.annotation);
+    let (objid, node, annotation, idx) = (ins.objid, ins.node, ins.annotation, ins.idx);
     let ((ppg, c, pgno), cap) = (ins.at.pages(), capacity(sh.page_size()));
     let (parent_f, leaf_f, space_f) = (
         sh.cache.get(ppg)?,
@@ -972,10 +1022,6 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     let plan = {
         let parent = parent_f.latch.read();
         let leaf = leaf_f.latch.read();
-        let (idx, found) = leaf.search(node.key);
-        if found {
-            return Err(Error::new(ErrorKind::KeyDuplicate));
-        }
         let own = leaf.count() + 1;
         let append = idx == leaf.count() && leaf.next() == Pgno::NULL;
         let sizes: Vec<usize> = (0..own)
@@ -1028,9 +1074,9 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         new_page.set_prev(pgno);
         new_page.set_next(leaf.next());
         new_page.set_dbtime(dbtime);
-        (idx, k, sep, Pgno(p), leaf.next(), space, new_page)
+        (k, sep, Pgno(p), leaf.next(), space, new_page)
     };
-    let (idx, k, sep, new_pgno, old_next, mut space, new_page) = plan;
+    let (k, sep, new_pgno, old_next, mut space, new_page) = plan;
     let installed = sh.cache.get_or_install(new_pgno, &new_page);
     let new_f = match installed {
         Ok(f) => f,
@@ -1112,59 +1158,55 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     }
     space_g.set_dbtime(dbtime);
     debug_assert_eq!(leaf_count, k, "the split leaf keeps the first part");
-    // In the latch order: the parent, the leaves by page number, the space page.
-    let pages: Vec<&Page> = std::iter::once(&*parent)
-        .chain(guards.iter().map(|g| &**g))
-        .chain(std::iter::once(&*space_g))
-        .collect();
-    let mut changes = Vec::with_capacity(pages.len());
-    for (j, page) in pages.iter().enumerate() {
-        let (objid_before, dbtime_before, count_before) =
-            before.get(j).copied().unwrap_or((ObjId(0), dbtime, 0));
-        // The parent's entry `c` became the separator and the new page's entry; the leaf kept
-        // the first part; the leaf's old neighbour and the space page keep their nodes.
-        let steps = if j == 0 {
-            replaced_entries(c, 2, parent_count)
-        } else if page.pgno() == pgno {
-            known_part(idx, 0, k)
-        } else {
-            vec![KnownStep::Copy {
-                first: 0,
-                count: count_before,
-            }]
-        };
-        let delta = if image.get(j).copied().unwrap_or(true) {
-            None
-        } else {
-            known_delta_of(objid_before, dbtime_before, count_before, page, &steps).map_err(
-                |_| {
-                    sh.cache.latch_failure(internal(
-                        "the node list of a split page does not describe it",
-                    ))
-                },
-            )?
-        };
-        #[cfg(debug_assertions)]
-        if let (Some(d), Some(b)) = (&delta, before_pages.get(j)) {
-            check_delta(b, page, d, sh.page_size());
-        }
-        changes.push(match delta {
-            Some(d) => PageChange::Delta(d),
-            None => PageChange::Image(page.pgno(), sh.pool.sealed(page)),
+    // In the latch order: the parent, the leaves by page number, the space page. The parent's
+    // entry `c` became the separator and the new page's entry; the leaf kept the first part;
+    // the leaf's old neighbour and the space page keep their nodes; the new page is an image.
+    let keeps_nodes = |before: (ObjId, DbTime, usize)| {
+        vec![KnownStep::Copy {
+            first: 0,
+            count: before.2,
+        }]
+    };
+    let mut changed = Vec::with_capacity(5);
+    changed.push(Changed {
+        page: &parent,
+        before: before[0],
+        steps: replaced_entries(c, 2, parent_count),
+        image: image[0],
+    });
+    for (j, g) in guards.iter().enumerate() {
+        let b = before[j + 1];
+        changed.push(Changed {
+            page: g,
+            before: b,
+            steps: if g.pgno() == pgno {
+                known_part(idx, 0, k)
+            } else {
+                keeps_nodes(b)
+            },
+            image: image[j + 1],
         });
     }
-    let rec = encode_pages(sh.opts.dbid, &changes, annotation);
-    for c in changes {
-        if let PageChange::Image(_, img) = c {
-            sh.pool.give_buf(img);
-        }
-    }
-    drop(pages);
+    let b = before[guards.len() + 1];
+    changed.push(Changed {
+        page: &space_g,
+        before: b,
+        steps: keeps_nodes(b),
+        image: image[guards.len() + 1],
+    });
     let frames: Vec<&Frame> = std::iter::once(&*parent_f)
         .chain(leaves.iter().map(|f| &***f))
         .chain(std::iter::once(&*space_f))
         .collect();
-    let lgpos = sh.cache.log_change(&rec, &frames)?;
+    let changed: Vec<&Changed<'_>> = changed.iter().collect();
+    let lgpos = log_in_place(
+        sh,
+        &changed,
+        #[cfg(debug_assertions)]
+        &before_pages.iter().collect::<Vec<_>>(),
+        annotation,
+        &frames,
+    )?;
     Ok(Some(lgpos))
 }
 

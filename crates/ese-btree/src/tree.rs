@@ -465,7 +465,8 @@ impl Tree {
             Some((f, at)) => (f, Some(at)),
             None => (self.descend(Target::Key(key))?.guard.into_frame(), None),
         };
-        {
+        // Where the key goes on the leaf (for an insert that overflows it, below).
+        let idx = {
             let mut page = frame.latch.write();
             let cap = capacity(sh.page_size());
             let is_root = frame.pgno == self.root;
@@ -520,15 +521,20 @@ impl Tree {
             if let Some(op) = op {
                 return self.apply_in_place(&frame, &mut page, &op, annotation);
             }
-        }
+            idx
+        };
         if let Change::Insert(data, flags) = change {
             // An insert that overflows its leaf shares the leaf's nodes with a sibling when
             // one has room, else splits the leaf, both in place; otherwise (a root leaf, a
-            // full parent, pages on the free chain) the work unit below splits it.
+            // full parent, pages on the free chain) the work unit below splits it. Under the
+            // writer mutex the leaf found again with its parent is the one searched above.
             let node = NodeRef { flags, key, data };
-            if let Some(at) = leaf_at(sh, self.root, self.objid, key)? {
+            if let Some(at) =
+                leaf_at(sh, self.root, self.objid, key)?.filter(|at| at.leaf() == frame.pgno)
+            {
                 let ins = Overflowing {
                     at,
+                    idx,
                     objid: self.objid,
                     node,
                     annotation,
