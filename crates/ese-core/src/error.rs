@@ -120,6 +120,7 @@ impl Error {
     }
 
     /// Adds a free-text explanation (shown after the kind's message).
+    #[cold]
     #[must_use]
     pub fn with_message(mut self, message: impl Into<String>) -> Error {
         self.detail_mut().message = Some(message.into());
@@ -127,6 +128,7 @@ impl Error {
     }
 
     /// Adds the path of the file concerned.
+    #[cold]
     #[must_use]
     pub fn with_path(mut self, path: impl AsRef<Path>) -> Error {
         self.detail_mut().path = Some(path.as_ref().to_path_buf());
@@ -134,6 +136,7 @@ impl Error {
     }
 
     /// Adds the page number concerned.
+    #[cold]
     #[must_use]
     pub fn with_pgno(mut self, pgno: Pgno) -> Error {
         self.detail_mut().pgno = Some(pgno);
@@ -141,6 +144,7 @@ impl Error {
     }
 
     /// Adds the log position concerned.
+    #[cold]
     #[must_use]
     pub fn with_lgpos(mut self, lgpos: Lgpos) -> Error {
         self.detail_mut().lgpos = Some(lgpos);
@@ -148,6 +152,7 @@ impl Error {
     }
 
     /// Keeps `source` as the underlying cause.
+    #[cold]
     #[must_use]
     pub fn with_source(mut self, source: io::Error) -> Error {
         self.detail_mut().source = Some(Arc::new(source));

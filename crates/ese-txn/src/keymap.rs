@@ -2,25 +2,91 @@
 //! hash ([`VKey`]).
 //!
 //! The keys and chains are held densely, in insertion order, in one vector; the hash table
-//! holds only each key's index into it. A new key is therefore an append at the vector's end
-//! (memory written in order, which the CPU streams) plus an index written into the table,
-//! which is a twelfth of the size of a table holding the entries themselves and so stays in
-//! the CPU caches far longer: in a bulk load, writing each new entry into a random bucket of
-//! a table of entries missed the cache on most inserts. Growth copies the vector once per
-//! doubling (no rehash) and rehashes only the indexes. Removal moves the last entry into the
-//! hole and re-points its index.
+//! holds only each key's slot: its index into the vector and the low 32 bits of its hash. A
+//! new key is therefore an append at the vector's end (memory written in order, which the CPU
+//! streams) plus 8 bytes written into the table, which is a twelfth of the size of a table
+//! holding the entries themselves and so stays in the CPU caches far longer: in a bulk load,
+//! writing each new entry into a random bucket of a table of entries missed the cache on most
+//! inserts.
+//!
+//! - **The table hashes from its slots.** The table places a slot by a hash made from the 32
+//!   hash bits the slot holds ([`table_hash`]), so growing the table (a rehash of every slot
+//!   at each doubling) reads the table only, never the entries, and a look-up reads an entry
+//!   only when 32 bits of its hash match the probe's (not on a match of hashbrown's 7-bit
+//!   tag alone). The entries' vector grows by copying, once per doubling.
+//! - **One probe per change.** [`KeyMap::find`] returns where a key is, or that it is absent;
+//!   under the same hold of the shard lock, [`KeyMap::push_at`] adds the change's RCE there
+//!   without a second probe.
+//! - **Removal** moves the last entry into the hole and re-points its slot.
+//! - A shard holds at most `u32::MAX` keys ([`KeyMap::is_full`]): an entry takes at least 64
+//!   bytes, so that is 256 GiB of versions in one shard; the version store refuses a new key
+//!   there with `VersionStoreOutOfMemory` rather than let an index wrap.
 
 use ese_core::TrxId;
 use hashbrown::HashTable;
 
 use crate::version_store::{Chain, KeyView, VKey};
 
+/// A slot of the table: an entry's index in the low 32 bits, the low 32 bits of its key's
+/// hash in the high 32.
+#[derive(Clone, Copy, Debug)]
+struct Slot(u64);
+
+impl Slot {
+    /// The slot of entry `i` (below `u32::MAX`: see [`KeyMap::is_full`]) whose key's hash is
+    /// `hash`.
+    fn new(i: usize, hash: u64) -> Slot {
+        Slot((i as u64 & u64::from(u32::MAX)) | (hash << 32))
+    }
+
+    fn index(self) -> usize {
+        (self.0 & u64::from(u32::MAX)) as usize
+    }
+
+    /// The 32 hash bits the slot holds.
+    fn bits(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// Whether the slot's hash bits are those of `hash`.
+    fn matches(self, hash: u64) -> bool {
+        self.bits() == hash as u32
+    }
+
+    /// The hash the table places this slot by.
+    fn table_hash(self) -> u64 {
+        table_hash_of(u64::from(self.bits()))
+    }
+}
+
+/// The hash the table places a key of hash `hash` by, made from its low 32 bits only (all a
+/// slot keeps): hashbrown takes a bucket from the low bits and its tag from the top seven,
+/// so the 32 bits go to both halves. (The version store picks a key's shard from bits 32 and
+/// up, so within a shard the low 32 bits still spread.)
+fn table_hash(hash: u64) -> u64 {
+    table_hash_of(hash & u64::from(u32::MAX))
+}
+
+fn table_hash_of(low: u64) -> u64 {
+    low | (low << 32)
+}
+
 /// Keys and their chains (see the module notes).
 #[derive(Debug, Default)]
 pub(crate) struct KeyMap {
-    /// The index in `entries` of every key, placed by the key's hash.
-    table: HashTable<usize>,
+    /// The slot of every key, placed by [`Slot::table_hash`].
+    table: HashTable<Slot>,
     entries: Vec<(VKey, Chain)>,
+}
+
+/// Where [`KeyMap::find`] found a key, or that it did not: valid for [`KeyMap::push_at`]
+/// while the map is not changed in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Found(Option<usize>);
+
+impl Found {
+    /// The key has no chain.
+    pub(crate) const ABSENT: Found = Found(None);
 }
 
 /// Whether the stored key `k` is the key `probe` names.
@@ -38,20 +104,34 @@ impl KeyMap {
         self.entries.len()
     }
 
+    /// Whether the map can take no new key (see the module notes).
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries.len() >= u32::MAX as usize
+    }
+
     /// The index of `probe`'s entry.
     fn index_of(&self, probe: &dyn KeyView) -> Option<usize> {
         let entries = &self.entries;
+        let hash = probe.key_hash();
         self.table
-            .find(probe.key_hash(), |&i| {
-                entries.get(i).is_some_and(|(k, _)| same(k, probe))
+            .find(table_hash(hash), |&s| {
+                s.matches(hash) && entries.get(s.index()).is_some_and(|(k, _)| same(k, probe))
             })
-            .copied()
+            .map(|s| s.index())
+    }
+
+    /// Where `probe`'s key is, with its chain if it has one.
+    pub(crate) fn find(&self, probe: &dyn KeyView) -> (Found, Option<&Chain>) {
+        let i = self.index_of(probe);
+        (
+            Found(i),
+            i.and_then(|i| self.entries.get(i)).map(|(_, c)| c),
+        )
     }
 
     /// The chain of `probe`'s key.
     pub(crate) fn get(&self, probe: &dyn KeyView) -> Option<&Chain> {
-        let i = self.index_of(probe)?;
-        self.entries.get(i).map(|(_, c)| c)
+        self.find(probe).1
     }
 
     /// The chain of `probe`'s key, to change.
@@ -65,42 +145,52 @@ impl KeyMap {
         self.index_of(probe).is_some()
     }
 
-    /// Adds `rce`-holding `chain` to `probe`'s key: pushed onto the chain it has, or made its
-    /// chain, with the key `vkey` makes (called only for a new key).
-    pub(crate) fn push_or_insert(
+    /// Adds `rce` to `probe`'s key: pushed onto the chain it has, or made its chain, with the
+    /// key `vkey` makes (called only for a new key). `found` ([`KeyMap::find`] of `probe`,
+    /// with no change to the map since) says which: no second probe. The caller checks
+    /// [`KeyMap::is_full`] before a new key.
+    pub(crate) fn push_at(
         &mut self,
+        found: Found,
         probe: &dyn KeyView,
         rce: crate::version_store::Rce,
         vkey: impl FnOnce() -> VKey,
     ) {
-        if let Some(i) = self.index_of(probe) {
-            if let Some((_, chain)) = self.entries.get_mut(i) {
+        if let Found(Some(i)) = found {
+            if let Some((k, chain)) = self.entries.get_mut(i) {
+                debug_assert!(same(k, probe), "a stale position");
                 chain.push(rce);
             }
             return;
         }
+        debug_assert!(self.index_of(probe).is_none(), "a stale absence");
         let i = self.entries.len();
         self.entries.push((vkey(), Chain::One(rce)));
-        let entries = &self.entries;
+        let hash = probe.key_hash();
         self.table
-            .insert_unique(probe.key_hash(), i, |&j| hash_at(entries, j));
+            .insert_unique(table_hash(hash), Slot::new(i, hash), |s| s.table_hash());
     }
 
     /// Removes `probe`'s key and returns its chain.
     pub(crate) fn remove(&mut self, probe: &dyn KeyView) -> Option<Chain> {
         let entries = &self.entries;
-        let Ok(slot) = self.table.find_entry(probe.key_hash(), |&i| {
-            entries.get(i).is_some_and(|(k, _)| same(k, probe))
+        let hash = probe.key_hash();
+        let Ok(slot) = self.table.find_entry(table_hash(hash), |&s| {
+            s.matches(hash) && entries.get(s.index()).is_some_and(|(k, _)| same(k, probe))
         }) else {
             return None;
         };
-        let (i, _) = slot.remove();
+        let (removed, _) = slot.remove();
+        let i = removed.index();
         let last = self.entries.len().checked_sub(1)?;
         if i != last {
-            // The last entry moves into the hole: its index follows it.
+            // The last entry moves into the hole: its slot follows it.
             let moved_hash = self.entries.get(last).map(|(k, _)| k.key_hash())?;
-            if let Some(at) = self.table.find_mut(moved_hash, |&j| j == last) {
-                *at = i;
+            if let Some(at) = self
+                .table
+                .find_mut(table_hash(moved_hash), |s| s.index() == last)
+            {
+                *at = Slot::new(i, moved_hash);
             }
         }
         Some(self.entries.swap_remove(i).1)
@@ -110,15 +200,18 @@ impl KeyMap {
     pub(crate) fn has_hash(&self, hash: u64) -> bool {
         let entries = &self.entries;
         self.table
-            .find(hash, |&i| hash_at(entries, i) == hash)
+            .find(table_hash(hash), |&s| {
+                s.matches(hash) && hash_at(entries, s.index()) == hash
+            })
             .is_some()
     }
 
     /// Appends to `out` (a copy of) every key whose hash is `hash`: one, but for a collision
     /// of 64-bit hashes.
     pub(crate) fn keys_with_hash(&self, hash: u64, out: &mut Vec<VKey>) {
-        for &i in self.table.iter_hash(hash) {
-            if let Some((k, _)) = self.entries.get(i)
+        for &s in self.table.iter_hash(table_hash(hash)) {
+            if s.matches(hash)
+                && let Some((k, _)) = self.entries.get(s.index())
                 && k.key_hash() == hash
             {
                 out.push(k.clone());
@@ -129,12 +222,13 @@ impl KeyMap {
     /// The key of hash `hash` whose chain holds the entry `seq` of transaction `trx`.
     pub(crate) fn key_of_rce(&self, hash: u64, trx: TrxId, seq: u32) -> Option<VKey> {
         let entries = &self.entries;
-        let i = *self.table.find(hash, |&i| {
-            entries.get(i).is_some_and(|(k, chain)| {
-                k.key_hash() == hash && chain.iter().any(|r| r.trx.id == trx && r.seq == seq)
-            })
+        let s = *self.table.find(table_hash(hash), |&s| {
+            s.matches(hash)
+                && entries.get(s.index()).is_some_and(|(k, chain)| {
+                    k.key_hash() == hash && chain.iter().any(|r| r.trx.id == trx && r.seq == seq)
+                })
         })?;
-        self.entries.get(i).map(|(k, _)| k.clone())
+        self.entries.get(s.index()).map(|(k, _)| k.clone())
     }
 
     /// The keys, in no particular order.
@@ -154,20 +248,18 @@ impl KeyMap {
             if self.entries.capacity() > 4 * self.entries.len().max(16) {
                 self.entries.shrink_to_fit();
             }
-            self.table
-                .shrink_to(self.entries.len(), |&j| hash_at(&self.entries, j));
-            let entries = &self.entries;
-            for (i, (k, _)) in entries.iter().enumerate() {
+            self.table.shrink_to(self.entries.len(), |s| s.table_hash());
+            for (i, (k, _)) in self.entries.iter().enumerate() {
+                let hash = k.key_hash();
                 self.table
-                    .insert_unique(k.key_hash(), i, |&j| hash_at(entries, j));
+                    .insert_unique(table_hash(hash), Slot::new(i, hash), |s| s.table_hash());
             }
         }
         gone
     }
 }
 
-/// The hash of the key at `j` (the table's hasher, for its growth: every index it holds is
-/// below `entries.len()`).
+/// The hash of the key at `j`, if there is one.
 fn hash_at(entries: &[(VKey, Chain)], j: usize) -> u64 {
     entries.get(j).map_or(0, |(k, _)| k.key_hash())
 }
@@ -194,6 +286,11 @@ mod tests {
         VersionStore::new_rce(trx, seq, Oper::Insert, Before::Unchanged, 0)
     }
 
+    fn push(map: &mut KeyMap, probe: &VKey, rce: Rce, vkey: VKey) {
+        let (found, _) = map.find(probe);
+        map.push_at(found, probe, rce, || vkey);
+    }
+
     /// Every key stays found by its own chain through appends, pushes onto existing chains,
     /// removals from the middle and the end (the last entry moving into the hole) and a pass
     /// that extracts a share of the keys.
@@ -204,12 +301,12 @@ mod tests {
         let mut map = KeyMap::new();
         for n in 0..5_000u32 {
             let k = key(&state, n);
-            map.push_or_insert(&k.clone(), rce(&trx, n), || k);
+            push(&mut map, &k.clone(), rce(&trx, n), k);
         }
         // A second entry for every tenth key: pushed onto its chain, no new key.
         for n in (0..5_000u32).step_by(10) {
             let k = key(&state, n);
-            map.push_or_insert(&k, rce(&trx, n + 100_000), || k.clone());
+            push(&mut map, &k, rce(&trx, n + 100_000), k.clone());
         }
         assert_eq!(map.len(), 5_000);
         // Remove every third key, which moves entries from the end into the holes.
@@ -252,5 +349,44 @@ mod tests {
             );
         }
         assert_eq!(map.keys().count(), map.len());
+    }
+
+    /// Keys whose hashes share their low 32 bits (all a slot keeps) land on one probe
+    /// sequence and are still told apart, through growth, removal and the rebuild; keys with
+    /// one full 64-bit hash are all listed by `keys_with_hash`.
+    #[test]
+    fn keys_sharing_their_slot_bits_are_told_apart() {
+        let trx = TrxState::for_test(4);
+        let mut map = KeyMap::new();
+        // The low 32 bits are the same for all; the high bits differ, but for keys 190..200,
+        // which share one full hash with key 189.
+        let hash_of = |n: u32| u64::from(n.min(189)) << 32 | 0x5eed;
+        let key = |n: u32| VKey::new(hash_of(n), ObjId(3), &n.to_le_bytes());
+        for n in 0..200u32 {
+            push(&mut map, &key(n), rce(&trx, n), key(n));
+        }
+        for n in 0..200u32 {
+            let seqs: Vec<u32> = map
+                .get(&key(n))
+                .map(|c| c.iter().map(|r| r.seq).collect())
+                .unwrap_or_default();
+            assert_eq!(seqs, [n], "key {n}");
+        }
+        let mut out = Vec::new();
+        map.keys_with_hash(hash_of(189), &mut out);
+        assert_eq!(out.len(), 11);
+        assert!(map.has_hash(hash_of(7)));
+        assert!(!map.has_hash(u64::from(500u32) << 32 | 0x5eed));
+        assert_eq!(map.key_of_rce(hash_of(195), TrxId(4), 195), Some(key(195)));
+        assert_eq!(map.key_of_rce(hash_of(195), TrxId(4), 194), Some(key(194)));
+        assert_eq!(map.key_of_rce(hash_of(7), TrxId(4), 8), None);
+        for n in (0..200u32).step_by(2) {
+            assert!(map.remove(&key(n)).is_some(), "key {n}");
+        }
+        let gone = map.extract_if(|k, _| k.key() == 7u32.to_le_bytes());
+        assert_eq!(gone.len(), 1);
+        for n in 0..200u32 {
+            assert_eq!(map.contains_key(&key(n)), n % 2 == 1 && n != 7, "key {n}");
+        }
     }
 }

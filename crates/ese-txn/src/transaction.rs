@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_btree::LeafHint;
 use ese_core::{Error, ErrorKind, Lgpos, ObjId, Result, TrxId};
 
+use crate::keymap::Found;
 use crate::record::{TxnRecord, Undo};
 use crate::store::{NewState, PhysRef, PhysState};
 use crate::version_store::{
@@ -371,8 +372,11 @@ impl Transaction {
             if matches!(change, Change::Lock { .. }) {
                 vs.prune_locks(&mut shard, &probe);
             }
-            let chain = shard.map.get(&probe as &dyn KeyView);
+            let (found, chain) = shard.map.find(&probe as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
+            if found == Found::ABSENT && shard.map.is_full() {
+                return Err(vs.out_of_memory());
+            }
             let (phys, mine) = if matches!(change, Change::Lock { look_up: false, .. }) {
                 (PhysState::Absent, PhysState::Absent)
             } else {
@@ -473,7 +477,17 @@ impl Transaction {
                     }
                 }
             }
-            let hash = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
+            let hash = Self::record_rce(
+                vs,
+                &self.state,
+                shard,
+                &probe,
+                found,
+                seq,
+                oper,
+                before,
+                charge,
+            );
             self.note_change(hash, seq);
             return Ok(result);
         }
@@ -491,13 +505,14 @@ impl Transaction {
         state: &Arc<TrxState>,
         mut shard: parking_lot::MutexGuard<'_, Shard>,
         probe: &Probe<'_>,
+        found: Found,
         seq: u32,
         oper: Oper,
         before: Before,
         charge: u64,
     ) -> u64 {
         let rce = VersionStore::new_rce(state, seq, oper, before, charge);
-        vs.push_rce(&mut shard, probe, rce);
+        vs.push_rce(&mut shard, probe, found, rce);
         probe.key_hash()
     }
 
@@ -527,8 +542,11 @@ impl Transaction {
             let vs = &*self.vs;
             let probe = vs.probe(tree, key);
             let shard = vs.shard(&probe);
-            let chain = shard.map.get(&probe as &dyn KeyView);
+            let (found, chain) = shard.map.find(&probe as &dyn KeyView);
             VersionStore::check_conflict(chain, &self.state, oper)?;
+            if found == Found::ABSENT && shard.map.is_full() {
+                return Err(vs.out_of_memory());
+            }
             let view = self.read_view();
             let seq = self.next_seq;
             let (trx, first_written) = (self.state.id, self.first_lgpos.is_some());
@@ -611,7 +629,17 @@ impl Transaction {
                 self.first_lgpos = Some(lgpos);
                 vs.oldest_lgpos.lock().insert(trx, lgpos);
             }
-            let hash = Self::record_rce(vs, &self.state, shard, &probe, seq, oper, before, charge);
+            let hash = Self::record_rce(
+                vs,
+                &self.state,
+                shard,
+                &probe,
+                found,
+                seq,
+                oper,
+                before,
+                charge,
+            );
             self.note_change(hash, seq);
             return Ok(());
         }

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::keymap::KeyMap;
+use crate::keymap::{Found, KeyMap};
 use crate::store::{PhysState, TxnStore};
 
 /// `commit_ts` of a transaction still running.
@@ -863,13 +863,14 @@ impl VersionStore {
         ))
     }
 
-    /// Adds an RCE to the chain of `probe`'s key (the caller holds the shard lock).
-    pub(crate) fn push_rce(&self, shard: &mut Shard, probe: &Probe<'_>, rce: Rce) {
+    /// Adds an RCE to the chain of `probe`'s key (the caller holds the shard lock), which
+    /// `found` ([`KeyMap::find`] under the same hold of that lock) says it has or not.
+    pub(crate) fn push_rce(&self, shard: &mut Shard, probe: &Probe<'_>, found: Found, rce: Rce) {
         if rce.oper == Oper::Insert {
             self.insert_entries.fetch_add(1, Ordering::Relaxed);
         }
         self.entries.fetch_add(1, Ordering::Relaxed);
-        shard.map.push_or_insert(probe, rce, || Self::vkey(probe));
+        shard.map.push_at(found, probe, rce, || Self::vkey(probe));
     }
 
     pub(crate) fn new_rce(
@@ -1420,7 +1421,8 @@ mod tests {
             assert_eq!(k.key(), &key[..]);
             assert_eq!(k.clone(), k);
             let rce = VersionStore::new_rce(&trx, i as u32, Oper::Insert, Before::Unchanged, 0);
-            map.push_or_insert(&k.clone(), rce, || k);
+            let (found, _) = map.find(&k);
+            map.push_at(found, &k.clone(), rce, || k);
         }
         assert_eq!(map.len(), keys.len());
         for (i, (tree, key)) in keys.iter().enumerate() {
