@@ -1,10 +1,10 @@
 //! The map of one version store shard: each key's chain of RCEs, found by the key's carried
 //! hash ([`VKey`]).
 //!
-//! The keys and chains are held densely, in insertion order, in one vector; the hash table
-//! holds only each key's slot: its index into the vector and the low 32 bits of its hash. A
-//! new key is therefore an append at the vector's end (memory written in order, which the CPU
-//! streams) plus 8 bytes written into the table, which is a twelfth of the size of a table
+//! The keys and chains are held densely, in insertion order, in chunks of [`CHUNK`] entries;
+//! the hash table holds only each key's slot: its index into the entries and the low 32 bits
+//! of its hash. A new key is therefore an append at the last chunk's end (memory written in
+//! order, which the CPU streams) plus 8 bytes written into the table, which is a twelfth of the size of a table
 //! holding the entries themselves and so stays in the CPU caches far longer: in a bulk load,
 //! writing each new entry into a random bucket of a table of entries missed the cache on most
 //! inserts.
@@ -13,7 +13,11 @@
 //!   hash bits the slot holds ([`table_hash`]), so growing the table (a rehash of every slot
 //!   at each doubling) reads the table only, never the entries, and a look-up reads an entry
 //!   only when 32 bits of its hash match the probe's (not on a match of hashbrown's 7-bit
-//!   tag alone). The entries' vector grows by copying, once per doubling.
+//!   tag alone).
+//! - **The entries grow without copying.** Past the first chunk (which grows as a vector
+//!   does, so a small shard stays small), each chunk is allocated at its full size once: a
+//!   bulk load's million entries are written once, where one vector doubling its way up
+//!   copied them about once more and faulted in twice the memory.
 //! - **One probe per change.** [`KeyMap::find`] returns where a key is, or that it is absent;
 //!   under the same hold of the shard lock, [`KeyMap::push_at`] adds the change's RCE there
 //!   without a second probe.
@@ -76,7 +80,95 @@ fn table_hash_of(low: u64) -> u64 {
 pub(crate) struct KeyMap {
     /// The slot of every key, placed by [`Slot::table_hash`].
     table: HashTable<Slot>,
-    entries: Vec<(VKey, Chain)>,
+    entries: Entries,
+}
+
+/// Entries per chunk of [`Entries`]: 512 entries of about 100 bytes, so a chunk stays below
+/// the allocator's threshold for a mapping of its own.
+const CHUNK: usize = 512;
+
+/// A key and its chain.
+type Entry = (VKey, Chain);
+
+/// The entries of a [`KeyMap`], by index, in chunks of [`CHUNK`] (see the module notes).
+/// Every chunk but the last is full, so entry `i` is entry `i % CHUNK` of chunk `i / CHUNK`;
+/// the last chunk may be empty (kept so that a shard that shrinks and grows across a chunk's
+/// edge does not free and allocate a chunk each time).
+#[derive(Debug, Default)]
+struct Entries {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&Entry> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Entry> {
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    /// Appends `e` as entry `len()`.
+    fn push(&mut self, e: Entry) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.push(e),
+            _ => {
+                // The first chunk grows as a vector does; the others are made whole.
+                let mut chunk = if self.chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(CHUNK)
+                };
+                chunk.push(e);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Removes entry `i` and returns it; the last entry takes its index.
+    fn swap_remove(&mut self, i: usize) -> Option<Entry> {
+        if i >= self.len {
+            return None;
+        }
+        if self.chunks.last().is_some_and(Vec::is_empty) {
+            self.chunks.pop();
+        }
+        let tail = self.chunks.last_mut()?.pop()?;
+        self.len -= 1;
+        if i == self.len {
+            return Some(tail);
+        }
+        // `i` is below the old last index, so entry `i` is still there.
+        self.get_mut(i).map(|at| std::mem::replace(at, tail))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Removes and returns the entries `pred` says yes to; the others keep their order but
+    /// not, when some go, their indexes.
+    fn extract_if(&mut self, mut pred: impl FnMut(&VKey, &mut Chain) -> bool) -> Vec<Entry> {
+        let mut gone = Vec::new();
+        for chunk in &mut self.chunks {
+            gone.extend(chunk.extract_if(.., |(k, c)| pred(k, c)));
+        }
+        if !gone.is_empty() {
+            // Packed again, so that every chunk but the last is full.
+            let mut kept = Entries::default();
+            for (k, c) in std::mem::take(&mut self.chunks).into_iter().flatten() {
+                kept.push((k, c));
+            }
+            *self = kept;
+        }
+        gone
+    }
 }
 
 /// Where [`KeyMap::find`] found a key, or that it did not: valid for [`KeyMap::push_at`]
@@ -193,7 +285,7 @@ impl KeyMap {
                 *at = Slot::new(i, moved_hash);
             }
         }
-        Some(self.entries.swap_remove(i).1)
+        self.entries.swap_remove(i).map(|(_, c)| c)
     }
 
     /// Whether some key has the hash `hash`.
@@ -242,12 +334,9 @@ impl KeyMap {
         &mut self,
         mut pred: impl FnMut(&VKey, &mut Chain) -> bool,
     ) -> Vec<(VKey, Chain)> {
-        let gone: Vec<(VKey, Chain)> = self.entries.extract_if(.., |(k, c)| pred(k, c)).collect();
+        let gone = self.entries.extract_if(&mut pred);
         if !gone.is_empty() {
             self.table.clear();
-            if self.entries.capacity() > 4 * self.entries.len().max(16) {
-                self.entries.shrink_to_fit();
-            }
             self.table.shrink_to(self.entries.len(), |s| s.table_hash());
             for (i, (k, _)) in self.entries.iter().enumerate() {
                 let hash = k.key_hash();
@@ -260,7 +349,7 @@ impl KeyMap {
 }
 
 /// The hash of the key at `j`, if there is one.
-fn hash_at(entries: &[(VKey, Chain)], j: usize) -> u64 {
+fn hash_at(entries: &Entries, j: usize) -> u64 {
     entries.get(j).map_or(0, |(k, _)| k.key_hash())
 }
 
@@ -388,5 +477,71 @@ mod tests {
         for n in 0..200u32 {
             assert_eq!(map.contains_key(&key(n)), n % 2 == 1 && n != 7, "key {n}");
         }
+    }
+
+    /// The entries' chunks stay packed (every chunk but the last full, at most one empty
+    /// chunk kept) through growth past several chunks, removals that empty the last chunk,
+    /// and an extraction; entry `i` is always the one the index says.
+    #[test]
+    fn entries_stay_packed_in_chunks() {
+        let state = KeyHashState::new();
+        let trx = TrxState::for_test(9);
+        let entry = |n: u32| (key(&state, n), Chain::One(rce(&trx, n)));
+        let packed = |e: &Entries| {
+            let full = e.chunks.iter().rev().skip(1).all(|c| c.len() == CHUNK);
+            let empty = e.chunks.iter().filter(|c| c.is_empty()).count();
+            full && empty <= 1 && e.chunks.iter().map(Vec::len).sum::<usize>() == e.len()
+        };
+        let seq_at = |e: &Entries, i: usize| e.get(i).map(|(_, c)| c.iter().next().map(|r| r.seq));
+        let mut e = Entries::default();
+        let n = 3 * CHUNK as u32 + 7;
+        for i in 0..n {
+            e.push(entry(i));
+            assert!(packed(&e));
+        }
+        assert_eq!(e.chunks.len(), 4);
+        // Remove from the end past a chunk's edge, and from the middle.
+        for _ in 0..10 {
+            let last = e.len() - 1;
+            assert!(e.swap_remove(last).is_some());
+            assert!(packed(&e));
+        }
+        let moved = seq_at(&e, e.len() - 1);
+        let removed = e
+            .swap_remove(5)
+            .map(|(_, c)| c.iter().next().map(|r| r.seq));
+        assert_eq!(removed, Some(Some(5)));
+        assert_eq!(seq_at(&e, 5), moved);
+        assert!(e.swap_remove(e.len()).is_none());
+        assert!(packed(&e));
+        // Every other entry goes: the rest are packed again, in their order.
+        let before: Vec<u32> = e
+            .iter()
+            .filter_map(|(_, c)| c.iter().next().map(|r| r.seq))
+            .collect();
+        let gone = e.extract_if(|_, c| c.iter().next().is_some_and(|r| r.seq % 2 == 0));
+        let kept: Vec<u32> = e
+            .iter()
+            .filter_map(|(_, c)| c.iter().next().map(|r| r.seq))
+            .collect();
+        assert_eq!(gone.len() + kept.len(), before.len());
+        assert_eq!(
+            kept,
+            before
+                .iter()
+                .copied()
+                .filter(|s| s % 2 == 1)
+                .collect::<Vec<_>>()
+        );
+        assert!(packed(&e));
+        for (i, s) in kept.iter().enumerate() {
+            assert_eq!(seq_at(&e, i), Some(Some(*s)));
+        }
+        while e.len() > 0 {
+            assert!(e.swap_remove(0).is_some());
+            assert!(packed(&e));
+        }
+        e.push(entry(1));
+        assert_eq!(seq_at(&e, 0), Some(Some(1)));
     }
 }
