@@ -320,6 +320,10 @@ impl Tree {
             } else {
                 let leaf = self.descend(Target::Key(key))?;
                 let at = leaf.guard.search(key);
+                if let (PutTarget::State(NodeState::Present { data, .. }), (i, false)) = (target, at)
+                {
+                    leaf.guard.prefetch_insert(i, key.len() + data.len());
+                }
                 (leaf, at)
             };
             let node = match at {
