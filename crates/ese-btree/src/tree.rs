@@ -320,7 +320,8 @@ impl Tree {
             } else {
                 let leaf = self.descend(Target::Key(key))?;
                 let at = leaf.guard.search(key);
-                if let (PutTarget::State(NodeState::Present { data, .. }), (i, false)) = (target, at)
+                if let (PutTarget::State(NodeState::Present { data, .. }), (i, false)) =
+                    (target, at)
                 {
                     leaf.guard.prefetch_insert(i, key.len() + data.len());
                 }

@@ -21,6 +21,29 @@ pub const MAX_LEVEL: u32 = 7;
 /// Most changes of a transaction [`Transaction::holds_version`] scans in its own list.
 const OWN_LIST_SCAN: usize = 64;
 
+/// The parts of a change's new RCE, for [`Transaction::record_rce`]: where its key's chain
+/// is ([`KeyMap::find`](crate::keymap::KeyMap::find) under the shard lock still held), the
+/// change's sequence number and operation, the state before it and the bytes charged for it.
+struct NewRce {
+    found: Found,
+    seq: u32,
+    oper: Oper,
+    before: Before,
+    charge: u64,
+}
+
+impl NewRce {
+    fn new(found: Found, seq: u32, oper: Oper, before: Before, charge: u64) -> NewRce {
+        NewRce {
+            found,
+            seq,
+            oper,
+            before,
+            charge,
+        }
+    }
+}
+
 /// An open transaction of one session (ESE's transaction state in the `PIB`: `trxBegin0`,
 /// level, the session's RCE list).
 ///
@@ -477,42 +500,28 @@ impl Transaction {
                     }
                 }
             }
-            let hash = Self::record_rce(
-                vs,
-                &self.state,
-                shard,
-                &probe,
-                found,
-                seq,
-                oper,
-                before,
-                charge,
-            );
+            let new = NewRce::new(found, seq, oper, before, charge);
+            let hash = Self::record_rce(vs, &self.state, shard, &probe, new);
             self.note_change(hash, seq);
             return Ok(result);
         }
         Err(self.vs.out_of_memory())
     }
 
-    /// Adds the RCE of this transaction's change `seq` of the key `probe` names to the key's
-    /// chain (in `shard`, whose lock the caller holds), then lets the lock go and adds the
-    /// change to the transaction's list. `vs` is this transaction's version store, borrowed
-    /// rather than its `Arc` cloned (no atomic increment and decrement of the shared count per
-    /// change).
-    #[allow(clippy::too_many_arguments, reason = "the parts of one new version")]
+    /// Adds the RCE `new` describes, of this transaction's change of the key `probe` names,
+    /// to the key's chain (in `shard`, whose lock the caller holds and which is let go here);
+    /// returns the key's hash, for the transaction's list of changes. `vs` is this
+    /// transaction's version store, borrowed rather than its `Arc` cloned (no atomic increment
+    /// and decrement of the shared count per change).
     fn record_rce(
         vs: &VersionStore,
         state: &Arc<TrxState>,
         mut shard: parking_lot::MutexGuard<'_, Shard>,
         probe: &Probe<'_>,
-        found: Found,
-        seq: u32,
-        oper: Oper,
-        before: Before,
-        charge: u64,
+        new: NewRce,
     ) -> u64 {
-        let rce = VersionStore::new_rce(state, seq, oper, before, charge);
-        vs.push_rce(&mut shard, probe, found, rce);
+        let rce = VersionStore::new_rce(state, new.seq, new.oper, new.before, new.charge);
+        vs.push_rce(&mut shard, probe, new.found, rce);
         probe.key_hash()
     }
 
@@ -629,17 +638,8 @@ impl Transaction {
                 self.first_lgpos = Some(lgpos);
                 vs.oldest_lgpos.lock().insert(trx, lgpos);
             }
-            let hash = Self::record_rce(
-                vs,
-                &self.state,
-                shard,
-                &probe,
-                found,
-                seq,
-                oper,
-                before,
-                charge,
-            );
+            let new = NewRce::new(found, seq, oper, before, charge);
+            let hash = Self::record_rce(vs, &self.state, shard, &probe, new);
             self.note_change(hash, seq);
             return Ok(());
         }
