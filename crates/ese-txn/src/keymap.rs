@@ -4,10 +4,10 @@
 //! The keys and chains are held densely, in insertion order, in chunks of [`CHUNK`] entries;
 //! the hash table holds only each key's slot: its index into the entries and the low 32 bits
 //! of its hash. A new key is therefore an append at the last chunk's end (memory written in
-//! order, which the CPU streams) plus 8 bytes written into the table, which is a twelfth of the size of a table
-//! holding the entries themselves and so stays in the CPU caches far longer: in a bulk load,
-//! writing each new entry into a random bucket of a table of entries missed the cache on most
-//! inserts.
+//! order, which the CPU streams) plus 8 bytes written into the table, which is a twelfth of
+//! the size of a table holding the entries themselves and so stays in the CPU caches far
+//! longer: in a bulk load, writing each new entry into a random bucket of a table of entries
+//! missed the cache on most inserts.
 //!
 //! - **The table hashes from its slots.** The table places a slot by a hash made from the 32
 //!   hash bits the slot holds ([`table_hash`]), so growing the table (a rehash of every slot
