@@ -692,11 +692,12 @@ impl Page {
         self.keys().child(i)
     }
 
-    /// On an internal page: the child page that covers `key` ([`Page::child_index`] and
-    /// [`Page::child`] with one decoding of the tag array).
-    pub(crate) fn child_for(&self, key: &[u8]) -> Option<Pgno> {
+    /// On an internal page: the entry that covers `key` and its child page
+    /// ([`Page::child_index`] and [`Page::child`] with one decoding of the tag array).
+    pub(crate) fn child_entry_for(&self, key: &[u8]) -> Option<(usize, Pgno)> {
         let keys = self.keys();
-        keys.child(child_index_in(&keys, key))
+        let i = child_index_in(&keys, key);
+        keys.child(i).map(|child| (i, child))
     }
 
     /// Every node, in key order.

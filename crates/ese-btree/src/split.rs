@@ -17,9 +17,8 @@
 //! nodes with the emptier of its siblings under the same parent when both then fit in at most
 //! 90% of `cap` each (the two hold about as many bytes, the parent's separator between them
 //! changes; no page is allocated). Otherwise, and for internal pages, a page that overflows is
-//! split
-//! in two at the point that balances the bytes, or, when the new node is appended at the end
-//! of the rightmost page (sequential inserts), just before the new node so the left page
+//! split in two at the point that balances the bytes, or, when the new node is appended at the
+//! end of the rightmost page (sequential inserts), just before the new node so the left page
 //! stays full. Random inserts leave leaves about 80% full this way (69% with splits alone).
 //!
 //! The structural changes of an insert are not work units in the common cases:
@@ -78,6 +77,25 @@ const MAX_GROWTH_BYTES: u64 = 64 << 20;
 pub(crate) fn growth_pages(pages: u32, extension_pages: u32, page_size: usize) -> u32 {
     let cap = u32::try_from(MAX_GROWTH_BYTES / page_size.max(1) as u64).unwrap_or(u32::MAX);
     (pages / 16).min(cap).max(extension_pages).max(1)
+}
+
+/// The page after `space.pgno_last`, with the file grown by [`growth_pages`] (without a sync)
+/// when it does not hold it yet: where an allocation that finds the free chain empty goes.
+///
+/// # Errors
+/// `OutOfDatabaseSpace` when page numbers are exhausted; the file's growth.
+fn page_past_last(sh: &DbShared, space: &SpaceHeader) -> Result<Pgno> {
+    let p = space.pgno_last.checked_add(1).ok_or_else(|| {
+        Error::new(ErrorKind::OutOfDatabaseSpace).with_message("page numbers exhausted")
+    })?;
+    let pages = sh.cache.file.page_count_for(p)?;
+    if p > pages {
+        let step = growth_pages(pages, sh.opts.extension_pages, sh.page_size());
+        sh.cache
+            .file
+            .extend_to(p.saturating_add(step.saturating_sub(1)))?;
+    }
+    Ok(Pgno(p))
 }
 
 /// Node capacity of a tree page.
@@ -218,19 +236,9 @@ impl<'a> Work<'a> {
     pub(crate) fn alloc(&mut self, objid: ObjId, flags: PageFlags, level: u8) -> Result<Pgno> {
         let mut s = self.space()?;
         let pgno = if s.free_head == Pgno::NULL {
-            let p = s.pgno_last.checked_add(1).ok_or_else(|| {
-                Error::new(ErrorKind::OutOfDatabaseSpace).with_message("page numbers exhausted")
-            })?;
-            let pages = self.sh.cache.file.page_count_for(p)?;
-            if p > pages {
-                let step = growth_pages(pages, self.sh.opts.extension_pages, self.sh.page_size());
-                self.sh
-                    .cache
-                    .file
-                    .extend_to(p.saturating_add(step.saturating_sub(1)))?;
-            }
-            s.pgno_last = p;
-            Pgno(p)
+            let p = page_past_last(self.sh, &s)?;
+            s.pgno_last = p.0;
+            p
         } else {
             let p = s.free_head;
             let fp = self.page(p)?;
@@ -630,7 +638,7 @@ pub(crate) struct LeafAt {
 /// An insert that overflows its leaf, as [`share_insert`] and [`split_insert`] take it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Overflowing<'a> {
-    /// The leaf of the key ([`leaf_at`]).
+    /// The leaf of the key and its parent entry.
     pub(crate) at: LeafAt,
     /// The new node's index on the leaf (a search of it under the same hold of the writer
     /// mutex: the key is not on it).
@@ -644,45 +652,38 @@ pub(crate) struct Overflowing<'a> {
 }
 
 impl LeafAt {
+    /// The leaf `leaf`, entry `child` of `parent` (found by a descent under the tree's writer
+    /// mutex, still held).
+    pub(crate) fn new(parent: Pgno, child: usize, leaf: Pgno) -> LeafAt {
+        LeafAt {
+            parent,
+            child,
+            leaf,
+        }
+    }
+
+    /// That `parent` (the parent page, latched) still has the leaf at the entry the descent
+    /// found: under the writer mutex it must.
+    fn check(self, parent: &Page) -> Result<()> {
+        if parent.child(self.child) == Some(self.leaf) {
+            Ok(())
+        } else {
+            Err(internal(
+                "a leaf's parent entry moved under the writer mutex",
+            ))
+        }
+    }
+
     /// The parent, the leaf's entry in it, the leaf.
     fn pages(self) -> (Pgno, usize, Pgno) {
         (self.parent, self.child, self.leaf)
     }
-
-    /// The leaf.
-    pub(crate) fn leaf(self) -> Pgno {
-        self.leaf
-    }
 }
 
-/// The leaf of `key` in the tree of `root`, found by a descent from the root; `None` when the
-/// root is a leaf (it has no parent). The caller holds the tree's writer mutex, so the
-/// answer holds until it changes the tree.
-///
-/// # Errors
-/// `BadParentPageLink` / `DatabaseCorrupted` when the pages do not form a tree of `objid`;
-/// page read errors.
-pub(crate) fn leaf_at(
-    sh: &DbShared,
-    root: Pgno,
-    objid: ObjId,
-    key: &[u8],
-) -> Result<Option<LeafAt>> {
-    let path = descend(&Work::new(sh), root, objid, key)?;
-    Ok(match path.as_slice() {
-        &[.., (parent, child), (leaf, _)] => Some(LeafAt {
-            parent,
-            child,
-            leaf,
-        }),
-        _ => None,
-    })
-}
-
-/// An insert that overflows its leaf, done by moving nodes from
-/// the leaf to the emptier of its siblings under the same parent so that both hold about as
-/// many bytes, with the shortest separator between them in the parent (SQLite and the
-/// B*-tree balance siblings before splitting too): three pages change, none is allocated.
+/// An insert that overflows its leaf, done by moving nodes from the leaf to the emptier of
+/// its siblings under the same parent so that both hold about as many bytes, with the
+/// shortest separator between them in the parent (SQLite and the B*-tree balance siblings
+/// before splitting too): three pages change, none is allocated.
 /// The caller holds the tree's writer mutex.
 ///
 /// The three pages change in place, write-latched (the parent first, then the two leaves by
@@ -691,14 +692,15 @@ pub(crate) fn leaf_at(
 /// copied, and each delta is the one the move makes, not one found by comparing pages.
 /// Everything is checked before the first byte changes.
 ///
-/// Returns `None`, with nothing changed, when the
-/// new node goes at the end of the rightmost leaf (sequential inserts), when neither sibling
-/// leaves both pages at most [`SHARE_TENTHS`] full, or when the parts or the new separator
-/// would not fit: the caller then splits the leaf.
+/// Returns `None`, with nothing changed, when the new node goes at the end of the rightmost
+/// leaf (sequential inserts), when neither sibling leaves both pages at most [`SHARE_TENTHS`]
+/// full, or when the parts or the new separator would not fit: the caller then splits the
+/// leaf.
 ///
 /// # Errors
-/// `BadParentPageLink` when a sibling is not a leaf of the tree; page read errors; the
-/// WAL's errors.
+/// `BadParentPageLink` when a sibling is not a leaf of the tree; `InternalError` when the
+/// parent no longer has the leaf at the entry the descent found; page read errors; the WAL's
+/// errors.
 pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option<Lgpos>> {
     let (objid, node, annotation, idx) = (ins.objid, ins.node, ins.annotation, ins.idx);
     let ((ppg, c, pgno), cap) = (ins.at.pages(), capacity(sh.page_size()));
@@ -707,6 +709,7 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     // a tree page, so the choice holds once the write latches are taken).
     let Some((s, sib, sib_f)) = ({
         let parent = parent_f.latch.read();
+        ins.at.check(&parent)?;
         let own = {
             let leaf = leaf_f.latch.read();
             if idx == leaf.count() && leaf.next() == Pgno::NULL {
@@ -1002,12 +1005,13 @@ fn with_new_node<'a>(
 /// new one, built before it is installed in the cache. Everything that can fail (reads, the
 /// file's growth, the new frame) comes before the first change.
 ///
-/// Returns `None`, with nothing changed, when the
-/// parent has no room for the separator, when the nodes do not part in two pages, or when the free chain holds
-/// pages (a work unit then splits the leaf, and its parent too if need be).
+/// Returns `None`, with nothing changed, when the parent has no room for the separator, when
+/// the nodes do not part in two pages, or when the free chain holds pages (a work unit then
+/// splits the leaf, and its parent too if need be).
 ///
 /// # Errors
-/// Page read errors; the file's growth; the WAL's errors.
+/// `InternalError` when the parent no longer has the leaf at the entry the descent found;
+/// page read errors; the file's growth; the WAL's errors.
 pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option<Lgpos>> {
     let (objid, node, annotation, idx) = (ins.objid, ins.node, ins.annotation, ins.idx);
     let ((ppg, c, pgno), cap) = (ins.at.pages(), capacity(sh.page_size()));
@@ -1021,6 +1025,7 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     let dbtime = sh.next_dbtime()?;
     let plan = {
         let parent = parent_f.latch.read();
+        ins.at.check(&parent)?;
         let leaf = leaf_f.latch.read();
         let own = leaf.count() + 1;
         let append = idx == leaf.count() && leaf.next() == Pgno::NULL;
@@ -1039,13 +1044,6 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         }
         let own_ref = |j: usize| with_new_node(&leaf, pgno, idx, node, j);
         let sep = shortest_separator(own_ref(k - 1)?.key, own_ref(k)?.key);
-        if c >= parent.count() {
-            return Err(corrupt(
-                ErrorKind::BadParentPageLink,
-                ppg,
-                "child index out of range",
-            ));
-        }
         if parent.used() + parent.ext().len() + NODE_OVERHEAD + sep.len() + 4 > cap {
             return Ok(None);
         }
@@ -1053,17 +1051,8 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         if space.free_head != Pgno::NULL {
             return Ok(None);
         }
-        let p = space.pgno_last.checked_add(1).ok_or_else(|| {
-            Error::new(ErrorKind::OutOfDatabaseSpace).with_message("page numbers exhausted")
-        })?;
-        let pages = sh.cache.file.page_count_for(p)?;
-        if p > pages {
-            let step = growth_pages(pages, sh.opts.extension_pages, sh.page_size());
-            sh.cache
-                .file
-                .extend_to(p.saturating_add(step.saturating_sub(1)))?;
-        }
-        let mut new_page = sh.pool.blank(Pgno(p), objid, leaf.flags(), 0);
+        let p = page_past_last(sh, &space)?;
+        let mut new_page = sh.pool.blank(p, objid, leaf.flags(), 0);
         let right = (k..own)
             .map(own_ref)
             .collect::<Result<Vec<NodeRef<'_>>>>()?;
@@ -1074,26 +1063,21 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         new_page.set_prev(pgno);
         new_page.set_next(leaf.next());
         new_page.set_dbtime(dbtime);
-        (k, sep, Pgno(p), leaf.next(), space, new_page)
+        (k, sep, p, leaf.next(), space, new_page)
     };
     let (k, sep, new_pgno, old_next, mut space, new_page) = plan;
-    let installed = sh.cache.get_or_install(new_pgno, &new_page);
-    let new_f = match installed {
+    // The new page's frame and the leaf's old neighbour: the last steps that may fail.
+    let frames = sh.cache.get_or_install(new_pgno, &new_page).and_then(|f| {
+        let next = (old_next != Pgno::NULL)
+            .then(|| sh.cache.get(old_next))
+            .transpose()?;
+        Ok((f, next))
+    });
+    let (new_f, next_f) = match frames {
         Ok(f) => f,
         Err(e) => {
             sh.pool.give(new_page);
             return Err(e);
-        }
-    };
-    let next_f = if old_next == Pgno::NULL {
-        None
-    } else {
-        match sh.cache.get(old_next) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                sh.pool.give(new_page);
-                return Err(e);
-            }
         }
     };
     // Write latches: the parent, the leaves by page number, the space page.

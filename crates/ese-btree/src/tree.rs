@@ -18,7 +18,7 @@ use crate::latch::ReadGuard;
 use crate::page::{NODE_OVERHEAD, NodeFlags, NodeRef, Page, PageFlags};
 use crate::record::{ANNOTATION_MAX, NodeOp, encode_annotation, encode_images, node_parts};
 use crate::split::{
-    Change, MAX_DEPTH, Overflowing, Work, capacity, leaf_at, put, share_insert, split_insert,
+    Change, LeafAt, MAX_DEPTH, Overflowing, Work, capacity, put, share_insert, split_insert,
 };
 
 /// The longest key for a page size (ESE: 1000 bytes with 4 KiB pages, 2000 above).
@@ -43,6 +43,18 @@ pub(crate) enum Target<'a> {
 /// A leaf reached by a descent, read-latched.
 pub(crate) struct Leaf {
     pub(crate) guard: ReadGuard,
+    /// The leaf's parent and its entry there, as the descent found them (`None`: the leaf is
+    /// the root, or it was not reached by a descent). Under the tree's writer mutex, held
+    /// since before the descent, they stay so.
+    pub(crate) parent: Option<(Pgno, usize)>,
+}
+
+/// The leaf [`Tree::put_with`] found for a key, for [`Tree::modify_locked`]: its frame, where
+/// the key is or goes on it, and its parent entry ([`Leaf::parent`]).
+struct Searched {
+    frame: Arc<Frame>,
+    at: (usize, bool),
+    parent: Option<(Pgno, usize)>,
 }
 
 /// A handle on one B+tree (ESE's FCB + FDP): cheap to clone, valid while the database is
@@ -102,6 +114,7 @@ impl Tree {
     /// Descends to a leaf with latch coupling.
     pub(crate) fn descend(&self, target: Target<'_>) -> Result<Leaf> {
         let mut guard = ReadGuard::new(self.sh.cache.get(self.root)?);
+        let mut parent = None;
         for _ in 0..MAX_DEPTH {
             if guard.objid() != self.objid || guard.flags().contains(PageFlags::EMPTY) {
                 return Err(corrupt(
@@ -111,7 +124,7 @@ impl Tree {
                 ));
             }
             if guard.is_leaf() {
-                return Ok(Leaf { guard });
+                return Ok(Leaf { guard, parent });
             }
             let n = guard.count();
             if n == 0 {
@@ -121,11 +134,11 @@ impl Tree {
                     "internal page without children",
                 ));
             }
-            let child = match target {
-                Target::Key(k) => guard.child_for(k),
-                Target::Last => guard.child(n - 1),
+            let entry = match target {
+                Target::Key(k) => guard.child_entry_for(k),
+                Target::Last => guard.child(n - 1).map(|child| (n - 1, child)),
             };
-            let child = child.ok_or_else(|| {
+            let (entry, child) = entry.ok_or_else(|| {
                 corrupt(
                     ErrorKind::NodeCorrupted,
                     guard.frame().pgno,
@@ -141,6 +154,7 @@ impl Tree {
                     "child at the wrong level",
                 ));
             }
+            parent = Some((guard.frame().pgno, entry));
             guard = cguard;
         }
         Err(corrupt(
@@ -339,7 +353,16 @@ impl Tree {
                 PutTarget::State(state) => node.map(|n| (n.flags, n.data == data_of(state))),
                 PutTarget::Flags(_) => node.map(|n| (n.flags, true)),
             };
-            ((leaf.guard.into_frame(), at), current, annotation)
+            let parent = leaf.parent;
+            (
+                Searched {
+                    frame: leaf.guard.into_frame(),
+                    at,
+                    parent,
+                },
+                current,
+                annotation,
+            )
         };
         let state = match target {
             PutTarget::State(state) => state,
@@ -386,7 +409,13 @@ impl Tree {
             && !guard.flags().contains(PageFlags::EMPTY);
         // The node the cursor was on first: one comparison while the page is unchanged.
         match guard.search_from(key, (hint.idx, true)) {
-            (i, true) if live => Some((Leaf { guard }, i)),
+            (i, true) if live => Some((
+                Leaf {
+                    guard,
+                    parent: None,
+                },
+                i,
+            )),
             _ => None,
         }
     }
@@ -463,12 +492,15 @@ impl Tree {
         key: &[u8],
         change: Change<'_>,
         annotation: Option<&[u8]>,
-        leaf: Option<(Arc<Frame>, (usize, bool))>,
+        leaf: Option<Searched>,
     ) -> Result<Lgpos> {
         let sh = &self.sh;
-        let (frame, at) = match leaf {
-            Some((f, at)) => (f, Some(at)),
-            None => (self.descend(Target::Key(key))?.guard.into_frame(), None),
+        let (frame, at, parent) = if let Some(l) = leaf {
+            (l.frame, Some(l.at), l.parent)
+        } else {
+            let leaf = self.descend(Target::Key(key))?;
+            let parent = leaf.parent;
+            (leaf.guard.into_frame(), None, parent)
         };
         // Where the key goes on the leaf (for an insert that overflows it, below).
         let idx = {
@@ -531,14 +563,13 @@ impl Tree {
         if let Change::Insert(data, flags) = change {
             // An insert that overflows its leaf shares the leaf's nodes with a sibling when
             // one has room, else splits the leaf, both in place; otherwise (a root leaf, a
-            // full parent, pages on the free chain) the work unit below splits it. Under the
-            // writer mutex the leaf found again with its parent is the one searched above.
+            // full parent, pages on the free chain) the work unit below splits it. The parent
+            // is the one the descent to the leaf passed through, under the writer mutex held
+            // since.
             let node = NodeRef { flags, key, data };
-            if let Some(at) =
-                leaf_at(sh, self.root, self.objid, key)?.filter(|at| at.leaf() == frame.pgno)
-            {
+            if let Some((parent, child)) = parent {
                 let ins = Overflowing {
-                    at,
+                    at: LeafAt::new(parent, child, frame.pgno),
                     idx,
                     objid: self.objid,
                     node,

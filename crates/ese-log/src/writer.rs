@@ -871,11 +871,18 @@ impl Shared {
         let generation = st.generation;
         let start = st.buf_start;
         let end = start + st.buf.len();
-        let fresh = std::mem::take(&mut st.spare);
-        let mut data = std::mem::replace(&mut st.buf, fresh);
+        let mut data = Self::take_buf(st);
         pad_to_sector(&mut data, generation, end);
         st.buf_start = start + data.len();
         (start, data, Arc::clone(&st.file))
+    }
+
+    /// Takes the records appended so far and puts the spare buffer in their place. Its
+    /// capacity is that of an earlier batch: a new, empty buffer would grow again by doubling
+    /// (each step a reallocation and a copy, on memory faulted in afresh).
+    fn take_buf(st: &mut State) -> Vec<u8> {
+        let fresh = std::mem::take(&mut st.spare);
+        std::mem::replace(&mut st.buf, fresh)
     }
 
     /// Ends the I/O [`Shared::take_batch`] started (the state locked again), keeping its
@@ -934,11 +941,7 @@ impl Shared {
     /// none is acknowledged before its directory sync: what a crash leaves on disk is exactly
     /// what it left when the appending thread did the rollover itself.
     fn seal(st: &mut State) {
-        // The next generation's records go to the spare buffer, whose capacity is that of an
-        // earlier batch: a new, empty one would grow again by doubling (each step a
-        // reallocation and a copy, on memory faulted in afresh).
-        let fresh = std::mem::take(&mut st.spare);
-        let data = std::mem::replace(&mut st.buf, fresh);
+        let data = Self::take_buf(st);
         st.sealed = Some(Sealed {
             generation: st.generation,
             file: Arc::clone(&st.file),
