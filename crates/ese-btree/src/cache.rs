@@ -127,6 +127,12 @@ impl Frame {
         self.page_addr
     }
 
+    /// The address of the page's search hints (`hints.rs`), for prefetching: computed, not
+    /// read.
+    pub(crate) fn hints_addr(&self) -> usize {
+        (self.latch.data_ptr() as usize).wrapping_add(Page::HINTS_OFFSET)
+    }
+
     /// Waits until a loading frame is resolved; whether it holds its page.
     fn wait_ready(&self) -> bool {
         if self.state.load(Ordering::Acquire) == READY {

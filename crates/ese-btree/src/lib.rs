@@ -38,6 +38,7 @@ mod cursor;
 mod db;
 mod doublewrite;
 mod header;
+mod hints;
 mod latch;
 mod lv;
 mod page;

@@ -27,6 +27,7 @@
 
 use std::sync::Arc;
 
+use crate::hints::Hints;
 use crate::pagebuf::{PageBuf, SlabPool};
 use crate::pagetable::prefetch;
 use ese_core::checksum::crc32_seeded;
@@ -163,11 +164,37 @@ const H_LEVEL: usize = 38;
 /// The buffer never moves: every change, compaction and rebuild included, rewrites it in
 /// place, and [`Page::copy_from`] copies another page's bytes into it. A cached frame's
 /// buffer address is therefore fixed for the frame's life (the page table prefetches it).
-#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Page {
     pgno: Pgno,
+    /// The bytes; changed only through [`Page::buf_mut`], which resets `hints`.
     buf: PageBuf,
+    hints: Hints,
 }
+
+impl Page {
+    /// Where the search hints are within a `Page` value, in bytes.
+    pub(crate) const HINTS_OFFSET: usize = std::mem::offset_of!(Page, hints);
+}
+
+impl Clone for Page {
+    /// A copy of the bytes; the copy starts without search hints.
+    fn clone(&self) -> Page {
+        Page {
+            pgno: self.pgno,
+            buf: self.buf.clone(),
+            hints: Hints::default(),
+        }
+    }
+}
+
+impl PartialEq for Page {
+    /// Equal page numbers and bytes (the search hints are not the page's content).
+    fn eq(&self, other: &Page) -> bool {
+        self.pgno == other.pgno && self.buf == other.buf
+    }
+}
+
+impl Eq for Page {}
 
 impl std::fmt::Debug for Page {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -310,6 +337,27 @@ thread_local! {
     static COMPACT_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The binary search of [`Page::search`] over the tag array.
+#[inline]
+fn search_keys(keys: &Keys<'_>, key: &[u8]) -> (usize, bool) {
+    let probe = Probe::new(key);
+    let (mut lo, mut hi) = (0, keys.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        // The next probe is the middle of one half or the other: both are asked for
+        // before this comparison, so that on a page not in the CPU cache the miss on the
+        // next key overlaps this one instead of following it.
+        keys.prefetch(lo + (mid - lo) / 2);
+        keys.prefetch(mid + 1 + (hi - mid - 1) / 2);
+        match probe.cmp(keys.key(mid)) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return (mid, true),
+        }
+    }
+    (lo, false)
+}
+
 /// [`Page::child_index`] over decoded keys.
 #[inline]
 fn child_index_in(keys: &Keys<'_>, key: &[u8]) -> usize {
@@ -436,6 +484,7 @@ impl Page {
         let mut p = Page {
             pgno,
             buf: PageBuf::heap(buf),
+            hints: Hints::default(),
         };
         p.wr32(H_PGNO, pgno.0);
         p.set_objid(objid);
@@ -454,6 +503,7 @@ impl Page {
         Page {
             pgno,
             buf: PageBuf::heap(Box::new([])),
+            hints: Hints::default(),
         }
     }
 
@@ -463,6 +513,7 @@ impl Page {
         Page {
             pgno,
             buf: slabs.zeroed(),
+            hints: Hints::default(),
         }
     }
 
@@ -471,6 +522,7 @@ impl Page {
         Page {
             pgno: self.pgno,
             buf: slabs.copy_of(&self.buf),
+            hints: Hints::default(),
         }
     }
 
@@ -479,14 +531,21 @@ impl Page {
         self.buf.as_ptr() as usize
     }
 
+    /// The bytes, to change: the search hints no longer hold (see `hints.rs`).
+    #[inline]
+    fn buf_mut(&mut self) -> &mut PageBuf {
+        self.hints.reset();
+        &mut self.buf
+    }
+
     /// Makes this page a copy of `other` (same page number and size), keeping its buffer
     /// where it is.
     pub(crate) fn copy_from(&mut self, other: &Page) {
         debug_assert_eq!(self.buf.len(), other.buf.len(), "pages of one size");
         if self.buf.len() == other.buf.len() {
-            self.buf.copy_from_slice(&other.buf);
+            self.buf_mut().copy_from_slice(&other.buf);
         } else {
-            self.buf.clone_from(&other.buf);
+            self.buf_mut().clone_from(&other.buf);
         }
         self.pgno = other.pgno;
     }
@@ -500,9 +559,10 @@ impl Page {
         &mut self,
         read: impl FnOnce(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
-        read(&mut self.buf)?;
+        read(self.buf_mut())?;
         verify(&self.buf, self.pgno)?;
-        Page::check(&mut self.buf, self.pgno)
+        let pgno = self.pgno;
+        Page::check(self.buf_mut(), pgno)
     }
 
     fn rd16(&self, off: usize) -> usize {
@@ -512,12 +572,12 @@ impl Page {
         rd_u32(&self.buf, off).unwrap_or(0)
     }
     fn wr16(&mut self, off: usize, v: u16) {
-        if let Some(s) = self.buf.get_mut(off..off + 2) {
+        if let Some(s) = self.buf_mut().get_mut(off..off + 2) {
             s.copy_from_slice(&v.to_le_bytes());
         }
     }
     fn wr32(&mut self, off: usize, v: u32) {
-        if let Some(s) = self.buf.get_mut(off..off + 4) {
+        if let Some(s) = self.buf_mut().get_mut(off..off + 4) {
             s.copy_from_slice(&v.to_le_bytes());
         }
     }
@@ -529,7 +589,7 @@ impl Page {
         DbTime(rd_u64(&self.buf, H_DBTIME).unwrap_or(0))
     }
     pub(crate) fn set_dbtime(&mut self, t: DbTime) {
-        if let Some(s) = self.buf.get_mut(H_DBTIME..H_DBTIME + 8) {
+        if let Some(s) = self.buf_mut().get_mut(H_DBTIME..H_DBTIME + 8) {
             s.copy_from_slice(&t.to_bytes());
         }
     }
@@ -561,7 +621,7 @@ impl Page {
         self.buf.get(H_LEVEL).copied().unwrap_or(0)
     }
     pub(crate) fn set_level(&mut self, l: u8) {
-        if let Some(b) = self.buf.get_mut(H_LEVEL) {
+        if let Some(b) = self.buf_mut().get_mut(H_LEVEL) {
             *b = l;
         }
     }
@@ -711,26 +771,29 @@ impl Page {
             .saturating_sub(self.ext().len() + self.free())
     }
 
-    /// Index of the first node whose key is `>= key` and whether it is equal (binary search
-    /// over the tag array, in place).
+    /// Index of the first node whose key is `>= key` and whether it is equal: from the search
+    /// hints when the page has them, otherwise a binary search over the tag array, in place
+    /// (after which the hints may be built: see `hints.rs`).
     pub(crate) fn search(&self, key: &[u8]) -> (usize, bool) {
         let keys = self.keys();
-        let probe = Probe::new(key);
-        let (mut lo, mut hi) = (0, keys.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            // The next probe is the middle of one half or the other: both are asked for
-            // before this comparison, so that on a page not in the CPU cache the miss on the
-            // next key overlaps this one instead of following it.
-            keys.prefetch(lo + (mid - lo) / 2);
-            keys.prefetch(mid + 1 + (hi - mid - 1) / 2);
-            match probe.cmp(keys.key(mid)) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return (mid, true),
-            }
+        let n = keys.len();
+        if let Some(found) = self
+            .hints
+            .search(n, |i| keys.key(i), |i| self.prefetch_node(i), key)
+        {
+            return found;
         }
-        (lo, false)
+        let found = search_keys(&keys, key);
+        if self.hints.searched(n) {
+            self.hints.build(n, |i| keys.key(i));
+        }
+        found
+    }
+
+    /// [`Page::search`] without the hints: the binary search over the tag array.
+    #[cfg(test)]
+    pub(crate) fn search_plain(&self, key: &[u8]) -> (usize, bool) {
+        search_keys(&self.keys(), key)
     }
 
     /// [`Page::search`] given `at`, an earlier search's answer for `key` on this page that may
@@ -790,11 +853,11 @@ impl Page {
             }
             // Copied back rather than swapped in: the buffer never moves (see the type's
             // notes). The rest, up to the tag array, is the hole: zeros.
-            if let Some(d) = self.buf.get_mut(PAGE_HEADER_LEN..pos) {
+            if let Some(d) = self.buf_mut().get_mut(PAGE_HEADER_LEN..pos) {
                 d.copy_from_slice(lines);
             }
             let tag_start = self.tag_start();
-            if let Some(hole) = self.buf.get_mut(pos..tag_start) {
+            if let Some(hole) = self.buf_mut().get_mut(pos..tag_start) {
                 hole.fill(0);
             }
             self.wr16(H_MIC, pos as u16);
@@ -821,7 +884,7 @@ impl Page {
             }
         }
         let ib = self.mic();
-        let Some(line) = self.buf.get_mut(ib..ib + cb) else {
+        let Some(line) = self.buf_mut().get_mut(ib..ib + cb) else {
             return false;
         };
         let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
@@ -835,7 +898,7 @@ impl Page {
         // Tags idx+1.. move one slot down (towards the node area).
         let lo = self.tag_start();
         let hi = self.tag_off(idx);
-        if !move_bytes(&mut self.buf, lo..hi, lo.wrapping_sub(TAG_LEN)) {
+        if !move_bytes(self.buf_mut(), lo..hi, lo.wrapping_sub(TAG_LEN)) {
             return false;
         }
         let ntags = self.ntags() + 1;
@@ -849,7 +912,7 @@ impl Page {
     /// Zeroes the line at `ib..ib + cb` and gives it back (shrinking the node area when it
     /// is at its end).
     fn release_line(&mut self, cb: usize, ib: usize) {
-        if let Some(s) = self.buf.get_mut(ib..ib + cb) {
+        if let Some(s) = self.buf_mut().get_mut(ib..ib + cb) {
             s.fill(0);
         }
         if ib + cb == self.mic() {
@@ -867,10 +930,10 @@ impl Page {
         self.release_line(cb, ib);
         let lo = self.tag_start();
         let hi = self.tag_off(idx + 1);
-        if !move_bytes(&mut self.buf, lo..hi, lo + TAG_LEN) {
+        if !move_bytes(self.buf_mut(), lo..hi, lo + TAG_LEN) {
             return false;
         }
-        if let Some(s) = self.buf.get_mut(lo..lo + TAG_LEN) {
+        if let Some(s) = self.buf_mut().get_mut(lo..lo + TAG_LEN) {
             s.fill(0);
         }
         self.wr16(H_NTAGS, (self.ntags() - 1) as u16);
@@ -889,7 +952,7 @@ impl Page {
         let new_cb = NODE_HEADER_LEN + kl + data.len();
         if new_cb <= cb {
             let at = ib + NODE_HEADER_LEN + kl;
-            if let Some(d) = self.buf.get_mut(at..at + data.len()) {
+            if let Some(d) = self.buf_mut().get_mut(at..at + data.len()) {
                 d.copy_from_slice(data);
             }
             self.set_tag(idx + 1, new_cb, ib);
@@ -903,7 +966,7 @@ impl Page {
         if ib + cb == self.mic() && hole >= new_cb - cb {
             // The last line grows into the hole.
             let at = ib + NODE_HEADER_LEN + kl;
-            if let Some(d) = self.buf.get_mut(at..at + data.len()) {
+            if let Some(d) = self.buf_mut().get_mut(at..at + data.len()) {
                 d.copy_from_slice(data);
             }
             self.set_tag(idx + 1, new_cb, ib);
@@ -914,11 +977,11 @@ impl Page {
         if hole >= new_cb {
             // Move the line to the hole.
             let mic = self.mic();
-            if !move_bytes(&mut self.buf, ib..ib + NODE_HEADER_LEN + kl, mic) {
+            if !move_bytes(self.buf_mut(), ib..ib + NODE_HEADER_LEN + kl, mic) {
                 return false;
             }
             let at = mic + NODE_HEADER_LEN + kl;
-            if let Some(d) = self.buf.get_mut(at..at + data.len()) {
+            if let Some(d) = self.buf_mut().get_mut(at..at + data.len()) {
                 d.copy_from_slice(data);
             }
             self.set_tag(idx + 1, new_cb, mic);
@@ -938,7 +1001,7 @@ impl Page {
             return false;
         }
         let ib = self.tag(idx + 1).1;
-        match self.buf.get_mut(ib) {
+        match self.buf_mut().get_mut(ib) {
             Some(b) => {
                 *b = flags.0;
                 true
@@ -971,19 +1034,19 @@ impl Page {
         }
         // Everything but the header is rewritten, in place (the buffer never moves; `nodes`
         // cannot borrow from it while `self` is borrowed mutably).
-        if let Some(rest) = self.buf.get_mut(PAGE_HEADER_LEN..) {
+        if let Some(rest) = self.buf_mut().get_mut(PAGE_HEADER_LEN..) {
             rest.fill(0);
         }
         self.wr16(H_NTAGS, ntags as u16);
         let mut pos = PAGE_HEADER_LEN;
-        if let Some(d) = self.buf.get_mut(pos..pos + ext.len()) {
+        if let Some(d) = self.buf_mut().get_mut(pos..pos + ext.len()) {
             d.copy_from_slice(ext);
         }
         self.set_tag(0, ext.len(), pos);
         pos += ext.len();
         for (i, n) in nodes.enumerate() {
             let cb = NODE_HEADER_LEN + n.key.len() + n.data.len();
-            if let Some(line) = self.buf.get_mut(pos..pos + cb) {
+            if let Some(line) = self.buf_mut().get_mut(pos..pos + cb) {
                 let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
                 head.copy_from_slice(&[n.flags.0, 0, 0]);
                 if let Some(h) = head.get_mut(1..3) {
@@ -1032,7 +1095,7 @@ impl Page {
         // Same length (the space header, rewritten on every allocation): in place.
         let (cb, ib) = self.tag(0);
         if cb == ext.len()
-            && let Some(line) = self.buf.get_mut(ib..ib + cb)
+            && let Some(line) = self.buf_mut().get_mut(ib..ib + cb)
         {
             line.copy_from_slice(ext);
             return Ok(());
@@ -1072,6 +1135,7 @@ impl Page {
         Ok(Page {
             pgno,
             buf: PageBuf::heap(buf),
+            hints: Hints::default(),
         })
     }
 
@@ -1387,6 +1451,7 @@ impl PagePool {
         Page {
             pgno: page.pgno,
             buf: PageBuf::heap(buf),
+            hints: Hints::default(),
         }
     }
 
@@ -1483,6 +1548,72 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A leaf changed in every way a page changes (inserts, removals, data and flag changes,
+    /// compaction, a copy over it), searched after each step: the answers, from the search
+    /// hints once a page has been searched twice unchanged, always equal the binary search
+    /// over the tags.
+    #[test]
+    fn hinted_search_answers_as_the_tags_through_changes() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut p = Page::new(4096, Pgno(9), ObjId(7), PageFlags::LEAF, 0);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let key = |rng: &mut fastrand::Rng| -> Vec<u8> {
+            let mut k = vec![0x7f, rng.u8(0..2)];
+            k.extend((0..rng.usize(0..12)).map(|_| rng.u8(0..4)));
+            k
+        };
+        let mut from_hints = 0;
+        for step in 0..6_000 {
+            match rng.u8(0..5) {
+                0 | 1 => {
+                    let k = key(&mut rng);
+                    if keys.len() < crate::hints::CAP
+                        && let Err(i) = keys.binary_search(&k)
+                        && p.insert_node(i, NodeFlags(0), &k, &vec![1; rng.usize(0..60)])
+                    {
+                        keys.insert(i, k);
+                    }
+                }
+                2 if !keys.is_empty() => {
+                    let i = rng.usize(0..keys.len());
+                    assert!(p.remove_node(i));
+                    keys.remove(i);
+                }
+                3 if !keys.is_empty() => {
+                    let i = rng.usize(0..keys.len());
+                    p.replace_data(i, &vec![2; rng.usize(0..200)]);
+                    p.set_node_flags(i, NodeFlags(1));
+                }
+                _ => {
+                    let mut q = p.clone();
+                    q.compact();
+                    p.copy_from(&q);
+                }
+            }
+            for _ in 0..4 {
+                let probe = key(&mut rng);
+                let want = p.search_plain(&probe);
+                assert_eq!(
+                    want,
+                    keys.binary_search(&probe)
+                        .map_or_else(|i| (i, false), |i| (i, true))
+                );
+                if p.hints
+                    .search(p.count(), |i| p.keys().key(i), |_| {}, &probe)
+                    .is_some()
+                {
+                    from_hints += 1;
+                }
+                assert_eq!(p.search(&probe), want, "step {step}, probe {probe:?}");
+                assert_eq!(p.search(&probe), want, "step {step}, probe {probe:?}");
+            }
+        }
+        assert!(
+            from_hints > 15_000,
+            "{from_hints} searches answered from the hints"
+        );
     }
 
     /// In-place edits against a model: fragments, compaction and regrowth keep the page

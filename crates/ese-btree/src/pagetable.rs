@@ -212,6 +212,13 @@ impl PageTable {
         // nodes).
         prefetch(page.wrapping_add(self.page_size).wrapping_sub(64));
         prefetch(page.wrapping_add(self.page_size).wrapping_sub(128));
+        // SAFETY: as below, `p` points to a live frame while pinned; only the address of its
+        // page's search hints is computed, nothing is read.
+        let hints = unsafe { (*p).hints_addr() };
+        // The hints' state and prefix, and the heads of a leaf of up to 24 nodes.
+        prefetch(hints);
+        prefetch(hints.wrapping_add(64));
+        prefetch(hints.wrapping_add(128));
         // SAFETY: `p` was loaded from the slot while pinned, so it came from `Arc::into_raw`
         // (in `insert`) and the slot's strong reference is released only by a deferred
         // function of a removal that cleared the slot after this load, which cannot run

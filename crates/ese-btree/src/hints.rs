@@ -1,0 +1,267 @@
+//! Search hints of a cached leaf: the first bytes of each node's key past the prefix all its
+//! keys share, kept beside the page in memory (never written to disk), so that a search reads
+//! one short array instead of a node line per binary-search step.
+//!
+//! A binary search over a leaf of *n* nodes reads about log2(*n*) keys, each on its own cache
+//! line somewhere in the page: on a leaf not in the CPU cache, one miss after the other, as
+//! each step needs the key of the one before. With hints, the search compares against the
+//! **heads** (4 bytes of each key, after the page's common prefix, as one big-endian integer:
+//! an array of at most [`CAP`] integers, one or two cache lines for a typical leaf), then
+//! compares whole keys only among nodes whose head equals the search key's (usually one node:
+//! the one whose record is read next anyway).
+//!
+//! - **Order.** The page's keys are sorted and all begin with the common prefix of its first
+//!   and last keys, so their heads (zero-padded when a key ends within them) never decrease.
+//!   A head smaller than the search key's belongs to a smaller key, a larger head to a larger
+//!   key; only equal heads need the keys themselves. The answer is exactly
+//!   [`crate::page::Page::search`]'s.
+//! - **Lifetime.** The hints live in the [`crate::page::Page`] value, so they are guarded by
+//!   the page's latch like its bytes. Every mutable access to the page's bytes resets them
+//!   (a plain store, under the exclusive latch); a copy of a page starts without hints.
+//! - **When built.** A search of a page without hints marks it as searched; the next search
+//!   of that unchanged page builds them (reading every key once, loads that overlap instead of
+//!   following each other). A page that changes between searches (an insert's target) is
+//!   thus never built for; a page read repeatedly is built for once. Builders hold the latch
+//!   shared: two may build at once, and store the same values. Every field is an atomic, so
+//!   that is not a data race; the state is published with `Release` after the heads.
+//! - Pages of more than [`CAP`] nodes get no hints (their search reads the tags as before).
+
+use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering as Mem};
+
+/// Most nodes of a page with hints.
+pub(crate) const CAP: usize = 64;
+/// Most bytes of common prefix the hints keep (a longer shared prefix is cut here: heads are
+/// then taken from within it, still in order, only less telling).
+const PREFIX_CAP: usize = 24;
+
+/// No hints; the page has not been searched since its last change.
+const EMPTY: u8 = 0;
+/// Searched once since its last change, without hints.
+const SEEN: u8 = 1;
+/// The hints hold for the page as it is.
+const READY: u8 = 2;
+
+/// The hints of one page (see the module notes).
+pub(crate) struct Hints {
+    state: AtomicU8,
+    /// Bytes of the common prefix kept (`..=PREFIX_CAP`).
+    prefix_len: AtomicU8,
+    /// Nodes when built: checked against the page's count at each use.
+    count: AtomicU16,
+    /// The common prefix, zero-padded, in words of 8 bytes (little-endian).
+    prefix: [AtomicU64; PREFIX_CAP / 8],
+    heads: [AtomicU32; CAP],
+}
+
+impl Default for Hints {
+    fn default() -> Hints {
+        Hints {
+            state: AtomicU8::new(EMPTY),
+            prefix_len: AtomicU8::new(0),
+            count: AtomicU16::new(0),
+            prefix: std::array::from_fn(|_| AtomicU64::new(0)),
+            heads: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+/// The head of `key` after `p` prefix bytes: 4 bytes, zero-padded, big-endian.
+#[inline]
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "big-endian integers compare like the bytes they are read from"
+)]
+fn head(key: &[u8], p: usize) -> u32 {
+    let rest = key.get(p..).unwrap_or_default();
+    let mut b = [0u8; 4];
+    let n = rest.len().min(4);
+    if let (Some(d), Some(s)) = (b.get_mut(..n), rest.get(..n)) {
+        d.copy_from_slice(s);
+    }
+    u32::from_be_bytes(b)
+}
+
+/// A search answer: the index of the first node whose key is `>= key`, and whether equal.
+pub(crate) type Found = (usize, bool);
+
+impl Hints {
+    /// Resets the hints: the page's bytes are about to change (the caller holds the page
+    /// exclusively).
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        *self.state.get_mut() = EMPTY;
+    }
+
+    /// The answer for `key` from the hints, or `None` without them (then the caller searches
+    /// the tags, and calls [`Hints::searched`]). `n` is the page's node count and `key_at(i)`
+    /// the key of node `i`; `ahead(i)` is called with the first node whose key is compared,
+    /// before the comparison (to ask the CPU for the whole node: its record is read next).
+    #[inline]
+    pub(crate) fn search<'k>(
+        &self,
+        n: usize,
+        key_at: impl Fn(usize) -> &'k [u8],
+        ahead: impl Fn(usize),
+        key: &[u8],
+    ) -> Option<Found> {
+        if self.state.load(Mem::Acquire) != READY || usize::from(self.count.load(Mem::Relaxed)) != n
+        {
+            return None;
+        }
+        let p = usize::from(self.prefix_len.load(Mem::Relaxed)).min(PREFIX_CAP);
+        let mut pre = [0u8; PREFIX_CAP];
+        for (d, w) in pre.as_chunks_mut::<8>().0.iter_mut().zip(&self.prefix) {
+            *d = w.load(Mem::Relaxed).to_le_bytes();
+        }
+        let pre = pre.get(..p).unwrap_or_default();
+        // Every key on the page begins with `pre`: a key that does not sorts before all of
+        // them or after all of them.
+        if key.get(..p) != Some(pre) {
+            return Some(if key < pre { (0, false) } else { (n, false) });
+        }
+        let h = head(key, p);
+        let heads = self.heads.get(..n).unwrap_or_default();
+        // The nodes whose head equals `h`: `lo..hi`.
+        let lo = heads.partition_point(|x| x.load(Mem::Relaxed) < h);
+        let hi = lo
+            + heads
+                .get(lo..)
+                .unwrap_or_default()
+                .partition_point(|x| x.load(Mem::Relaxed) == h);
+        if lo < hi {
+            ahead(lo + (hi - lo) / 2);
+        }
+        let (mut lo, mut hi) = (lo, hi);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match key_at(mid).cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Some((mid, true)),
+            }
+        }
+        Some((lo, false))
+    }
+
+    /// Called after a search without hints: whether the hints should be built now (the page
+    /// was searched before, unchanged since). Marks the page as searched otherwise.
+    #[inline]
+    pub(crate) fn searched(&self, n: usize) -> bool {
+        if n == 0 || n > CAP {
+            return false;
+        }
+        match self.state.load(Mem::Relaxed) {
+            EMPTY => {
+                self.state.store(SEEN, Mem::Relaxed);
+                false
+            }
+            SEEN => true,
+            _ => false,
+        }
+    }
+
+    /// Builds the hints of a page of `n` nodes (`1..=CAP`) whose node `i` has the key
+    /// `key_at(i)`; the caller holds the page's latch (shared or exclusive).
+    pub(crate) fn build<'k>(&self, n: usize, key_at: impl Fn(usize) -> &'k [u8]) {
+        if n == 0 || n > CAP {
+            return;
+        }
+        let (first, last) = (key_at(0), key_at(n - 1));
+        let p = first
+            .iter()
+            .zip(last)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(PREFIX_CAP);
+        let mut pre = [0u8; PREFIX_CAP];
+        if let (Some(d), Some(s)) = (pre.get_mut(..p), first.get(..p)) {
+            d.copy_from_slice(s);
+        }
+        for (w, b) in self.prefix.iter().zip(pre.as_chunks::<8>().0) {
+            w.store(u64::from_le_bytes(*b), Mem::Relaxed);
+        }
+        for (i, slot) in self.heads.iter().enumerate().take(n) {
+            slot.store(head(key_at(i), p), Mem::Relaxed);
+        }
+        // `p <= PREFIX_CAP` and `n <= CAP` fit their fields.
+        self.prefix_len.store(p as u8, Mem::Relaxed);
+        self.count.store(n as u16, Mem::Relaxed);
+        self.state.store(READY, Mem::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer of a plain binary search over `keys`.
+    fn plain(keys: &[Vec<u8>], key: &[u8]) -> Found {
+        match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+            Ok(i) => (i, true),
+            Err(i) => (i, false),
+        }
+    }
+
+    #[test]
+    fn hinted_answers_equal_plain_binary_search() {
+        // Keys over a small alphabet with long shared prefixes, short keys and keys that are
+        // prefixes of others (equal heads, prefixes cut at `PREFIX_CAP`), against probes of
+        // every length.
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut hinted = 0;
+        for round in 0..2_000 {
+            let shared: Vec<u8> = (0..rng.usize(0..30)).map(|_| rng.u8(0..3)).collect();
+            let n = rng.usize(1..=CAP);
+            let mut keys: Vec<Vec<u8>> = (0..n)
+                .map(|_| {
+                    let mut k = shared.clone();
+                    k.extend((0..rng.usize(0..8)).map(|_| rng.u8(0..3)));
+                    k
+                })
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let h = Hints::default();
+            let n = keys.len();
+            let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
+            assert_eq!(
+                h.search(n, key_at, |_| {}, b"x"),
+                None,
+                "no hints before a build"
+            );
+            assert!(!h.searched(n), "the first search only marks the page");
+            assert!(h.searched(n), "the second builds");
+            h.build(n, key_at);
+            for _ in 0..200 {
+                let mut probe = shared.clone();
+                probe.truncate(rng.usize(0..=shared.len()));
+                probe.extend((0..rng.usize(0..10)).map(|_| rng.u8(0..4)));
+                let got = h.search(n, key_at, |_| {}, &probe).expect("built");
+                assert_eq!(got, plain(&keys, &probe), "round {round}, probe {probe:?}");
+                hinted += 1;
+            }
+            assert_eq!(
+                h.search(n + 1, key_at, |_| {}, b""),
+                None,
+                "a count that differs is refused"
+            );
+        }
+        assert_eq!(hinted, 400_000);
+    }
+
+    #[test]
+    fn reset_drops_the_hints_and_big_pages_get_none() {
+        let keys: Vec<Vec<u8>> = (0u8..10).map(|i| vec![7, 7, i]).collect();
+        let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
+        let mut h = Hints::default();
+        h.build(10, key_at);
+        assert_eq!(h.search(10, key_at, |_| {}, &[7, 7, 4]), Some((4, true)));
+        assert_eq!(h.search(10, key_at, |_| {}, &[7, 6]), Some((0, false)));
+        assert_eq!(h.search(10, key_at, |_| {}, &[7, 8]), Some((10, false)));
+        h.reset();
+        assert_eq!(h.search(10, key_at, |_| {}, &[7, 7, 4]), None);
+        assert!(!h.searched(CAP + 1), "too many nodes: never built");
+        assert!(!h.searched(CAP + 1));
+    }
+}
