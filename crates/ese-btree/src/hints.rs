@@ -17,13 +17,21 @@
 //!   [`crate::page::Page::search`]'s.
 //! - **Lifetime.** The hints live in the [`crate::page::Page`] value, so they are guarded by
 //!   the page's latch like its bytes. Every mutable access to the page's bytes resets them
-//!   (a plain store, under the exclusive latch); a copy of a page starts without hints.
+//!   (`Page::buf_mut`, the one path to the bytes: a plain store, under the exclusive latch).
+//!   The changes whose effect on the keys is known carry them over: an insert adds its key's
+//!   head (when the key begins with the kept prefix and the page stays within [`CAP`]
+//!   nodes), a removal drops its head, a change of a node's data or flags keeps them
+//!   ([`Hints::take`], then [`Hints::inserted`], [`Hints::removed`] or [`Hints::put_back`]).
+//!   `Page::copy_from` and `Page::copy_in` copy them with the bytes; `Clone` starts without.
 //! - **When built.** A search of a page without hints marks it as searched; the next search
-//!   of that unchanged page builds them (reading every key once, loads that overlap instead of
-//!   following each other). A page that changes between searches (an insert's target) is
-//!   thus never built for; a page read repeatedly is built for once. Builders hold the latch
-//!   shared: two may build at once, and store the same values. Every field is an atomic, so
-//!   that is not a data race; the state is published with `Release` after the heads.
+//!   of that page, unchanged or changed only in the ways above, builds them (reading every
+//!   key once: loads that overlap instead of following each other). A page read repeatedly
+//!   is built for once. A split builds the hints of its new page as it writes it (its keys
+//!   are in the CPU cache then), and the page it splits keeps its own through the removals
+//!   and the insert, so the inserts of a load search through hints too. Builders hold the
+//!   latch shared: two may build at once, and store the same values. Every field is an
+//!   atomic, so that is not a data race; the state is published with `Release` after the
+//!   heads.
 //! - Pages of more than [`CAP`] nodes get no hints (their search reads the tags as before).
 
 use std::cmp::Ordering;
@@ -85,12 +93,107 @@ fn head(key: &[u8], p: usize) -> u32 {
 /// A search answer: the index of the first node whose key is `>= key`, and whether equal.
 pub(crate) type Found = (usize, bool);
 
+/// The state of hints taken out of a page for a change ([`Hints::take`]).
+#[must_use]
+pub(crate) struct Taken(u8);
+
 impl Hints {
     /// Resets the hints: the page's bytes are about to change (the caller holds the page
     /// exclusively).
     #[inline]
     pub(crate) fn reset(&mut self) {
         *self.state.get_mut() = EMPTY;
+    }
+
+    /// Takes the hints out before a change whose effect on the keys the caller knows (an
+    /// insert, a removal, a change of data or flags), to hand them to [`Hints::inserted`],
+    /// [`Hints::removed`] or [`Hints::put_back`] once it is made; until then, and if the
+    /// change fails, the page has none.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Taken {
+        Taken(std::mem::replace(self.state.get_mut(), EMPTY))
+    }
+
+    /// Puts back hints taken before a change that left every key in place.
+    #[inline]
+    pub(crate) fn put_back(&mut self, Taken(state): Taken) {
+        *self.state.get_mut() = state;
+    }
+
+    /// Puts back hints taken before the insert of `key` at `idx`, with its head, when the
+    /// page keeps at most [`CAP`] nodes and `key` begins with the kept prefix (otherwise the
+    /// page has none).
+    pub(crate) fn inserted(&mut self, taken: Taken, idx: usize, key: &[u8]) {
+        if taken.0 != READY {
+            self.put_back(taken);
+            return;
+        }
+        let n = usize::from(*self.count.get_mut());
+        let p = usize::from(*self.prefix_len.get_mut()).min(PREFIX_CAP);
+        if n >= CAP || idx > n || key.get(..p) != self.prefix_bytes().get(..p) {
+            return;
+        }
+        for j in (idx..n).rev() {
+            let v = self.heads.get_mut(j).map_or(0, |h| *h.get_mut());
+            if let Some(h) = self.heads.get_mut(j + 1) {
+                *h.get_mut() = v;
+            }
+        }
+        if let Some(h) = self.heads.get_mut(idx) {
+            *h.get_mut() = head(key, p);
+        }
+        // `n < CAP`: the count fits.
+        *self.count.get_mut() = (n + 1) as u16;
+        *self.state.get_mut() = READY;
+    }
+
+    /// Puts back hints taken before the removal of node `idx`, without its head. (The
+    /// remaining keys still share the kept prefix.)
+    pub(crate) fn removed(&mut self, taken: Taken, idx: usize) {
+        if taken.0 != READY {
+            self.put_back(taken);
+            return;
+        }
+        let n = usize::from(*self.count.get_mut());
+        if idx >= n || n == 1 {
+            return;
+        }
+        for j in idx..n - 1 {
+            let v = self.heads.get_mut(j + 1).map_or(0, |h| *h.get_mut());
+            if let Some(h) = self.heads.get_mut(j) {
+                *h.get_mut() = v;
+            }
+        }
+        // `n - 1 < CAP`: the count fits.
+        *self.count.get_mut() = (n - 1) as u16;
+        *self.state.get_mut() = READY;
+    }
+
+    /// Makes these hints a copy of `other`'s, for a page whose bytes were just made a copy of
+    /// `other`'s page (none if `other` has none).
+    pub(crate) fn copy_from(&mut self, other: &Hints) {
+        if other.state.load(Mem::Acquire) != READY {
+            *self.state.get_mut() = EMPTY;
+            return;
+        }
+        *self.prefix_len.get_mut() = other.prefix_len.load(Mem::Relaxed);
+        *self.count.get_mut() = other.count.load(Mem::Relaxed);
+        for (d, s) in self.prefix.iter_mut().zip(&other.prefix) {
+            *d.get_mut() = s.load(Mem::Relaxed);
+        }
+        for (d, s) in self.heads.iter_mut().zip(&other.heads) {
+            *d.get_mut() = s.load(Mem::Relaxed);
+        }
+        *self.state.get_mut() = READY;
+    }
+
+    /// The kept prefix, zero-padded.
+    fn prefix_bytes(&self) -> [u8; PREFIX_CAP] {
+        let mut pre = [0u8; PREFIX_CAP];
+        for (d, w) in pre.as_chunks_mut::<8>().0.iter_mut().zip(&self.prefix) {
+            *d = w.load(Mem::Relaxed).to_le_bytes();
+        }
+        pre
     }
 
     /// The answer for `key` from the hints, or `None` without them (then the caller searches
@@ -110,10 +213,7 @@ impl Hints {
             return None;
         }
         let p = usize::from(self.prefix_len.load(Mem::Relaxed)).min(PREFIX_CAP);
-        let mut pre = [0u8; PREFIX_CAP];
-        for (d, w) in pre.as_chunks_mut::<8>().0.iter_mut().zip(&self.prefix) {
-            *d = w.load(Mem::Relaxed).to_le_bytes();
-        }
+        let pre = self.prefix_bytes();
         let pre = pre.get(..p).unwrap_or_default();
         // Every key on the page begins with `pre`: a key that does not sorts before all of
         // them or after all of them.
@@ -248,6 +348,58 @@ mod tests {
             );
         }
         assert_eq!(hinted, 400_000);
+    }
+
+    #[test]
+    fn inserts_and_removals_keep_the_hints() {
+        // Keys all beginning with [7, 1]: built once, then kept through inserts and removals
+        // (a key outside the prefix drops them; they are built again).
+        let mut rng = fastrand::Rng::with_seed(8);
+        let mut keys: Vec<Vec<u8>> = vec![vec![7, 1, 0], vec![7, 1, 200]];
+        let mut h = Hints::default();
+        let mut kept = 0;
+        for step in 0..20_000 {
+            let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
+            if h.search(keys.len(), key_at, |_| {}, b"").is_none() {
+                h.build(keys.len(), key_at);
+            }
+            let taken = h.take();
+            if rng.bool() && keys.len() < CAP || keys.len() < 2 {
+                let mut k = if rng.u8(0..50) == 0 {
+                    vec![7, 2]
+                } else {
+                    vec![7, 1]
+                };
+                k.extend((0..rng.usize(0..6)).map(|_| rng.u8(0..4)));
+                match keys.binary_search(&k) {
+                    Ok(_) => h.put_back(taken),
+                    Err(i) => {
+                        keys.insert(i, k);
+                        h.inserted(taken, i, &keys[i]);
+                    }
+                }
+            } else {
+                let i = rng.usize(0..keys.len());
+                keys.remove(i);
+                h.removed(taken, i);
+            }
+            let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
+            let Some(_) = h.search(keys.len(), key_at, |_| {}, b"") else {
+                continue;
+            };
+            kept += 1;
+            for _ in 0..20 {
+                let mut probe = vec![7, rng.u8(0..3)];
+                probe.extend((0..rng.usize(0..7)).map(|_| rng.u8(0..4)));
+                let got = h.search(keys.len(), key_at, |_| {}, &probe);
+                assert_eq!(
+                    got,
+                    Some(plain(&keys, &probe)),
+                    "step {step}, probe {probe:?}"
+                );
+            }
+        }
+        assert!(kept > 15_000, "hints kept through {kept} of 20,000 changes");
     }
 
     #[test]

@@ -517,13 +517,22 @@ impl Page {
         }
     }
 
-    /// A copy of this page in a buffer of `slabs` (a cached page's).
+    /// A copy of this page in a buffer of `slabs` (a cached page's), with its search hints.
     pub(crate) fn copy_in(&self, slabs: &Arc<SlabPool>) -> Page {
-        Page {
+        let mut p = Page {
             pgno: self.pgno,
             buf: slabs.copy_of(&self.buf),
             hints: Hints::default(),
-        }
+        };
+        p.hints.copy_from(&self.hints);
+        p
+    }
+
+    /// Builds the page's search hints now (a page just written whole, its keys still in the
+    /// CPU cache: see `hints.rs`); nothing for a page of more nodes than hints hold.
+    pub(crate) fn build_hints(&self) {
+        let keys = self.keys();
+        self.hints.build(keys.len(), |i| keys.key(i));
     }
 
     /// The address of the page's buffer (fixed for the page's life; see the type's notes).
@@ -547,6 +556,7 @@ impl Page {
         } else {
             self.buf_mut().clone_from(&other.buf);
         }
+        self.hints.copy_from(&other.hints);
         self.pgno = other.pgno;
     }
 
@@ -864,7 +874,8 @@ impl Page {
         });
     }
 
-    /// Inserts a node at `idx`; false (page unchanged) when it does not fit.
+    /// Inserts a node at `idx`; false (page unchanged) when it does not fit. The search hints
+    /// follow the insert (see `hints.rs`).
     pub(crate) fn insert_node(
         &mut self,
         idx: usize,
@@ -872,6 +883,16 @@ impl Page {
         key: &[u8],
         data: &[u8],
     ) -> bool {
+        let hints = self.hints.take();
+        let done = self.insert_line(idx, flags, key, data);
+        if done {
+            self.hints.inserted(hints, idx, key);
+        }
+        done
+    }
+
+    /// [`Page::insert_node`] in the bytes alone.
+    fn insert_line(&mut self, idx: usize, flags: NodeFlags, key: &[u8], data: &[u8]) -> bool {
         let n = self.count();
         let cb = NODE_HEADER_LEN + key.len() + data.len();
         if idx > n || self.free() < cb + TAG_LEN || key.len() > usize::from(u16::MAX) {
@@ -921,8 +942,19 @@ impl Page {
         self.wr16(H_FREE, (self.free() + cb) as u16);
     }
 
-    /// Removes node `idx`; false if there is no such node.
+    /// Removes node `idx`; false if there is no such node. The search hints follow the
+    /// removal.
     pub(crate) fn remove_node(&mut self, idx: usize) -> bool {
+        let hints = self.hints.take();
+        let done = self.remove_line(idx);
+        if done {
+            self.hints.removed(hints, idx);
+        }
+        done
+    }
+
+    /// [`Page::remove_node`] in the bytes alone.
+    fn remove_line(&mut self, idx: usize) -> bool {
         if idx >= self.count() {
             return false;
         }
@@ -942,8 +974,18 @@ impl Page {
     }
 
     /// Replaces the data of node `idx`; false (page unchanged) if there is no such node or
-    /// the new data does not fit.
+    /// the new data does not fit. The keys do not change: the search hints stay.
     pub(crate) fn replace_data(&mut self, idx: usize, data: &[u8]) -> bool {
+        let hints = self.hints.take();
+        let done = self.replace_line_data(idx, data);
+        if done {
+            self.hints.put_back(hints);
+        }
+        done
+    }
+
+    /// [`Page::replace_data`] in the bytes alone.
+    fn replace_line_data(&mut self, idx: usize, data: &[u8]) -> bool {
         let Some(node) = self.node(idx) else {
             return false;
         };
@@ -995,19 +1037,25 @@ impl Page {
         self.remove_node(idx) && self.insert_node(idx, flags, &key, data)
     }
 
-    /// Sets the flags of node `idx`; false if there is no such node.
+    /// Sets the flags of node `idx`; false if there is no such node. The keys do not change:
+    /// the search hints stay.
     pub(crate) fn set_node_flags(&mut self, idx: usize, flags: NodeFlags) -> bool {
         if idx >= self.count() {
             return false;
         }
+        let hints = self.hints.take();
         let ib = self.tag(idx + 1).1;
-        match self.buf_mut().get_mut(ib) {
+        let done = match self.buf_mut().get_mut(ib) {
             Some(b) => {
                 *b = flags.0;
                 true
             }
             None => false,
+        };
+        if done {
+            self.hints.put_back(hints);
         }
+        done
     }
 
     /// Rebuilds the page's lines from `ext` and `nodes`, keeping the header fields.
@@ -1551,8 +1599,9 @@ mod tests {
     }
 
     /// A leaf changed in every way a page changes (inserts, removals, data and flag changes,
-    /// compaction, a copy over it), searched after each step: the answers, from the search
-    /// hints once a page has been searched twice unchanged, always equal the binary search
+    /// compaction, a copy over it with or without hints), searched after each step: the
+    /// answers, from the search hints once built (at the second search of an unchanged page
+    /// or with a copy) and kept through inserts and removals, always equal the binary search
     /// over the tags.
     #[test]
     fn hinted_search_answers_as_the_tags_through_changes() {
@@ -1587,8 +1636,12 @@ mod tests {
                     p.set_node_flags(i, NodeFlags(1));
                 }
                 _ => {
+                    // A compacted copy, its hints built (or not) and copied with it.
                     let mut q = p.clone();
                     q.compact();
+                    if rng.bool() {
+                        q.build_hints();
+                    }
                     p.copy_from(&q);
                 }
             }

@@ -1063,6 +1063,8 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         new_page.set_prev(pgno);
         new_page.set_next(leaf.next());
         new_page.set_dbtime(dbtime);
+        // Its keys were just written: the next insert into it searches through hints.
+        new_page.build_hints();
         (k, sep, p, leaf.next(), space, new_page)
     };
     let (k, sep, new_pgno, old_next, mut space, new_page) = plan;
