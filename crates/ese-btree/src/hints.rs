@@ -16,8 +16,9 @@
 //!   key; only equal heads need the keys themselves. The answer is exactly
 //!   [`crate::page::Page::search`]'s.
 //! - **Lifetime.** The hints live in the [`crate::page::Page`] value, so they are guarded by
-//!   the page's latch like its bytes. Every mutable access to the page's bytes resets them
-//!   (`Page::buf_mut`, the one path to the bytes: a plain store, under the exclusive latch).
+//!   the page's latch like its bytes. Every mutable access to the page's bytes past its
+//!   header resets them (`Page::buf_mut`, the one path to those bytes: a plain store, under
+//!   the exclusive latch); the header (dbtime, links, counts) holds no key.
 //!   The changes whose effect on the keys is known carry them over: an insert adds its key's
 //!   head (when the key begins with the kept prefix and the page stays within [`CAP`]
 //!   nodes), a removal drops its head, a change of a node's data or flags keeps them

@@ -166,7 +166,8 @@ const H_LEVEL: usize = 38;
 /// buffer address is therefore fixed for the frame's life (the page table prefetches it).
 pub(crate) struct Page {
     pgno: Pgno,
-    /// The bytes; changed only through [`Page::buf_mut`], which resets `hints`.
+    /// The bytes; changed only through [`Page::buf_mut`], which resets `hints`, or in the
+    /// page header through [`Page::bytes_mut`].
     buf: PageBuf,
     hints: Hints,
 }
@@ -582,13 +583,25 @@ impl Page {
         rd_u32(&self.buf, off).unwrap_or(0)
     }
     fn wr16(&mut self, off: usize, v: u16) {
-        if let Some(s) = self.buf_mut().get_mut(off..off + 2) {
+        if let Some(s) = self.bytes_mut(off..off + 2) {
             s.copy_from_slice(&v.to_le_bytes());
         }
     }
     fn wr32(&mut self, off: usize, v: u32) {
-        if let Some(s) = self.buf_mut().get_mut(off..off + 4) {
+        if let Some(s) = self.bytes_mut(off..off + 4) {
             s.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The bytes at `r`, to change. Within the page header (dbtime, links, counts: no key
+    /// lives there) the search hints stay; anywhere else this goes through
+    /// [`Page::buf_mut`], which resets them.
+    #[inline]
+    fn bytes_mut(&mut self, r: std::ops::Range<usize>) -> Option<&mut [u8]> {
+        if r.end <= PAGE_HEADER_LEN {
+            self.buf.get_mut(r)
+        } else {
+            self.buf_mut().get_mut(r)
         }
     }
 
@@ -599,7 +612,7 @@ impl Page {
         DbTime(rd_u64(&self.buf, H_DBTIME).unwrap_or(0))
     }
     pub(crate) fn set_dbtime(&mut self, t: DbTime) {
-        if let Some(s) = self.buf_mut().get_mut(H_DBTIME..H_DBTIME + 8) {
+        if let Some(s) = self.bytes_mut(H_DBTIME..H_DBTIME + 8) {
             s.copy_from_slice(&t.to_bytes());
         }
     }
@@ -631,7 +644,7 @@ impl Page {
         self.buf.get(H_LEVEL).copied().unwrap_or(0)
     }
     pub(crate) fn set_level(&mut self, l: u8) {
-        if let Some(b) = self.buf_mut().get_mut(H_LEVEL) {
+        if let Some([b]) = self.bytes_mut(H_LEVEL..H_LEVEL + 1) {
             *b = l;
         }
     }
@@ -1634,6 +1647,9 @@ mod tests {
                     let i = rng.usize(0..keys.len());
                     p.replace_data(i, &vec![2; rng.usize(0..200)]);
                     p.set_node_flags(i, NodeFlags(1));
+                    // Header fields: no key changes.
+                    p.set_dbtime(DbTime(step));
+                    p.set_next(Pgno(step as u32));
                 }
                 _ => {
                     // A compacted copy, its hints built (or not) and copied with it.
