@@ -13,8 +13,9 @@
 //! - **Order.** The page's keys are sorted and all begin with the common prefix of its first
 //!   and last keys, so their heads (zero-padded when a key ends within them) never decrease.
 //!   A head smaller than the search key's belongs to a smaller key, a larger head to a larger
-//!   key; only equal heads need the keys themselves. The answer is exactly
-//!   [`crate::page::Page::search`]'s.
+//!   key; only equal heads need the keys themselves: [`Hints::candidates`] gives that range of
+//!   nodes, and `Page::search` runs its one binary search over the tags inside it (over all
+//!   of them without hints), so the answer is the same either way.
 //! - **Lifetime.** The hints live in the [`crate::page::Page`] value, so they are guarded by
 //!   the page's latch like its bytes. Every mutable access to the page's bytes past its
 //!   header resets them (`Page::buf_mut`, the one path to those bytes: a plain store, under
@@ -35,7 +36,7 @@
 //!   heads.
 //! - Pages of more than [`CAP`] nodes get no hints (their search reads the tags as before).
 
-use std::cmp::Ordering;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering as Mem};
 
 /// Most nodes of a page with hints.
@@ -90,9 +91,6 @@ fn head(key: &[u8], p: usize) -> u32 {
     }
     u32::from_be_bytes(b)
 }
-
-/// A search answer: the index of the first node whose key is `>= key`, and whether equal.
-pub(crate) type Found = (usize, bool);
 
 /// The state of hints taken out of a page for a change ([`Hints::take`]).
 #[must_use]
@@ -197,18 +195,13 @@ impl Hints {
         pre
     }
 
-    /// The answer for `key` from the hints, or `None` without them (then the caller searches
-    /// the tags, and calls [`Hints::searched`]). `n` is the page's node count and `key_at(i)`
-    /// the key of node `i`; `ahead(i)` is called with the first node whose key is compared,
-    /// before the comparison (to ask the CPU for the whole node: its record is read next).
+    /// The nodes among which `key` falls, from the hints: every node before the range has a
+    /// smaller key, every node after it a greater one (the caller compares whole keys inside
+    /// it, usually one node). An empty range at 0 or at `n` when `key` does not begin with the
+    /// page's common prefix. `None` without hints (then the caller searches the tags, and
+    /// calls [`Hints::searched`]). `n` is the page's node count.
     #[inline]
-    pub(crate) fn search<'k>(
-        &self,
-        n: usize,
-        key_at: impl Fn(usize) -> &'k [u8],
-        ahead: impl Fn(usize),
-        key: &[u8],
-    ) -> Option<Found> {
+    pub(crate) fn candidates(&self, n: usize, key: &[u8]) -> Option<Range<usize>> {
         if self.state.load(Mem::Acquire) != READY || usize::from(self.count.load(Mem::Relaxed)) != n
         {
             return None;
@@ -219,30 +212,18 @@ impl Hints {
         // Every key on the page begins with `pre`: a key that does not sorts before all of
         // them or after all of them.
         if key.get(..p) != Some(pre) {
-            return Some(if key < pre { (0, false) } else { (n, false) });
+            let at = if key < pre { 0 } else { n };
+            return Some(at..at);
         }
         let h = head(key, p);
         let heads = self.heads.get(..n).unwrap_or_default();
-        // The nodes whose head equals `h`: `lo..hi`.
         let lo = heads.partition_point(|x| x.load(Mem::Relaxed) < h);
         let hi = lo
             + heads
                 .get(lo..)
                 .unwrap_or_default()
                 .partition_point(|x| x.load(Mem::Relaxed) == h);
-        if lo < hi {
-            ahead(lo + (hi - lo) / 2);
-        }
-        let (mut lo, mut hi) = (lo, hi);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match key_at(mid).cmp(key) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Some((mid, true)),
-            }
-        }
-        Some((lo, false))
+        Some(lo..hi)
     }
 
     /// Called after a search without hints: whether the hints should be built now (the page
@@ -296,12 +277,20 @@ impl Hints {
 mod tests {
     use super::*;
 
-    /// The answer of a plain binary search over `keys`.
-    fn plain(keys: &[Vec<u8>], key: &[u8]) -> Found {
+    /// The answer of a plain binary search over `keys`: the index of the first key `>= key`
+    /// and whether it is equal.
+    fn plain(keys: &[Vec<u8>], key: &[u8]) -> (usize, bool) {
         match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
             Ok(i) => (i, true),
             Err(i) => (i, false),
         }
+    }
+
+    /// The answer through the hints: a plain search among the candidates alone.
+    fn through_hints(h: &Hints, keys: &[Vec<u8>], key: &[u8]) -> Option<(usize, bool)> {
+        let r = h.candidates(keys.len(), key)?;
+        let (i, found) = plain(keys.get(r.clone()).unwrap_or_default(), key);
+        Some((r.start + i, found))
     }
 
     #[test]
@@ -327,7 +316,7 @@ mod tests {
             let n = keys.len();
             let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
             assert_eq!(
-                h.search(n, key_at, |_| {}, b"x"),
+                through_hints(&h, &keys, b"x"),
                 None,
                 "no hints before a build"
             );
@@ -338,12 +327,12 @@ mod tests {
                 let mut probe = shared.clone();
                 probe.truncate(rng.usize(0..=shared.len()));
                 probe.extend((0..rng.usize(0..10)).map(|_| rng.u8(0..4)));
-                let got = h.search(n, key_at, |_| {}, &probe).expect("built");
+                let got = through_hints(&h, &keys, &probe).expect("built");
                 assert_eq!(got, plain(&keys, &probe), "round {round}, probe {probe:?}");
                 hinted += 1;
             }
             assert_eq!(
-                h.search(n + 1, key_at, |_| {}, b""),
+                h.candidates(n + 1, b""),
                 None,
                 "a count that differs is refused"
             );
@@ -361,7 +350,7 @@ mod tests {
         let mut kept = 0;
         for step in 0..20_000 {
             let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
-            if h.search(keys.len(), key_at, |_| {}, b"").is_none() {
+            if h.candidates(keys.len(), b"").is_none() {
                 h.build(keys.len(), key_at);
             }
             let taken = h.take();
@@ -384,15 +373,14 @@ mod tests {
                 keys.remove(i);
                 h.removed(taken, i);
             }
-            let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
-            let Some(_) = h.search(keys.len(), key_at, |_| {}, b"") else {
+            let Some(_) = h.candidates(keys.len(), b"") else {
                 continue;
             };
             kept += 1;
             for _ in 0..20 {
                 let mut probe = vec![7, rng.u8(0..3)];
                 probe.extend((0..rng.usize(0..7)).map(|_| rng.u8(0..4)));
-                let got = h.search(keys.len(), key_at, |_| {}, &probe);
+                let got = through_hints(&h, &keys, &probe);
                 assert_eq!(
                     got,
                     Some(plain(&keys, &probe)),
@@ -409,11 +397,11 @@ mod tests {
         let key_at = |i: usize| keys.get(i).map_or(&[][..], Vec::as_slice);
         let mut h = Hints::default();
         h.build(10, key_at);
-        assert_eq!(h.search(10, key_at, |_| {}, &[7, 7, 4]), Some((4, true)));
-        assert_eq!(h.search(10, key_at, |_| {}, &[7, 6]), Some((0, false)));
-        assert_eq!(h.search(10, key_at, |_| {}, &[7, 8]), Some((10, false)));
+        assert_eq!(through_hints(&h, &keys, &[7, 7, 4]), Some((4, true)));
+        assert_eq!(through_hints(&h, &keys, &[7, 6]), Some((0, false)));
+        assert_eq!(through_hints(&h, &keys, &[7, 8]), Some((10, false)));
         h.reset();
-        assert_eq!(h.search(10, key_at, |_| {}, &[7, 7, 4]), None);
+        assert_eq!(through_hints(&h, &keys, &[7, 7, 4]), None);
         assert!(!h.searched(CAP + 1), "too many nodes: never built");
         assert!(!h.searched(CAP + 1));
     }

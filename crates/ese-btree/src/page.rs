@@ -338,11 +338,12 @@ thread_local! {
     static COMPACT_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The binary search of [`Page::search`] over the tag array.
+/// The binary search of [`Page::search`] over the tag array, among nodes `range` (every
+/// node before it has a smaller key, every node after it a greater one).
 #[inline]
-fn search_keys(keys: &Keys<'_>, key: &[u8]) -> (usize, bool) {
+fn search_keys(keys: &Keys<'_>, key: &[u8], range: std::ops::Range<usize>) -> (usize, bool) {
     let probe = Probe::new(key);
-    let (mut lo, mut hi) = (0, keys.len());
+    let (mut lo, mut hi) = (range.start, range.end.min(keys.len()));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         // The next probe is the middle of one half or the other: both are asked for
@@ -800,13 +801,14 @@ impl Page {
     pub(crate) fn search(&self, key: &[u8]) -> (usize, bool) {
         let keys = self.keys();
         let n = keys.len();
-        if let Some(found) = self
-            .hints
-            .search(n, |i| keys.key(i), |i| self.prefetch_node(i), key)
-        {
-            return found;
+        if let Some(range) = self.hints.candidates(n, key) {
+            // The first candidate's record is read next, when it is the key: asked for whole.
+            if range.start < range.end {
+                self.prefetch_node(range.start + (range.end - range.start) / 2);
+            }
+            return search_keys(&keys, key, range);
         }
-        let found = search_keys(&keys, key);
+        let found = search_keys(&keys, key, 0..n);
         if self.hints.searched(n) {
             self.hints.build(n, |i| keys.key(i));
         }
@@ -816,7 +818,8 @@ impl Page {
     /// [`Page::search`] without the hints: the binary search over the tag array.
     #[cfg(test)]
     pub(crate) fn search_plain(&self, key: &[u8]) -> (usize, bool) {
-        search_keys(&self.keys(), key)
+        let keys = self.keys();
+        search_keys(&keys, key, 0..keys.len())
     }
 
     /// [`Page::search`] given `at`, an earlier search's answer for `key` on this page that may
@@ -1669,10 +1672,7 @@ mod tests {
                     keys.binary_search(&probe)
                         .map_or_else(|i| (i, false), |i| (i, true))
                 );
-                if p.hints
-                    .search(p.count(), |i| p.keys().key(i), |_| {}, &probe)
-                    .is_some()
-                {
+                if p.hints.candidates(p.count(), &probe).is_some() {
                     from_hints += 1;
                 }
                 assert_eq!(p.search(&probe), want, "step {step}, probe {probe:?}");
