@@ -34,10 +34,22 @@
 //!   latch shared: two may build at once, and store the same values. Every field is an
 //!   atomic, so that is not a data race; the state is published with `Release` after the
 //!   heads.
-//! - Pages of more than [`CAP`] nodes get no hints (their search reads the tags as before).
+//! - Leaves of more than [`CAP`] nodes get no hints (their search reads the tags as before).
+//!
+//! **Internal pages** hold hundreds of separators (a shortest separator is a few bytes), too
+//! many for the array kept inline, and a descent searches two or three of them before its
+//! leaf: each a binary search of eight or nine steps, a tag and a key line apiece. They keep
+//! their heads in a separate allocation instead ([`Hints::wide_candidates`]), sized to the
+//! page: the heads of every node but the last (whose key no descent compares: the parent
+//! bounds it). Only internal pages have them, about one page in a hundred, so the memory is
+//! small. They are built at the second search of an unchanged page as leaves' are, follow a
+//! split's separator inserts and removals the same way, and are dropped by any other change.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering as Mem};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering as Mem};
+
+use ese_core::Pgno;
 
 /// Most nodes of a page with hints.
 pub(crate) const CAP: usize = 64;
@@ -62,6 +74,162 @@ pub(crate) struct Hints {
     /// The common prefix, zero-padded, in words of 8 bytes (little-endian).
     prefix: [AtomicU64; PREFIX_CAP / 8],
     heads: [AtomicU32; CAP],
+    /// An internal page's heads (see the module notes), built once under the shared latch.
+    wide: OnceLock<Box<Wide>>,
+    /// An internal page searched without `wide` since its last change.
+    wide_seen: AtomicBool,
+}
+
+/// Heads in one block of an internal page's heads: one cache line.
+const BLOCK: usize = 16;
+
+/// The heads of an internal page's nodes but its last (see the module notes).
+///
+/// A binary search over a few hundred heads still reads five or six cache lines one after
+/// the other. The heads are therefore searched in two steps: `fences` holds the last head of
+/// each block of [`BLOCK`] heads (two cache lines for 500 nodes), counted through whole
+/// (independent loads, which the CPU overlaps) to find the block, then that block's one
+/// line is counted through the same way.
+#[derive(Clone)]
+struct Wide {
+    /// The common prefix of the first and last hinted keys (`..PREFIX_CAP` bytes).
+    prefix: [u8; PREFIX_CAP],
+    prefix_len: usize,
+    heads: Vec<u32>,
+    /// The last head of each block of `heads`.
+    fences: Vec<u32>,
+    /// The child page of every node (the last one's too): a search whose head falls between
+    /// two nodes' reads its answer here, without the tag and node lines of the page.
+    children: Vec<Pgno>,
+}
+
+impl Wide {
+    /// The heads of the `m` keys `key_at(0..m)` (`m >= 1`) and the `m + 1` children.
+    fn build<'k>(m: usize, key_at: impl Fn(usize) -> &'k [u8], children: Vec<Pgno>) -> Wide {
+        let (first, last) = (key_at(0), key_at(m.saturating_sub(1)));
+        let p = common_prefix(first, last);
+        let mut prefix = [0u8; PREFIX_CAP];
+        if let (Some(d), Some(s)) = (prefix.get_mut(..p), first.get(..p)) {
+            d.copy_from_slice(s);
+        }
+        let mut w = Wide {
+            prefix,
+            prefix_len: p,
+            heads: (0..m).map(|i| head(key_at(i), p)).collect(),
+            fences: Vec::with_capacity(m.div_ceil(BLOCK)),
+            children,
+        };
+        w.fence_from(0);
+        w
+    }
+
+    /// Recomputes the fences of the blocks from the one holding head `idx` on.
+    fn fence_from(&mut self, idx: usize) {
+        let b = idx / BLOCK;
+        self.fences.truncate(b);
+        self.fences.extend(
+            self.heads
+                .get(b * BLOCK..)
+                .unwrap_or_default()
+                .chunks(BLOCK)
+                .filter_map(|c| c.last().copied()),
+        );
+    }
+
+    /// The number of heads below `h` (heads never decrease).
+    #[inline]
+    fn below(&self, h: u32) -> usize {
+        // Counted through whole rather than searched: the loads do not wait on each other.
+        let b = self.fences.iter().filter(|&&f| f < h).count();
+        let start = (b * BLOCK).min(self.heads.len());
+        let block = self
+            .heads
+            .get(start..(start + BLOCK).min(self.heads.len()))
+            .unwrap_or_default();
+        start + block.iter().filter(|&&x| x < h).count()
+    }
+
+    /// The number of heads equal to `h` from `lo` on.
+    #[inline]
+    fn equal_from(&self, lo: usize, h: u32) -> usize {
+        let rest = self.heads.get(lo..).unwrap_or_default();
+        // Usually none or one: stepped through; a long run is searched.
+        match rest.iter().take(4).position(|&x| x != h) {
+            Some(n) => n,
+            None => rest.partition_point(|&x| x == h),
+        }
+    }
+
+    fn prefix(&self) -> &[u8] {
+        self.prefix.get(..self.prefix_len).unwrap_or_default()
+    }
+
+    /// With node `idx` (`key`, child in `data`) inserted; `None` when the key does not begin
+    /// with the prefix, `idx` is past the hinted keys or `data` is not a page number.
+    fn inserted(mut self: Box<Wide>, idx: usize, key: &[u8], data: &[u8]) -> Option<Box<Wide>> {
+        let child = Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?);
+        if idx > self.heads.len() || !key.starts_with(self.prefix()) {
+            return None;
+        }
+        self.heads.insert(idx, head(key, self.prefix_len));
+        self.children.insert(idx, child);
+        self.fence_from(idx);
+        Some(self)
+    }
+
+    /// With the child of node `idx` now in `data`; `None` when that is not a page number.
+    fn replaced(mut self: Box<Wide>, idx: usize, data: &[u8]) -> Option<Box<Wide>> {
+        let child = Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?);
+        *self.children.get_mut(idx)? = child;
+        Some(self)
+    }
+
+    /// Without the head of node `idx`. The removal of the last node (the one without a head)
+    /// makes the node before it the last: its head goes.
+    fn removed(mut self: Box<Wide>, idx: usize) -> Option<Box<Wide>> {
+        match idx.cmp(&self.heads.len()) {
+            std::cmp::Ordering::Less => {
+                self.heads.remove(idx);
+            }
+            std::cmp::Ordering::Equal => {
+                self.heads.pop();
+            }
+            std::cmp::Ordering::Greater => return None,
+        }
+        self.children.remove(idx);
+        self.fence_from(idx.saturating_sub(1));
+        (!self.heads.is_empty()).then_some(self)
+    }
+}
+
+/// The length of the prefix `a` and `b` share, at most [`PREFIX_CAP`].
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .take_while(|(x, y)| x == y)
+        .count()
+        .min(PREFIX_CAP)
+}
+
+/// Where `key` falls among `n` keys that all begin with `pre` and whose heads after it are
+/// `heads` (non-decreasing): the candidates' range (see [`Hints::candidates`]).
+#[inline]
+fn candidates_in(
+    pre: &[u8],
+    n: usize,
+    key: &[u8],
+    lower_than: impl Fn(u32) -> usize,
+    equal_from: impl Fn(usize, u32) -> usize,
+) -> Range<usize> {
+    // Every key on the page begins with `pre`: a key that does not sorts before all of them
+    // or after all of them.
+    if key.get(..pre.len()) != Some(pre) {
+        let at = if key < pre { 0 } else { n };
+        return at..at;
+    }
+    let h = head(key, pre.len());
+    let lo = lower_than(h);
+    lo..lo + equal_from(lo, h)
 }
 
 impl Default for Hints {
@@ -72,6 +240,8 @@ impl Default for Hints {
             count: AtomicU16::new(0),
             prefix: std::array::from_fn(|_| AtomicU64::new(0)),
             heads: std::array::from_fn(|_| AtomicU32::new(0)),
+            wide: OnceLock::new(),
+            wide_seen: AtomicBool::new(false),
         }
     }
 }
@@ -92,9 +262,12 @@ fn head(key: &[u8], p: usize) -> u32 {
     u32::from_be_bytes(b)
 }
 
-/// The state of hints taken out of a page for a change ([`Hints::take`]).
+/// The hints taken out of a page for a change ([`Hints::take`]).
 #[must_use]
-pub(crate) struct Taken(u8);
+pub(crate) struct Taken {
+    state: u8,
+    wide: Option<Box<Wide>>,
+}
 
 impl Hints {
     /// Resets the hints: the page's bytes are about to change (the caller holds the page
@@ -102,6 +275,23 @@ impl Hints {
     #[inline]
     pub(crate) fn reset(&mut self) {
         *self.state.get_mut() = EMPTY;
+        self.reset_wide();
+    }
+
+    #[inline]
+    fn reset_wide(&mut self) {
+        if self.wide.get().is_some() {
+            self.wide = OnceLock::new();
+        }
+        *self.wide_seen.get_mut() = false;
+    }
+
+    /// Puts `wide` back (none: the page has none).
+    #[inline]
+    fn put_wide(&mut self, wide: Option<Box<Wide>>) {
+        if let Some(w) = wide {
+            self.wide = OnceLock::from(w);
+        }
     }
 
     /// Takes the hints out before a change whose effect on the keys the caller knows (an
@@ -110,21 +300,35 @@ impl Hints {
     /// change fails, the page has none.
     #[inline]
     pub(crate) fn take(&mut self) -> Taken {
-        Taken(std::mem::replace(self.state.get_mut(), EMPTY))
+        *self.wide_seen.get_mut() = false;
+        Taken {
+            state: std::mem::replace(self.state.get_mut(), EMPTY),
+            wide: self.wide.take(),
+        }
     }
 
-    /// Puts back hints taken before a change that left every key in place.
+    /// Puts back hints taken before a change that left every key and every node's data in
+    /// place (a change of flags or of the header).
     #[inline]
-    pub(crate) fn put_back(&mut self, Taken(state): Taken) {
-        *self.state.get_mut() = state;
+    pub(crate) fn put_back(&mut self, taken: Taken) {
+        *self.state.get_mut() = taken.state;
+        self.put_wide(taken.wide);
+    }
+
+    /// Puts back hints taken before node `idx`'s data became `data` (the keys stay).
+    #[inline]
+    pub(crate) fn replaced(&mut self, taken: Taken, idx: usize, data: &[u8]) {
+        *self.state.get_mut() = taken.state;
+        self.put_wide(taken.wide.and_then(|w| w.replaced(idx, data)));
     }
 
     /// Puts back hints taken before the insert of `key` at `idx`, with its head, when the
     /// page keeps at most [`CAP`] nodes and `key` begins with the kept prefix (otherwise the
     /// page has none).
-    pub(crate) fn inserted(&mut self, taken: Taken, idx: usize, key: &[u8]) {
-        if taken.0 != READY {
-            self.put_back(taken);
+    pub(crate) fn inserted(&mut self, taken: Taken, idx: usize, key: &[u8], data: &[u8]) {
+        self.put_wide(taken.wide.and_then(|w| w.inserted(idx, key, data)));
+        if taken.state != READY {
+            *self.state.get_mut() = taken.state;
             return;
         }
         let n = usize::from(*self.count.get_mut());
@@ -149,8 +353,9 @@ impl Hints {
     /// Puts back hints taken before the removal of node `idx`, without its head. (The
     /// remaining keys still share the kept prefix.)
     pub(crate) fn removed(&mut self, taken: Taken, idx: usize) {
-        if taken.0 != READY {
-            self.put_back(taken);
+        self.put_wide(taken.wide.and_then(|w| w.removed(idx)));
+        if taken.state != READY {
+            *self.state.get_mut() = taken.state;
             return;
         }
         let n = usize::from(*self.count.get_mut());
@@ -171,6 +376,8 @@ impl Hints {
     /// Makes these hints a copy of `other`'s, for a page whose bytes were just made a copy of
     /// `other`'s page (none if `other` has none).
     pub(crate) fn copy_from(&mut self, other: &Hints) {
+        self.reset_wide();
+        self.put_wide(other.wide.get().cloned());
         if other.state.load(Mem::Acquire) != READY {
             *self.state.get_mut() = EMPTY;
             return;
@@ -208,22 +415,69 @@ impl Hints {
         }
         let p = usize::from(self.prefix_len.load(Mem::Relaxed)).min(PREFIX_CAP);
         let pre = self.prefix_bytes();
-        let pre = pre.get(..p).unwrap_or_default();
-        // Every key on the page begins with `pre`: a key that does not sorts before all of
-        // them or after all of them.
-        if key.get(..p) != Some(pre) {
-            let at = if key < pre { 0 } else { n };
-            return Some(at..at);
-        }
-        let h = head(key, p);
         let heads = self.heads.get(..n).unwrap_or_default();
-        let lo = heads.partition_point(|x| x.load(Mem::Relaxed) < h);
-        let hi = lo
-            + heads
-                .get(lo..)
-                .unwrap_or_default()
-                .partition_point(|x| x.load(Mem::Relaxed) == h);
-        Some(lo..hi)
+        Some(candidates_in(
+            pre.get(..p).unwrap_or_default(),
+            n,
+            key,
+            |h| heads.partition_point(|x| x.load(Mem::Relaxed) < h),
+            |lo, h| {
+                heads
+                    .get(lo..)
+                    .unwrap_or_default()
+                    .partition_point(|x| x.load(Mem::Relaxed) == h)
+            },
+        ))
+    }
+
+    /// [`Hints::candidates`] on an internal page, among its first `m` nodes (all but the
+    /// last): `None` without its heads (then the caller searches the tags, and calls
+    /// [`Hints::wide_searched`]).
+    #[inline]
+    pub(crate) fn wide_candidates(&self, m: usize, key: &[u8]) -> Option<Range<usize>> {
+        let w = self.wide.get()?;
+        if w.heads.len() != m {
+            return None;
+        }
+        Some(candidates_in(
+            w.prefix(),
+            m,
+            key,
+            |h| w.below(h),
+            |lo, h| w.equal_from(lo, h),
+        ))
+    }
+
+    /// [`Hints::searched`] for an internal page: whether its heads should be built now.
+    #[inline]
+    pub(crate) fn wide_searched(&self) -> bool {
+        self.wide_seen.swap(true, Mem::Relaxed)
+    }
+
+    /// The child of node `i` of an internal page, from its hints (`None` without them).
+    #[inline]
+    pub(crate) fn wide_child(&self, i: usize) -> Option<Pgno> {
+        self.wide.get()?.children.get(i).copied()
+    }
+
+    /// Builds an internal page's heads from its first `m` keys (`key_at(0..m)`) and its
+    /// `m + 1` children; the caller holds the page's latch (shared or exclusive). Two
+    /// builders store one of the two (equal) results.
+    pub(crate) fn build_wide<'k>(
+        &self,
+        m: usize,
+        key_at: impl Fn(usize) -> &'k [u8],
+        children: impl FnOnce() -> Option<Vec<Pgno>>,
+    ) {
+        if m == 0 || self.wide.get().is_some() {
+            return;
+        }
+        // None when a child pointer is unreadable: the page gets no hints (its search reports
+        // the bad node).
+        if let Some(c) = children().filter(|c| c.len() == m + 1) {
+            // A concurrent builder may have stored its equal result first.
+            let _ = self.wide.set(Box::new(Wide::build(m, key_at, c)));
+        }
     }
 
     /// Called after a search without hints: whether the hints should be built now (the page
@@ -249,13 +503,8 @@ impl Hints {
         if n == 0 || n > CAP {
             return;
         }
-        let (first, last) = (key_at(0), key_at(n - 1));
-        let p = first
-            .iter()
-            .zip(last)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(PREFIX_CAP);
+        let first = key_at(0);
+        let p = common_prefix(first, key_at(n - 1));
         let mut pre = [0u8; PREFIX_CAP];
         if let (Some(d), Some(s)) = (pre.get_mut(..p), first.get(..p)) {
             d.copy_from_slice(s);
@@ -365,7 +614,7 @@ mod tests {
                     Ok(_) => h.put_back(taken),
                     Err(i) => {
                         keys.insert(i, k);
-                        h.inserted(taken, i, &keys[i]);
+                        h.inserted(taken, i, &keys[i], &[]);
                     }
                 }
             } else {

@@ -360,11 +360,12 @@ fn search_keys(keys: &Keys<'_>, key: &[u8], range: std::ops::Range<usize>) -> (u
     (lo, false)
 }
 
-/// [`Page::child_index`] over decoded keys.
+/// [`Page::child_index`] over decoded keys, among nodes `range` (every node before it has a
+/// key no greater than `key`, every node from its end on but the last a greater one).
 #[inline]
-fn child_index_in(keys: &Keys<'_>, key: &[u8]) -> usize {
+fn child_index_in(keys: &Keys<'_>, key: &[u8], range: std::ops::Range<usize>) -> usize {
     let probe = Probe::new(key);
-    let (mut lo, mut hi) = (0, keys.len().saturating_sub(1));
+    let (mut lo, mut hi) = (range.start, range.end.min(keys.len().saturating_sub(1)));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         // As in `Page::search`: both possible next probes are asked for ahead.
@@ -780,7 +781,27 @@ impl Page {
     /// ([`Page::child_index`] and [`Page::child`] with one decoding of the tag array).
     pub(crate) fn child_entry_for(&self, key: &[u8]) -> Option<(usize, Pgno)> {
         let keys = self.keys();
-        let i = child_index_in(&keys, key);
+        // The nodes whose keys a descent compares: all but the last.
+        let m = keys.len().saturating_sub(1);
+        let i = if let Some(range) = self.hints.wide_candidates(m, key) {
+            // Most often an empty range: no key is compared, and the child comes from the
+            // hints too.
+            let i = child_index_in(&keys, key, range);
+            if let Some(child) = self.hints.wide_child(i) {
+                return Some((i, child));
+            }
+            i
+        } else {
+            let i = child_index_in(&keys, key, 0..m);
+            if self.hints.wide_searched() {
+                self.hints.build_wide(
+                    m,
+                    |i| keys.key(i),
+                    || (0..=m).map(|i| keys.child(i)).collect(),
+                );
+            }
+            i
+        };
         keys.child(i).map(|child| (i, child))
     }
 
@@ -846,7 +867,8 @@ impl Page {
     /// On an internal page: the index of the child that covers `key` (the first node whose
     /// key is greater than `key`; the last node's key is not used: it is bounded by the parent).
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        child_index_in(&self.keys(), key)
+        let keys = self.keys();
+        child_index_in(&keys, key, 0..keys.len().saturating_sub(1))
     }
 
     /// The node keys, read through the tag array.
@@ -902,7 +924,7 @@ impl Page {
         let hints = self.hints.take();
         let done = self.insert_line(idx, flags, key, data);
         if done {
-            self.hints.inserted(hints, idx, key);
+            self.hints.inserted(hints, idx, key, data);
         }
         done
     }
@@ -995,7 +1017,7 @@ impl Page {
         let hints = self.hints.take();
         let done = self.replace_line_data(idx, data);
         if done {
-            self.hints.put_back(hints);
+            self.hints.replaced(hints, idx, data);
         }
         done
     }
@@ -1882,6 +1904,97 @@ mod tests {
             }
         }
         assert!(decided > 100_000, "the word decided {decided} comparisons");
+    }
+
+    /// The child a descent takes, as the tags and keys alone give it.
+    fn plain_child(p: &Page, key: &[u8]) -> Option<(usize, Pgno)> {
+        let keys = p.keys();
+        let i = child_index_in(&keys, key, 0..keys.len().saturating_sub(1));
+        keys.child(i).map(|c| (i, c))
+    }
+
+    #[test]
+    fn internal_hints_answer_as_the_tags_through_changes() {
+        // An internal page of short separators sharing a prefix, changed as splits and
+        // merges change one (separator inserts, child replacements, removals, the last node's
+        // removal, a separator outside the prefix, header writes, a copy), searched after
+        // each step through its hints (once built) and through the tags alone.
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut p = Page::new(8192, Pgno(3), ObjId(9), PageFlags(0), 1);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let sep = |rng: &mut fastrand::Rng| {
+            let mut k = vec![0x7f, 3];
+            k.extend((0..rng.usize(0..5)).map(|_| rng.u8(..)));
+            k
+        };
+        while keys.len() < 300 {
+            let k = sep(&mut rng);
+            if let Err(i) = keys.binary_search(&k) {
+                keys.insert(i, k);
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert!(p.insert_node(i, NodeFlags(0), k, &(i as u32 + 100).to_le_bytes()));
+        }
+        assert!(p.insert_node(keys.len(), NodeFlags(0), b"", &7u32.to_le_bytes()));
+        let mut hinted = 0;
+        for step in 0..4_000 {
+            let n = p.count();
+            match rng.u8(0..20) {
+                0..=7 if n < 400 => {
+                    let k = if rng.u8(0..40) == 0 {
+                        vec![0x7e]
+                    } else {
+                        sep(&mut rng)
+                    };
+                    let at = p.search(&k);
+                    if !at.1 && at.0 < n {
+                        let child = rng.u32(..).to_le_bytes();
+                        assert!(p.insert_node(at.0, NodeFlags(0), &k, &child));
+                    }
+                }
+                8..=12 => {
+                    let i = rng.usize(0..n);
+                    assert!(p.replace_data(i, &rng.u32(..).to_le_bytes()));
+                }
+                13..=16 if n > 2 => {
+                    // Mostly a separator; now and then the last node.
+                    let i = if rng.u8(0..30) == 0 {
+                        n - 1
+                    } else {
+                        rng.usize(0..n - 1)
+                    };
+                    assert!(p.remove_node(i));
+                }
+                17 => p.set_dbtime(DbTime(step)),
+                18 => {
+                    let mut q = Page::new(8192, Pgno(3), ObjId(9), PageFlags(0), 1);
+                    q.copy_from(&p);
+                    p = q;
+                }
+                _ => {}
+            }
+            for _ in 0..20 {
+                let mut probe = vec![0x7f, rng.u8(2..5)];
+                probe.extend((0..rng.usize(0..6)).map(|_| rng.u8(..)));
+                if rng.u8(0..10) == 0 {
+                    probe = vec![rng.u8(..)];
+                }
+                let m = p.count() - 1;
+                if p.hints.wide_candidates(m, &probe).is_some() {
+                    hinted += 1;
+                }
+                assert_eq!(
+                    p.child_entry_for(&probe),
+                    plain_child(&p, &probe),
+                    "step {step}, probe {probe:?}"
+                );
+            }
+        }
+        assert!(
+            hinted > 50_000,
+            "{hinted} of 80,000 searches through the hints"
+        );
     }
 
     #[test]
