@@ -51,6 +51,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, O
 
 use ese_core::Pgno;
 
+use crate::page::child_pgno;
+
 /// Most nodes of a page with hints.
 pub(crate) const CAP: usize = 64;
 /// Most bytes of common prefix the hints keep (a longer shared prefix is cut here: heads are
@@ -106,12 +108,7 @@ struct Wide {
 impl Wide {
     /// The heads of the `m` keys `key_at(0..m)` (`m >= 1`) and the `m + 1` children.
     fn build<'k>(m: usize, key_at: impl Fn(usize) -> &'k [u8], children: Vec<Pgno>) -> Wide {
-        let (first, last) = (key_at(0), key_at(m.saturating_sub(1)));
-        let p = common_prefix(first, last);
-        let mut prefix = [0u8; PREFIX_CAP];
-        if let (Some(d), Some(s)) = (prefix.get_mut(..p), first.get(..p)) {
-            d.copy_from_slice(s);
-        }
+        let (prefix, p) = kept_prefix(key_at(0), key_at(m.saturating_sub(1)));
         let mut w = Wide {
             prefix,
             prefix_len: p,
@@ -167,7 +164,7 @@ impl Wide {
     /// With node `idx` (`key`, child in `data`) inserted; `None` when the key does not begin
     /// with the prefix, `idx` is past the hinted keys or `data` is not a page number.
     fn inserted(mut self: Box<Wide>, idx: usize, key: &[u8], data: &[u8]) -> Option<Box<Wide>> {
-        let child = Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?);
+        let child = child_pgno(data)?;
         if idx > self.heads.len() || !key.starts_with(self.prefix()) {
             return None;
         }
@@ -179,7 +176,7 @@ impl Wide {
 
     /// With the child of node `idx` now in `data`; `None` when that is not a page number.
     fn replaced(mut self: Box<Wide>, idx: usize, data: &[u8]) -> Option<Box<Wide>> {
-        let child = Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?);
+        let child = child_pgno(data)?;
         *self.children.get_mut(idx)? = child;
         Some(self)
     }
@@ -202,13 +199,20 @@ impl Wide {
     }
 }
 
-/// The length of the prefix `a` and `b` share, at most [`PREFIX_CAP`].
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter()
-        .zip(b)
+/// The prefix that keys from `first` to `last` share, as kept (at most [`PREFIX_CAP`]
+/// bytes, zero-padded), and its length.
+fn kept_prefix(first: &[u8], last: &[u8]) -> ([u8; PREFIX_CAP], usize) {
+    let p = first
+        .iter()
+        .zip(last)
         .take_while(|(x, y)| x == y)
         .count()
-        .min(PREFIX_CAP)
+        .min(PREFIX_CAP);
+    let mut pre = [0u8; PREFIX_CAP];
+    if let (Some(d), Some(s)) = (pre.get_mut(..p), first.get(..p)) {
+        d.copy_from_slice(s);
+    }
+    (pre, p)
 }
 
 /// Where `key` falls among `n` keys that all begin with `pre` and whose heads after it are
@@ -503,12 +507,7 @@ impl Hints {
         if n == 0 || n > CAP {
             return;
         }
-        let first = key_at(0);
-        let p = common_prefix(first, key_at(n - 1));
-        let mut pre = [0u8; PREFIX_CAP];
-        if let (Some(d), Some(s)) = (pre.get_mut(..p), first.get(..p)) {
-            d.copy_from_slice(s);
-        }
+        let (pre, p) = kept_prefix(key_at(0), key_at(n - 1));
         for (w, b) in self.prefix.iter().zip(pre.as_chunks::<8>().0) {
             w.store(u64::from_le_bytes(*b), Mem::Relaxed);
         }

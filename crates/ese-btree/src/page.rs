@@ -264,7 +264,7 @@ impl<'a> Keys<'a> {
     fn child(&self, i: usize) -> Option<Pgno> {
         let ([_, k0, k1], rest) = self.line(i).split_first_chunk::<NODE_HEADER_LEN>()?;
         let data = rest.get(usize::from(u16::from_le_bytes([*k0, *k1]))..)?;
-        Some(Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?))
+        child_pgno(data)
     }
 
     /// Asks the CPU for the start of node `i`'s line (its header and the first bytes of its
@@ -329,6 +329,12 @@ impl<'a> Keys<'a> {
         rest.get(..usize::from(u16::from_le_bytes([*k0, *k1])))
             .unwrap_or_default()
     }
+}
+
+/// An internal node's data as its child page number (4 bytes), or `None`.
+#[inline]
+pub(crate) fn child_pgno(data: &[u8]) -> Option<Pgno> {
+    Some(Pgno::from_bytes(*<&[u8; 4]>::try_from(data).ok()?))
 }
 
 thread_local! {
