@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, O
 
 use ese_core::Pgno;
 
-use crate::page::child_pgno;
+use crate::page::{NodeRef, child_pgno};
 
 /// Most nodes of a page with hints.
 pub(crate) const CAP: usize = 64;
@@ -374,6 +374,71 @@ impl Hints {
         }
         // `n - 1 < CAP`: the count fits.
         *self.count.get_mut() = (n - 1) as u16;
+        *self.state.get_mut() = READY;
+    }
+
+    /// [`Hints::inserted`] for a run of nodes inserted at `idx..idx + nodes.len()`
+    /// ([`crate::page::Page::insert_nodes`]): their heads go in at once, when the page keeps
+    /// at most [`CAP`] nodes and every key begins with the kept prefix (otherwise the page
+    /// has none).
+    pub(crate) fn inserted_run(&mut self, taken: Taken, idx: usize, nodes: &[NodeRef<'_>]) {
+        let mut wide = taken.wide;
+        for (j, x) in nodes.iter().enumerate() {
+            wide = wide.and_then(|w| w.inserted(idx + j, x.key, x.data));
+        }
+        self.put_wide(wide);
+        if taken.state != READY {
+            *self.state.get_mut() = taken.state;
+            return;
+        }
+        let (n, m) = (usize::from(*self.count.get_mut()), nodes.len());
+        let p = usize::from(*self.prefix_len.get_mut()).min(PREFIX_CAP);
+        let pre = self.prefix_bytes();
+        let prefix = pre.get(..p).unwrap_or_default();
+        if n + m > CAP || idx > n || nodes.iter().any(|x| !x.key.starts_with(prefix)) {
+            return;
+        }
+        for j in (idx..n).rev() {
+            let v = self.heads.get_mut(j).map_or(0, |h| *h.get_mut());
+            if let Some(h) = self.heads.get_mut(j + m) {
+                *h.get_mut() = v;
+            }
+        }
+        for (j, x) in nodes.iter().enumerate() {
+            if let Some(h) = self.heads.get_mut(idx + j) {
+                *h.get_mut() = head(x.key, p);
+            }
+        }
+        // `n + m <= CAP`: the count fits.
+        *self.count.get_mut() = (n + m) as u16;
+        *self.state.get_mut() = READY;
+    }
+
+    /// [`Hints::removed`] for the nodes `range` removed at once
+    /// ([`crate::page::Page::remove_nodes`]).
+    pub(crate) fn removed_run(&mut self, taken: Taken, range: Range<usize>) {
+        let mut wide = taken.wide;
+        for i in range.clone().rev() {
+            wide = wide.and_then(|w| w.removed(i));
+        }
+        self.put_wide(wide);
+        if taken.state != READY {
+            *self.state.get_mut() = taken.state;
+            return;
+        }
+        let n = usize::from(*self.count.get_mut());
+        let m = range.len();
+        if range.end > n || m >= n {
+            return;
+        }
+        for j in range.start..n - m {
+            let v = self.heads.get_mut(j + m).map_or(0, |h| *h.get_mut());
+            if let Some(h) = self.heads.get_mut(j) {
+                *h.get_mut() = v;
+            }
+        }
+        // `n - m < CAP`: the count fits.
+        *self.count.get_mut() = (n - m) as u16;
         *self.state.get_mut() = READY;
     }
 

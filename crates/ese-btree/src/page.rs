@@ -974,6 +974,110 @@ impl Page {
         true
     }
 
+    /// Inserts `nodes` as nodes `idx..idx + nodes.len()` in one step (a run of nodes moved in
+    /// from a sibling): the lines are written one after the other and the tags after `idx`
+    /// move once, where [`Page::insert_node`] per node would move them once per node. False
+    /// (page unchanged) when they do not fit. The search hints follow the insert.
+    pub(crate) fn insert_nodes(&mut self, idx: usize, nodes: &[NodeRef<'_>]) -> bool {
+        let hints = self.hints.take();
+        let done = self.insert_lines(idx, nodes);
+        if done {
+            self.hints.inserted_run(hints, idx, nodes);
+        }
+        done
+    }
+
+    /// [`Page::insert_nodes`] in the bytes alone.
+    fn insert_lines(&mut self, idx: usize, nodes: &[NodeRef<'_>]) -> bool {
+        let (n, m) = (self.count(), nodes.len());
+        let lines: usize = nodes
+            .iter()
+            .map(|x| NODE_HEADER_LEN + x.key.len() + x.data.len())
+            .sum();
+        let need = lines + m * TAG_LEN;
+        if idx > n
+            || self.free() < need
+            || self.ntags() + m > usize::from(u16::MAX)
+            || nodes.iter().any(|x| x.key.len() > usize::from(u16::MAX))
+        {
+            return false;
+        }
+        if self.hole() < need {
+            self.compact();
+            if self.hole() < need {
+                return false;
+            }
+        }
+        // Tags idx+1.. move m slots down (towards the node area), then the lines go into the
+        // hole, each with its tag.
+        let lo = self.tag_start();
+        let hi = self.tag_off(idx);
+        if !move_bytes(self.buf_mut(), lo..hi, lo.wrapping_sub(m * TAG_LEN)) {
+            return false;
+        }
+        self.wr16(H_NTAGS, (self.ntags() + m) as u16);
+        let mut pos = self.mic();
+        for (j, x) in nodes.iter().enumerate() {
+            let cb = NODE_HEADER_LEN + x.key.len() + x.data.len();
+            if let Some(line) = self.buf_mut().get_mut(pos..pos + cb) {
+                let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
+                head.copy_from_slice(&[x.flags.0, 0, 0]);
+                if let Some(h) = head.get_mut(1..3) {
+                    h.copy_from_slice(&(x.key.len() as u16).to_le_bytes());
+                }
+                let (k, d) = rest.split_at_mut(x.key.len());
+                k.copy_from_slice(x.key);
+                d.copy_from_slice(x.data);
+            }
+            self.set_tag(idx + 1 + j, cb, pos);
+            pos += cb;
+        }
+        self.wr16(H_MIC, pos as u16);
+        self.wr16(H_FREE, (self.free() - need) as u16);
+        true
+    }
+
+    /// Removes nodes `range` in one step (a run of nodes moved out to a sibling, or the part
+    /// of a split page that goes to the new page): the tags after it move once. False (page
+    /// unchanged) when the range is not within the nodes. The search hints follow the removal.
+    pub(crate) fn remove_nodes(&mut self, range: std::ops::Range<usize>) -> bool {
+        if range.start > range.end || range.end > self.count() {
+            return false;
+        }
+        if range.is_empty() {
+            return true;
+        }
+        let hints = self.hints.take();
+        let done = self.remove_lines(range.clone());
+        if done {
+            self.hints.removed_run(hints, range);
+        }
+        done
+    }
+
+    /// [`Page::remove_nodes`] in the bytes alone (`range` is within the nodes).
+    fn remove_lines(&mut self, range: std::ops::Range<usize>) -> bool {
+        let m = range.len();
+        // Released from the highest line down, so that lines ending the node area shrink it.
+        let mut released: Vec<(usize, usize)> = range.clone().map(|i| self.tag(i + 1)).collect();
+        released.sort_unstable_by_key(|&(_, ib)| std::cmp::Reverse(ib));
+        for (cb, ib) in released {
+            self.release_line(cb, ib);
+        }
+        // Tags of the nodes after the range move m slots up, over the range's.
+        let lo = self.tag_start();
+        let hi = self.tag_off(range.end);
+        if !move_bytes(self.buf_mut(), lo..hi, lo + m * TAG_LEN) {
+            return false;
+        }
+        if let Some(s) = self.buf_mut().get_mut(lo..lo + m * TAG_LEN) {
+            s.fill(0);
+        }
+        self.wr16(H_NTAGS, (self.ntags() - m) as u16);
+        self.wr16(H_FREE, (self.free() + m * TAG_LEN) as u16);
+        true
+    }
+
     /// Zeroes the line at `ib..ib + cb` and gives it back (shrinking the node area when it
     /// is at its end).
     fn release_line(&mut self, cb: usize, ib: usize) {
@@ -1659,7 +1763,38 @@ mod tests {
         };
         let mut from_hints = 0;
         for step in 0..6_000 {
-            match rng.u8(0..5) {
+            match rng.u8(0..7) {
+                5 => {
+                    // A run of keys that all go in at one place (moved in from a sibling).
+                    let mut run: Vec<Vec<u8>> =
+                        (0..rng.usize(1..6)).map(|_| key(&mut rng)).collect();
+                    run.sort();
+                    run.dedup();
+                    let at = keys.binary_search(&run[0]);
+                    run.retain(|k| keys.binary_search(k) == at);
+                    if let Err(i) = at
+                        && keys.len() + run.len() <= crate::hints::CAP
+                    {
+                        let data = vec![3; rng.usize(0..40)];
+                        let refs: Vec<NodeRef<'_>> = run
+                            .iter()
+                            .map(|k| NodeRef {
+                                flags: NodeFlags(0),
+                                key: k,
+                                data: &data,
+                            })
+                            .collect();
+                        if p.insert_nodes(i, &refs) {
+                            keys.splice(i..i, run.iter().cloned());
+                        }
+                    }
+                }
+                6 if !keys.is_empty() => {
+                    let a = rng.usize(0..keys.len());
+                    let b = rng.usize(a..=keys.len().min(a + 6));
+                    assert!(p.remove_nodes(a..b));
+                    keys.drain(a..b);
+                }
                 0 | 1 => {
                     let k = key(&mut rng);
                     if keys.len() < crate::hints::CAP
@@ -1724,7 +1859,31 @@ mod tests {
             let used: usize = model.iter().map(|n| n.node_ref().size()).sum();
             assert_eq!(p.used(), used);
             let i = rng.usize(0..=model.len());
-            match rng.u8(0..4) {
+            match rng.u8(0..6) {
+                4 => {
+                    let run: Vec<Node> = (0..rng.usize(0..5))
+                        .map(|_| Node {
+                            flags: NodeFlags(rng.u8(0..4)),
+                            key: vec![rng.u8(..); rng.usize(0..20)],
+                            data: vec![rng.u8(..); rng.usize(0..300)],
+                        })
+                        .collect();
+                    let size: usize = run.iter().map(|n| n.node_ref().size()).sum();
+                    let fits = used + size <= 4096 - 44;
+                    let refs: Vec<NodeRef<'_>> = run.iter().map(Node::node_ref).collect();
+                    assert_eq!(p.insert_nodes(i, &refs), fits);
+                    if fits {
+                        model.splice(i..i, run);
+                    }
+                }
+                5 => {
+                    let j = rng.usize(i..=model.len() + 1);
+                    let ok = p.remove_nodes(i..j);
+                    assert_eq!(ok, j <= model.len());
+                    if ok {
+                        model.drain(i..j);
+                    }
+                }
                 0 | 1 => {
                     let key = vec![rng.u8(..); rng.usize(0..20)];
                     let data = vec![rng.u8(..); rng.usize(0..300)];

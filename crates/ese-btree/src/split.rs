@@ -823,10 +823,7 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     ];
     let m = moved.len();
     let base = if leaf_left { 0 } else { sib_count };
-    let mut ok = moved
-        .iter()
-        .enumerate()
-        .all(|(j, n)| sibling.insert_node(base + j, n.flags, n.key, n.data));
+    let mut ok = sibling.insert_nodes(base, &moved);
     drop(moved);
     // The leaf's own nodes before the cut, by their index on the page (the new node is not
     // on it).
@@ -834,14 +831,11 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     let n_orig = before[1].2;
     let stays = if leaf_left { idx < k } else { idx >= k };
     let at = if leaf_left { idx } else { idx.wrapping_sub(k) };
-    ok =
-        ok && if leaf_left {
-            (k_orig..n_orig).rev().all(|j| leaf.remove_node(j))
-        } else {
-            (0..k_orig).rev().all(|j| leaf.remove_node(j))
-        } && (!stays || leaf.insert_node(at, node.flags, node.key, node.data))
-            && parent.remove_node(b)
-            && parent.insert_node(b, entry_flags, &sep, &child);
+    ok = ok
+        && leaf.remove_nodes(if leaf_left { k_orig..n_orig } else { 0..k_orig })
+        && (!stays || leaf.insert_node(at, node.flags, node.key, node.data))
+        && parent.remove_node(b)
+        && parent.insert_node(b, entry_flags, &sep, &child);
     if !ok {
         return Err(sh.cache.latch_failure(internal("shared nodes did not fit")));
     }
@@ -1114,7 +1108,7 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
             let n_orig = g.count();
             let k_orig = if k <= idx { k } else { k - 1 };
             ok = ok
-                && (k_orig..n_orig).rev().all(|j| g.remove_node(j))
+                && g.remove_nodes(k_orig..n_orig)
                 && (idx >= k || g.insert_node(idx, node.flags, node.key, node.data));
             g.set_next(new_pgno);
             leaf_count = g.count();
