@@ -35,13 +35,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use ese_core::{Error, ErrorKind, Lgpos, Pgno, Result};
+use ese_core::{Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::doublewrite::{DoubleWrite, MAX_BATCH_PAGES};
 use crate::header::DbFile;
 use crate::latch::WriteGuard;
-use crate::page::Page;
+use crate::page::{NodeRef, Page, PageFlags};
 use crate::pagebuf::SlabPool;
 use crate::pagetable::PageTable;
 use crate::wal::Wal;
@@ -418,6 +418,50 @@ impl BufferCache {
             drop(g);
             self.evict_victims(victims)?;
             return Ok(frame);
+        }
+        Err(Error::new(ErrorKind::DiskIO)
+            .with_pgno(pgno)
+            .with_message("page read kept failing in other threads"))
+    }
+
+    /// A page of `nodes` built in a buffer of the cache's own (see [`Page::built_in`] and
+    /// [`BufferCache::get_or_install_page`]); `head` is its page number, objid, flags and
+    /// level.
+    ///
+    /// # Errors
+    /// `InternalError` when the nodes do not fit a page.
+    pub(crate) fn build_page<'n>(
+        &self,
+        head: (Pgno, ObjId, PageFlags, u8),
+        nodes: impl Iterator<Item = NodeRef<'n>> + Clone,
+    ) -> Result<Page> {
+        Page::built_in(&self.slabs, head, nodes)
+    }
+
+    /// [`BufferCache::get_or_install`] for a page built in a buffer of the cache's own
+    /// ([`BufferCache::build_page`]): a new frame takes the page itself, without a copy.
+    /// When the page is cached already, its frame is returned with `page` (the caller copies
+    /// it in).
+    ///
+    /// # Errors
+    /// As [`BufferCache::get_or_install`].
+    pub(crate) fn get_or_install_page(&self, page: Page) -> Result<(Arc<Frame>, Option<Page>)> {
+        let pgno = page.pgno();
+        for _ in 0..MAX_GET_ATTEMPTS {
+            let mut g = self.inner.lock();
+            if let Some(f) = self.table.get(pgno) {
+                drop(g);
+                if f.wait_ready() {
+                    return Ok((f, Some(page)));
+                }
+                continue;
+            }
+            let victims = self.choose_victims(&mut g);
+            let frame = Frame::new(page, READY);
+            self.install(&mut g, &frame)?;
+            drop(g);
+            self.evict_victims(victims)?;
+            return Ok((frame, None));
         }
         Err(Error::new(ErrorKind::DiskIO)
             .with_pgno(pgno)

@@ -489,21 +489,26 @@ impl Page {
     /// An empty page in `buf` (whatever it held; the page size is its length).
     fn format(mut buf: Box<[u8]>, pgno: Pgno, objid: ObjId, flags: PageFlags, level: u8) -> Page {
         buf.fill(0);
-        let page_size = buf.len();
         let mut p = Page {
             pgno,
             buf: PageBuf::heap(buf),
             hints: Hints::default(),
         };
-        p.wr32(H_PGNO, pgno.0);
-        p.set_objid(objid);
-        p.set_flags(flags);
-        p.set_level(level);
-        p.wr16(H_NTAGS, 1);
-        p.wr16(H_MIC, PAGE_HEADER_LEN as u16);
-        p.wr16(H_FREE, (page_size - PAGE_HEADER_LEN - TAG_LEN) as u16);
-        p.set_tag(0, 0, PAGE_HEADER_LEN);
+        p.format_header(objid, flags, level);
         p
+    }
+
+    /// Writes the header and tag 0 of an empty page into a zeroed buffer.
+    fn format_header(&mut self, objid: ObjId, flags: PageFlags, level: u8) {
+        let page_size = self.buf.len();
+        self.wr32(H_PGNO, self.pgno.0);
+        self.set_objid(objid);
+        self.set_flags(flags);
+        self.set_level(level);
+        self.wr16(H_NTAGS, 1);
+        self.wr16(H_MIC, PAGE_HEADER_LEN as u16);
+        self.wr16(H_FREE, (page_size - PAGE_HEADER_LEN - TAG_LEN) as u16);
+        self.set_tag(0, 0, PAGE_HEADER_LEN);
     }
 
     /// A page with no bytes (a test frame's; never looked at).
@@ -514,6 +519,32 @@ impl Page {
             buf: PageBuf::heap(Box::new([])),
             hints: Hints::default(),
         }
+    }
+
+    /// A page of `nodes` (no tag 0 bytes) in a buffer of `slabs` (a cached page's), for a page
+    /// built to become a frame's without a copy
+    /// ([`crate::cache::BufferCache::get_or_install_page`]). The buffer is not zeroed first:
+    /// the header is, and [`Page::rebuild`] writes the lines, the tags and the hole between.
+    ///
+    /// # Errors
+    /// As [`Page::rebuild`].
+    pub(crate) fn built_in<'n>(
+        slabs: &Arc<SlabPool>,
+        head: (Pgno, ObjId, PageFlags, u8),
+        nodes: impl Iterator<Item = NodeRef<'n>> + Clone,
+    ) -> Result<Page> {
+        let (pgno, objid, flags, level) = head;
+        let mut p = Page {
+            pgno,
+            buf: slabs.any(),
+            hints: Hints::default(),
+        };
+        if let Some(h) = p.buf_mut().get_mut(..PAGE_HEADER_LEN) {
+            h.fill(0);
+        }
+        p.format_header(objid, flags, level);
+        p.rebuild(&[], nodes)?;
+        Ok(p)
     }
 
     /// A page of zero bytes in a buffer of `slabs` (a cached page's), held by a frame while
@@ -542,6 +573,13 @@ impl Page {
     pub(crate) fn build_hints(&self) {
         let keys = self.keys();
         self.hints.build(keys.len(), |i| keys.key(i));
+    }
+
+    /// The page's bytes as they are in memory: its checksum and page-number fields are set
+    /// only when it is written ([`Page::sealed`], [`Page::seal_into`]); a logged image is
+    /// these bytes (see `record.rs`).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// The address of the page's buffer (fixed for the page's life; see the type's notes).
@@ -1229,10 +1267,8 @@ impl Page {
                 .with_message(format!("page content of {need} bytes exceeds the page")));
         }
         // Everything but the header is rewritten, in place (the buffer never moves; `nodes`
-        // cannot borrow from it while `self` is borrowed mutably).
-        if let Some(rest) = self.buf_mut().get_mut(PAGE_HEADER_LEN..) {
-            rest.fill(0);
-        }
+        // cannot borrow from it while `self` is borrowed mutably): the lines from the header
+        // on, the tags at the end, and the hole between them zeroed.
         self.wr16(H_NTAGS, ntags as u16);
         let mut pos = PAGE_HEADER_LEN;
         if let Some(d) = self.buf_mut().get_mut(pos..pos + ext.len()) {
@@ -1254,6 +1290,10 @@ impl Page {
             }
             self.set_tag(i + 1, cb, pos);
             pos += cb;
+        }
+        let tag_start = ps - ntags * TAG_LEN;
+        if let Some(hole) = self.buf_mut().get_mut(pos..tag_start) {
+            hole.fill(0);
         }
         self.wr16(H_MIC, pos as u16);
         self.wr16(H_FREE, (ps - need) as u16);
@@ -1656,17 +1696,6 @@ impl PagePool {
         Page::format(self.take(), pgno, objid, flags, level)
     }
 
-    /// [`Page::sealed`] in a pooled buffer.
-    pub(crate) fn sealed(&self, page: &Page) -> Vec<u8> {
-        if page.buf.len() != self.page_size {
-            return page.sealed();
-        }
-        let mut b = self.take();
-        b.copy_from_slice(&page.buf);
-        seal(&mut b, page.pgno);
-        b.into_vec()
-    }
-
     /// Gives `page`'s buffer back (a heap buffer; a slab's goes back to its slab).
     pub(crate) fn give(&self, page: Page) {
         if let Some(buf) = page.buf.into_heap() {
@@ -1674,10 +1703,8 @@ impl PagePool {
         }
     }
 
-    /// Gives a buffer back (a [`PagePool::sealed`] image too: a `Vec` whose capacity is its
-    /// length becomes a box without a copy).
-    pub(crate) fn give_buf(&self, buf: impl Into<Box<[u8]>>) {
-        let buf = buf.into();
+    /// Gives a buffer back.
+    fn give_buf(&self, buf: Box<[u8]>) {
         if buf.len() == self.page_size {
             let mut free = self.free.lock();
             if free.len() < Self::KEEP {
@@ -1924,6 +1951,42 @@ mod tests {
                 let q = Page::decode(&p.sealed(), Pgno(9)).unwrap();
                 assert_eq!(q.sealed(), p.sealed(), "step {step}");
             }
+        }
+    }
+
+    /// A page built in a reused slab buffer (whatever bytes a page left there) is byte for
+    /// byte the page built in a zeroed one.
+    #[test]
+    fn a_page_built_in_a_reused_buffer_is_the_page_built_fresh() {
+        let slabs = crate::pagebuf::SlabPool::new(4096);
+        let nodes: Vec<Node> = (0u8..30)
+            .map(|i| Node {
+                flags: NodeFlags(i % 3),
+                key: vec![b'k', i],
+                data: vec![i; usize::from(i) * 3],
+            })
+            .collect();
+        for round in 0..4 {
+            // Garbage left in the pool's buffers by pages dropped before.
+            let dirty: Vec<Page> = (0..3)
+                .map(|_| {
+                    let mut p = Page {
+                        pgno: Pgno(1),
+                        buf: slabs.any(),
+                        hints: Hints::default(),
+                    };
+                    p.buf_mut().fill(0xa5 ^ round);
+                    p
+                })
+                .collect();
+            drop(dirty);
+            let part = nodes.get(..10 * round as usize).unwrap();
+            let head = (Pgno(6), ObjId(7), PageFlags::LEAF, 0);
+            let built = Page::built_in(&slabs, head, part.iter().map(Node::node_ref)).unwrap();
+            let mut fresh = Page::new(4096, Pgno(6), ObjId(7), PageFlags::LEAF, 0);
+            fresh.rebuild(&[], part.iter().map(Node::node_ref)).unwrap();
+            assert_eq!(built.sealed(), fresh.sealed(), "round {round}");
+            assert_eq!(built.to_nodes(), part);
         }
     }
 

@@ -252,6 +252,13 @@ impl SlabPool {
         }
     }
 
+    /// A buffer of the pool's page size holding any bytes (what a page freed before left
+    /// there), for a caller that writes every byte (see [`SlabPool::copy_of`]).
+    pub(crate) fn any(self: &Arc<SlabPool>) -> PageBuf {
+        self.take()
+            .unwrap_or_else(|| PageBuf::heap(vec![0u8; self.page_size].into_boxed_slice()))
+    }
+
     /// A zeroed buffer of the pool's page size (see [`SlabPool::copy_of`]).
     pub(crate) fn zeroed(self: &Arc<SlabPool>) -> PageBuf {
         match self.take() {

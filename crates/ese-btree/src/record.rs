@@ -25,7 +25,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | record type: 1 images, 2 node, 3 annotation only, 4 pages |
-//! | 1 | 1 | record format version (2) |
+//! | 1 | 1 | record format version (3; 2 is read too) |
 //! | 2 | 4 | dbid (which database of the instance) |
 //! | 6 | 1 | 1 if an annotation follows, else 0 (always 1 for type 3) |
 //! | 7 | 4 | annotation length (only if annotated; at most [`ANNOTATION_MAX`]) |
@@ -33,7 +33,10 @@
 //!
 //! The body follows the header. Images body: count u16, then per page: pgno u32, head length u16, tag length u16, the page's
 //! first `head` bytes (header and nodes) and its last `tag` bytes (the tag array); the hole in
-//! between is zeros. Node body: pgno u32, objid u32, dbtime before u64, dbtime after u64,
+//! between is zeros. An image's checksum and page-number fields (its first 8 bytes) are not
+//! set by the writer (version 3): the log frame's checksum covers the record, so the page is
+//! logged straight from its buffer, and redo sets them before it checks the page (a version-2
+//! image has them set already, to the same values). Node body: pgno u32, objid u32, dbtime before u64, dbtime after u64,
 //! operation u8, node index u16, then per operation: insert = flags u8, key length u16, key,
 //! data length u32, data; replace = data length u32, data; delete = nothing; set flags = u8;
 //! rewrite (replace data and set flags) = flags u8, data length u32, data. Annotation-only
@@ -47,6 +50,8 @@
 
 #![deny(clippy::indexing_slicing)]
 
+use std::borrow::Cow;
+
 use ese_core::{DbTime, Error, ErrorKind, ObjId, Pgno, Result};
 
 use crate::page::{LineCmp, NodeFlags, NodeRef, PAGE_HEADER_LEN, Page, PageFlags, TAG_LEN};
@@ -59,7 +64,10 @@ const ENTRY_IMAGE: u8 = 1;
 const ENTRY_DELTA: u8 = 2;
 const STEP_COPY: u8 = 0;
 const STEP_NODE: u8 = 1;
-const REC_VERSION: u8 = 2;
+const REC_VERSION: u8 = 3;
+/// The previous record format version, read too: it differs only in that images carry their
+/// checksum and page number (which redo sets again, to the same values).
+const REC_VERSION_2: u8 = 2;
 
 /// The longest annotation a record carries, in bytes (64 KiB): room for the transaction
 /// layer's undo information of the largest record (key + data below the 32 KiB page size)
@@ -372,8 +380,9 @@ pub(crate) fn page_delta<'a>(before: &Page, after: &'a Page) -> Option<Delta<'a>
 /// One entry of a pages record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum PageChange<'a> {
-    /// The page's after-image (encoded page, `page_size` bytes once decoded).
-    Image(Pgno, Vec<u8>),
+    /// The page's after-image (`page_size` bytes once decoded): the page's bytes, whose
+    /// checksum and page-number fields redo sets (see the module notes).
+    Image(Pgno, Cow<'a, [u8]>),
     /// The page's change as a delta from its state before.
     Delta(Delta<'a>),
 }
@@ -740,7 +749,9 @@ pub(crate) fn node_parts<'a>(
 fn read_head<'a>(r: &mut Reader<'a>) -> Result<(u8, u32, Option<&'a [u8]>)> {
     let kind = r.u8()?;
     let ver = r.u8()?;
-    if !matches!(kind, REC_IMAGES | REC_NODE | REC_ANNOTATION | REC_PAGES) || ver != REC_VERSION {
+    if !matches!(kind, REC_IMAGES | REC_NODE | REC_ANNOTATION | REC_PAGES)
+        || !matches!(ver, REC_VERSION | REC_VERSION_2)
+    {
         return Err(bad("unknown record type or version"));
     }
     let dbid = r.u32()?;
@@ -824,7 +835,7 @@ fn read_pages<'a>(r: &mut Reader<'a>, page_size: Option<usize>) -> Result<Vec<Pa
                     img.resize(ps - hi, 0);
                     img.extend_from_slice(tags);
                 }
-                pages.push(PageChange::Image(pgno, img));
+                pages.push(PageChange::Image(pgno, Cow::Owned(img)));
             }
             ENTRY_DELTA => {
                 let objid_before = ObjId(r.u32()?);
@@ -1028,6 +1039,14 @@ mod tests {
             assert!(record_annotation(&r[..n]).is_err());
         }
         assert!(decode(&[7, 1, 0, 0, 0, 0], 4096).is_err());
+        // Version 2 records are read too; other versions are refused.
+        let mut v = r.clone();
+        v[1] = 2;
+        assert!(decode(&v, 4096).is_ok());
+        v[1] = 4;
+        assert!(decode(&v, 4096).is_err());
+        v[1] = 1;
+        assert!(decode(&v, 4096).is_err());
         let mut long = r.clone();
         long.push(0);
         assert!(decode(&long, 4096).is_err());
@@ -1059,7 +1078,7 @@ mod tests {
         // A fresh page's image and the delta in one record, with an annotation.
         let fresh = Page::new(4096, Pgno(8), ObjId(4), PageFlags::LEAF, 0).sealed();
         let changes = vec![
-            PageChange::Image(Pgno(8), fresh.clone()),
+            PageChange::Image(Pgno(8), Cow::Owned(fresh.clone())),
             PageChange::Delta(d.clone()),
         ];
         let r = encode_pages(3, &changes, Some(b"ann"));

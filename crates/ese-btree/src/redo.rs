@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use ese_core::{DbTime, Error, ErrorKind, Lgpos, ObjId, Pgno, Result};
 
 use crate::db::Database;
-use crate::page::Page;
+use crate::page::{Page, seal};
 use crate::record::{PageChange, PageRecord, decode, encode_images};
 use crate::tree::apply_op;
 
@@ -62,8 +62,8 @@ impl Database {
                     return Ok(false);
                 }
                 let mut applied = false;
-                for (pgno, img) in pages {
-                    applied |= self.redo_image(lgpos, pgno, &img)?;
+                for (pgno, mut img) in pages {
+                    applied |= self.redo_image(lgpos, pgno, &mut img)?;
                 }
                 Ok(applied)
             }
@@ -74,7 +74,9 @@ impl Database {
                 let mut applied = false;
                 for change in pages {
                     applied |= match change {
-                        PageChange::Image(pgno, img) => self.redo_image(lgpos, pgno, &img)?,
+                        PageChange::Image(pgno, img) => {
+                            self.redo_image(lgpos, pgno, &mut img.into_owned())?
+                        }
                         PageChange::Delta(d) => {
                             let ps = sh.page_size();
                             self.redo_on_page(
@@ -115,9 +117,12 @@ impl Database {
     }
 
     /// Installs a logged after-image of `pgno` unless the page is as new already; a page that
-    /// cannot be read (torn, never written) is replaced.
-    fn redo_image(&self, lgpos: Lgpos, pgno: Pgno, img: &[u8]) -> Result<bool> {
+    /// cannot be read (torn, never written) is replaced. The image is logged without its
+    /// checksum and page number (the log frame's checksum covers it): they are set here,
+    /// before the page's checks.
+    fn redo_image(&self, lgpos: Lgpos, pgno: Pgno, img: &mut [u8]) -> Result<bool> {
         let sh = &self.shared;
+        seal(img, pgno);
         let page = Page::decode(img, pgno).map_err(|e| {
             Error::new(ErrorKind::InvalidLoggedOperation)
                 .with_lgpos(lgpos)
@@ -216,8 +221,7 @@ impl Database {
             let _w = sh.writer.lock();
             for f in sh.cache.dirty_frames() {
                 let page = f.latch.write();
-                let img = page.sealed();
-                let rec = encode_images(sh.opts.dbid, &[(f.pgno, &img)], None);
+                let rec = encode_images(sh.opts.dbid, &[(f.pgno, page.bytes())], None);
                 sh.cache.log_change(&rec, &[&f])?;
             }
             sh.roots.write().retain(|o, _| *o == crate::db::DIR_OBJID);

@@ -32,6 +32,7 @@
 //! sibling under the same parent when both fit in one page; an empty non-root page is always
 //! removed. A root with a single child absorbs it (the tree gets shallower).
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -354,16 +355,12 @@ impl<'a> Work<'a> {
                         check_delta(g, page, &d, self.sh.page_size());
                         changes.push(PageChange::Delta(d));
                     }
-                    None => changes.push(PageChange::Image(page.pgno(), self.sh.pool.sealed(page))),
+                    None => {
+                        changes.push(PageChange::Image(page.pgno(), Cow::Borrowed(page.bytes())));
+                    }
                 }
             }
-            let rec = encode_pages(self.sh.opts.dbid, &changes, annotation);
-            for c in changes {
-                if let PageChange::Image(_, img) = c {
-                    self.sh.pool.give_buf(img);
-                }
-            }
-            rec
+            encode_pages(self.sh.opts.dbid, &changes, annotation)
         };
         let frames: Vec<&Frame> = entries.iter().map(|(f, _)| f.as_ref()).collect();
         let lgpos = self.sh.cache.log_change(&rec, &frames)?;
@@ -949,15 +946,11 @@ fn log_in_place(
         let _ = j;
         changes.push(match delta {
             Some(d) => PageChange::Delta(d),
-            None => PageChange::Image(c.page.pgno(), sh.pool.sealed(c.page)),
+            None => PageChange::Image(c.page.pgno(), Cow::Borrowed(c.page.bytes())),
         });
     }
     let rec = encode_pages(sh.opts.dbid, &changes, annotation);
-    for c in changes {
-        if let PageChange::Image(_, img) = c {
-            sh.pool.give_buf(img);
-        }
-    }
+    drop(changes);
     sh.cache.log_change(&rec, frames)
 }
 
@@ -1046,14 +1039,13 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
             return Ok(None);
         }
         let p = page_past_last(sh, &space)?;
-        let mut new_page = sh.pool.blank(p, objid, leaf.flags(), 0);
+        // Built in a buffer of the cache's, which its frame then takes without a copy.
         let right = (k..own)
             .map(own_ref)
             .collect::<Result<Vec<NodeRef<'_>>>>()?;
-        if let Err(e) = new_page.rebuild(&[], right.into_iter()) {
-            sh.pool.give(new_page);
-            return Err(e);
-        }
+        let mut new_page = sh
+            .cache
+            .build_page((p, objid, leaf.flags(), 0), right.into_iter())?;
         new_page.set_prev(pgno);
         new_page.set_next(leaf.next());
         new_page.set_dbtime(dbtime);
@@ -1062,20 +1054,12 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         (k, sep, p, leaf.next(), space, new_page)
     };
     let (k, sep, new_pgno, old_next, mut space, new_page) = plan;
-    // The new page's frame and the leaf's old neighbour: the last steps that may fail.
-    let frames = sh.cache.get_or_install(new_pgno, &new_page).and_then(|f| {
-        let next = (old_next != Pgno::NULL)
-            .then(|| sh.cache.get(old_next))
-            .transpose()?;
-        Ok((f, next))
-    });
-    let (new_f, next_f) = match frames {
-        Ok(f) => f,
-        Err(e) => {
-            sh.pool.give(new_page);
-            return Err(e);
-        }
-    };
+    // The new page's frame and the leaf's old neighbour: the last steps that may fail. A frame
+    // the cache already held for the page number gives `new_page` back, to copy in below.
+    let (new_f, new_page) = sh.cache.get_or_install_page(new_page)?;
+    let next_f = (old_next != Pgno::NULL)
+        .then(|| sh.cache.get(old_next))
+        .transpose()?;
     // Write latches: the parent, the leaves by page number, the space page.
     let mut parent = parent_f.latch.write();
     let mut leaves: Vec<&Arc<Frame>> = [Some(&leaf_f), Some(&new_f), next_f.as_ref()]
@@ -1113,15 +1097,15 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
             g.set_next(new_pgno);
             leaf_count = g.count();
         } else if f.pgno == new_pgno {
-            if g.dbtime() != dbtime || g.pgno() != new_pgno {
+            if let Some(page) = &new_page {
                 // A frame the cache already held for the page number: it gets the content.
-                g.copy_from(&new_page);
+                g.copy_from(page);
             }
         } else {
             g.set_prev(new_pgno);
         }
     }
-    sh.pool.give(new_page);
+    drop(new_page);
     ok = ok
         && parent.replace_data(c, &new_pgno.to_bytes())
         && parent.insert_node(c, NodeFlags(0), &sep, &pgno.to_bytes());

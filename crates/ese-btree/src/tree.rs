@@ -604,8 +604,7 @@ impl Tree {
         page.set_dbtime(after);
         let needs_image = frame.meta.lock().needs_image;
         if needs_image {
-            let img = page.sealed();
-            let rec = encode_images(sh.opts.dbid, &[(frame.pgno, &img)], annotation);
+            let rec = encode_images(sh.opts.dbid, &[(frame.pgno, page.bytes())], annotation);
             return sh.cache.log_change(&rec, &[frame]);
         }
         // Logged in pieces: the key and data are framed where they are, not copied into a
