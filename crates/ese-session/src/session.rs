@@ -183,8 +183,28 @@ impl SessionCore {
         // The guard's count of the call passes to the owned guard, which gives it back.
         std::mem::forget(call);
         Ok(OwnedSessionCall {
-            core: Arc::clone(self),
+            core: Some(Arc::clone(self)),
         })
+    }
+
+    /// [`SessionCore::enter_owned`] with the reference count given: `core` is a clone of
+    /// this session's `Arc` that the caller kept from an earlier call
+    /// ([`OwnedSessionCall::finish`]), so that a cursor clones the `Arc` (a locked
+    /// read-modify-write of the count, on a line every handle of the session shares) once,
+    /// not once per call. On an error, `core` is dropped.
+    ///
+    /// # Errors
+    /// As [`SessionCore::enter`].
+    #[inline]
+    pub fn enter_with(
+        core: Arc<Self>,
+        gate: &InstanceGate,
+        exempt_stop: bool,
+    ) -> Result<OwnedSessionCall> {
+        let call = core.enter(gate, exempt_stop)?;
+        // The guard's count of the call passes to the owned guard, which gives it back.
+        std::mem::forget(call);
+        Ok(OwnedSessionCall { core: Some(core) })
     }
 
     /// Ends the call [`SessionCore::enter`] began (the call guards' drop).
@@ -413,13 +433,25 @@ impl Drop for SessionCall<'_> {
 /// borrow themselves mutably during the call ([`SessionCore::enter_owned`]).
 #[derive(Debug)]
 pub struct OwnedSessionCall {
-    core: Arc<SessionCore>,
+    /// The session; `None` only once [`OwnedSessionCall::finish`] took it.
+    core: Option<Arc<SessionCore>>,
+}
+
+impl OwnedSessionCall {
+    /// Ends the call and hands back the reference count it held, for the next call of the
+    /// same cursor ([`SessionCore::enter_with`]).
+    #[inline]
+    pub fn finish(mut self) -> Option<Arc<SessionCore>> {
+        self.core.take().inspect(|core| core.leave())
+    }
 }
 
 impl Drop for OwnedSessionCall {
     #[inline]
     fn drop(&mut self) {
-        self.core.leave();
+        if let Some(core) = &self.core {
+            core.leave();
+        }
     }
 }
 

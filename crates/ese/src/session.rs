@@ -122,6 +122,20 @@ impl Session {
         self.core.enter_owned(&self.inst.gate, exempt_stop)
     }
 
+    /// [`Session::enter_owned`] with the reference count a cursor kept from its last call
+    /// (`kept`, taken: the caller puts back what [`OwnedSessionCall::finish`] returns), so
+    /// that a cursor's calls do not each clone and drop the session's `Arc`.
+    pub(crate) fn enter_kept(
+        &self,
+        kept: &mut Option<Arc<SessionCore>>,
+        exempt_stop: bool,
+    ) -> Result<OwnedSessionCall> {
+        match kept.take() {
+            Some(core) => SessionCore::enter_with(core, &self.inst.gate, exempt_stop),
+            None => self.enter_owned(exempt_stop),
+        }
+    }
+
     fn owner(&self) -> String {
         match self.core.context() {
             Some(c) => format!("{} (context {c:#x})", self.core.sesid()),

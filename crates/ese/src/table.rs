@@ -364,6 +364,7 @@ impl Session {
             nav: None,
             landed: RecordCache::default(),
             rec_cache: parking_lot::Mutex::new(RecordCache::default()),
+            kept_call: None,
         })
     }
 }
@@ -651,6 +652,10 @@ pub struct Table {
     /// (reads take `&self`, and another thread's call is refused by the session before it
     /// gets here, so the lock is never contended).
     pub(crate) rec_cache: parking_lot::Mutex<RecordCache>,
+    /// The reference count on the session that the cursor's last call held, kept for the next
+    /// call ([`Session::enter_kept`]): a call then takes no new count (a locked add and a
+    /// locked subtract on a line every handle of the session shares).
+    pub(crate) kept_call: Option<Arc<ese_session::SessionCore>>,
 }
 
 /// Closing a cursor (JetCloseTable) is dropping it; a prepared update is discarded.
@@ -688,6 +693,7 @@ impl Table {
             handle,
             landed: RecordCache::default(),
             rec_cache: parking_lot::Mutex::new(RecordCache::default()),
+            kept_call: None,
         }
     }
 }
@@ -1105,60 +1111,64 @@ impl Table {
     /// # Errors
     /// `NoCurrentRecord` (-1603) when there is no entry there; the session errors.
     pub fn move_to(&mut self, m: Move) -> Result<()> {
-        let _call = self.session.enter_owned(false)?;
-        self.check_open()?;
-        // Before the tree cursor reads anything (see `RecordCache`).
-        let epoch = self.engine.vs.change_epoch();
-        let stepped = match m {
-            Move::Next | Move::Previous => self.step_primary(matches!(m, Move::Next), epoch)?,
-            Move::First | Move::Last => Step::NotTaken,
-        };
-        if let Step::Done = stepped {
-            return Ok(());
-        }
-        let mut c = self.take_cursor()?;
-        let (on, forward) = if let Step::Moved(on) = stepped {
-            (on, matches!(m, Move::Next))
-        } else {
-            match m {
-                Move::First => {
-                    self.range = None;
-                    (c.move_first()?, true)
-                }
-                Move::Last => {
-                    self.range = None;
-                    (c.move_last()?, false)
-                }
-                // The kept cursor is not on the current entry (`step_primary` stepped it if it
-                // was): seek from the current entry or from where the cursor left the index on
-                // the side it moves away from (none: from that end). Moving on past the other
-                // end has no current record.
-                Move::Next | Move::Previous => {
-                    let forward = matches!(m, Move::Next);
-                    let from = match (&self.pos, &self.off, forward) {
-                        (Some((k, _)), _, _) => Some(k.clone()),
-                        (None, Off::BeforeFirst(k), true) | (None, Off::AfterLast(k), false) => {
-                            k.clone()
-                        }
-                        (None, Off::AfterLast(_), true) | (None, Off::BeforeFirst(_), false) => {
-                            return Err(Error::new(ErrorKind::NoCurrentRecord));
-                        }
-                    };
-                    let on = match from {
-                        Some(k) => {
-                            let op = if forward { SeekOp::Gt } else { SeekOp::Lt };
-                            c.seek(&k, op).map(|()| true).or_else(not_found)?
-                        }
-                        None if forward => c.move_first()?,
-                        None => c.move_last()?,
-                    };
-                    (on, forward)
-                }
+        let call = self.session.enter_kept(&mut self.kept_call, false)?;
+        let r = (|| -> Result<()> {
+            self.check_open()?;
+            // Before the tree cursor reads anything (see `RecordCache`).
+            let epoch = self.engine.vs.change_epoch();
+            let stepped = match m {
+                Move::Next | Move::Previous => self.step_primary(matches!(m, Move::Next), epoch)?,
+                Move::First | Move::Last => Step::NotTaken,
+            };
+            if let Step::Done = stepped {
+                return Ok(());
             }
-        };
-        let land = self.land_current(&mut c, on, forward, epoch)?;
-        let r = self.finish_move(&c, land, forward);
-        self.nav = Some((self.cur.tree, c));
+            let mut c = self.take_cursor()?;
+            let (on, forward) = if let Step::Moved(on) = stepped {
+                (on, matches!(m, Move::Next))
+            } else {
+                match m {
+                    Move::First => {
+                        self.range = None;
+                        (c.move_first()?, true)
+                    }
+                    Move::Last => {
+                        self.range = None;
+                        (c.move_last()?, false)
+                    }
+                    // The kept cursor is not on the current entry (`step_primary` stepped it if it
+                    // was): seek from the current entry or from where the cursor left the index on
+                    // the side it moves away from (none: from that end). Moving on past the other
+                    // end has no current record.
+                    Move::Next | Move::Previous => {
+                        let forward = matches!(m, Move::Next);
+                        let from = match (&self.pos, &self.off, forward) {
+                            (Some((k, _)), _, _) => Some(k.clone()),
+                            (None, Off::BeforeFirst(k), true)
+                            | (None, Off::AfterLast(k), false) => k.clone(),
+                            (None, Off::AfterLast(_), true)
+                            | (None, Off::BeforeFirst(_), false) => {
+                                return Err(Error::new(ErrorKind::NoCurrentRecord));
+                            }
+                        };
+                        let on = match from {
+                            Some(k) => {
+                                let op = if forward { SeekOp::Gt } else { SeekOp::Lt };
+                                c.seek(&k, op).map(|()| true).or_else(not_found)?
+                            }
+                            None if forward => c.move_first()?,
+                            None => c.move_last()?,
+                        };
+                        (on, forward)
+                    }
+                }
+            };
+            let land = self.land_current(&mut c, on, forward, epoch)?;
+            let r = self.finish_move(&c, land, forward);
+            self.nav = Some((self.cur.tree, c));
+            r
+        })();
+        self.kept_call = call.finish();
         r
     }
 
@@ -1877,48 +1887,52 @@ impl Table {
     /// outside a transaction (the lock needs one); `UpdateNotPrepared` (-1609) to cancel
     /// nothing; the session errors.
     pub fn prepare_update(&mut self, prep: Prep) -> Result<()> {
-        let _call = self.session.enter_owned(false)?;
-        self.check_open()?;
-        match prep {
-            Prep::Cancel => {
-                let p = self
-                    .prepared
-                    .take()
-                    .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
-                self.scratch.keep(p.record);
-                return Ok(());
-            }
-            _ if self.prepared.is_some() => return Err(Error::new(ErrorKind::AlreadyPrepared)),
-            Prep::Insert => {
-                let mut record = self.scratch.record.take().unwrap_or_default();
-                self.init_insert(&mut record)?;
-                self.prepared = Some(Prepared {
-                    prep,
-                    record,
-                    original: None,
-                });
-            }
-            Prep::Replace | Prep::ReplaceNoLock => {
-                let bytes = self.current_bytes()?;
-                let record = Record::decode(&bytes, &self.layout)?;
-                if prep == Prep::Replace {
-                    let key = self.current.clone().unwrap_or_default();
-                    let mut st = self.session.shared.state.lock();
-                    let t = st
-                        .trx
-                        .as_mut()
-                        .filter(|t| t.is_open())
-                        .ok_or_else(|| Error::new(ErrorKind::NotInTransaction))?;
-                    t.lock(self.tree, &key, true)?;
+        let call = self.session.enter_kept(&mut self.kept_call, false)?;
+        let r = (|| -> Result<()> {
+            self.check_open()?;
+            match prep {
+                Prep::Cancel => {
+                    let p = self
+                        .prepared
+                        .take()
+                        .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+                    self.scratch.keep(p.record);
+                    return Ok(());
                 }
-                self.prepared = Some(Prepared {
-                    prep,
-                    record,
-                    original: Some(bytes),
-                });
+                _ if self.prepared.is_some() => return Err(Error::new(ErrorKind::AlreadyPrepared)),
+                Prep::Insert => {
+                    let mut record = self.scratch.record.take().unwrap_or_default();
+                    self.init_insert(&mut record)?;
+                    self.prepared = Some(Prepared {
+                        prep,
+                        record,
+                        original: None,
+                    });
+                }
+                Prep::Replace | Prep::ReplaceNoLock => {
+                    let bytes = self.current_bytes()?;
+                    let record = Record::decode(&bytes, &self.layout)?;
+                    if prep == Prep::Replace {
+                        let key = self.current.clone().unwrap_or_default();
+                        let mut st = self.session.shared.state.lock();
+                        let t = st
+                            .trx
+                            .as_mut()
+                            .filter(|t| t.is_open())
+                            .ok_or_else(|| Error::new(ErrorKind::NotInTransaction))?;
+                        t.lock(self.tree, &key, true)?;
+                    }
+                    self.prepared = Some(Prepared {
+                        prep,
+                        record,
+                        original: Some(bytes),
+                    });
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })();
+        self.kept_call = call.finish();
+        r
     }
 
     /// Sets a column of the prepared update (JetSetColumn, `itagSequence` 1): `None` makes it
@@ -1991,138 +2005,146 @@ impl Table {
         grbit: SetGrbit,
         info: SetInfo,
     ) -> Result<()> {
-        let _call = self.session.enter_owned(false)?;
-        self.check_open()?;
-        if SetGrbit::from_bits(grbit.bits()).is_none() {
-            return Err(Error::new(ErrorKind::InvalidGrbit)
-                .with_message(format!("set grbit {:#x}", grbit.bits())));
-        }
-        // A shared handle on the definition, not a copy of the column's entry.
-        let def = Arc::clone(&self.def);
-        let col = def.column(column)?;
-        let p = self
-            .prepared
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
-        crate::special::check_settable(&col.def, p.prep)?;
-        let multi = col.def.grbit.contains(ColumnGrbit::MULTI_VALUED);
-        let itag = match info.itag_sequence {
-            0 if !multi => 1,
-            n if n > 1 && !multi => return Err(Error::new(ErrorKind::BadItagSequence)),
-            n => n,
-        };
-        let lv_ops = grbit & (SetGrbit::APPEND_LV | SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV);
-        if !lv_ops.is_empty() && !col.def.coltyp.is_long() {
-            return Err(Error::new(ErrorKind::InvalidGrbit).with_message(format!(
-                "long-value options on column {:?}, which is not a long column",
-                col.def.name
-            )));
-        }
-        if lv_ops.bits().count_ones() > 1 && lv_ops != SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV {
-            return Err(Error::new(ErrorKind::InvalidGrbit)
-                .with_message("APPEND_LV goes with neither OVERWRITE_LV nor SIZE_LV"));
-        }
-        let new = if lv_ops.is_empty() {
-            match value {
-                Some(v) if !v.is_empty() || grbit.contains(SetGrbit::ZERO_LENGTH) => {
-                    Some(Cow::Borrowed(v))
-                }
-                _ => None,
+        let call = self.session.enter_kept(&mut self.kept_call, false)?;
+        let r = (|| -> Result<()> {
+            self.check_open()?;
+            if SetGrbit::from_bits(grbit.bits()).is_none() {
+                return Err(Error::new(ErrorKind::InvalidGrbit)
+                    .with_message(format!("set grbit {:#x}", grbit.bits())));
             }
-        } else {
-            // The value being changed, whole: the update writes back only the chunks whose
-            // bytes changed.
-            let mut cur = match p.record.get(column, itag) {
-                Some(v) if v.separated => {
-                    self.read_lv(&v.data, &self.session.read_view(), 0, usize::MAX)?
-                }
-                Some(v) => v.data,
-                None => Vec::new(),
+            // A shared handle on the definition, not a copy of the column's entry.
+            let def = Arc::clone(&self.def);
+            let col = def.column(column)?;
+            let p = self
+                .prepared
+                .as_ref()
+                .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+            crate::special::check_settable(&col.def, p.prep)?;
+            let multi = col.def.grbit.contains(ColumnGrbit::MULTI_VALUED);
+            let itag = match info.itag_sequence {
+                0 if !multi => 1,
+                n if n > 1 && !multi => return Err(Error::new(ErrorKind::BadItagSequence)),
+                n => n,
             };
-            let data = value.unwrap_or_default();
-            let max = u64::from(col.def.effective_max());
-            let too_big = |len: u64| {
-                Error::new(ErrorKind::ColumnTooBig).with_message(format!(
-                    "column {:?} holds at most {max} bytes, the value would have {len}",
+            let lv_ops = grbit & (SetGrbit::APPEND_LV | SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV);
+            if !lv_ops.is_empty() && !col.def.coltyp.is_long() {
+                return Err(Error::new(ErrorKind::InvalidGrbit).with_message(format!(
+                    "long-value options on column {:?}, which is not a long column",
                     col.def.name
-                ))
-            };
-            if lv_ops == SetGrbit::SIZE_LV {
-                let n: [u8; 4] = data.try_into().map_err(|_| {
-                    Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
-                        "SIZE_LV takes the new length as 4 bytes, got {}",
-                        data.len()
-                    ))
-                })?;
-                let n = u32::from_le_bytes(n);
-                if u64::from(n) > max {
-                    return Err(too_big(u64::from(n)));
-                }
-                cur.resize(n as usize, 0);
-            } else {
-                let at = if lv_ops.contains(SetGrbit::OVERWRITE_LV) {
-                    info.ib_long_value
-                } else {
-                    cur.len() as u64
-                };
-                if at > cur.len() as u64 {
-                    return Err(Error::new(ErrorKind::ColumnNoChunk).with_message(format!(
-                        "ibLongValue {at} is past the end of the value ({} bytes)",
-                        cur.len()
-                    )));
-                }
-                let end = at + data.len() as u64;
-                if end > max {
-                    return Err(too_big(end));
-                }
-                let at = at as usize;
-                let end = end as usize;
-                if cur.len() < end {
-                    cur.resize(end, 0);
-                }
-                if let Some(dst) = cur.get_mut(at..end) {
-                    dst.copy_from_slice(data);
-                }
-                if lv_ops.contains(SetGrbit::SIZE_LV) {
-                    // ESE's overwrite-range-and-resize: the value ends with the data.
-                    cur.truncate(end);
-                }
+                )));
             }
-            if cur.is_empty()
-                && p.record.get(column, itag).is_none()
-                && !grbit.contains(SetGrbit::ZERO_LENGTH)
-                && lv_ops != SetGrbit::SIZE_LV
+            if lv_ops.bits().count_ones() > 1
+                && lv_ops != SetGrbit::OVERWRITE_LV | SetGrbit::SIZE_LV
             {
-                // Appending nothing to null leaves null.
-                None
+                return Err(Error::new(ErrorKind::InvalidGrbit)
+                    .with_message("APPEND_LV goes with neither OVERWRITE_LV nor SIZE_LV"));
+            }
+            let new = if lv_ops.is_empty() {
+                match value {
+                    Some(v) if !v.is_empty() || grbit.contains(SetGrbit::ZERO_LENGTH) => {
+                        Some(Cow::Borrowed(v))
+                    }
+                    _ => None,
+                }
             } else {
-                Some(Cow::Owned(cur))
+                // The value being changed, whole: the update writes back only the chunks whose
+                // bytes changed.
+                let mut cur = match p.record.get(column, itag) {
+                    Some(v) if v.separated => {
+                        self.read_lv(&v.data, &self.session.read_view(), 0, usize::MAX)?
+                    }
+                    Some(v) => v.data,
+                    None => Vec::new(),
+                };
+                let data = value.unwrap_or_default();
+                let max = u64::from(col.def.effective_max());
+                let too_big = |len: u64| {
+                    Error::new(ErrorKind::ColumnTooBig).with_message(format!(
+                        "column {:?} holds at most {max} bytes, the value would have {len}",
+                        col.def.name
+                    ))
+                };
+                if lv_ops == SetGrbit::SIZE_LV {
+                    let n: [u8; 4] = data.try_into().map_err(|_| {
+                        Error::new(ErrorKind::InvalidBufferSize).with_message(format!(
+                            "SIZE_LV takes the new length as 4 bytes, got {}",
+                            data.len()
+                        ))
+                    })?;
+                    let n = u32::from_le_bytes(n);
+                    if u64::from(n) > max {
+                        return Err(too_big(u64::from(n)));
+                    }
+                    cur.resize(n as usize, 0);
+                } else {
+                    let at = if lv_ops.contains(SetGrbit::OVERWRITE_LV) {
+                        info.ib_long_value
+                    } else {
+                        cur.len() as u64
+                    };
+                    if at > cur.len() as u64 {
+                        return Err(Error::new(ErrorKind::ColumnNoChunk).with_message(format!(
+                            "ibLongValue {at} is past the end of the value ({} bytes)",
+                            cur.len()
+                        )));
+                    }
+                    let end = at + data.len() as u64;
+                    if end > max {
+                        return Err(too_big(end));
+                    }
+                    let at = at as usize;
+                    let end = end as usize;
+                    if cur.len() < end {
+                        cur.resize(end, 0);
+                    }
+                    if let Some(dst) = cur.get_mut(at..end) {
+                        dst.copy_from_slice(data);
+                    }
+                    if lv_ops.contains(SetGrbit::SIZE_LV) {
+                        // ESE's overwrite-range-and-resize: the value ends with the data.
+                        cur.truncate(end);
+                    }
+                }
+                if cur.is_empty()
+                    && p.record.get(column, itag).is_none()
+                    && !grbit.contains(SetGrbit::ZERO_LENGTH)
+                    && lv_ops != SetGrbit::SIZE_LV
+                {
+                    // Appending nothing to null leaves null.
+                    None
+                } else {
+                    Some(Cow::Owned(cur))
+                }
+            };
+            let p = self
+                .prepared
+                .as_mut()
+                .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
+            if let Some(v) = new {
+                col.def.check_value(&v)?;
+                match v {
+                    // Copied into a buffer the record already has (see `UpdateScratch`).
+                    Cow::Borrowed(v) => p.record.set_from(column, itag, v, &mut self.scratch.bufs),
+                    Cow::Owned(data) => p.record.set(
+                        column,
+                        itag,
+                        Some(TaggedValue {
+                            data,
+                            separated: false,
+                        }),
+                    ),
+                }
+            } else {
+                if col.def.grbit.contains(ColumnGrbit::NOT_NULL) {
+                    return Err(
+                        Error::new(ErrorKind::NullInvalid).with_message(col.def.name.clone())
+                    );
+                }
+                p.record.set(column, itag, None)
             }
-        };
-        let p = self
-            .prepared
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
-        if let Some(v) = new {
-            col.def.check_value(&v)?;
-            match v {
-                // Copied into a buffer the record already has (see `UpdateScratch`).
-                Cow::Borrowed(v) => p.record.set_from(column, itag, v, &mut self.scratch.bufs),
-                Cow::Owned(data) => p.record.set(
-                    column,
-                    itag,
-                    Some(TaggedValue {
-                        data,
-                        separated: false,
-                    }),
-                ),
-            }
-        } else {
-            if col.def.grbit.contains(ColumnGrbit::NOT_NULL) {
-                return Err(Error::new(ErrorKind::NullInvalid).with_message(col.def.name.clone()));
-            }
-            p.record.set(column, itag, None)
-        }
+        })();
+        self.kept_call = call.finish();
+        r
     }
 
     /// The primary key of a record.
