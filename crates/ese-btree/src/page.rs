@@ -455,6 +455,20 @@ fn move_bytes(buf: &mut [u8], src: std::ops::Range<usize>, dest: usize) -> bool 
     ok
 }
 
+/// Writes a node line (flags u8, key length u16, key, data) into `line`, which is exactly
+/// its length (`NODE_HEADER_LEN + key.len() + data.len()`; the callers check that the key
+/// length fits its u16).
+fn put_line(line: &mut [u8], flags: NodeFlags, key: &[u8], data: &[u8]) {
+    let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
+    head.copy_from_slice(&[flags.0, 0, 0]);
+    if let Some(h) = head.get_mut(1..3) {
+        h.copy_from_slice(&(key.len() as u16).to_le_bytes());
+    }
+    let (k, d) = rest.split_at_mut(key.len());
+    k.copy_from_slice(key);
+    d.copy_from_slice(data);
+}
+
 /// Parses a node line (flags u8, key length u16, key, data).
 fn parse_line(line: &[u8]) -> Option<NodeRef<'_>> {
     let (&f, rest) = line.split_first()?;
@@ -990,14 +1004,7 @@ impl Page {
         let Some(line) = self.buf_mut().get_mut(ib..ib + cb) else {
             return false;
         };
-        let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
-        head.copy_from_slice(&[flags.0, 0, 0]);
-        if let Some(h) = head.get_mut(1..3) {
-            h.copy_from_slice(&(key.len() as u16).to_le_bytes());
-        }
-        let (k, d) = rest.split_at_mut(key.len());
-        k.copy_from_slice(key);
-        d.copy_from_slice(data);
+        put_line(line, flags, key, data);
         // Tags idx+1.. move one slot down (towards the node area).
         let lo = self.tag_start();
         let hi = self.tag_off(idx);
@@ -1058,14 +1065,7 @@ impl Page {
         for (j, x) in nodes.iter().enumerate() {
             let cb = NODE_HEADER_LEN + x.key.len() + x.data.len();
             if let Some(line) = self.buf_mut().get_mut(pos..pos + cb) {
-                let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
-                head.copy_from_slice(&[x.flags.0, 0, 0]);
-                if let Some(h) = head.get_mut(1..3) {
-                    h.copy_from_slice(&(x.key.len() as u16).to_le_bytes());
-                }
-                let (k, d) = rest.split_at_mut(x.key.len());
-                k.copy_from_slice(x.key);
-                d.copy_from_slice(x.data);
+                put_line(line, x.flags, x.key, x.data);
             }
             self.set_tag(idx + 1 + j, cb, pos);
             pos += cb;
@@ -1279,14 +1279,7 @@ impl Page {
         for (i, n) in nodes.enumerate() {
             let cb = NODE_HEADER_LEN + n.key.len() + n.data.len();
             if let Some(line) = self.buf_mut().get_mut(pos..pos + cb) {
-                let (head, rest) = line.split_at_mut(NODE_HEADER_LEN);
-                head.copy_from_slice(&[n.flags.0, 0, 0]);
-                if let Some(h) = head.get_mut(1..3) {
-                    h.copy_from_slice(&(n.key.len() as u16).to_le_bytes());
-                }
-                let (k, d) = rest.split_at_mut(n.key.len());
-                k.copy_from_slice(n.key);
-                d.copy_from_slice(n.data);
+                put_line(line, n.flags, n.key, n.data);
             }
             self.set_tag(i + 1, cb, pos);
             pos += cb;
