@@ -402,22 +402,33 @@ impl BufferCache {
     /// The frame of `pgno` if cached, otherwise a new frame holding a copy of `content` (for
     /// pages that are about to be overwritten: newly allocated pages, redo of an image).
     pub(crate) fn get_or_install(&self, pgno: Pgno, content: &Page) -> Result<Arc<Frame>> {
+        self.get_or_install_by(pgno, content, |c| c.copy_in(&self.slabs))
+            .map(|(f, _)| f)
+    }
+
+    /// The frame of `pgno` if cached, with `content` handed back; otherwise a new frame
+    /// holding the page `make` makes of `content` (called only then, under the cache mutex).
+    fn get_or_install_by<T>(
+        &self,
+        pgno: Pgno,
+        content: T,
+        make: impl FnOnce(T) -> Page,
+    ) -> Result<(Arc<Frame>, Option<T>)> {
         for _ in 0..MAX_GET_ATTEMPTS {
             let mut g = self.inner.lock();
             if let Some(f) = self.table.get(pgno) {
                 drop(g);
                 if f.wait_ready() {
-                    return Ok(f);
+                    return Ok((f, Some(content)));
                 }
                 continue;
             }
             let victims = self.choose_victims(&mut g);
-            let page = content.copy_in(&self.slabs);
-            let frame = Frame::new(page, READY);
+            let frame = Frame::new(make(content), READY);
             self.install(&mut g, &frame)?;
             drop(g);
             self.evict_victims(victims)?;
-            return Ok(frame);
+            return Ok((frame, None));
         }
         Err(Error::new(ErrorKind::DiskIO)
             .with_pgno(pgno)
@@ -446,26 +457,7 @@ impl BufferCache {
     /// # Errors
     /// As [`BufferCache::get_or_install`].
     pub(crate) fn get_or_install_page(&self, page: Page) -> Result<(Arc<Frame>, Option<Page>)> {
-        let pgno = page.pgno();
-        for _ in 0..MAX_GET_ATTEMPTS {
-            let mut g = self.inner.lock();
-            if let Some(f) = self.table.get(pgno) {
-                drop(g);
-                if f.wait_ready() {
-                    return Ok((f, Some(page)));
-                }
-                continue;
-            }
-            let victims = self.choose_victims(&mut g);
-            let frame = Frame::new(page, READY);
-            self.install(&mut g, &frame)?;
-            drop(g);
-            self.evict_victims(victims)?;
-            return Ok((frame, None));
-        }
-        Err(Error::new(ErrorKind::DiskIO)
-            .with_pgno(pgno)
-            .with_message("page read kept failing in other threads"))
+        self.get_or_install_by(page.pgno(), page, |p| p)
     }
 
     /// Installs `frame`, new, as the frame of its page (which the caller, holding the cache

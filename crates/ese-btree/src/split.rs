@@ -950,7 +950,6 @@ fn log_in_place(
         });
     }
     let rec = encode_pages(sh.opts.dbid, &changes, annotation);
-    drop(changes);
     sh.cache.log_change(&rec, frames)
 }
 

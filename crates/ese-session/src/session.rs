@@ -179,12 +179,7 @@ impl SessionCore {
         gate: &InstanceGate,
         exempt_stop: bool,
     ) -> Result<OwnedSessionCall> {
-        let call = self.enter(gate, exempt_stop)?;
-        // The guard's count of the call passes to the owned guard, which gives it back.
-        std::mem::forget(call);
-        Ok(OwnedSessionCall {
-            core: Some(Arc::clone(self)),
-        })
+        Self::enter_with(Arc::clone(self), gate, exempt_stop)
     }
 
     /// [`SessionCore::enter_owned`] with the reference count given: `core` is a clone of

@@ -115,15 +115,12 @@ impl Table {
     /// (-900); `InvalidBufferSize` (-1047) for a value of the wrong size; `InvalidParameter`
     /// (-1003) for a bad normalized key; the session errors. On error the key is unchanged.
     pub fn make_key(&mut self, value: Option<&[u8]>, grbit: MakeKeyGrbit) -> Result<()> {
-        let call = self.session.enter_kept(&mut self.kept_call, false)?;
-        let r = (|| -> Result<()> {
-            self.check_open()?;
-            let def = Arc::clone(&self.def);
-            let ix = self.current_ix()?.clone();
-            make_key(&def, &ix, &mut self.key, value, grbit)
-        })();
-        self.kept_call = call.finish();
-        r
+        self.in_call(|this| {
+            this.check_open()?;
+            let def = Arc::clone(&this.def);
+            let ix = this.current_ix()?.clone();
+            make_key(&def, &ix, &mut this.key, value, grbit)
+        })
     }
 
     /// Seeks on the current index with the search key made by [`Table::make_key`]
@@ -139,17 +136,14 @@ impl Table {
     /// `KeyNotMade` (-1608) without a search key; `RecordNotFound` (-1601) when no entry
     /// matches (the cursor is then before the first entry); the session errors.
     pub fn seek_key(&mut self, op: Seek) -> Result<SeekResult> {
-        let call = self.session.enter_kept(&mut self.kept_call, false)?;
-        let r = (|| -> Result<SeekResult> {
-            self.check_open()?;
-            let key = self
+        self.in_call(|this| {
+            this.check_open()?;
+            let key = this
                 .key
                 .take()
                 .ok_or_else(|| Error::new(ErrorKind::KeyNotMade))?;
-            self.seek_made(&key, op)
-        })();
-        self.kept_call = call.finish();
-        r
+            this.seek_made(&key, op)
+        })
     }
 
     /// Seeks on the current index with the values of its leading columns (JetMakeKey for
@@ -163,10 +157,9 @@ impl Table {
     /// than segments; `InvalidBufferSize` (-1047) for a value of the wrong size; the session
     /// errors.
     pub fn seek(&mut self, values: &[Option<&[u8]>], op: Seek) -> Result<()> {
-        let call = self.session.enter_kept(&mut self.kept_call, false)?;
-        let r = (|| -> Result<()> {
-            self.check_open()?;
-            let mut bytes = std::mem::take(&mut self.seek_key);
+        self.in_call(|this| {
+            this.check_open()?;
+            let mut bytes = std::mem::take(&mut this.seek_key);
             bytes.clear();
             // A new key in the buffer of the last seek (JetMakeKey with NewKey, then the other
             // segments).
@@ -176,9 +169,9 @@ impl Table {
                 end_limit: false,
                 complete: false,
             });
-            let ix = self.current_ix()?;
+            let ix = this.current_ix()?;
             for v in values {
-                make_key(&self.def, ix, &mut key, *v, MakeKeyGrbit::empty())?;
+                make_key(&this.def, ix, &mut key, *v, MakeKeyGrbit::empty())?;
             }
             let key = key.unwrap_or(MadeKey {
                 bytes: Vec::new(),
@@ -186,12 +179,10 @@ impl Table {
                 end_limit: false,
                 complete: false,
             });
-            let r = self.seek_made(&key, op).map(|_| ());
-            self.seek_key = key.bytes;
+            let r = this.seek_made(&key, op).map(|_| ());
+            this.seek_key = key.bytes;
             r
-        })();
-        self.kept_call = call.finish();
-        r
+        })
     }
 
     /// Sets an index range on the current index (JetSetIndexRange) with the search key made

@@ -698,6 +698,21 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Runs `f` inside a session call (the check that no other thread is inside a call on
+    /// the session) that takes the reference on the session this cursor's last call kept
+    /// ([`Table::kept_call`], [`Session::enter_kept`]) and keeps it for the next.
+    ///
+    /// # Errors
+    /// The session errors of [`Session::enter_kept`]; then `f`'s.
+    pub(crate) fn in_call<R>(&mut self, f: impl FnOnce(&mut Table) -> Result<R>) -> Result<R> {
+        let call = self.session.enter_kept(&mut self.kept_call, false)?;
+        let r = f(self);
+        self.kept_call = call.finish();
+        r
+    }
+}
+
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
@@ -1111,29 +1126,28 @@ impl Table {
     /// # Errors
     /// `NoCurrentRecord` (-1603) when there is no entry there; the session errors.
     pub fn move_to(&mut self, m: Move) -> Result<()> {
-        let call = self.session.enter_kept(&mut self.kept_call, false)?;
-        let r = (|| -> Result<()> {
-            self.check_open()?;
+        self.in_call(|this| {
+            this.check_open()?;
             // Before the tree cursor reads anything (see `RecordCache`).
-            let epoch = self.engine.vs.change_epoch();
+            let epoch = this.engine.vs.change_epoch();
             let stepped = match m {
-                Move::Next | Move::Previous => self.step_primary(matches!(m, Move::Next), epoch)?,
+                Move::Next | Move::Previous => this.step_primary(matches!(m, Move::Next), epoch)?,
                 Move::First | Move::Last => Step::NotTaken,
             };
             if let Step::Done = stepped {
                 return Ok(());
             }
-            let mut c = self.take_cursor()?;
+            let mut c = this.take_cursor()?;
             let (on, forward) = if let Step::Moved(on) = stepped {
                 (on, matches!(m, Move::Next))
             } else {
                 match m {
                     Move::First => {
-                        self.range = None;
+                        this.range = None;
                         (c.move_first()?, true)
                     }
                     Move::Last => {
-                        self.range = None;
+                        this.range = None;
                         (c.move_last()?, false)
                     }
                     // The kept cursor is not on the current entry (`step_primary` stepped it if it
@@ -1142,7 +1156,7 @@ impl Table {
                     // end has no current record.
                     Move::Next | Move::Previous => {
                         let forward = matches!(m, Move::Next);
-                        let from = match (&self.pos, &self.off, forward) {
+                        let from = match (&this.pos, &this.off, forward) {
                             (Some((k, _)), _, _) => Some(k.clone()),
                             (None, Off::BeforeFirst(k), true)
                             | (None, Off::AfterLast(k), false) => k.clone(),
@@ -1163,13 +1177,11 @@ impl Table {
                     }
                 }
             };
-            let land = self.land_current(&mut c, on, forward, epoch)?;
-            let r = self.finish_move(&c, land, forward);
-            self.nav = Some((self.cur.tree, c));
+            let land = this.land_current(&mut c, on, forward, epoch)?;
+            let r = this.finish_move(&c, land, forward);
+            this.nav = Some((this.cur.tree, c));
             r
-        })();
-        self.kept_call = call.finish();
-        r
+        })
     }
 
     /// The leaf the kept tree cursor is on when it is a cursor of the table's primary tree: a
@@ -1887,42 +1899,41 @@ impl Table {
     /// outside a transaction (the lock needs one); `UpdateNotPrepared` (-1609) to cancel
     /// nothing; the session errors.
     pub fn prepare_update(&mut self, prep: Prep) -> Result<()> {
-        let call = self.session.enter_kept(&mut self.kept_call, false)?;
-        let r = (|| -> Result<()> {
-            self.check_open()?;
+        self.in_call(|this| {
+            this.check_open()?;
             match prep {
                 Prep::Cancel => {
-                    let p = self
+                    let p = this
                         .prepared
                         .take()
                         .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
-                    self.scratch.keep(p.record);
+                    this.scratch.keep(p.record);
                     return Ok(());
                 }
-                _ if self.prepared.is_some() => return Err(Error::new(ErrorKind::AlreadyPrepared)),
+                _ if this.prepared.is_some() => return Err(Error::new(ErrorKind::AlreadyPrepared)),
                 Prep::Insert => {
-                    let mut record = self.scratch.record.take().unwrap_or_default();
-                    self.init_insert(&mut record)?;
-                    self.prepared = Some(Prepared {
+                    let mut record = this.scratch.record.take().unwrap_or_default();
+                    this.init_insert(&mut record)?;
+                    this.prepared = Some(Prepared {
                         prep,
                         record,
                         original: None,
                     });
                 }
                 Prep::Replace | Prep::ReplaceNoLock => {
-                    let bytes = self.current_bytes()?;
-                    let record = Record::decode(&bytes, &self.layout)?;
+                    let bytes = this.current_bytes()?;
+                    let record = Record::decode(&bytes, &this.layout)?;
                     if prep == Prep::Replace {
-                        let key = self.current.clone().unwrap_or_default();
-                        let mut st = self.session.shared.state.lock();
+                        let key = this.current.clone().unwrap_or_default();
+                        let mut st = this.session.shared.state.lock();
                         let t = st
                             .trx
                             .as_mut()
                             .filter(|t| t.is_open())
                             .ok_or_else(|| Error::new(ErrorKind::NotInTransaction))?;
-                        t.lock(self.tree, &key, true)?;
+                        t.lock(this.tree, &key, true)?;
                     }
-                    self.prepared = Some(Prepared {
+                    this.prepared = Some(Prepared {
                         prep,
                         record,
                         original: Some(bytes),
@@ -1930,9 +1941,7 @@ impl Table {
                 }
             }
             Ok(())
-        })();
-        self.kept_call = call.finish();
-        r
+        })
     }
 
     /// Sets a column of the prepared update (JetSetColumn, `itagSequence` 1): `None` makes it
@@ -2005,17 +2014,16 @@ impl Table {
         grbit: SetGrbit,
         info: SetInfo,
     ) -> Result<()> {
-        let call = self.session.enter_kept(&mut self.kept_call, false)?;
-        let r = (|| -> Result<()> {
-            self.check_open()?;
+        self.in_call(|this| {
+            this.check_open()?;
             if SetGrbit::from_bits(grbit.bits()).is_none() {
                 return Err(Error::new(ErrorKind::InvalidGrbit)
                     .with_message(format!("set grbit {:#x}", grbit.bits())));
             }
             // A shared handle on the definition, not a copy of the column's entry.
-            let def = Arc::clone(&self.def);
+            let def = Arc::clone(&this.def);
             let col = def.column(column)?;
-            let p = self
+            let p = this
                 .prepared
                 .as_ref()
                 .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
@@ -2051,7 +2059,7 @@ impl Table {
                 // bytes changed.
                 let mut cur = match p.record.get(column, itag) {
                     Some(v) if v.separated => {
-                        self.read_lv(&v.data, &self.session.read_view(), 0, usize::MAX)?
+                        this.read_lv(&v.data, &this.session.read_view(), 0, usize::MAX)?
                     }
                     Some(v) => v.data,
                     None => Vec::new(),
@@ -2116,7 +2124,7 @@ impl Table {
                     Some(Cow::Owned(cur))
                 }
             };
-            let p = self
+            let p = this
                 .prepared
                 .as_mut()
                 .ok_or_else(|| Error::new(ErrorKind::UpdateNotPrepared))?;
@@ -2124,7 +2132,7 @@ impl Table {
                 col.def.check_value(&v)?;
                 match v {
                     // Copied into a buffer the record already has (see `UpdateScratch`).
-                    Cow::Borrowed(v) => p.record.set_from(column, itag, v, &mut self.scratch.bufs),
+                    Cow::Borrowed(v) => p.record.set_from(column, itag, v, &mut this.scratch.bufs),
                     Cow::Owned(data) => p.record.set(
                         column,
                         itag,
@@ -2142,9 +2150,7 @@ impl Table {
                 }
                 p.record.set(column, itag, None)
             }
-        })();
-        self.kept_call = call.finish();
-        r
+        })
     }
 
     /// The primary key of a record.
