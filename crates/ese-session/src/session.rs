@@ -2,7 +2,7 @@
 //! binding, session context and the end-session protocol (ESE-REFERENCE §2.3–§2.4).
 //!
 //! # Thread-affinity rules, as ESE implements them
-//! 1. **No concurrent use.** Every session call raises the session's in-call counter
+//! 1. **No concurrent use.** Every session call sets the session's in-call flag
 //!    ([`SessionCore::enter`]); a second thread inside the same session gets
 //!    `SessionSharingViolation` (-1910).
 //! 2. **A transaction is bound to its creator.** The level-0 begin binds the transaction to the
@@ -80,7 +80,9 @@ pub enum TrxBinding {
 #[repr(align(128))]
 pub struct SessionCore {
     sesid: Sesid,
-    /// Threads inside a call on this session (ESE's `m_cInJetAPI`).
+    /// 1 while a thread is inside a call on this session, else 0 (ESE's `m_cInJetAPI`, which
+    /// ESE raises with an atomic increment and lowers again on a conflict; here a
+    /// compare-exchange from 0 enters, so leaving is a plain store).
     in_call: AtomicU32,
     ended: AtomicBool,
     /// The session context (ESE's `dwSessionContext`): 0, a user value, or the end sentinel.
@@ -154,8 +156,13 @@ impl SessionCore {
         if self.ended.load(Ordering::Acquire) {
             return Err(self.invalid());
         }
-        if self.in_call.fetch_add(1, Ordering::SeqCst) != 0 {
-            self.in_call.fetch_sub(1, Ordering::SeqCst);
+        // One locked operation per call: a thread that finds the session in a call leaves the
+        // counter as it is, so the thread inside can leave with a plain store.
+        if self
+            .in_call
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
             return Err(Error::new(ErrorKind::SessionSharingViolation)
                 .with_message(format!("{} is in use by another thread", self.sesid)));
         }
@@ -205,7 +212,10 @@ impl SessionCore {
     /// Ends the call [`SessionCore::enter`] began (the call guards' drop).
     #[inline]
     fn leave(&self) {
-        self.in_call.fetch_sub(1, Ordering::SeqCst);
+        // Only the thread whose compare-exchange set 1 is inside (`enter`), so no other thread
+        // writes the counter meanwhile; the release pairs with term's load in
+        // `wait_until_idle`, which then sees everything the call did.
+        self.in_call.store(0, Ordering::Release);
     }
 
     #[cold]
