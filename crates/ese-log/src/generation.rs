@@ -60,7 +60,7 @@ pub(crate) fn preformat(
     bytes: u64,
 ) -> Result<Box<dyn File>> {
     remove_if_exists(fs, path)?;
-    let f = fs.open(path, OpenOptions::create_new())?;
+    let f = fs.open(path, OpenOptions::create_new().unbuffered())?;
     let zeros = vec![0u8; FORMAT_CHUNK];
     let mut off = 0u64;
     while off < bytes {
@@ -113,7 +113,7 @@ pub(crate) fn take_recycled(
         }
         remove_if_exists(fs, &files.temp())?;
         fs.rename(&path, &files.temp())?;
-        let f = fs.open(&files.temp(), OpenOptions::read_write())?;
+        let f = fs.open(&files.temp(), OpenOptions::read_write().unbuffered())?;
         if f.len()? == bytes {
             return Ok(Some(f));
         }
@@ -137,7 +137,7 @@ pub(crate) fn take_reserve(
         }
         let _ = remove_if_exists(fs, &files.temp());
         fs.rename(&path, &files.temp())?;
-        let f = fs.open(&files.temp(), OpenOptions::read_write())?;
+        let f = fs.open(&files.temp(), OpenOptions::read_write().unbuffered())?;
         if f.len()? != bytes {
             f.set_len(bytes)?;
             f.sync_data()?;

@@ -271,7 +271,7 @@ impl Log {
         remove_if_exists(fs.as_ref(), &files.temp())?;
         let circular_flag = if config.circular { FLAG_CIRCULAR } else { 0 };
         let (state, signature, ckpt) = if fs.exists(&files.current())? {
-            let cur = fs.open(&files.current(), OpenOptions::read_write())?;
+            let cur = fs.open(&files.current(), OpenOptions::read_write().unbuffered())?;
             let mut hdr = vec![0u8; HEADER_BYTES as usize];
             if cur.len()? < u64::from(HEADER_BYTES) {
                 return Err(Error::new(ErrorKind::LogFileCorrupt)

@@ -55,6 +55,10 @@ pub struct OpenOptions {
     pub create_new: bool,
     /// The lock to take on the file.
     pub lock: Lock,
+    /// Write around the operating system's cache where the platform allows (ESE opens its log
+    /// files unbuffered): a hint for files written once in large sector-aligned stretches
+    /// and read back rarely, such as log generations. See [`OpenOptions::unbuffered`].
+    pub unbuffered: bool,
 }
 
 impl OpenOptions {
@@ -65,6 +69,7 @@ impl OpenOptions {
             create: false,
             create_new: false,
             lock: Lock::None,
+            unbuffered: false,
         }
     }
 
@@ -92,6 +97,7 @@ impl OpenOptions {
             create: true,
             create_new: true,
             lock: Lock::None,
+            unbuffered: false,
         }
     }
 
@@ -100,7 +106,26 @@ impl OpenOptions {
     pub const fn lock(self, lock: Lock) -> OpenOptions {
         OpenOptions { lock, ..self }
     }
+
+    /// The same options, with writes that bypass the operating system's cache where they can
+    /// (Linux `O_DIRECT`; ESE's `FILE_FLAG_NO_BUFFERING` for log files). Only writes whose
+    /// offset and length are multiples of [`UNBUFFERED_ALIGN`] bytes go around the cache, and
+    /// only where the file system takes them (a device with larger sectors, or one without
+    /// direct I/O such as tmpfs, keeps every write buffered); the others are written
+    /// through the cache. Reads and the durability contract are unchanged: a write is durable
+    /// after [`File::sync_data`], as any other. A hint: [`SimFs`] ignores it.
+    #[must_use]
+    pub const fn unbuffered(self) -> OpenOptions {
+        OpenOptions {
+            unbuffered: true,
+            ..self
+        }
+    }
 }
+
+/// The offset and length multiple, in bytes, of a write that an [`OpenOptions::unbuffered`]
+/// file writes around the operating system's cache (the log's sector).
+pub const UNBUFFERED_ALIGN: u64 = 512;
 
 /// An open file. All offsets and lengths are in bytes.
 pub trait File: Send + Sync + fmt::Debug {

@@ -5,6 +5,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+#[cfg(target_os = "linux")]
+use super::UNBUFFERED_ALIGN;
 use super::{File, FileSystem, Lock, OpenOptions};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -27,6 +29,91 @@ struct OsFile {
     file: fs::File,
     path: PathBuf,
     writable: bool,
+    /// The writer around the cache of an [`OpenOptions::unbuffered`] file, when the file
+    /// system opened one.
+    #[cfg(target_os = "linux")]
+    direct: Option<Direct>,
+}
+
+/// The address alignment, in bytes, of the memory an unbuffered write is made from (a page:
+/// as strict as any device's DMA alignment).
+#[cfg(target_os = "linux")]
+const DIRECT_MEMORY_ALIGN: usize = 4096;
+
+/// The most bytes an unbuffered write copies into its aligned buffer at a time.
+#[cfg(target_os = "linux")]
+const DIRECT_CHUNK: usize = 1 << 20;
+
+/// A second handle on an unbuffered file, opened with `O_DIRECT`: aligned writes go through
+/// it and around the page cache; reads, syncs and the other writes use the first handle
+/// (the kernel keeps the two coherent: a direct write writes back and drops the cached pages
+/// of its range).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct Direct {
+    file: fs::File,
+    /// Cleared when the file system refuses a direct write (`EINVAL`: a device whose sectors
+    /// are larger than [`UNBUFFERED_ALIGN`]); every later write is buffered.
+    usable: std::sync::atomic::AtomicBool,
+    /// Aligned copies of the bytes to write (the caller's buffer is rarely page-aligned).
+    bounce: parking_lot::Mutex<Vec<u8>>,
+}
+
+#[cfg(target_os = "linux")]
+impl Direct {
+    fn open(path: &Path) -> Option<Direct> {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()?;
+        Some(Direct {
+            file,
+            usable: std::sync::atomic::AtomicBool::new(true),
+            bounce: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Writes the longest prefix of `buf` that is a multiple of [`UNBUFFERED_ALIGN`] bytes
+    /// at `offset` around the cache, and returns its length: 0 when `offset` is not aligned
+    /// or the file system refuses direct writes, for the caller to write the rest buffered.
+    fn write(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        let len = buf.len() - buf.len() % UNBUFFERED_ALIGN as usize;
+        if !offset.is_multiple_of(UNBUFFERED_ALIGN)
+            || len == 0
+            || !self.usable.load(Ordering::Relaxed)
+        {
+            return Ok(0);
+        }
+        let mut bounce = self.bounce.lock();
+        let room = len.min(DIRECT_CHUNK) + DIRECT_MEMORY_ALIGN;
+        if bounce.len() < room {
+            bounce.resize(room, 0);
+        }
+        let start = bounce.as_ptr().align_offset(DIRECT_MEMORY_ALIGN);
+        let mut done = 0usize;
+        for chunk in buf.get(..len).unwrap_or_default().chunks(DIRECT_CHUNK) {
+            // `room` leaves `DIRECT_MEMORY_ALIGN` bytes of slack before the aligned start, so
+            // the range always lies inside the buffer.
+            let aligned = bounce
+                .get_mut(start..start + chunk.len())
+                .ok_or_else(|| io::Error::other("unbuffered write: bounce buffer too small"))?;
+            aligned.copy_from_slice(chunk);
+            match self.file.write_all_at(aligned, offset + done as u64) {
+                Ok(()) => done += chunk.len(),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // Refused before any byte of the chunk was written: the rest goes through
+                    // the cache, and so does every later write.
+                    self.usable.store(false, Ordering::Relaxed);
+                    return Ok(done);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
 }
 
 impl File for OsFile {
@@ -45,6 +132,19 @@ impl File for OsFile {
             return Err(Error::new(ErrorKind::FileAccessDenied)
                 .with_path(&self.path)
                 .with_message("the file is open read-only"));
+        }
+        #[cfg(target_os = "linux")]
+        let (buf, offset) = match &self.direct {
+            Some(d) => {
+                let done = d
+                    .write(buf, offset)
+                    .map_err(|e| Error::from_io_at(e, &self.path))?;
+                (buf.get(done..).unwrap_or_default(), offset + done as u64)
+            }
+            None => (buf, offset),
+        };
+        if buf.is_empty() {
+            return Ok(());
         }
         self.file
             .write_all_at(buf, offset)
@@ -133,6 +233,12 @@ impl FileSystem for OsFs {
             file,
             path: path.to_path_buf(),
             writable,
+            #[cfg(target_os = "linux")]
+            direct: if options.unbuffered && writable {
+                Direct::open(path)
+            } else {
+                None
+            },
         }))
     }
 
@@ -189,5 +295,49 @@ impl FileSystem for OsFs {
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         let d = fs::File::open(dir).map_err(|e| Error::from_io_at(e, dir))?;
         d.sync_all().map_err(|e| Error::from_io_at(e, dir))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// The handles this process holds on `path` (`/proc/self/fd`).
+    fn handles_on(path: &Path) -> usize {
+        let path = fs::canonicalize(path).unwrap();
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| *target == path)
+            .count()
+    }
+
+    /// An unbuffered file holds a direct handle beside its own wherever the file system opens
+    /// files with `O_DIRECT` (not tmpfs), and only then; a buffered one never does.
+    #[test]
+    fn unbuffered_files_get_a_direct_handle_where_supported() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        fs::write(&probe, b"").unwrap();
+        let supported = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .is_ok();
+        let path = dir.path().join("log");
+        let f = OsFs
+            .open(&path, OpenOptions::create_new().unbuffered())
+            .unwrap();
+        assert_eq!(handles_on(&path), if supported { 2 } else { 1 });
+        drop(f);
+        assert_eq!(handles_on(&path), 0);
+        let f = OsFs.open(&path, OpenOptions::read_write()).unwrap();
+        assert_eq!(handles_on(&path), 1);
+        drop(f);
+        // A read-only open never writes, so it takes no direct handle either.
+        let _f = OsFs.open(&path, OpenOptions::read().unbuffered()).unwrap();
+        assert_eq!(handles_on(&path), 1);
     }
 }
