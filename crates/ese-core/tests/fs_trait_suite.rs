@@ -288,6 +288,15 @@ fn unbuffered_writes_read_back_as_written(fs: &dyn FileSystem, base: &Path) {
         .map(|i| (i % 253) as u8)
         .collect();
     write_model(&mut model, f.as_ref(), &data[7..], 4096);
+    // The same from a page-aligned address (written without a copy where unbuffered).
+    let slack = vec![0x5au8; (1 << 20) + 8192];
+    let shift = slack.as_ptr().align_offset(4096);
+    write_model(
+        &mut model,
+        f.as_ref(),
+        &slack[shift..shift + (1 << 20) + 512],
+        1 << 20,
+    );
     // Whole sectors and a partial tail; an unaligned offset; an unaligned short write.
     let odd: Vec<u8> = (0..1000u32).map(|i| (i * 13) as u8).collect();
     write_model(&mut model, f.as_ref(), &odd, 512 * 9);

@@ -44,6 +44,9 @@ use crate::header::LogFileHeader;
 /// speed, small enough not to hold a large buffer.
 const FORMAT_CHUNK: usize = 256 * 1024;
 
+/// The address alignment of the zeros a generation is formatted with (a page).
+const ZEROS_ALIGN: usize = 4096;
+
 /// Removes `path`, treating "not found" as success.
 pub(crate) fn remove_if_exists(fs: &dyn FileSystem, path: &std::path::Path) -> Result<()> {
     match fs.remove_file(path) {
@@ -61,7 +64,11 @@ pub(crate) fn preformat(
 ) -> Result<Box<dyn File>> {
     remove_if_exists(fs, path)?;
     let f = fs.open(path, OpenOptions::create_new().unbuffered())?;
-    let zeros = vec![0u8; FORMAT_CHUNK];
+    // Zeros at a page-aligned address, so that an unbuffered file writes them as they are
+    // (no aligned copy first): `ZEROS_ALIGN` bytes of slack hold the shift.
+    let slack = vec![0u8; FORMAT_CHUNK + ZEROS_ALIGN];
+    let shift = slack.as_ptr().align_offset(ZEROS_ALIGN).min(ZEROS_ALIGN);
+    let zeros = slack.get(shift..shift + FORMAT_CHUNK).unwrap_or(&slack);
     let mut off = 0u64;
     while off < bytes {
         let n = (bytes - off).min(FORMAT_CHUNK as u64) as usize;

@@ -79,13 +79,21 @@ impl Direct {
     /// at `offset` around the cache, and returns its length: 0 when `offset` is not aligned
     /// or the file system refuses direct writes, for the caller to write the rest buffered.
     fn write(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        use std::sync::atomic::Ordering;
         let len = buf.len() - buf.len() % UNBUFFERED_ALIGN as usize;
+        let whole = buf.get(..len).unwrap_or_default();
         if !offset.is_multiple_of(UNBUFFERED_ALIGN)
             || len == 0
-            || !self.usable.load(Ordering::Relaxed)
+            || !self.usable.load(std::sync::atomic::Ordering::Relaxed)
         {
             return Ok(0);
+        }
+        if whole.as_ptr().align_offset(DIRECT_MEMORY_ALIGN) == 0 {
+            // Aligned already: written as it is.
+            return Ok(if self.write_aligned(whole, offset)? {
+                len
+            } else {
+                0
+            });
         }
         let mut bounce = self.bounce.lock();
         let room = len.min(DIRECT_CHUNK) + DIRECT_MEMORY_ALIGN;
@@ -94,25 +102,34 @@ impl Direct {
         }
         let start = bounce.as_ptr().align_offset(DIRECT_MEMORY_ALIGN);
         let mut done = 0usize;
-        for chunk in buf.get(..len).unwrap_or_default().chunks(DIRECT_CHUNK) {
+        for chunk in whole.chunks(DIRECT_CHUNK) {
             // `room` leaves `DIRECT_MEMORY_ALIGN` bytes of slack before the aligned start, so
             // the range always lies inside the buffer.
             let aligned = bounce
                 .get_mut(start..start + chunk.len())
                 .ok_or_else(|| io::Error::other("unbuffered write: bounce buffer too small"))?;
             aligned.copy_from_slice(chunk);
-            match self.file.write_all_at(aligned, offset + done as u64) {
-                Ok(()) => done += chunk.len(),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    // Refused before any byte of the chunk was written: the rest goes through
-                    // the cache, and so does every later write.
-                    self.usable.store(false, Ordering::Relaxed);
-                    return Ok(done);
-                }
-                Err(e) => return Err(e),
+            if !self.write_aligned(aligned, offset + done as u64)? {
+                return Ok(done);
             }
+            done += chunk.len();
         }
         Ok(done)
+    }
+
+    /// One direct write of `bytes` (aligned in memory, offset and length); `false` when the
+    /// file system refuses it (`EINVAL`, before any byte is written), after which every write
+    /// of the file goes through the cache.
+    fn write_aligned(&self, bytes: &[u8], offset: u64) -> io::Result<bool> {
+        match self.file.write_all_at(bytes, offset) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.usable
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
