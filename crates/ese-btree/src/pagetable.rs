@@ -144,20 +144,7 @@ fn take<T>(cell: &mut AtomicPtr<T>) -> Option<Box<T>> {
     (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
 }
 
-/// Asks the CPU to bring the line at `addr` into its cache; any address will do (a prefetch
-/// never faults).
-#[inline(always)]
-pub(crate) fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: `prefetch` needs SSE, which every x86-64 CPU has (it is in the target's
-        // baseline), and it never dereferences the address: it cannot fault or read.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr as *const i8) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
+pub(crate) use ese_core::hint::prefetch;
 
 impl PageTable {
     /// An empty table for pages of `page_size` bytes.

@@ -8,12 +8,14 @@
 //! - [`fs`]: the [`FileSystem`](fs::FileSystem) trait through which all I/O goes, with the real
 //!   [`OsFs`](fs::OsFs) and the crash-simulating [`SimFs`](fs::SimFs).
 //! - [`checksum`]: the CRC-32 used by every on-disk checksum.
+//! - [`hint`]: cache prefetch hints for the hot paths above.
 
 #![deny(unsafe_code)]
 
 pub mod checksum;
 mod error;
 pub mod fs;
+pub mod hint;
 mod ids;
 
 pub use error::{Error, ErrorKind, Result};
