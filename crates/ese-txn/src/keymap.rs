@@ -84,11 +84,56 @@ struct SlotTable {
     shift: u32,
 }
 
+/// The home of a slot of `bits` in a table of `2^(64 - shift)` slots: Fibonacci hashing,
+/// whose top bits depend on every bit of `bits`.
+fn home_of(bits: u32, shift: u32) -> usize {
+    (u64::from(bits).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+}
+
+/// Where a [`KeyMap`]'s slot table is, for a thread that does not hold the map's lock to
+/// prefetch a key's home ([`SlotHint::prefetch`]): the slot array's address and the table's
+/// shift, published by the lock holder after each change that may move the table. A reader
+/// may see a stale or half-updated pair; it only prefetches the wrong line then.
+#[derive(Debug, Default)]
+pub(crate) struct SlotHint {
+    base: std::sync::atomic::AtomicUsize,
+    shift: std::sync::atomic::AtomicU32,
+}
+
+impl SlotHint {
+    /// Publishes where `map`'s table is now (the caller holds the map's lock).
+    pub(crate) fn publish(&self, map: &KeyMap) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = &map.table;
+        let base = if t.slots.is_empty() {
+            0
+        } else {
+            t.slots.as_ptr() as usize
+        };
+        // Written only on a change: every prefetching thread reads this line.
+        if self.base.load(Relaxed) != base {
+            self.base.store(base, Relaxed);
+        }
+        if self.shift.load(Relaxed) != t.shift {
+            self.shift.store(t.shift, Relaxed);
+        }
+    }
+
+    /// Asks the CPU for the cache line where a look-up of a key of hash `hash` starts.
+    pub(crate) fn prefetch(&self, hash: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let base = self.base.load(Relaxed);
+        if base != 0 {
+            let home = home_of(bits_of(hash), self.shift.load(Relaxed));
+            prefetch(base.wrapping_add(home.wrapping_mul(8)));
+        }
+    }
+}
+
 impl SlotTable {
     /// Where the probe for a slot of `bits` starts.
     fn home(&self, bits: u32) -> usize {
-        // Fibonacci hashing: the top bits of the product depend on every bit of `bits`.
-        (u64::from(bits).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        home_of(bits, self.shift)
     }
 
     fn mask(&self) -> usize {

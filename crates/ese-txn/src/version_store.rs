@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::keymap::{Found, KeyMap};
+use crate::keymap::{Found, KeyMap, SlotHint};
 use crate::store::{PhysState, TxnStore};
 
 /// `commit_ts` of a transaction still running.
@@ -516,6 +516,8 @@ pub struct VersionStore {
     pub(crate) commit_lock: Mutex<()>,
     pub(crate) active: Mutex<HashMap<TrxId, Arc<TrxState>>>,
     shards: Box<[Mutex<Shard>]>,
+    /// Where each shard's slot table is, for prefetching without its lock.
+    hints: Box<[SlotHint]>,
     hasher: KeyHashState,
     committed: Mutex<VecDeque<Committed>>,
     budget: u64,
@@ -571,6 +573,7 @@ impl VersionStore {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(Shard { map: KeyMap::new() }))
                 .collect(),
+            hints: (0..SHARDS).map(|_| SlotHint::default()).collect(),
             hasher,
             committed: Mutex::new(VecDeque::new()),
             budget: budget_bytes,
@@ -871,6 +874,20 @@ impl VersionStore {
         }
         self.entries.fetch_add(1, Ordering::Relaxed);
         shard.map.push_at(found, probe, rce, || Self::vkey(probe));
+        if let Some(h) = self.hints.get(Self::shard_index(probe.hash)) {
+            h.publish(&shard.map);
+        }
+    }
+
+    /// Asks the CPU for the memory where a look-up of `key` of `tree` in the version store
+    /// starts, ahead of the look-up: a caller that will change or read the key's versions
+    /// after other work (a descent of the tree, encoding a record) overlaps the look-up's
+    /// likely cache miss with that work. Changes nothing; costs one hash of the key.
+    pub fn prefetch_key(&self, tree: ObjId, key: &[u8]) {
+        let hash = self.key_hash(tree, key);
+        if let Some(h) = self.hints.get(Self::shard_index(hash)) {
+            h.prefetch(hash);
+        }
     }
 
     pub(crate) fn new_rce(
@@ -1293,19 +1310,26 @@ impl VersionStore {
             let mut parts: Vec<Chain> = Vec::new();
             let gone: Vec<(VKey, Chain)> = {
                 let mut shard = self.shard_at(s);
-                shard
-                    .map
-                    .extract_if(|vkey, chain| match Self::clean_chain(chain, horizon) {
-                        Cleaned::All => true,
-                        Cleaned::Part(removed) => {
-                            let now_empty = chain.is_empty();
-                            dropped += Self::account(&removed, vkey, now_empty, doomed, &mut tally);
-                            if !removed.is_empty() {
-                                parts.push(removed);
+                let gone =
+                    shard
+                        .map
+                        .extract_if(|vkey, chain| match Self::clean_chain(chain, horizon) {
+                            Cleaned::All => true,
+                            Cleaned::Part(removed) => {
+                                let now_empty = chain.is_empty();
+                                dropped +=
+                                    Self::account(&removed, vkey, now_empty, doomed, &mut tally);
+                                if !removed.is_empty() {
+                                    parts.push(removed);
+                                }
+                                now_empty
                             }
-                            now_empty
-                        }
-                    })
+                        });
+                // The table was rebuilt (smaller) if anything went.
+                if let Some(h) = self.hints.get(s) {
+                    h.publish(&shard.map);
+                }
+                gone
             };
             for (vkey, chain) in &gone {
                 dropped += Self::account(chain, vkey, true, doomed, &mut tally);

@@ -65,6 +65,16 @@ impl Table {
         self.range = None;
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
+        // An equality seek on the primary index lands, if anywhere, on the node of the key
+        // itself, whose versions `land_current` then looks up: that look-up's memory is
+        // fetched while the tree is descended.
+        if op == SeekOp::Eq
+            && self.cur.layout == EntryLayout::Primary
+            && !key.end_limit
+            && self.engine.vs.may_have_versions(self.cur.tree)
+        {
+            self.engine.vs.prefetch_key(self.cur.tree, &key.bytes);
+        }
         let mut c = self.take_cursor()?;
         let forward = matches!(op, SeekOp::Eq | SeekOp::Ge | SeekOp::Gt);
         let on = self.find_from(&mut c, key, matches!(op, SeekOp::Gt | SeekOp::Le))?;

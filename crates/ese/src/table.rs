@@ -2228,6 +2228,9 @@ impl Table {
         if !insert && self.current.as_deref() != Some(&key[..]) {
             return Err(Error::new(ErrorKind::RecordPrimaryChanged));
         }
+        // The change looks the key up in the version store first thing: its memory is
+        // fetched while the record is encoded.
+        self.engine.vs.prefetch_key(tree, &key);
         // Before `store_lvs`, which may rewrite the old record's long values in place.
         let old_keyed = old.as_ref().map(|o| self.keyed(o, &view)).transpose()?;
         let save = t.change_count();
