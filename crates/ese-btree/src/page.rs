@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use crate::hints::Hints;
 use crate::pagebuf::{PageBuf, SlabPool};
-use crate::pagetable::prefetch;
 use ese_core::checksum::crc32_seeded;
+use ese_core::hint::prefetch;
 use ese_core::{DbTime, Error, ErrorKind, ObjId, Pgno, Result};
 
 /// Size of the page header in bytes.

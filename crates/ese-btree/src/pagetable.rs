@@ -47,6 +47,7 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, fence};
 
 use crossbeam_epoch as epoch;
 use ese_core::Pgno;
+use ese_core::hint::prefetch;
 
 use crate::cache::Frame;
 
@@ -143,8 +144,6 @@ fn take<T>(cell: &mut AtomicPtr<T>) -> Option<Box<T>> {
     // other reference to it exists.
     (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
 }
-
-pub(crate) use ese_core::hint::prefetch;
 
 impl PageTable {
     /// An empty table for pages of `page_size` bytes.

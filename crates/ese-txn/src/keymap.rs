@@ -33,6 +33,10 @@
 //!   bytes, so that is 256 GiB of versions in one shard; the version store refuses a new key
 //!   there with `VersionStoreOutOfMemory` rather than let an index wrap.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
+
 use ese_core::TrxId;
 use ese_core::hint::prefetch;
 
@@ -82,6 +86,9 @@ struct SlotTable {
     /// 64 less the base-2 logarithm of the number of slots: a home is the top bits of a
     /// multiplicative hash of the slot's bits.
     shift: u32,
+    /// Where the slots are, for threads without the map's lock; rewritten whenever the
+    /// slots move.
+    hint: Arc<SlotHint>,
 }
 
 /// The home of a slot of `bits` in a table of `2^(64 - shift)` slots: Fibonacci hashing,
@@ -92,36 +99,24 @@ fn home_of(bits: u32, shift: u32) -> usize {
 
 /// Where a [`KeyMap`]'s slot table is, for a thread that does not hold the map's lock to
 /// prefetch a key's home ([`SlotHint::prefetch`]): the slot array's address and the table's
-/// shift, published by the lock holder after each change that may move the table. A reader
-/// may see a stale or half-updated pair; it only prefetches the wrong line then.
+/// shift, which the table rewrites each time it moves its slots (under the map's lock). A
+/// reader may see a stale or half-updated pair; it only prefetches the wrong line then.
 #[derive(Debug, Default)]
 pub(crate) struct SlotHint {
-    base: std::sync::atomic::AtomicUsize,
-    shift: std::sync::atomic::AtomicU32,
+    base: AtomicUsize,
+    shift: AtomicU32,
 }
 
 impl SlotHint {
-    /// Publishes where `map`'s table is now (the caller holds the map's lock).
-    pub(crate) fn publish(&self, map: &KeyMap) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let t = &map.table;
-        let base = if t.slots.is_empty() {
-            0
-        } else {
-            t.slots.as_ptr() as usize
-        };
-        // Written only on a change: every prefetching thread reads this line.
-        if self.base.load(Relaxed) != base {
-            self.base.store(base, Relaxed);
-        }
-        if self.shift.load(Relaxed) != t.shift {
-            self.shift.store(t.shift, Relaxed);
-        }
+    /// Records that the slots are now at `slots`, placed with `shift`.
+    fn publish(&self, slots: &[u64], shift: u32) {
+        self.base.store(slots.as_ptr() as usize, Relaxed);
+        self.shift.store(shift, Relaxed);
     }
 
-    /// Asks the CPU for the cache line where a look-up of a key of hash `hash` starts.
+    /// Asks the CPU for the cache line where a look-up of a key of hash `hash` starts
+    /// (nothing before the table has slots).
     pub(crate) fn prefetch(&self, hash: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
         let base = self.base.load(Relaxed);
         if base != 0 {
             let home = home_of(bits_of(hash), self.shift.load(Relaxed));
@@ -140,47 +135,33 @@ impl SlotTable {
         self.slots.len().wrapping_sub(1)
     }
 
+    /// The used slots of the probe sequence that starts at the home of `bits`, with their
+    /// positions, up to the first empty slot (every probe meets one: the table is never
+    /// full; the bound only keeps a broken invariant from looping).
+    fn probe(&self, bits: u32) -> impl Iterator<Item = (usize, Slot)> + '_ {
+        let mask = self.mask();
+        let mut i = self.home(bits);
+        (0..self.slots.len()).map_while(move |_| {
+            let at = i;
+            i = (i + 1) & mask;
+            self.slots
+                .get(at)
+                .filter(|&&s| s != EMPTY)
+                .map(|&s| (at, Slot(s)))
+        })
+    }
+
     /// The position and value of the first used slot of `bits` on its probe sequence that
     /// `pred` accepts.
     fn find(&self, bits: u32, mut pred: impl FnMut(Slot) -> bool) -> Option<(usize, Slot)> {
-        let mask = self.mask();
-        let mut i = self.home(bits);
-        // An empty slot ends every probe (the table is never full); the bound only keeps a
-        // broken invariant from looping.
-        for _ in 0..self.slots.len() {
-            let s = *self.slots.get(i)?;
-            if s == EMPTY {
-                return None;
-            }
-            let s = Slot(s);
-            if s.bits() == bits && pred(s) {
-                return Some((i, s));
-            }
-            i = (i + 1) & mask;
-        }
-        None
+        self.probe(bits).find(|&(_, s)| s.bits() == bits && pred(s))
     }
 
     /// Every used slot of `bits`, in probe order.
     fn matching(&self, bits: u32) -> impl Iterator<Item = Slot> + '_ {
-        let mask = self.mask();
-        let mut i = self.home(bits);
-        let mut left = self.slots.len();
-        std::iter::from_fn(move || {
-            while left > 0 {
-                left -= 1;
-                let s = *self.slots.get(i)?;
-                if s == EMPTY {
-                    left = 0;
-                    return None;
-                }
-                i = (i + 1) & mask;
-                if Slot(s).bits() == bits {
-                    return Some(Slot(s));
-                }
-            }
-            None
-        })
+        self.probe(bits)
+            .map(|(_, s)| s)
+            .filter(move |s| s.bits() == bits)
     }
 
     /// Adds `slot` (whose entry has no slot yet), growing the table first when it would be
@@ -253,9 +234,7 @@ impl SlotTable {
 
     /// Moves every slot into a table of `n` slots (a power of two, more than `len`).
     fn resize(&mut self, n: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; n].into_boxed_slice());
-        self.shift = 64 - n.trailing_zeros();
-        self.len = 0;
+        let old = self.empty_slots(n);
         for s in old.iter().copied().filter(|&s| s != EMPTY) {
             self.place(Slot(s));
         }
@@ -263,10 +242,16 @@ impl SlotTable {
 
     /// Empties the table, sized for `n` slots.
     fn clear_for(&mut self, n: usize) {
-        let want = (n * 4 / 3 + 1).next_power_of_two().max(MIN_SLOTS);
-        self.slots = vec![EMPTY; want].into_boxed_slice();
-        self.shift = 64 - want.trailing_zeros();
+        self.empty_slots((n * 4 / 3 + 1).next_power_of_two().max(MIN_SLOTS));
+    }
+
+    /// Puts `n` empty slots (a power of two) in place of the table's, and returns those.
+    fn empty_slots(&mut self, n: usize) -> Box<[u64]> {
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; n].into_boxed_slice());
+        self.shift = 64 - n.trailing_zeros();
         self.len = 0;
+        self.hint.publish(&self.slots, self.shift);
+        old
     }
 }
 
@@ -392,8 +377,15 @@ fn same(k: &VKey, probe: &dyn KeyView) -> bool {
 }
 
 impl KeyMap {
-    pub(crate) fn new() -> KeyMap {
-        KeyMap::default()
+    /// An empty map whose table tells `hint` where its slots are (see [`SlotHint`]).
+    pub(crate) fn with_hint(hint: Arc<SlotHint>) -> KeyMap {
+        KeyMap {
+            table: SlotTable {
+                hint,
+                ..SlotTable::default()
+            },
+            entries: Entries::default(),
+        }
     }
 
     /// Number of keys.
@@ -579,7 +571,7 @@ mod tests {
     fn keys_stay_found_through_pushes_removals_and_extraction() {
         let state = KeyHashState::new();
         let trx = TrxState::for_test(9);
-        let mut map = KeyMap::new();
+        let mut map = KeyMap::default();
         for n in 0..5_000u32 {
             let k = key(&state, n);
             push(&mut map, &k.clone(), rce(&trx, n), k);
@@ -675,6 +667,9 @@ mod tests {
                     t.len * 4 <= t.slots.len() * 3,
                     "at most three quarters full"
                 );
+                // The hint follows the slots wherever growth moved them.
+                assert_eq!(t.hint.base.load(Relaxed), t.slots.as_ptr() as usize);
+                assert_eq!(t.hint.shift.load(Relaxed), t.shift);
             }
             for (&i, &hash) in &model {
                 assert!(
@@ -703,7 +698,7 @@ mod tests {
     #[test]
     fn keys_sharing_their_slot_bits_are_told_apart() {
         let trx = TrxState::for_test(4);
-        let mut map = KeyMap::new();
+        let mut map = KeyMap::default();
         // The low 32 bits are the same for all; the high bits differ, but for keys 190..200,
         // which share one full hash with key 189.
         let hash_of = |n: u32| u64::from(n.min(189)) << 32 | 0x5eed;

@@ -516,8 +516,9 @@ pub struct VersionStore {
     pub(crate) commit_lock: Mutex<()>,
     pub(crate) active: Mutex<HashMap<TrxId, Arc<TrxState>>>,
     shards: Box<[Mutex<Shard>]>,
-    /// Where each shard's slot table is, for prefetching without its lock.
-    hints: Box<[SlotHint]>,
+    /// Where each shard's slot table is, for prefetching without its lock (each shard's map
+    /// keeps its own up to date).
+    hints: Box<[Arc<SlotHint>]>,
     hasher: KeyHashState,
     committed: Mutex<VecDeque<Committed>>,
     budget: u64,
@@ -564,16 +565,22 @@ impl VersionStore {
     /// e.g. from the log generation, so ids never repeat in one log stream).
     pub fn new(store: Arc<dyn TxnStore>, budget_bytes: u64, first_trx: TrxId) -> VersionStore {
         let hasher = KeyHashState::new();
+        let hints: Box<[Arc<SlotHint>]> = (0..SHARDS).map(|_| Arc::default()).collect();
         VersionStore {
             store,
             next_trx: AtomicU64::new(first_trx.0.max(1)),
             last_commit: AtomicU64::new(1),
             commit_lock: Mutex::new(()),
             active: Mutex::new(HashMap::new()),
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(Shard { map: KeyMap::new() }))
+            shards: hints
+                .iter()
+                .map(|h| {
+                    Mutex::new(Shard {
+                        map: KeyMap::with_hint(Arc::clone(h)),
+                    })
+                })
                 .collect(),
-            hints: (0..SHARDS).map(|_| SlotHint::default()).collect(),
+            hints,
             hasher,
             committed: Mutex::new(VecDeque::new()),
             budget: budget_bytes,
@@ -874,9 +881,6 @@ impl VersionStore {
         }
         self.entries.fetch_add(1, Ordering::Relaxed);
         shard.map.push_at(found, probe, rce, || Self::vkey(probe));
-        if let Some(h) = self.hints.get(Self::shard_index(probe.hash)) {
-            h.publish(&shard.map);
-        }
     }
 
     /// Asks the CPU for the memory where a look-up of `key` of `tree` in the version store
@@ -1310,26 +1314,19 @@ impl VersionStore {
             let mut parts: Vec<Chain> = Vec::new();
             let gone: Vec<(VKey, Chain)> = {
                 let mut shard = self.shard_at(s);
-                let gone =
-                    shard
-                        .map
-                        .extract_if(|vkey, chain| match Self::clean_chain(chain, horizon) {
-                            Cleaned::All => true,
-                            Cleaned::Part(removed) => {
-                                let now_empty = chain.is_empty();
-                                dropped +=
-                                    Self::account(&removed, vkey, now_empty, doomed, &mut tally);
-                                if !removed.is_empty() {
-                                    parts.push(removed);
-                                }
-                                now_empty
+                shard
+                    .map
+                    .extract_if(|vkey, chain| match Self::clean_chain(chain, horizon) {
+                        Cleaned::All => true,
+                        Cleaned::Part(removed) => {
+                            let now_empty = chain.is_empty();
+                            dropped += Self::account(&removed, vkey, now_empty, doomed, &mut tally);
+                            if !removed.is_empty() {
+                                parts.push(removed);
                             }
-                        });
-                // The table was rebuilt (smaller) if anything went.
-                if let Some(h) = self.hints.get(s) {
-                    h.publish(&shard.map);
-                }
-                gone
+                            now_empty
+                        }
+                    })
             };
             for (vkey, chain) in &gone {
                 dropped += Self::account(chain, vkey, true, doomed, &mut tally);
@@ -1426,7 +1423,7 @@ mod tests {
             h.finish()
         };
         let trx = TrxState::for_test(1);
-        let mut map = KeyMap::new();
+        let mut map = KeyMap::default();
         let keys: Vec<(ObjId, Vec<u8>)> = (0..=80usize)
             .map(|n| {
                 let tree = ObjId(7 + (n as u32 % 3));
