@@ -1,9 +1,10 @@
 //! Page buffers: the bytes of one page, on the heap or in a slab of the buffer cache.
 //!
 //! A cached page's buffer comes from a **slab**: an anonymous mapping of 2 MiB, cut into
-//! buffers of the page size; every slab after a cache's first asks the kernel for transparent
-//! huge pages (`madvise(MADV_HUGEPAGE)`), so a small database (a temporary table) does not
-//! take a 2 MiB page for a few pages. A point read touches one buffer per tree level, each on a different 4 KiB page of
+//! buffers of the page size; the slabs a background thread prepares ahead of need ask the
+//! kernel for transparent huge pages (`madvise(MADV_HUGEPAGE)`), the first slab and any slab
+//! mapped on demand do not (a small database, a temporary table, does not take a 2 MiB page for
+//! a few pages; a thread needing a page does not wait for a huge page's first touch). A point read touches one buffer per tree level, each on a different 4 KiB page of
 //! memory: with small pages, nearly every leaf's buffer costs a TLB miss (a page-table walk)
 //! before its first cache miss, and `perf` of the point-read phase put 8 % of it on the
 //! prefetch of the leaf's header, stalled on that walk. With huge pages the buffers of 256
@@ -164,6 +165,20 @@ struct SlabState {
 /// How many slabs a growing pool keeps mapped and touched ahead of need (8 MiB).
 const SPARES_AHEAD: usize = 4;
 
+/// Lowers the calling thread's scheduling priority to the least (nice 19, Linux): the thread
+/// that touches spare slabs works with what the log and page writers leave of the CPU. Best
+/// effort: nothing changes where the call fails or on other systems.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `gettid` has no preconditions and returns the calling thread's id.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: `setpriority` takes plain integers and changes only the nice value of the
+        // thread `tid` (Linux gives each thread its own); a failure is reported, not undefined.
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 19) };
+    }
+}
+
 /// Maps a slab; `huge` asks for transparent huge pages (advice only: without them the slab
 /// works with small pages).
 fn map_slab(huge: bool) -> Option<MmapMut> {
@@ -197,8 +212,11 @@ impl SlabPool {
     /// pays it on the inserting thread: `perf` of the bulk load put 12 % of that thread in the
     /// kernel's zeroing with no slab prepared ahead, and 23 % with one (on a VM where a huge
     /// page's first touch costs about 11 ms per MiB, one slab ahead is gone before the next
-    /// is ready). Nothing when the thread runs or enough spares are ready, or when no thread
-    /// can be started (the next slab is then mapped when needed, as before).
+    /// is ready). The thread runs at the lowest priority ([`lower_priority`]): on two cores,
+    /// touching huge pages at full priority took the second core from the log and page
+    /// writers while a bulk load ran (`docs/design.md`, "The slab thread yields"). Nothing
+    /// when the thread runs or enough spares are ready, or when no thread can be started (the
+    /// next slab is then mapped in small pages when needed).
     fn reserve(self: &Arc<SlabPool>, st: &mut SlabState) {
         if st.preparing || st.spares.len() >= SPARES_AHEAD {
             return;
@@ -207,6 +225,7 @@ impl SlabPool {
         let started = std::thread::Builder::new()
             .name("ese-cache-grow".into())
             .spawn(move || {
+                lower_priority();
                 loop {
                     let mut map = map_slab(true);
                     if let Some(m) = map.as_mut() {
@@ -276,11 +295,13 @@ impl SlabPool {
         }
         let mut st = self.state.lock();
         if st.free.is_empty() {
-            // Huge pages from the second slab on: a small database (a temporary table) keeps
-            // its cache in small pages instead of a 2 MiB page.
+            // A slab touched in the background, in huge pages; else one in small pages, which
+            // this thread faults in as it uses them: a huge page's first touch here would stall
+            // it for the whole 2 MiB (17 ms on the VM `reserve` describes). The first slab is
+            // always small: a small database (a temporary table) keeps its few pages there.
             let mut map = match st.spares.pop_front() {
                 Some(map) => map,
-                None => map_slab(!st.slabs.is_empty())?,
+                None => map_slab(false)?,
             };
             let base = map.as_mut_ptr() as usize;
             st.free
