@@ -10,7 +10,8 @@
 //! with the harness's removal phase (half the bulk-loaded keys, one transaction).
 //! `ESE_PHASES_PAUSE_MS=N` sleeps N ms after the bulk load, so that the individual writes can
 //! be timed with the bulk load's write-back done (or not). `ESE_PHASES_KEEP=1` keeps the
-//! database directory (its path is printed) for `esedump space`.
+//! database directory (its path is printed) for `esedump space`. `ESE_PHASES_PAGE_SIZE=N`
+//! sets the database page size (bytes; default 8192).
 //! To profile one phase alone: `mkfifo ctl; ESE_PERF_CTL=ctl ESE_PERF_PHASE=batch perf record
 //! --control fifo:ctl -D -1 -g -- ese_phases N` (phases: bulk, individual, batch, reads, ranges,
 //! removals).

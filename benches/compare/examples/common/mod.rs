@@ -11,13 +11,20 @@ use ese::{
 };
 
 /// An instance named `name` with its files in `dir` (logs in `dir/logs`), circular logging and
-/// a 1 GiB cache, as the harness sets it up.
+/// a 1 GiB cache, as the harness sets it up; pages of 8 KiB, or of `ESE_PHASES_PAGE_SIZE`
+/// bytes (4096, 8192, 16384 or 32768) for comparing page sizes.
 pub fn builder(name: &str, dir: &Path) -> InstanceBuilder {
     Instance::builder(name)
         .system_path(dir)
         .log_path(dir.join("logs"))
         .circular_log(true)
         .cache_size_max_bytes(1 << 30)
+        .page_size(
+            std::env::var("ESE_PHASES_PAGE_SIZE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(8192),
+        )
 }
 
 /// A new temporary directory for an example's files, under `ESE_PHASES_DIR` (default `/tmp`).
