@@ -42,8 +42,8 @@ pub struct CompactStats {
     pub deleted_skipped: u64,
     /// Database pages in the source file (header pages excluded).
     pub source_pages: u32,
-    /// Database pages the copy uses (header pages excluded; the file may hold a few more
-    /// pages of unused extension).
+    /// Database pages the copy uses (header pages excluded): the copy's file holds these and
+    /// its two header pages, no unused extension.
     pub dest_pages: u32,
 }
 
@@ -102,8 +102,12 @@ impl Database {
             work.commit()?;
         }
         stats.dest_pages = copy.space_header()?.pgno_last;
-        // Flushes and syncs every page, then writes the header (the newer of the two slots,
-        // which open takes).
+        // The file ends at its last page: the extension the copy's growth left past it (up to
+        // a sixteenth of the file, see `split::growth_pages`) is cut, as a compaction is
+        // expected to leave no unused space; the file grows again when it needs to.
+        copy.shared.cache.file.trim_to(stats.dest_pages)?;
+        // Flushes and syncs every page (the sync makes the new length durable), then writes
+        // the header (the newer of the two slots, which open takes).
         copy.write_header(|h| h.state = DbState::CleanShutdown)?;
         Ok(stats)
     }

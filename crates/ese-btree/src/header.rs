@@ -403,6 +403,19 @@ impl DbFile {
         Ok(())
     }
 
+    /// Cuts the file down to `pages` database pages, without a sync (the caller's next
+    /// `fdatasync` makes the length durable), when it is longer: for a file that holds no
+    /// page past `pages` and never will before it grows again (a finished compacted copy,
+    /// whose unused extension would otherwise stay). Nothing when it is not longer.
+    pub(crate) fn trim_to(&self, pages: u32) -> Result<()> {
+        let len = (u64::from(pages) + 2) * self.page_size as u64;
+        if self.file.len()? > len {
+            self.file.set_len(len)?;
+        }
+        self.known_pages.store(pages, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Reads page `pgno` raw (unverified).
     pub(crate) fn read_page(&self, pgno: Pgno, buf: &mut [u8]) -> Result<()> {
         if pgno == Pgno::NULL {

@@ -96,6 +96,15 @@ fn a_compacted_copy_holds_the_live_nodes_of_every_tree_in_fewer_pages() {
         "the copy should need well under 70% of the pages: {stats:?}"
     );
 
+    // The copy's file ends at its last page: no unused extension is left (the test's copy
+    // grows past its first extension, so there was one to cut).
+    let len = fs
+        .open(Path::new(DEST), ese_core::fs::OpenOptions::read())
+        .unwrap()
+        .len()
+        .unwrap();
+    assert_eq!(len, (u64::from(stats.dest_pages) + 2) * 4096, "{stats:?}");
+
     // The source is as it was.
     for (objid, _, nodes) in &before {
         assert_eq!(&contents(&src.open_tree(*objid).unwrap()), nodes);
