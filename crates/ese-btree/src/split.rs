@@ -786,9 +786,7 @@ pub(crate) fn share_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
     // The nodes that move, read from the leaf (and the new one), and the two around the cut.
     let own_ref = |j: usize| with_new_node(&leaf, pgno, idx, node, j);
     let moved_range = if leaf_left { k..own } else { 0..k };
-    let moved = moved_range
-        .map(own_ref)
-        .collect::<Result<Vec<NodeRef<'_>>>>()?;
+    let moved = nodes_in(moved_range, own_ref)?;
     let (last, first) = (own_ref(k - 1)?, own_ref(k)?);
     let (lb, rb) = sizes.split_at(cut);
     let (l_ext, r_ext) = if leaf_left {
@@ -953,6 +951,19 @@ fn log_in_place(
     sh.cache.log_change(&rec, frames)
 }
 
+/// The nodes `node_at` gives for `range`, in a vector sized once (collecting into a `Result`
+/// gives the vector no size hint: it grew three times for a share's dozen nodes).
+fn nodes_in<'a>(
+    range: std::ops::Range<usize>,
+    node_at: impl Fn(usize) -> Result<NodeRef<'a>>,
+) -> Result<Vec<NodeRef<'a>>> {
+    let mut nodes = Vec::with_capacity(range.len());
+    for j in range {
+        nodes.push(node_at(j)?);
+    }
+    Ok(nodes)
+}
+
 /// Size of node `j` of `leaf`'s nodes with `node` inserted at `idx` (from the tags).
 fn with_new_size(leaf: &Page, idx: usize, node: NodeRef<'_>, j: usize) -> usize {
     match j.cmp(&idx) {
@@ -1039,9 +1050,7 @@ pub(crate) fn split_insert(sh: &DbShared, ins: Overflowing<'_>) -> Result<Option
         }
         let p = page_past_last(sh, &space)?;
         // Built in a buffer of the cache's, which its frame then takes without a copy.
-        let right = (k..own)
-            .map(own_ref)
-            .collect::<Result<Vec<NodeRef<'_>>>>()?;
+        let right = nodes_in(k..own, own_ref)?;
         let mut new_page = sh
             .cache
             .build_page((p, objid, leaf.flags(), 0), right.into_iter())?;
