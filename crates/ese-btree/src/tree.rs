@@ -77,6 +77,37 @@ impl std::fmt::Debug for Tree {
     }
 }
 
+thread_local! {
+    /// The annotation buffer of this thread's last [`Tree::put_with`], kept for the next.
+    static ANNOTATION: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The thread's annotation buffer, taken out of [`ANNOTATION`] empty and put back when dropped.
+struct ScratchAnnotation(Vec<u8>);
+
+impl ScratchAnnotation {
+    fn take() -> ScratchAnnotation {
+        let mut buf = ANNOTATION.with_borrow_mut(std::mem::take);
+        buf.clear();
+        ScratchAnnotation(buf)
+    }
+}
+
+impl Drop for ScratchAnnotation {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        // An annotation may hold a before-image of up to a page: a buffer grown past 64 KiB
+        // is not kept.
+        if buf.capacity() <= 64 << 10 {
+            let _ = ANNOTATION.try_with(|a| {
+                if let Ok(mut a) = a.try_borrow_mut() {
+                    *a = buf;
+                }
+            });
+        }
+    }
+}
+
 fn corrupt(kind: ErrorKind, pgno: Pgno, msg: impl Into<String>) -> Error {
     Error::new(kind).with_pgno(pgno).with_message(msg)
 }
@@ -289,16 +320,19 @@ impl Tree {
     /// read errors. Never `KeyDuplicate` or `RecordNotFound`.
     pub fn put(&self, key: &[u8], state: NodeState<'_>, annotation: &[u8]) -> Result<Lgpos> {
         check_annotation(annotation)?;
-        self.put_with(key, PutTarget::State(state), None, |_| {
-            Ok(Some(annotation.to_vec()))
+        self.put_with(key, PutTarget::State(state), None, |_, buf| {
+            buf.extend_from_slice(annotation);
+            Ok(true)
         })?
         .ok_or_else(|| Error::new(ErrorKind::InternalError).with_message("put wrote nothing"))
     }
 
     /// [`Tree::put`] decided from the node's current state, read under the same writer mutex
     /// as the change and with the same descent: `decide` gets the node's data and flags
-    /// (`None`: no node) and returns the annotation to log the change with, or `None` to
-    /// write nothing (then nothing is logged and this returns `None`). `target` is the state
+    /// (`None`: no node) and an empty buffer, appends to the buffer the annotation to log the
+    /// change with and returns `true`, or returns `false` to write nothing (then nothing is
+    /// logged and this returns `None`). The buffer is reused from one call to the next on a
+    /// thread, so a change allocates nothing for its annotation. `target` is the state
     /// to put, or [`PutTarget::Flags`] to keep the node's data and change only its flags.
     /// `hint`, the leaf a cursor on the key was on ([`Cursor::leaf_hint`]), is used instead of
     /// a descent from the root when it still holds the key (ESE's change at the cursor's
@@ -312,7 +346,21 @@ impl Tree {
         key: &[u8],
         target: PutTarget<'_>,
         hint: Option<&LeafHint>,
-        decide: impl FnOnce(Option<(&[u8], NodeFlags)>) -> Result<Option<Vec<u8>>>,
+        decide: impl FnOnce(Option<(&[u8], NodeFlags)>, &mut Vec<u8>) -> Result<bool>,
+    ) -> Result<Option<Lgpos>> {
+        // Taken out for the call (a call made from `decide` finds an empty one and
+        // allocates); put back by `ScratchAnnotation`'s drop, on every return.
+        let mut annotation = ScratchAnnotation::take();
+        self.put_with_in(key, target, hint, decide, &mut annotation.0)
+    }
+
+    fn put_with_in(
+        &self,
+        key: &[u8],
+        target: PutTarget<'_>,
+        hint: Option<&LeafHint>,
+        decide: impl FnOnce(Option<(&[u8], NodeFlags)>, &mut Vec<u8>) -> Result<bool>,
+        annotation: &mut Vec<u8>,
     ) -> Result<Option<Lgpos>> {
         match target {
             PutTarget::State(NodeState::Present { data, flags }) => {
@@ -345,10 +393,10 @@ impl Tree {
                 (i, true) => leaf.guard.node(i),
                 _ => None,
             };
-            let Some(annotation) = decide(node.as_ref().map(|n| (n.data, n.flags)))? else {
+            if !decide(node.as_ref().map(|n| (n.data, n.flags)), annotation)? {
                 return Ok(None);
-            };
-            check_annotation(&annotation)?;
+            }
+            check_annotation(annotation)?;
             let current = match target {
                 PutTarget::State(state) => node.map(|n| (n.flags, n.data == data_of(state))),
                 PutTarget::Flags(_) => node.map(|n| (n.flags, true)),
@@ -361,7 +409,7 @@ impl Tree {
                     parent,
                 },
                 current,
-                annotation,
+                &*annotation,
             )
         };
         let state = match target {
@@ -388,10 +436,10 @@ impl Tree {
             }
         };
         if let Some(c) = change {
-            self.modify_locked(key, c, Some(&annotation), Some(frame))
+            self.modify_locked(key, c, Some(annotation), Some(frame))
                 .map(Some)
         } else {
-            let rec = encode_annotation(sh.opts.dbid, &annotation);
+            let rec = encode_annotation(sh.opts.dbid, annotation);
             sh.cache.log_change(&rec, &[]).map(Some)
         }
     }

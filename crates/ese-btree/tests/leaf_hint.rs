@@ -76,9 +76,9 @@ fn replace(db: &Database, t: &Tree, k: &[u8], d: &[u8], hint: Option<&LeafHint>)
                 flags: NodeFlags(0),
             }),
             hint,
-            |node| {
+            |node, _| {
                 assert!(node.is_some(), "the decision sees the node");
-                Ok(Some(Vec::new()))
+                Ok(true)
             },
         )
         .unwrap();
@@ -106,7 +106,7 @@ fn a_hint_on_the_keys_leaf_replaces_the_descent() {
             &k,
             PutTarget::Flags(NodeFlags::DELETED),
             Some(&hint),
-            |_| Ok(Some(Vec::new())),
+            |_, _| Ok(true),
         )
         .unwrap();
     assert!(lg.is_some());
@@ -162,7 +162,7 @@ fn a_hint_on_a_page_freed_since_is_ignored() {
                 flags: NodeFlags(0),
             }),
             Some(&stale),
-            |_| Ok(Some(Vec::new())),
+            |_, _| Ok(true),
         );
         r.unwrap();
         assert_eq!(t.get(&k).unwrap().0, d, "key {i}");

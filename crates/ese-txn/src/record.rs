@@ -120,14 +120,28 @@ impl TxnRecord {
     /// The encoded bytes of a [`TxnRecord::Op`] with these fields, from a borrowed key (what
     /// `encode` of the record would return, without building it).
     pub fn encode_op(trx: TrxId, seq: u32, tree: ObjId, key: &[u8], undo: &Undo) -> Vec<u8> {
-        // Room for the fixed fields plus the key and the before-image: one allocation.
+        let mut b = Vec::new();
+        TxnRecord::encode_op_into(&mut b, trx, seq, tree, key, undo);
+        b
+    }
+
+    /// [`TxnRecord::encode_op`] appended to `b` (a buffer the caller reuses).
+    pub fn encode_op_into(
+        b: &mut Vec<u8>,
+        trx: TrxId,
+        seq: u32,
+        tree: ObjId,
+        key: &[u8],
+        undo: &Undo,
+    ) {
+        // Room for the fixed fields plus the key and the before-image: one allocation at most.
         let hint = 32
             + key.len()
             + match undo {
                 Undo::Restore(PhysState::Deleted(d) | PhysState::Present(d)) => d.len(),
                 _ => 16,
             };
-        let mut b = Vec::with_capacity(hint);
+        b.reserve(hint);
         b.push(TAG_OP);
         b.extend_from_slice(&trx.0.to_le_bytes());
         b.extend_from_slice(&seq.to_le_bytes());
@@ -164,7 +178,6 @@ impl TxnRecord {
             Undo::Nothing => b.push(UNDO_NOTHING),
             Undo::Undelete => b.push(UNDO_UNDELETE),
         }
-        b
     }
 
     /// Decodes [`TxnRecord::encode`]'s bytes.

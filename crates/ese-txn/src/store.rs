@@ -137,12 +137,13 @@ pub trait TxnStore: Send + Sync {
         new: NewState<'_>,
         // A store without pages has no use for a leaf hint.
         _hint: Option<&LeafHint>,
-        decide: &mut dyn FnMut(PhysRef<'_>) -> Result<Option<Vec<u8>>>,
+        decide: &mut dyn FnMut(PhysRef<'_>, &mut Vec<u8>) -> Result<bool>,
     ) -> Result<Option<Lgpos>> {
         let phys = self.read(tree, key)?;
-        let Some(annotation) = decide(phys.as_ref())? else {
+        let mut annotation = Vec::new();
+        if !decide(phys.as_ref(), &mut annotation)? {
             return Ok(None);
-        };
+        }
         let state = match (new, phys) {
             (NewState::Present(d), _) => PhysState::Present(d.to_vec()),
             (NewState::FlagDeleted, PhysState::Present(d) | PhysState::Deleted(d)) => {
@@ -164,8 +165,8 @@ pub trait TxnStore: Send + Sync {
     /// As [`TxnStore::write`]; `ObjectNotFound` when the tree is gone.
     fn remove_flag_deleted(&self, tree: ObjId, keys: &[&[u8]]) -> Result<()> {
         for key in keys {
-            self.write_checked(tree, key, NewState::Absent, None, &mut |phys| {
-                Ok(matches!(phys, PhysRef::Deleted(_)).then(Vec::new))
+            self.write_checked(tree, key, NewState::Absent, None, &mut |phys, _| {
+                Ok(matches!(phys, PhysRef::Deleted(_)))
             })?;
         }
         Ok(())

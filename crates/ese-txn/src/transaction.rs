@@ -563,50 +563,53 @@ impl Transaction {
             // the write fails); whether the budget was short.
             let mut taken: Option<(Before, u64)> = None;
             let mut short = false;
-            let written = vs.store.write_checked(tree, key, new, hint, &mut |phys| {
-                // Whether this transaction sees a record there (without a version chain, the
-                // page's state as it is: no copy).
-                let mine = match chain {
-                    Some(c) => reconstruct(c, phys.to_state(), &view).value().is_some(),
-                    None => phys.value().is_some(),
-                };
-                match oper {
-                    Oper::Insert if mine || phys.value().is_some() => {
-                        return Err(Error::new(ErrorKind::KeyDuplicate));
+            let written = vs
+                .store
+                .write_checked(tree, key, new, hint, &mut |phys, annotation| {
+                    // Whether this transaction sees a record there (without a version chain, the
+                    // page's state as it is: no copy).
+                    let mine = match chain {
+                        Some(c) => reconstruct(c, phys.to_state(), &view).value().is_some(),
+                        None => phys.value().is_some(),
+                    };
+                    match oper {
+                        Oper::Insert if mine || phys.value().is_some() => {
+                            return Err(Error::new(ErrorKind::KeyDuplicate));
+                        }
+                        Oper::Replace if !mine => {
+                            return Err(Error::new(ErrorKind::RecordNotFound));
+                        }
+                        Oper::Delete if !matches!(phys, PhysRef::Present(_)) || !mine => {
+                            return Err(Error::new(ErrorKind::RecordNotFound));
+                        }
+                        _ => {}
                     }
-                    Oper::Replace if !mine => {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
+                    // A delete only flags the node (its data stays on the page, checked above to
+                    // be present): undone by clearing the flag, and its version keeps no copy of
+                    // the record (the state before it is the page's data, unflagged). Otherwise
+                    // the state is restored, and the version keeps a copy of it.
+                    let (undo, before) = if matches!(oper, Oper::Delete) {
+                        (Undo::Undelete, Before::Undeleted)
+                    } else {
+                        let state = phys.to_state();
+                        (Undo::Restore(state.clone()), Before::State(state))
+                    };
+                    let Some(charge) = vs.try_charge(oper, &before) else {
+                        short = true;
+                        return Ok(false);
+                    };
+                    // Announce the change before any page sees it: readers that skip the version
+                    // store for trees without versions must not miss it.
+                    vs.pin_tree(tree);
+                    if !first_written {
+                        // Hold the checkpoint back before the first change reaches the log (see
+                        // `change`); the real position replaces this after the write.
+                        vs.oldest_lgpos.lock().insert(trx, Lgpos::MIN);
                     }
-                    Oper::Delete if !matches!(phys, PhysRef::Present(_)) || !mine => {
-                        return Err(Error::new(ErrorKind::RecordNotFound));
-                    }
-                    _ => {}
-                }
-                // A delete only flags the node (its data stays on the page, checked above to
-                // be present): undone by clearing the flag, and its version keeps no copy of
-                // the record (the state before it is the page's data, unflagged). Otherwise
-                // the state is restored, and the version keeps a copy of it.
-                let (undo, before) = if matches!(oper, Oper::Delete) {
-                    (Undo::Undelete, Before::Undeleted)
-                } else {
-                    let state = phys.to_state();
-                    (Undo::Restore(state.clone()), Before::State(state))
-                };
-                let Some(charge) = vs.try_charge(oper, &before) else {
-                    short = true;
-                    return Ok(None);
-                };
-                // Announce the change before any page sees it: readers that skip the version
-                // store for trees without versions must not miss it.
-                vs.pin_tree(tree);
-                if !first_written {
-                    // Hold the checkpoint back before the first change reaches the log (see
-                    // `change`); the real position replaces this after the write.
-                    vs.oldest_lgpos.lock().insert(trx, Lgpos::MIN);
-                }
-                taken = Some((before, charge));
-                Ok(Some(TxnRecord::encode_op(trx, seq, tree, key, &undo)))
-            });
+                    taken = Some((before, charge));
+                    TxnRecord::encode_op_into(annotation, trx, seq, tree, key, &undo);
+                    Ok(true)
+                });
             let lgpos = match written {
                 Ok(Some(lgpos)) => lgpos,
                 Ok(None) if short && attempt == 0 => {

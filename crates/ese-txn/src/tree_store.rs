@@ -228,7 +228,7 @@ impl TxnStore for TreeStore {
         key: &[u8],
         new: NewState<'_>,
         hint: Option<&LeafHint>,
-        decide: &mut dyn FnMut(PhysRef<'_>) -> Result<Option<Vec<u8>>>,
+        decide: &mut dyn FnMut(PhysRef<'_>, &mut Vec<u8>) -> Result<bool>,
     ) -> Result<Option<Lgpos>> {
         let t = self.tree(tree)?;
         let target = match new {
@@ -241,12 +241,15 @@ impl TxnStore for TreeStore {
             }
             NewState::Absent => PutTarget::State(NodeState::Absent),
         };
-        t.put_with(key, target, hint, |node| {
-            decide(match node {
-                None => PhysRef::Absent,
-                Some((d, f)) if f.contains(NodeFlags::DELETED) => PhysRef::Deleted(d),
-                Some((d, _)) => PhysRef::Present(d),
-            })
+        t.put_with(key, target, hint, |node, annotation| {
+            decide(
+                match node {
+                    None => PhysRef::Absent,
+                    Some((d, f)) if f.contains(NodeFlags::DELETED) => PhysRef::Deleted(d),
+                    Some((d, _)) => PhysRef::Present(d),
+                },
+                annotation,
+            )
         })
     }
 
