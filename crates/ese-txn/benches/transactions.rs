@@ -17,7 +17,8 @@
 //! schedule); like ESE's version cleanup task, a background thread here calls
 //! `VersionStore::cleanup` every 10 ms.
 //!
-//! Run: `cargo bench -p ese-txn --bench transactions`. After criterion's groups a summary of
+//! Run: `cargo bench -p ese-txn --bench transactions` (`ESE_BENCH_LOAD=N` instead times a bulk
+//! load of N rows in one transaction through this layer, see `load`). After criterion's groups a summary of
 //! fixed-duration runs prints transactions/s per thread count, the raw `fdatasync` rate
 //! measured right before, and the read rates. `ESE_BENCH_DIR` picks the directory (default:
 //! the system temp dir; it must be on a real disk, not tmpfs); `ESE_BENCH_SECS` the length of
@@ -419,7 +420,65 @@ fn summary(stack: &Arc<Stack>) {
     println!("  version store now: {:?}", stack.vs.stats());
 }
 
+/// `ESE_BENCH_LOAD=N`: the harness's bulk load through this layer alone, for comparing the
+/// layers' costs (the page store's alone: `ESE_BENCH_FIXED` of `ese-btree`'s `btree` bench;
+/// the whole engine: `ese_phases` in `benches/compare`). N rows (24-byte random keys from
+/// fastrand seed 3, 150-byte random values) inserted in one transaction over the real log and
+/// page store (1 GiB cache, a version store of 512 bytes a row), then a durable commit; prints
+/// the wall time and the inserting thread's count of rows per second.
+fn load(n: u64) {
+    let dir = bench_dir();
+    let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
+    let log = Arc::new(
+        Log::open(
+            Arc::clone(&fs),
+            LogConfig::new(dir.path().join("log")).reserve_logs(false),
+        )
+        .unwrap(),
+    );
+    let raw: Arc<dyn Wal> = Arc::new(LogWal(Arc::clone(&log)));
+    let page_wal: Arc<dyn Wal> = Arc::new(FamilyWal::new(Arc::clone(&raw), FAMILY_PAGE));
+    let db = Database::create(
+        &fs,
+        &dir.path().join("load.edb"),
+        DbOptions::new().cache_bytes(1 << 30),
+        page_wal,
+    )
+    .unwrap();
+    let tree = db.create_tree(TreeKind::Table).unwrap();
+    let id = tree.objid();
+    let store = Arc::new(TreeStore::new(raw));
+    store.register(id, tree);
+    let vs = Arc::new(VersionStore::new(store, (n * 512).max(256 << 20), TrxId(1)));
+    let mut rng = fastrand::Rng::with_seed(3);
+    let (mut k, mut v) = ([0u8; KEY_SIZE], [0u8; VALUE_SIZE]);
+    let start = Instant::now();
+    let mut t = vs.begin("load".into(), false);
+    for _ in 0..n {
+        rng.fill(&mut k);
+        rng.fill(&mut v);
+        t.insert(id, &k, &v).unwrap();
+    }
+    t.commit_level(false).unwrap();
+    let took = start.elapsed();
+    println!(
+        "load: {n} rows in one transaction in {took:?} ({:.0} rows/s)",
+        n as f64 / took.as_secs_f64()
+    );
+    drop(t);
+    drop(vs);
+    drop(db);
+    drop(log);
+}
+
 fn main() {
+    if let Some(n) = std::env::var("ESE_BENCH_LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        load(n);
+        return;
+    }
     let stack = Arc::new(Stack::open());
     let mut c = Criterion::default().configure_from_args();
     criterion_benches(&mut c, &stack);
