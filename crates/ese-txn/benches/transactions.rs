@@ -425,7 +425,8 @@ fn summary(stack: &Arc<Stack>) {
 /// the whole engine: `ese_phases` in `benches/compare`). N rows (24-byte random keys from
 /// fastrand seed 3, 150-byte random values) inserted in one transaction over the real log and
 /// page store (1 GiB cache, a version store of 512 bytes a row), then a durable commit; prints
-/// the wall time and the inserting thread's count of rows per second.
+/// the wall time and the rows per second. `ESE_BENCH_LOAD_LOG=discard` drops the log records
+/// instead of writing them.
 fn load(n: u64) {
     let dir = bench_dir();
     let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
@@ -436,7 +437,13 @@ fn load(n: u64) {
         )
         .unwrap(),
     );
-    let raw: Arc<dyn Wal> = Arc::new(LogWal(Arc::clone(&log)));
+    // `ESE_BENCH_LOAD_LOG=discard`: records are encoded and dropped (no log I/O), to tell the
+    // log's share from the version store's.
+    let raw: Arc<dyn Wal> = if std::env::var("ESE_BENCH_LOAD_LOG").as_deref() == Ok("discard") {
+        Arc::new(ese_btree::MemWal::discarding())
+    } else {
+        Arc::new(LogWal(Arc::clone(&log)))
+    };
     let page_wal: Arc<dyn Wal> = Arc::new(FamilyWal::new(Arc::clone(&raw), FAMILY_PAGE));
     let db = Database::create(
         &fs,
