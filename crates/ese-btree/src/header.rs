@@ -378,9 +378,14 @@ impl DbFile {
         self.page_count()
     }
 
+    /// The file length that holds `pages` database pages after the two header pages.
+    fn len_for(&self, pages: u32) -> u64 {
+        (u64::from(pages) + 2) * self.page_size as u64
+    }
+
     /// Extends the file to hold `pages` database pages and makes the length durable.
     pub(crate) fn grow_to(&self, pages: u32) -> Result<()> {
-        let len = (u64::from(pages) + 2) * self.page_size as u64;
+        let len = self.len_for(pages);
         if self.file.len()? < len {
             self.file.set_len(len)?;
             self.file.sync_data()?;
@@ -395,7 +400,7 @@ impl DbFile {
     /// the checkpoint passes that image only once the page was written and the file synced,
     /// and `fdatasync` also makes the length durable (see `docs/format-database.md`).
     pub(crate) fn extend_to(&self, pages: u32) -> Result<()> {
-        let len = (u64::from(pages) + 2) * self.page_size as u64;
+        let len = self.len_for(pages);
         if self.file.len()? < len {
             self.file.set_len(len)?;
         }
@@ -408,7 +413,7 @@ impl DbFile {
     /// page past `pages` and never will before it grows again (a finished compacted copy,
     /// whose unused extension would otherwise stay). Nothing when it is not longer.
     pub(crate) fn trim_to(&self, pages: u32) -> Result<()> {
-        let len = (u64::from(pages) + 2) * self.page_size as u64;
+        let len = self.len_for(pages);
         if self.file.len()? > len {
             self.file.set_len(len)?;
         }

@@ -350,18 +350,8 @@ impl Tree {
     ) -> Result<Option<Lgpos>> {
         // Taken out for the call (a call made from `decide` finds an empty one and
         // allocates); put back by `ScratchAnnotation`'s drop, on every return.
-        let mut annotation = ScratchAnnotation::take();
-        self.put_with_in(key, target, hint, decide, &mut annotation.0)
-    }
-
-    fn put_with_in(
-        &self,
-        key: &[u8],
-        target: PutTarget<'_>,
-        hint: Option<&LeafHint>,
-        decide: impl FnOnce(Option<(&[u8], NodeFlags)>, &mut Vec<u8>) -> Result<bool>,
-        annotation: &mut Vec<u8>,
-    ) -> Result<Option<Lgpos>> {
+        let mut scratch = ScratchAnnotation::take();
+        let annotation = &mut scratch.0;
         match target {
             PutTarget::State(NodeState::Present { data, flags }) => {
                 check_flags(flags)?;

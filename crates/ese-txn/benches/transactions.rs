@@ -44,7 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use ese_btree::{Database, DbOptions, TreeKind, Wal};
+use ese_btree::{Database, DbOptions, MemWal, TreeKind, Wal};
 use ese_core::fs::{FileSystem, OsFs};
 use ese_core::{ErrorKind, ObjId, TrxId};
 use ese_log::{Log, LogConfig};
@@ -95,8 +95,21 @@ struct Stack {
     _dir: tempfile::TempDir,
 }
 
-impl Stack {
-    fn open() -> Stack {
+/// The layers under test, built empty: the log, a database with one table tree, and a
+/// version store over them.
+struct Layers {
+    vs: Arc<VersionStore>,
+    tree: ObjId,
+    // Last: the files go after everything that has them open.
+    log: Arc<Log>,
+    db: Database,
+    dir: tempfile::TempDir,
+}
+
+impl Layers {
+    /// A page cache of `cache_bytes` and a version store of `vs_bytes`; with `discard_log`
+    /// the log records are encoded and dropped (no log I/O) instead of written.
+    fn open(cache_bytes: u64, vs_bytes: u64, discard_log: bool) -> Layers {
         let dir = bench_dir();
         let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
         let log = Arc::new(
@@ -106,12 +119,16 @@ impl Stack {
             )
             .unwrap(),
         );
-        let raw: Arc<dyn Wal> = Arc::new(LogWal(Arc::clone(&log)));
+        let raw: Arc<dyn Wal> = if discard_log {
+            Arc::new(MemWal::discarding())
+        } else {
+            Arc::new(LogWal(Arc::clone(&log)))
+        };
         let page_wal: Arc<dyn Wal> = Arc::new(FamilyWal::new(Arc::clone(&raw), FAMILY_PAGE));
         let db = Database::create(
             &fs,
             &dir.path().join("bench.edb"),
-            DbOptions::new().cache_bytes(CACHE_BYTES),
+            DbOptions::new().cache_bytes(cache_bytes),
             page_wal,
         )
         .unwrap();
@@ -119,7 +136,25 @@ impl Stack {
         let id = tree.objid();
         let store = Arc::new(TreeStore::new(raw));
         store.register(id, tree);
-        let vs = Arc::new(VersionStore::new(store, VERSION_STORE_BYTES, TrxId(1)));
+        Layers {
+            vs: Arc::new(VersionStore::new(store, vs_bytes, TrxId(1))),
+            tree: id,
+            log,
+            db,
+            dir,
+        }
+    }
+}
+
+impl Stack {
+    fn open() -> Stack {
+        let Layers {
+            vs,
+            tree: id,
+            log,
+            db,
+            dir,
+        } = Layers::open(CACHE_BYTES, VERSION_STORE_BYTES, false);
 
         let mut t = vs.begin("preload".into(), false);
         for i in 0..ROWS {
@@ -428,35 +463,9 @@ fn summary(stack: &Arc<Stack>) {
 /// the wall time and the rows per second. `ESE_BENCH_LOAD_LOG=discard` drops the log records
 /// instead of writing them.
 fn load(n: u64) {
-    let dir = bench_dir();
-    let fs: Arc<dyn FileSystem> = Arc::new(OsFs::new());
-    let log = Arc::new(
-        Log::open(
-            Arc::clone(&fs),
-            LogConfig::new(dir.path().join("log")).reserve_logs(false),
-        )
-        .unwrap(),
-    );
-    // `ESE_BENCH_LOAD_LOG=discard`: records are encoded and dropped (no log I/O), to tell the
-    // log's share from the version store's.
-    let raw: Arc<dyn Wal> = if std::env::var("ESE_BENCH_LOAD_LOG").as_deref() == Ok("discard") {
-        Arc::new(ese_btree::MemWal::discarding())
-    } else {
-        Arc::new(LogWal(Arc::clone(&log)))
-    };
-    let page_wal: Arc<dyn Wal> = Arc::new(FamilyWal::new(Arc::clone(&raw), FAMILY_PAGE));
-    let db = Database::create(
-        &fs,
-        &dir.path().join("load.edb"),
-        DbOptions::new().cache_bytes(1 << 30),
-        page_wal,
-    )
-    .unwrap();
-    let tree = db.create_tree(TreeKind::Table).unwrap();
-    let id = tree.objid();
-    let store = Arc::new(TreeStore::new(raw));
-    store.register(id, tree);
-    let vs = Arc::new(VersionStore::new(store, (n * 512).max(256 << 20), TrxId(1)));
+    let discard = std::env::var("ESE_BENCH_LOAD_LOG").as_deref() == Ok("discard");
+    let layers = Layers::open(1 << 30, (n * 512).max(256 << 20), discard);
+    let (vs, id) = (&layers.vs, layers.tree);
     let mut rng = fastrand::Rng::with_seed(3);
     let (mut k, mut v) = ([0u8; KEY_SIZE], [0u8; VALUE_SIZE]);
     let start = Instant::now();
@@ -473,9 +482,7 @@ fn load(n: u64) {
         n as f64 / took.as_secs_f64()
     );
     drop(t);
-    drop(vs);
-    drop(db);
-    drop(log);
+    drop(layers);
 }
 
 fn main() {
