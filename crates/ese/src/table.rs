@@ -1431,10 +1431,7 @@ impl Table {
             let v = p.record.get(column, itag);
             return f(v.as_ref().map(|v| (&v.data[..], v.separated)));
         }
-        self.with_current(|b| {
-            let r = RecordRef::parse(b, &self.layout)?;
-            f(r.get(&self.layout, column, itag))
-        })
+        self.with_current(|b| f(RecordRef::value(b, &self.layout, column, itag)?))
     }
 
     /// Retrieves several columns of the current record, or of the prepared update for those
@@ -1465,27 +1462,6 @@ impl Table {
             }
             self.def.column(c.column)?;
         }
-        let fill = |c: &mut RetrieveColumn, v: Option<(&[u8], bool)>| -> Result<()> {
-            c.data.clear();
-            c.is_null = false;
-            match v {
-                Some((d, true)) => {
-                    let lv = self.read_lv(d, &self.session.read_view(), 0, usize::MAX)?;
-                    c.data.extend_from_slice(&lv);
-                }
-                Some((d, false)) => c.data.extend_from_slice(d),
-                None => {
-                    let default = self.def.column(c.column)?.def.default.as_ref().filter(|_| {
-                        c.itag_sequence == 1 && !c.grbit.contains(RetrieveGrbit::IGNORE_DEFAULT)
-                    });
-                    match default {
-                        Some(d) => c.data.extend_from_slice(d),
-                        None => c.is_null = true,
-                    }
-                }
-            }
-            Ok(())
-        };
         if columns.is_empty() {
             // Nothing to read, not even the current record.
             return Ok(());
@@ -1494,20 +1470,59 @@ impl Table {
         let copy = |c: &RetrieveColumn| prepared && c.grbit.contains(RetrieveGrbit::COPY);
         if prepared {
             for c in columns.iter_mut().filter(|c| copy(c)) {
-                self.value_of(true, c.column, c.itag_sequence, |v| fill(c, v))?;
+                self.value_of(true, c.column, c.itag_sequence, |v| self.fill(c, v))?;
             }
             if columns.iter().all(copy) {
                 return Ok(());
             }
         }
         self.with_current(|b| {
-            let r = RecordRef::parse(b, &self.layout)?;
             for c in columns.iter_mut().filter(|c| !copy(c)) {
-                let v = r.get(&self.layout, c.column, c.itag_sequence);
-                fill(c, v)?;
+                self.fill(
+                    c,
+                    RecordRef::value(b, &self.layout, c.column, c.itag_sequence)?,
+                )?;
             }
             Ok(())
         })
+    }
+
+    /// Puts value `v` of [`Table::retrieve_columns`]' entry `c` in its buffer: an intrinsic
+    /// value is copied here; a separated long value, a null and a default take
+    /// [`Table::fill_rare`].
+    #[inline]
+    fn fill(&self, c: &mut RetrieveColumn, v: Option<(&[u8], bool)>) -> Result<()> {
+        c.data.clear();
+        c.is_null = false;
+        match v {
+            Some((d, false)) => {
+                c.data.extend_from_slice(d);
+                Ok(())
+            }
+            v => self.fill_rare(c, v),
+        }
+    }
+
+    /// [`Table::fill`] of a separated long value (read whole), or of a missing value (the
+    /// column's default for value 1 unless [`RetrieveGrbit::IGNORE_DEFAULT`], else null).
+    #[cold]
+    fn fill_rare(&self, c: &mut RetrieveColumn, v: Option<(&[u8], bool)>) -> Result<()> {
+        match v {
+            Some((d, _)) => {
+                let lv = self.read_lv(d, &self.session.read_view(), 0, usize::MAX)?;
+                c.data.extend_from_slice(&lv);
+            }
+            None => {
+                let default = self.def.column(c.column)?.def.default.as_ref().filter(|_| {
+                    c.itag_sequence == 1 && !c.grbit.contains(RetrieveGrbit::IGNORE_DEFAULT)
+                });
+                match default {
+                    Some(d) => c.data.extend_from_slice(d),
+                    None => c.is_null = true,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Retrieves part of a value of a column (JetRetrieveColumn with `JET_RETINFO`): value
