@@ -103,7 +103,7 @@ impl Database {
         }
         stats.dest_pages = copy.space_header()?.pgno_last;
         // The file ends at its last page: the extension the copy's growth left past it (up to
-        // a sixteenth of the file, see `split::growth_pages`) is cut, as a compaction is
+        // a sixty-fourth of the file, see `split::growth_pages`) is cut, as a compaction is
         // expected to leave no unused space; the file grows again when it needs to.
         copy.shared.cache.file.trim_to(stats.dest_pages)?;
         // Flushes and syncs every page (the sync makes the new length durable), then writes

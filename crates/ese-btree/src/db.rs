@@ -115,7 +115,7 @@ impl DbOptions {
     }
 
     /// Pages added each time the file grows (`JET_paramDbExtensionSize`). Default 256,
-    /// minimum 1. A larger file grows by a sixteenth of its size instead, up to 64 MiB at a
+    /// minimum 1. A larger file grows by a sixty-fourth of its size instead, up to 64 MiB at a
     /// time (`docs/format-database.md`).
     #[must_use]
     pub fn extension_pages(mut self, pages: u32) -> DbOptions {

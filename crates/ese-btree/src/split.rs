@@ -66,18 +66,19 @@ pub(crate) enum Change<'a> {
 }
 
 /// Largest single growth of the database file, in bytes. 64 MiB keeps the unused extension
-/// of a large file small next to its size (at most about 6% past 1 GiB) while a file that
-/// grows by gigabytes does so a few dozen times per gigabyte, not hundreds.
+/// of a large file small next to its size (at most about 1.6% past 4 GiB) while a file that
+/// grows by gigabytes does so sixteen times per gigabyte, not hundreds.
 const MAX_GROWTH_BYTES: u64 = 64 << 20;
 
 /// Pages to add when the file of `pages` database pages is full: the configured extension
-/// (`JET_paramDbExtensionSize`) or a sixteenth of the file, whichever is larger, capped at
+/// (`JET_paramDbExtensionSize`) or a sixty-fourth of the file, whichever is larger, capped at
 /// [`MAX_GROWTH_BYTES`] (never below the extension). Geometric growth makes the number of
-/// growths logarithmic in the size up to the cap; a sixteenth bounds the space past
-/// `pgno_last` (sparse on Linux: it has a length but no blocks) to about 6% of the file.
+/// growths logarithmic in the size up to the cap (about 45 per doubling, each a `set_len`
+/// without a sync); a sixty-fourth bounds the space past `pgno_last` (sparse on Linux: it
+/// has a length but no blocks) to about 1.6% of the file.
 pub(crate) fn growth_pages(pages: u32, extension_pages: u32, page_size: usize) -> u32 {
     let cap = u32::try_from(MAX_GROWTH_BYTES / page_size.max(1) as u64).unwrap_or(u32::MAX);
-    (pages / 16).min(cap).max(extension_pages).max(1)
+    (pages / 64).min(cap).max(extension_pages).max(1)
 }
 
 /// The page after `space.pgno_last`, with the file grown by [`growth_pages`] (without a sync)
@@ -1541,8 +1542,9 @@ mod tests {
         // Small files grow by the configured extension.
         assert_eq!(growth_pages(256, 256, 8192), 256);
         assert_eq!(growth_pages(0, 1, 8192), 1);
-        // Then by a sixteenth of the file...
-        assert_eq!(growth_pages(16_384, 256, 8192), 1024);
+        // Then by a sixty-fourth of the file...
+        assert_eq!(growth_pages(16_384, 256, 8192), 256);
+        assert_eq!(growth_pages(65_536, 256, 8192), 1024);
         // ...up to 64 MiB at a time.
         assert_eq!(growth_pages(10_000_000, 256, 8192), 8192);
         assert_eq!(growth_pages(10_000_000, 256, 32_768), 2048);

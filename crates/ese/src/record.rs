@@ -11,7 +11,7 @@
 //! | … | Σ sizes | fixed values for ids 1..=F, each of its column's size (zeros when null) |
 //! | … | 2·V | variable end offsets (u16, relative to the start of the variable data; bit 15 = null) |
 //! | … | … | variable data |
-//! | … | 2 | `T`: number of tagged entries (u16) |
+//! | … | 2 | `T`: number of tagged entries (u16); absent when 0 (the record ends with the variable data) |
 //! | … | 5·T | tagged entries: column id (u16), flags (u8: bit 0 = separated long value), end offset (u16, relative to the start of the tagged data) |
 //! | … | … | tagged data |
 //!
@@ -331,7 +331,8 @@ impl Record {
         // One buffer of the exact size, written in order: header, null bitmap, fixed values,
         // variable offsets and values, tagged entries and values.
         let bitmap_len = f.div_ceil(8);
-        out.reserve(4 + bitmap_len + fixed_len + 2 * v + var_len + 2 + 5 * count + tag_len);
+        let count_len = if count == 0 { 0 } else { 2 };
+        out.reserve(4 + bitmap_len + fixed_len + 2 * v + var_len + count_len + 5 * count + tag_len);
         out.extend_from_slice(&[FORMAT_VERSION, f as u8, v as u8, 0]);
         out.resize(4 + bitmap_len, 0);
         for (i, val) in self.fixed.iter().enumerate() {
@@ -355,6 +356,10 @@ impl Record {
         }
         for d in self.var.iter().flatten() {
             out.extend_from_slice(d);
+        }
+        if count == 0 {
+            // No tagged area at all: a record without tagged values ends here.
+            return Ok(());
         }
         out.extend_from_slice(&count16.to_le_bytes());
         let mut end = 0u16;
@@ -455,7 +460,11 @@ impl Record {
             });
             start = end;
         }
-        let count = usize::from(r.u16()?);
+        let count = if r.rest().is_empty() {
+            0
+        } else {
+            usize::from(r.u16()?)
+        };
         let entries = r.take(count * 5)?;
         let tag_data = r.rest();
         let mut tagged: BTreeMap<u32, Vec<TaggedValue>> = BTreeMap::new();
@@ -555,7 +564,8 @@ impl<'a> RecordRef<'a> {
             start = end;
         }
         let (var_data, r) = split(r, start)?;
-        let (count, r) = split(r, 2)?;
+        // No tagged count: no tagged area (see the format table).
+        let (count, r): (&[u8], &[u8]) = if r.is_empty() { (&[], r) } else { split(r, 2)? };
         let (entries, tag_data) = split(r, usize::from(le16(count, 0)) * 5)?;
         let mut start = 0usize;
         let mut last_id = 0u32;
@@ -648,8 +658,7 @@ impl<'a> RecordRef<'a> {
             0 => 0,
             _ => usize::from(le16(offs, 2 * v - 2) & !NULL_BIT),
         };
-        // The variable data and the tagged count after it.
-        if bytes.len() < data_at + var_len + 2 {
+        if bytes.len() < data_at + var_len {
             return Err(corrupt("truncated"));
         }
         let i = (id - FIRST_VARIABLE) as usize;
@@ -914,6 +923,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_record_without_tagged_values_has_no_tagged_count() {
+        let layout = RecordLayout {
+            fixed_sizes: vec![4],
+        };
+        let mut r = Record::new();
+        r.set(1, 1, tv(&7i32.to_le_bytes())).unwrap();
+        r.set(128, 1, tv(b"key")).unwrap();
+        r.set(129, 1, tv(b"value")).unwrap();
+        let bytes = r.encode(&layout).unwrap();
+        // Header 4, bitmap 1, fixed 4, two offsets 4, data 8: nothing after the data.
+        assert_eq!(bytes.len(), 4 + 1 + 4 + 4 + 8);
+        assert_eq!(&bytes[bytes.len() - 5..], b"value");
+        // A record written with an explicit count of 0 reads the same.
+        let mut counted = bytes.clone();
+        counted.extend_from_slice(&[0, 0]);
+        assert_eq!(Record::decode(&counted, &layout).unwrap(), r);
+        assert_eq!(Record::decode(&bytes, &layout).unwrap(), r);
+        for b in [&bytes, &counted] {
+            let rr = RecordRef::parse(b, &layout).unwrap();
+            assert_eq!(rr.get(&layout, 129, 1), Some((&b"value"[..], false)));
+            assert_eq!(rr.get(&layout, 256, 1), None);
+            let v = RecordRef::value(b, &layout, 128, 1).unwrap();
+            assert_eq!(v, Some((&b"key"[..], false)));
+        }
+        // One byte where the count would be is a truncated count.
+        counted.pop();
+        assert_eq!(Record::decode(&counted, &layout).unwrap_err().code(), -1206);
+        assert_eq!(
+            RecordRef::parse(&counted, &layout).unwrap_err().code(),
+            -1206
+        );
     }
 
     #[test]

@@ -395,7 +395,12 @@ pub(crate) fn decode_record(bytes: &[u8], def: &TableDef) -> Result<Values, Stri
         }
         start = end;
     }
-    let count = usize::from(r.u16()?);
+    // A record without tagged values ends with its variable data (no tagged count).
+    let count = if r.b.is_empty() {
+        0
+    } else {
+        usize::from(r.u16()?)
+    };
     let entries = r.take(count * 5)?;
     let tag_data = r.b;
     let mut start = 0usize;
