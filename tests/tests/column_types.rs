@@ -420,3 +420,132 @@ fn zero_length_values_of_variable_types() {
         assert_eq!(t.retrieve_column(d).unwrap(), Some(Vec::new()));
     }
 }
+
+/// A fixed Binary column (`JET_bitColumnFixed`) is keyed by its bytes as they are, as ESE
+/// normalizes a fixed field: a 24-byte key is 25 bytes (prefix byte + value) instead of 28
+/// (groups of 8 with count bytes). The primary and a descending secondary index order the
+/// values bytewise, seeks find them, a prefix limit bounds them, and the column comes back from
+/// the index key.
+#[test]
+fn fixed_binary_keys_are_their_bytes() {
+    let (_inst, _dir, s, db) = setup("coltypes-fixed-binary");
+    let create = TableCreate {
+        name: "fb".into(),
+        columns: vec![
+            ColumnDef::new("k", ColumnType::Binary)
+                .max_size(24)
+                .grbit(ColumnGrbit::FIXED),
+            ColumnDef::new("v", ColumnType::Long),
+        ],
+        indexes: vec![
+            IndexCreate {
+                name: "pk".into(),
+                key: "+k\0\0".into(),
+                grbit: IndexGrbit::PRIMARY,
+                key_most: 0,
+            },
+            IndexCreate {
+                name: "by_k_desc".into(),
+                key: "-k\0+v\0\0".into(),
+                grbit: IndexGrbit::empty(),
+                key_most: 0,
+            },
+        ],
+    };
+    s.create_table(db, &create).unwrap();
+    let mut t = s.open_table(db, "fb").unwrap();
+    let (k, v) = (t.column_id("k").unwrap(), t.column_id("v").unwrap());
+    let mut keys: Vec<[u8; 24]> = Vec::new();
+    let mut state = 7u64;
+    for i in 0..300u32 {
+        let mut key = [0u8; 24];
+        for b in &mut key {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            *b = (state >> 56) as u8;
+        }
+        // Some keys share long prefixes, and some differ only in their last byte.
+        if i % 3 == 0
+            && let Some(prev) = keys.last()
+        {
+            key[..20].copy_from_slice(&prev[..20]);
+        }
+        keys.push(key);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    s.begin_transaction().unwrap();
+    for (i, key) in (0i32..).zip(keys.iter().rev()) {
+        t.prepare_update(Prep::Insert).unwrap();
+        t.set_column(k, Some(key)).unwrap();
+        t.set_column(v, Some(&i.to_le_bytes())).unwrap();
+        t.update().unwrap();
+    }
+    s.commit_transaction(CommitGrbit::empty()).unwrap();
+    // The primary index: bytewise order, 25-byte keys, the column back from the key.
+    let mut got = Vec::new();
+    let mut r = t.move_to(Move::First);
+    while r.is_ok() {
+        assert_eq!(
+            t.retrieve_key(ese::RetrieveKeyGrbit::empty())
+                .unwrap()
+                .len(),
+            25
+        );
+        assert_eq!(
+            t.retrieve_column_from_index(k).unwrap(),
+            t.retrieve_column(k).unwrap()
+        );
+        got.push(t.retrieve_column(k).unwrap().unwrap());
+        r = t.move_to(Move::Next);
+    }
+    assert_eq!(got, keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>());
+    // Seeks: equal finds each key.
+    for key in keys.iter().step_by(7) {
+        t.seek(&[Some(key)], Seek::Eq).unwrap();
+        assert_eq!(t.retrieve_column(k).unwrap().unwrap(), key);
+    }
+    // A prefix limit: the first 20 bytes of a key bound every key that starts with them.
+    let probe = keys[keys.len() / 2];
+    let want: Vec<Vec<u8>> = keys
+        .iter()
+        .filter(|k| k.starts_with(&probe[..20]))
+        .map(|k| k.to_vec())
+        .collect();
+    t.make_key(
+        Some(&probe[..20]),
+        ese::MakeKeyGrbit::NEW_KEY | ese::MakeKeyGrbit::PARTIAL_COLUMN_START_LIMIT,
+    )
+    .unwrap();
+    t.seek_key(Seek::Ge).unwrap();
+    let mut found = Vec::new();
+    loop {
+        let c = t.retrieve_column(k).unwrap().unwrap();
+        if !c.starts_with(&probe[..20]) {
+            break;
+        }
+        found.push(c);
+        if t.move_to(Move::Next).is_err() {
+            break;
+        }
+    }
+    assert_eq!(found, want);
+    // The descending secondary index: reverse bytewise order.
+    t.set_current_index(Some("by_k_desc")).unwrap();
+    let mut got = Vec::new();
+    let mut r = t.move_to(Move::First);
+    while r.is_ok() {
+        got.push(t.retrieve_column(k).unwrap().unwrap());
+        r = t.move_to(Move::Next);
+    }
+    let mut want: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    want.reverse();
+    assert_eq!(got, want);
+    // A value of another size is refused at the update, as for every fixed column.
+    t.set_current_index(Some("pk")).unwrap();
+    t.prepare_update(Prep::Insert).unwrap();
+    t.set_column(k, Some(&[1u8; 10])).unwrap();
+    t.set_column(v, Some(&0i32.to_le_bytes())).unwrap();
+    assert_eq!(code(t.update()), -1047);
+}

@@ -31,7 +31,15 @@ use crate::record::RecordLayout;
 /// store's tree directory).
 pub(crate) const CATALOG_OBJID: ObjId = ObjId(2);
 
+/// The table definition's format: 1, or 2 when an index segment has flags beyond
+/// descending (see [`Segment::fixed_binary`]). A definition without such a segment is written
+/// as 1, so an engine that knows only 1 still reads it; one that knows only 1 refuses a 2
+/// (`CatalogCorrupted`) instead of reading its segment flags as descending.
 const FORMAT: u8 = 1;
+const FORMAT_SEGMENT_FLAGS: u8 = 2;
+/// Segment flag bits (format 2): descending, and a fixed Binary column normalized as it is.
+const SEG_DESCENDING: u8 = 0x1;
+const SEG_FIXED_BINARY: u8 = 0x2;
 const KEY_TABLE: u8 = 1;
 
 /// Creates the catalog of a new database.
@@ -73,6 +81,12 @@ pub(crate) struct ColumnEntry {
 pub(crate) struct Segment {
     pub(crate) column: u32,
     pub(crate) descending: bool,
+    /// The column is a fixed Binary column whose values the key holds as they are, after the
+    /// prefix byte (ESE's normalization of a fixed field, `FLDNormalizeBinarySegment` with
+    /// `fFixedField`). Set for the indexes created since table format 2; a fixed Binary
+    /// segment of an index created before keeps the groups of 8 its entries were written
+    /// with (`docs/design.md`, "A fixed Binary key segment is its bytes").
+    pub(crate) fixed_binary: bool,
 }
 
 /// An index as the catalog holds it.
@@ -179,7 +193,12 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
 
 impl TableDef {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut b = vec![FORMAT];
+        let flags = self
+            .indexes
+            .iter()
+            .flat_map(|i| &i.segments)
+            .any(|s| s.fixed_binary);
+        let mut b = vec![if flags { FORMAT_SEGMENT_FLAGS } else { FORMAT }];
         put_str(&mut b, &self.name);
         b.extend_from_slice(&self.objid.0.to_le_bytes());
         b.extend_from_slice(&self.lv_objid.0.to_le_bytes());
@@ -212,7 +231,14 @@ impl TableDef {
             b.push(i.segments.len() as u8);
             for s in &i.segments {
                 b.extend_from_slice(&s.column.to_le_bytes());
-                b.push(u8::from(s.descending));
+                let mut f = 0;
+                if s.descending {
+                    f |= SEG_DESCENDING;
+                }
+                if s.fixed_binary {
+                    f |= SEG_FIXED_BINARY;
+                }
+                b.push(f);
             }
         }
         b
@@ -220,7 +246,8 @@ impl TableDef {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<TableDef> {
         let mut r = Reader { b: bytes };
-        if r.u8()? != FORMAT {
+        let format = r.u8()?;
+        if format != FORMAT && format != FORMAT_SEGMENT_FLAGS {
             return Err(corrupt("unknown version"));
         }
         let name = r.str()?;
@@ -266,9 +293,19 @@ impl TableDef {
             let nseg = r.u8()?;
             let mut segments = Vec::with_capacity(usize::from(nseg));
             for _ in 0..nseg {
+                let column = r.u32()?;
+                let f = r.u8()?;
+                let (descending, fixed_binary) = if format == FORMAT {
+                    (f != 0, false)
+                } else if f & !(SEG_DESCENDING | SEG_FIXED_BINARY) != 0 {
+                    return Err(corrupt("segment flags"));
+                } else {
+                    (f & SEG_DESCENDING != 0, f & SEG_FIXED_BINARY != 0)
+                };
                 segments.push(Segment {
-                    column: r.u32()?,
-                    descending: r.u8()? != 0,
+                    column,
+                    descending,
+                    fixed_binary,
                 });
             }
             indexes.push(IndexEntry {
@@ -352,6 +389,7 @@ mod tests {
                 segments: vec![Segment {
                     column: 1,
                     descending: true,
+                    fixed_binary: false,
                 }],
             }],
         };
@@ -361,5 +399,49 @@ mod tests {
             assert!(TableDef::decode(&b[..cut]).is_err());
         }
         assert_eq!(table_key("FiLeS"), table_key("files"));
+    }
+
+    #[test]
+    fn segment_flags_take_format_2_and_format_1_reads_as_before() {
+        let mut def = TableDef {
+            name: "kv".into(),
+            objid: ObjId(3),
+            lv_objid: ObjId(4),
+            next_ids: [2, 129, 257],
+            columns: vec![ColumnEntry {
+                id: 1,
+                def: ColumnDef::new("k", ColumnType::Binary)
+                    .max_size(24)
+                    .grbit(ColumnGrbit::FIXED),
+                deleted: false,
+            }],
+            indexes: vec![IndexEntry {
+                name: "primary".into(),
+                objid: ObjId(3),
+                grbit: 0x2,
+                key_most: 255,
+                segments: vec![Segment {
+                    column: 1,
+                    descending: true,
+                    fixed_binary: true,
+                }],
+            }],
+        };
+        let b = def.encode();
+        assert_eq!(b[0], FORMAT_SEGMENT_FLAGS);
+        assert_eq!(TableDef::decode(&b).unwrap(), def);
+        // The segment's byte is the last of the record: both flags.
+        assert_eq!(b.last(), Some(&(SEG_DESCENDING | SEG_FIXED_BINARY)));
+        // An unknown flag bit is damage.
+        let mut bad = b.clone();
+        *bad.last_mut().unwrap() |= 0x4;
+        assert_eq!(TableDef::decode(&bad).unwrap_err().code(), -1220);
+        // Without the flag the definition is format 1, as written before format 2 existed, and
+        // a format 1 segment byte is only "descending".
+        def.indexes[0].segments[0].fixed_binary = false;
+        let old = def.encode();
+        assert_eq!(old[0], FORMAT);
+        assert_eq!(old.last(), Some(&1));
+        assert_eq!(TableDef::decode(&old).unwrap(), def);
     }
 }

@@ -289,6 +289,12 @@ impl ColumnDef {
         }
     }
 
+    /// Whether this is a fixed Binary column (`JET_coltypBinary` with `JET_bitColumnFixed`):
+    /// its key segment is its bytes after the prefix byte, as ESE normalizes a fixed field.
+    pub(crate) fn is_fixed_binary(&self) -> bool {
+        self.coltyp == ColumnType::Binary && self.area() == ColumnArea::Fixed
+    }
+
     /// The area this definition asks for: tagged for tagged, multi-valued and long columns;
     /// fixed for fixed-size types (unless tagged); variable for Binary/Text.
     pub(crate) fn area(&self) -> ColumnArea {

@@ -161,6 +161,7 @@ pub(crate) fn check_index(def: &TableDef, ix: &IndexCreate, max_key: usize) -> R
         segments.push(Segment {
             column: col.id,
             descending,
+            fixed_binary: col.def.is_fixed_binary(),
         });
     }
     let key_most = if ix.key_most == 0 {
@@ -221,6 +222,7 @@ impl IndexEntry {
             code_page: col.def.code_page,
             descending: seg.descending,
             nulls_high: self.grbit().contains(IndexGrbit::SORT_NULLS_HIGH),
+            fixed_binary: (seg.fixed_binary && col.def.is_fixed_binary()).then_some(col.def.cb_max),
         })
     }
 }

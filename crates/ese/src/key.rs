@@ -17,6 +17,7 @@
 //! | IEEESingle, IEEEDouble, DateTime | IEEE bits big-endian; positive values get the sign bit set, negative values are inverted; `-0.0` is encoded as `+0.0` (equal keys); every NaN is one canonical NaN that sorts above `+inf` |
 //! | GUID | bytes 10–15, 8–9, 6–7, 4–5, 0–3 of the 16-byte value (the order ESE and SQL Server give GUIDs) |
 //! | Binary, LongBinary | groups of 8 bytes, each followed by a count byte: 1–8 = bytes used in a last group (zero-padded), 9 = a full group with more to follow; an empty value is one group of zeros with count 0. This keeps order and makes the encoding prefix-free, so multi-segment keys compare segment by segment |
+//! | fixed Binary (`JET_bitColumnFixed`, [`SegmentSpec::fixed_binary`]) | the bytes as they are: every stored value has the column's size, so the encoding is prefix-free without groups (ESE's normalization of a fixed field). A 24-byte value takes 25 bytes instead of 28 |
 //! | Text, LongText | the text folded to lower case (ASCII: `A`–`Z`; Unicode code page: Unicode simple lower-case mapping of each character of the UTF-16LE input), as UTF-8, then encoded as Binary. The collation is case-insensitive code-point order; it does not depend on the operating system's locale tables, so an OS upgrade never reorders an index (ESE's `SecondaryIndexCorrupted` after NLS changes cannot happen here) |
 //!
 //! Long values take part in a key up to the key's length limit, like ESE's.
@@ -47,6 +48,11 @@ pub struct SegmentSpec {
     pub descending: bool,
     /// Nulls sort after values (`JET_bitIndexSortNullsHigh`).
     pub nulls_high: bool,
+    /// `Some(size)` for a fixed Binary column of `size` bytes whose segment holds its bytes as
+    /// they are (ESE's `FLDNormalizeBinarySegment` with `fFixedField`); `None` for every
+    /// other column, and for a fixed Binary segment of an index written with the groups of 8
+    /// (before table format 2, `catalog.rs`).
+    pub fixed_binary: Option<u32>,
 }
 
 /// Appends the normalized form of `value` (or of null) for `spec` to `out`.
@@ -157,6 +163,7 @@ fn normalize_value(out: &mut Vec<u8>, spec: SegmentSpec, v: &[u8]) -> Result<()>
                 out.extend_from_slice(g.get(range).unwrap_or_default());
             }
         }
+        ColumnType::Binary if spec.fixed_binary.is_some() => out.extend_from_slice(v),
         ColumnType::Binary | ColumnType::LongBinary => encode_groups(out, v),
         ColumnType::Text | ColumnType::LongText => {
             let folded = fold_text(v, spec.code_page)?;
@@ -258,13 +265,18 @@ pub fn normalize_prefix(out: &mut Vec<u8>, spec: SegmentSpec, value: &[u8]) -> R
     };
     out.push(PREFIX_VALUE);
     let start = out.len();
-    // The bytes of a value appear in its groups in order, each group of 8 followed by a count
-    // byte: a prefix of `n` bytes covers whole groups and a part of the next.
-    let mut chunks = raw.chunks(GROUP).peekable();
-    while let Some(c) = chunks.next() {
-        out.extend_from_slice(c);
-        if c.len() == GROUP && chunks.peek().is_some() {
-            out.push(MORE);
+    if spec.fixed_binary.is_some() && spec.coltyp == ColumnType::Binary {
+        // A fixed Binary segment is the value's bytes: a prefix is a prefix of them.
+        out.extend_from_slice(raw);
+    } else {
+        // The bytes of a value appear in its groups in order, each group of 8 followed by a
+        // count byte: a prefix of `n` bytes covers whole groups and a part of the next.
+        let mut chunks = raw.chunks(GROUP).peekable();
+        while let Some(c) = chunks.next() {
+            out.extend_from_slice(c);
+            if c.len() == GROUP && chunks.peek().is_some() {
+                out.push(MORE);
+            }
         }
     }
     if spec.descending {
@@ -284,6 +296,10 @@ pub(crate) fn segment_len(key: &[u8], spec: SegmentSpec) -> Option<usize> {
         _ => return None,
     }
     if let Some(n) = fixed_key_len(spec.coltyp) {
+        return (key.len() > n).then_some(n + 1);
+    }
+    if let (ColumnType::Binary, Some(n)) = (spec.coltyp, spec.fixed_binary) {
+        let n = n as usize;
         return (key.len() > n).then_some(n + 1);
     }
     let mut at = 1;
@@ -378,6 +394,7 @@ pub(crate) fn decode_segment(seg: &[u8], spec: SegmentSpec) -> Option<Decoded> {
             }
             g
         }
+        ColumnType::Binary if spec.fixed_binary.is_some() => v,
         ColumnType::Binary | ColumnType::LongBinary => {
             let mut out = Vec::new();
             for group in v.chunks(GROUP + 1) {
@@ -435,6 +452,7 @@ mod tests {
             code_page: CodePage::Ascii,
             descending: false,
             nulls_high: false,
+            fixed_binary: None,
         }
     }
 
@@ -555,6 +573,37 @@ mod tests {
             prop_assert!(full.starts_with(&start));
             let o = key(s, Some(&other));
             prop_assert_eq!(o.starts_with(&start), other.starts_with(&p));
+        }
+
+        #[test]
+        fn fixed_binary_segments_are_the_bytes_in_order(a: [u8; 24], b: [u8; 24], cut in 0usize..=24, next: u32, desc: bool) {
+            let s = SegmentSpec { descending: desc, fixed_binary: Some(24), ..spec(ColumnType::Binary) };
+            let (ka, kb) = (key(s, Some(&a)), key(s, Some(&b)));
+            // The prefix byte and the 24 bytes (inverted when descending), no groups.
+            prop_assert_eq!(ka.len(), 25);
+            let body: Vec<u8> = if desc { a.iter().map(|x| !x).collect() } else { a.to_vec() };
+            prop_assert_eq!(&ka[1..], &body[..]);
+            let want = a.cmp(&b);
+            prop_assert_eq!(ka.cmp(&kb), if desc { want.reverse() } else { want });
+            // Prefix-free: a second segment after it does not change the order of the first.
+            let next_spec = spec(ColumnType::UnsignedLong);
+            let mut ka2 = ka.clone();
+            normalize_segment(&mut ka2, next_spec, Some(&next.to_le_bytes())).unwrap();
+            if a != b {
+                prop_assert_eq!(ka2.cmp(&kb), ka.cmp(&kb));
+            }
+            // Its length and value come back from the key.
+            prop_assert_eq!(segment_len(&ka2, s), Some(25));
+            prop_assert_eq!(segment_len(&ka[..24], s), None);
+            prop_assert_eq!(decode_segment(&ka, s), Some(Decoded::Value(a.to_vec())));
+            // A prefix of the value is a prefix of its key, and of no key of another start.
+            let mut start = Vec::new();
+            normalize_prefix(&mut start, s, &a[..cut]).unwrap();
+            prop_assert!(ka.starts_with(&start));
+            prop_assert_eq!(kb.starts_with(&start), b.starts_with(&a[..cut]));
+            // The same column in an index written with groups keeps them.
+            let groups = SegmentSpec { fixed_binary: None, ..s };
+            prop_assert_eq!(key(groups, Some(&a)).len(), 28);
         }
 
         #[test]

@@ -247,6 +247,7 @@ impl Session {
                 segments.push(Segment {
                     column: id,
                     descending: desc,
+                    fixed_binary: c.is_fixed_binary(),
                 });
             }
             ids.push(id);

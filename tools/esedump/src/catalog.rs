@@ -21,8 +21,10 @@ use crate::output::hex;
 pub(crate) const CATALOG_OBJID: u32 = 2;
 /// Catalog key prefix of a table definition.
 const KEY_TABLE: u8 = 1;
-/// The table definition format this reader knows.
+/// The table definition formats this reader knows: 1, and 2, whose index segments carry
+/// flags (bit 0 descending, bit 1 a fixed Binary column keyed by its bytes as they are).
 const DEF_FORMAT: u8 = 1;
+const DEF_FORMAT_SEGMENT_FLAGS: u8 = 2;
 /// The record format this reader knows.
 const RECORD_FORMAT: u8 = 1;
 /// `JET_bitIndexPrimary`.
@@ -50,6 +52,9 @@ pub(crate) struct Column {
 pub(crate) struct Segment {
     pub(crate) column: u32,
     pub(crate) descending: bool,
+    /// A fixed Binary column whose key segment is its bytes as they are (format 2), not
+    /// groups of 8.
+    pub(crate) fixed_binary: bool,
 }
 
 /// An index definition.
@@ -123,8 +128,10 @@ impl TableDef {
     pub(crate) fn decode(bytes: &[u8]) -> Result<TableDef, String> {
         let mut r = Reader { b: bytes };
         let v = r.u8()?;
-        if v != DEF_FORMAT {
-            return Err(format!("table definition format {v} is not known (1 is)"));
+        if v != DEF_FORMAT && v != DEF_FORMAT_SEGMENT_FLAGS {
+            return Err(format!(
+                "table definition format {v} is not known (1 and 2 are)"
+            ));
         }
         let name = r.str()?;
         let objid = r.u32()?;
@@ -167,9 +174,19 @@ impl TableDef {
             let nseg = r.u8()?;
             let mut segments = Vec::new();
             for _ in 0..nseg {
+                let column = r.u32()?;
+                let f = r.u8()?;
+                if v == DEF_FORMAT_SEGMENT_FLAGS && f & !0x3 != 0 {
+                    return Err(format!("segment flags {f:#x} are not known"));
+                }
                 segments.push(Segment {
-                    column: r.u32()?,
-                    descending: r.u8()? != 0,
+                    column,
+                    descending: if v == DEF_FORMAT {
+                        f != 0
+                    } else {
+                        f & 0x1 != 0
+                    },
+                    fixed_binary: v == DEF_FORMAT_SEGMENT_FLAGS && f & 0x2 != 0,
                 });
             }
             indexes.push(Index {

@@ -1,13 +1,13 @@
 //! What the single-engine examples share: the instance setup and the harness's table (a
-//! 24-byte Binary key column under a unique primary index, a 150-byte Binary value column).
+//! 24-byte fixed Binary key column under a unique primary index, a 150-byte Binary value column).
 
 #![allow(dead_code, reason = "each example uses a different subset")]
 
 use std::path::Path;
 
 use ese::{
-    ColumnDef, ColumnType, DbId, IndexCreate, IndexGrbit, Instance, InstanceBuilder, Prep, Session,
-    Table, TableCreate,
+    ColumnDef, ColumnGrbit, ColumnType, DbId, IndexCreate, IndexGrbit, Instance, InstanceBuilder,
+    Prep, Session, Table, TableCreate,
 };
 
 /// An instance named `name` with its files in `dir` (logs in `dir/logs`), circular logging and
@@ -58,7 +58,9 @@ pub fn create_kv_table(session: &Session, db: DbId) -> ese::Result<()> {
         &TableCreate {
             name: "kv".into(),
             columns: vec![
-                ColumnDef::new("k", ColumnType::Binary).max_size(24),
+                ColumnDef::new("k", ColumnType::Binary)
+                    .max_size(24)
+                    .grbit(ColumnGrbit::FIXED),
                 ColumnDef::new("v", ColumnType::Binary).max_size(150),
             ],
             indexes: vec![IndexCreate {

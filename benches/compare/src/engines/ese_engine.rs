@@ -1,10 +1,11 @@
-//! This engine through its public API: one table, a Binary primary key column and a Binary
-//! value column, one session per thread.
+//! This engine through its public API: one table, a fixed Binary primary key column (every
+//! key has 24 bytes: `JET_bitColumnFixed`, as an ESE schema declares a fixed-size binary key)
+//! and a Binary value column, one session per thread.
 
 use std::path::{Path, PathBuf};
 
 use ese::{
-    AttachDatabaseGrbit, BeginTransactionGrbit, ColumnDef, ColumnType, CommitGrbit,
+    AttachDatabaseGrbit, BeginTransactionGrbit, ColumnDef, ColumnGrbit, ColumnType, CommitGrbit,
     CreateDatabaseGrbit, EndSessionGrbit, ErrorKind, IndexCreate, IndexGrbit, Instance, Move, Prep,
     RetrieveColumn, RollbackGrbit, Seek, Session, Table, TableCreate, TermGrbit,
 };
@@ -31,8 +32,8 @@ pub fn setup(cfg: &Config) -> Setup {
     Setup {
         engine: "ese (this engine)".into(),
         mapping: format!(
-            "one table, primary index on a Binary key column (key_most {KEY_MOST}), a Binary \
-             value column (max {VALUE_LEN} bytes); JetPrepareUpdate/JetSetColumn/JetUpdate, \
+            "one table, primary index on a fixed Binary key column ({KEY_LEN} bytes, \
+             JET_bitColumnFixed; key_most {KEY_MOST}), a Binary value column (max {VALUE_LEN} bytes); JetPrepareUpdate/JetSetColumn/JetUpdate, \
              JetSeek + JetRetrieveColumns (one reused buffer), JetMove; one session per thread"
         ),
         durability: "CommitGrbit::empty() (durable: the commit returns after the log is \
@@ -78,7 +79,9 @@ pub fn open(dir: &Path, cfg: &Config) -> Res<EseStore> {
         &TableCreate {
             name: TABLE.into(),
             columns: vec![
-                ColumnDef::new("k", ColumnType::Binary).max_size(KEY_LEN as u32),
+                ColumnDef::new("k", ColumnType::Binary)
+                    .max_size(KEY_LEN as u32)
+                    .grbit(ColumnGrbit::FIXED),
                 ColumnDef::new("v", ColumnType::Binary).max_size(VALUE_LEN as u32),
             ],
             indexes: vec![IndexCreate {

@@ -108,6 +108,8 @@ struct SegmentJson {
     column_id: u32,
     column: Option<String>,
     descending: bool,
+    /// The key holds a fixed Binary column's bytes as they are (not groups of 8).
+    fixed_binary: bool,
 }
 
 #[derive(Serialize)]
@@ -214,6 +216,7 @@ fn table_json(e: &Entry, roots: &BTreeMap<u32, (u32, TreeKind)>) -> TableJson {
                         .find(|c| c.id == s.column)
                         .map(|c| c.name.clone()),
                     descending: s.descending,
+                    fixed_binary: s.fixed_binary,
                 })
                 .collect(),
         })
