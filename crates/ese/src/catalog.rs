@@ -368,17 +368,16 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn table_definitions_round_trip_and_reject_garbage() {
-        let def = TableDef {
+    /// A table of one column whose primary index has one descending segment on it.
+    fn one_column_table(column: ColumnDef, fixed_binary: bool) -> TableDef {
+        TableDef {
             name: "Files".into(),
             objid: ObjId(3),
             lv_objid: ObjId(4),
             next_ids: [2, 129, 257],
             columns: vec![ColumnEntry {
                 id: 1,
-                def: ColumnDef::new("size", ColumnType::LongLong)
-                    .default_value(&0i64.to_le_bytes()),
+                def: column,
                 deleted: false,
             }],
             indexes: vec![IndexEntry {
@@ -389,10 +388,18 @@ mod tests {
                 segments: vec![Segment {
                     column: 1,
                     descending: true,
-                    fixed_binary: false,
+                    fixed_binary,
                 }],
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn table_definitions_round_trip_and_reject_garbage() {
+        let def = one_column_table(
+            ColumnDef::new("size", ColumnType::LongLong).default_value(&0i64.to_le_bytes()),
+            false,
+        );
         let b = def.encode();
         assert_eq!(TableDef::decode(&b).unwrap(), def);
         for cut in 0..b.len() {
@@ -403,30 +410,10 @@ mod tests {
 
     #[test]
     fn segment_flags_take_format_2_and_format_1_reads_as_before() {
-        let mut def = TableDef {
-            name: "kv".into(),
-            objid: ObjId(3),
-            lv_objid: ObjId(4),
-            next_ids: [2, 129, 257],
-            columns: vec![ColumnEntry {
-                id: 1,
-                def: ColumnDef::new("k", ColumnType::Binary)
-                    .max_size(24)
-                    .grbit(ColumnGrbit::FIXED),
-                deleted: false,
-            }],
-            indexes: vec![IndexEntry {
-                name: "primary".into(),
-                objid: ObjId(3),
-                grbit: 0x2,
-                key_most: 255,
-                segments: vec![Segment {
-                    column: 1,
-                    descending: true,
-                    fixed_binary: true,
-                }],
-            }],
-        };
+        let column = ColumnDef::new("k", ColumnType::Binary)
+            .max_size(24)
+            .grbit(ColumnGrbit::FIXED);
+        let mut def = one_column_table(column, true);
         let b = def.encode();
         assert_eq!(b[0], FORMAT_SEGMENT_FLAGS);
         assert_eq!(TableDef::decode(&b).unwrap(), def);

@@ -407,16 +407,8 @@ impl Record {
     /// # Errors
     /// `DatabaseCorrupted` (-1206) if the bytes are not a well-formed record for `layout`.
     pub fn decode(bytes: &[u8], layout: &RecordLayout) -> Result<Record> {
-        let mut r = Cursor { b: bytes, at: 0 };
-        if r.u8()? != FORMAT_VERSION {
-            return Err(corrupt("unknown format version"));
-        }
-        let f = r.u8()? as usize;
-        let v = r.u8()? as usize;
-        let _reserved = r.u8()?;
-        if f > 127 || v > 128 {
-            return Err(corrupt("area counts out of range"));
-        }
+        let (f, v) = header(bytes)?;
+        let mut r = Cursor { b: bytes, at: 4 };
         let bitmap = r.take(f.div_ceil(8))?;
         let mut fixed = Vec::with_capacity(f);
         for i in 0..f {
@@ -517,6 +509,27 @@ pub(crate) struct RecordRef<'a> {
     tag_data: &'a [u8],
 }
 
+/// The header of the encoded record `bytes`: its fixed column count `F` and variable slot
+/// count `V`, checked (format version, ranges).
+///
+/// # Errors
+/// `DatabaseCorrupted` (-1206) for a short header, another format version or counts out of
+/// range.
+#[inline]
+fn header(bytes: &[u8]) -> Result<(usize, usize)> {
+    let Some(&[version, f, v, _reserved]) = bytes.first_chunk::<4>() else {
+        return Err(corrupt("truncated"));
+    };
+    if version != FORMAT_VERSION {
+        return Err(corrupt("unknown format version"));
+    }
+    let (f, v) = (usize::from(f), usize::from(v));
+    if f > 127 || v > 128 {
+        return Err(corrupt("area counts out of range"));
+    }
+    Ok((f, v))
+}
+
 #[inline]
 fn le16(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([
@@ -535,16 +548,8 @@ impl<'a> RecordRef<'a> {
         fn split(b: &[u8], n: usize) -> Result<(&[u8], &[u8])> {
             b.split_at_checked(n).ok_or_else(|| corrupt("truncated"))
         }
-        let (&[version, f, v, _reserved], r) = split(bytes, 4)? else {
-            return Err(corrupt("truncated"));
-        };
-        if version != FORMAT_VERSION {
-            return Err(corrupt("unknown format version"));
-        }
-        let (f, v) = (usize::from(f), usize::from(v));
-        if f > 127 || v > 128 {
-            return Err(corrupt("area counts out of range"));
-        }
+        let (f, v) = header(bytes)?;
+        let (_, r) = split(bytes, 4)?;
         let (bitmap, r) = split(r, f.div_ceil(8))?;
         let fixed_len: usize = if f == 0 {
             0
@@ -617,16 +622,7 @@ impl<'a> RecordRef<'a> {
             Some(a @ (ColumnArea::Fixed | ColumnArea::Variable)) if itag == 1 => a,
             _ => return Ok(RecordRef::parse(bytes, layout)?.get(layout, id, itag)),
         };
-        let Some(&[version, f, v, _reserved]) = bytes.first_chunk::<4>() else {
-            return Err(corrupt("truncated"));
-        };
-        if version != FORMAT_VERSION {
-            return Err(corrupt("unknown format version"));
-        }
-        let (f, v) = (usize::from(f), usize::from(v));
-        if f > 127 || v > 128 {
-            return Err(corrupt("area counts out of range"));
-        }
+        let (f, v) = header(bytes)?;
         let sizes = layout
             .fixed_sizes
             .get(..f)

@@ -1507,20 +1507,18 @@ impl Table {
     /// column's default for value 1 unless [`RetrieveGrbit::IGNORE_DEFAULT`], else null).
     #[cold]
     fn fill_rare(&self, c: &mut RetrieveColumn, v: Option<(&[u8], bool)>) -> Result<()> {
-        match v {
-            Some((d, _)) => {
-                let lv = self.read_lv(d, &self.session.read_view(), 0, usize::MAX)?;
-                c.data.extend_from_slice(&lv);
-            }
-            None => {
-                let default = self.def.column(c.column)?.def.default.as_ref().filter(|_| {
-                    c.itag_sequence == 1 && !c.grbit.contains(RetrieveGrbit::IGNORE_DEFAULT)
-                });
-                match default {
-                    Some(d) => c.data.extend_from_slice(d),
-                    None => c.is_null = true,
-                }
-            }
+        if let Some((d, _)) = v {
+            let lv = self.read_lv(d, &self.session.read_view(), 0, usize::MAX)?;
+            c.data.extend_from_slice(&lv);
+            return Ok(());
+        }
+        let default =
+            self.def.column(c.column)?.def.default.as_ref().filter(|_| {
+                c.itag_sequence == 1 && !c.grbit.contains(RetrieveGrbit::IGNORE_DEFAULT)
+            });
+        match default {
+            Some(d) => c.data.extend_from_slice(d),
+            None => c.is_null = true,
         }
         Ok(())
     }
