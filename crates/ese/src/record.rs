@@ -538,6 +538,38 @@ fn le16(b: &[u8], i: usize) -> u16 {
     ])
 }
 
+/// Where fixed column index `i` (id − 1) is in a fixed area of the columns `sizes` (the
+/// record's `F` of them) with null bitmap `bitmap`: (offset, size) in the fixed values, or
+/// `None` when the column is null or past `F`.
+#[inline]
+fn fixed_slot(bitmap: &[u8], sizes: &[u32], i: usize) -> Option<(usize, usize)> {
+    let size = *sizes.get(i)? as usize;
+    if bitmap.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0) {
+        return None;
+    }
+    let at = sizes.get(..i)?.iter().map(|s| *s as usize).sum();
+    Some((at, size))
+}
+
+/// Where variable slot `i` (id − 128) is in a variable area with end offsets `offs` (2·V
+/// bytes): (start, end) in the variable data, or `None` when the slot is null or past `V`.
+/// Not checked: `start <= end`.
+#[inline]
+fn var_slot(offs: &[u8], i: usize) -> Option<(usize, usize)> {
+    if 2 * i >= offs.len() {
+        return None;
+    }
+    let word = le16(offs, 2 * i);
+    if word & NULL_BIT != 0 {
+        return None;
+    }
+    let start = match i {
+        0 => 0,
+        _ => usize::from(le16(offs, 2 * i - 2) & !NULL_BIT),
+    };
+    Some((start, usize::from(word)))
+}
+
 impl<'a> RecordRef<'a> {
     /// Checks `bytes` as a record of `layout` and finds its areas.
     ///
@@ -629,19 +661,12 @@ impl<'a> RecordRef<'a> {
             .ok_or_else(|| corrupt("fixed column beyond the schema"))?;
         let fixed_at = 4 + f.div_ceil(8);
         if area == ColumnArea::Fixed {
-            let i = id as usize - 1;
-            let Some(&size) = sizes.get(i) else {
+            let bitmap = bytes.get(4..fixed_at).unwrap_or_default();
+            let Some((at, size)) = fixed_slot(bitmap, sizes, id as usize - 1) else {
                 return Ok(None);
             };
-            if bytes
-                .get(4 + i / 8)
-                .is_some_and(|b| b & (1 << (i % 8)) != 0)
-            {
-                return Ok(None);
-            }
-            let at = fixed_at + sizes.get(..i).unwrap_or_default().iter().sum::<u32>() as usize;
             let value = bytes
-                .get(at..at + size as usize)
+                .get(fixed_at + at..fixed_at + at + size)
                 .ok_or_else(|| corrupt("truncated"))?;
             return Ok(Some((value, false)));
         }
@@ -657,18 +682,8 @@ impl<'a> RecordRef<'a> {
         if bytes.len() < data_at + var_len {
             return Err(corrupt("truncated"));
         }
-        let i = (id - FIRST_VARIABLE) as usize;
-        if i >= v {
+        let Some((start, end)) = var_slot(offs, (id - FIRST_VARIABLE) as usize) else {
             return Ok(None);
-        }
-        let word = le16(offs, 2 * i);
-        if word & NULL_BIT != 0 {
-            return Ok(None);
-        }
-        let end = usize::from(word);
-        let start = match i {
-            0 => 0,
-            _ => usize::from(le16(offs, 2 * i - 2) & !NULL_BIT),
         };
         if start > end || end > var_len {
             return Err(corrupt("variable offsets out of order"));
@@ -692,44 +707,19 @@ impl<'a> RecordRef<'a> {
         }
         match area_of(id)? {
             ColumnArea::Fixed => {
-                let i = id as usize - 1;
-                if itag != 1 || i >= self.fixed_count {
+                if itag != 1 {
                     return None;
                 }
-                if self
-                    .bitmap
-                    .get(i / 8)
-                    .is_some_and(|b| b & (1 << (i % 8)) != 0)
-                {
-                    return None;
-                }
-                let at: usize = layout
-                    .fixed_sizes
-                    .get(..i)?
-                    .iter()
-                    .map(|s| *s as usize)
-                    .sum();
-                let size = *layout.fixed_sizes.get(i)? as usize;
+                let sizes = layout.fixed_sizes.get(..self.fixed_count)?;
+                let (at, size) = fixed_slot(self.bitmap, sizes, id as usize - 1)?;
                 Some((self.fixed_data.get(at..at + size)?, false))
             }
             ColumnArea::Variable => {
-                let i = (id - FIRST_VARIABLE) as usize;
-                if itag != 1 || 2 * i >= self.var_offs.len() {
+                if itag != 1 {
                     return None;
                 }
-                let word = le16(self.var_offs, 2 * i);
-                if word & NULL_BIT != 0 {
-                    return None;
-                }
-                let start = if i == 0 {
-                    0
-                } else {
-                    usize::from(le16(self.var_offs, 2 * i - 2) & !NULL_BIT)
-                };
-                Some((
-                    self.var_data.get(start..usize::from(word & !NULL_BIT))?,
-                    false,
-                ))
+                let (start, end) = var_slot(self.var_offs, (id - FIRST_VARIABLE) as usize)?;
+                Some((self.var_data.get(start..end)?, false))
             }
             ColumnArea::Tagged => {
                 let mut start = 0usize;
