@@ -55,6 +55,18 @@ pub struct SegmentSpec {
     pub fixed_binary: Option<u32>,
 }
 
+impl SegmentSpec {
+    /// The size in bytes of a fixed Binary column keyed by its bytes as they are
+    /// ([`SegmentSpec::fixed_binary`] of a Binary column), else `None`: the one test of
+    /// whether the segment's value bytes are the column's.
+    fn raw_fixed_binary(self) -> Option<usize> {
+        match (self.coltyp, self.fixed_binary) {
+            (ColumnType::Binary, Some(n)) => Some(n as usize),
+            _ => None,
+        }
+    }
+}
+
 /// Appends the normalized form of `value` (or of null) for `spec` to `out`.
 ///
 /// # Errors
@@ -163,7 +175,7 @@ fn normalize_value(out: &mut Vec<u8>, spec: SegmentSpec, v: &[u8]) -> Result<()>
                 out.extend_from_slice(g.get(range).unwrap_or_default());
             }
         }
-        ColumnType::Binary if spec.fixed_binary.is_some() => out.extend_from_slice(v),
+        ColumnType::Binary if spec.raw_fixed_binary().is_some() => out.extend_from_slice(v),
         ColumnType::Binary | ColumnType::LongBinary => encode_groups(out, v),
         ColumnType::Text | ColumnType::LongText => {
             let folded = fold_text(v, spec.code_page)?;
@@ -265,7 +277,7 @@ pub fn normalize_prefix(out: &mut Vec<u8>, spec: SegmentSpec, value: &[u8]) -> R
     };
     out.push(PREFIX_VALUE);
     let start = out.len();
-    if spec.fixed_binary.is_some() && spec.coltyp == ColumnType::Binary {
+    if spec.raw_fixed_binary().is_some() {
         // A fixed Binary segment is the value's bytes: a prefix is a prefix of them.
         out.extend_from_slice(raw);
     } else {
@@ -298,8 +310,7 @@ pub(crate) fn segment_len(key: &[u8], spec: SegmentSpec) -> Option<usize> {
     if let Some(n) = fixed_key_len(spec.coltyp) {
         return (key.len() > n).then_some(n + 1);
     }
-    if let (ColumnType::Binary, Some(n)) = (spec.coltyp, spec.fixed_binary) {
-        let n = n as usize;
+    if let Some(n) = spec.raw_fixed_binary() {
         return (key.len() > n).then_some(n + 1);
     }
     let mut at = 1;
@@ -394,7 +405,7 @@ pub(crate) fn decode_segment(seg: &[u8], spec: SegmentSpec) -> Option<Decoded> {
             }
             g
         }
-        ColumnType::Binary if spec.fixed_binary.is_some() => v,
+        ColumnType::Binary if spec.raw_fixed_binary().is_some() => v,
         ColumnType::Binary | ColumnType::LongBinary => {
             let mut out = Vec::new();
             for group in v.chunks(GROUP + 1) {
