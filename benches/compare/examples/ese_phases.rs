@@ -11,7 +11,9 @@
 //! `ESE_PHASES_PAUSE_MS=N` sleeps N ms after the bulk load, so that the individual writes can
 //! be timed with the bulk load's write-back done (or not). `ESE_PHASES_KEEP=1` keeps the
 //! database directory (its path is printed) for `esedump space`. `ESE_PHASES_PAGE_SIZE=N`
-//! sets the database page size (bytes; default 8192).
+//! sets the database page size (bytes; default 8192). `ESE_PHASES_COMPACT=1` ends with the
+//! harness's compaction (JetCompact into `compacted.edb` beside the database) and prints both
+//! files' sizes.
 //! To profile one phase alone: `mkfifo ctl; ESE_PERF_CTL=ctl ESE_PERF_PHASE=batch perf record
 //! --control fifo:ctl -D -1 -g -- ese_phases N` (phases: bulk, individual, batch, reads, ranges,
 //! removals).
@@ -167,6 +169,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         common::perf_phase("removals", false);
     }
     drop(table);
+    if std::env::var_os("ESE_PHASES_COMPACT").is_some() {
+        // As the harness's compaction: JetDetachDatabase, then JetCompact into a new file.
+        let path = dir.path().join("b.edb");
+        let copy = dir.path().join("compacted.edb");
+        let before = std::fs::metadata(&path)?.len();
+        session.close_database(db)?;
+        session.detach_database(&path)?;
+        let t = Instant::now();
+        session.compact_database(&path, &copy)?;
+        let after = std::fs::metadata(&copy)?.len();
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        eprintln!(
+            "compaction: {:.2} MiB -> {:.2} MiB in {:?} ({})",
+            mib(before),
+            mib(after),
+            t.elapsed(),
+            copy.display()
+        );
+    }
     session.end(ese::EndSessionGrbit::empty())?;
     instance.term(TermGrbit::empty())?;
     if std::env::var_os("ESE_PHASES_KEEP").is_some() {
