@@ -5,7 +5,7 @@
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
 //! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
 //! (seek + retrieve, one read-only transaction per round), as the harness's read phase, then
-//! reads 10-entry ranges from half as many keys. `ESE_PHASES_INDIVIDUAL=N` runs N individual
+//! reads 10-entry ranges from half as many keys (`ESE_PHASES_RANGE_STEPS=N` entries instead). `ESE_PHASES_INDIVIDUAL=N` runs N individual
 //! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
 //! with the harness's removal phase (half the bulk-loaded keys, one transaction).
 //! `ESE_PHASES_PAUSE_MS=N` sleeps N ms after the bulk load, so that the individual writes can
@@ -130,22 +130,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         common::perf_phase("reads", false);
         common::perf_phase("ranges", true);
+        let steps: usize = std::env::var("ESE_PHASES_RANGE_STEPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10)
+            .max(1);
         let t = Instant::now();
         session.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;
         for i in 0..n / 2 {
             let k = &keys[fastrand_index(i, n, 2)];
             table.seek(&[Some(k)], ese::Seek::Ge)?;
-            for step in 0..10 {
+            for step in 0..steps {
                 table.retrieve_columns(&mut out)?;
                 sum = sum.wrapping_add(u64::from(out[0].data[0]));
-                if step < 9 && table.move_to(ese::Move::Next).is_err() {
+                if step + 1 < steps && table.move_to(ese::Move::Next).is_err() {
                     break;
                 }
             }
         }
         session.commit_transaction(CommitGrbit::empty())?;
         eprintln!(
-            "range reads {} x 10: {:?} (checksum {sum})",
+            "range reads {} x {steps}: {:?} (checksum {sum})",
             n / 2,
             t.elapsed()
         );
