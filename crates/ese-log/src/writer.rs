@@ -879,9 +879,15 @@ impl Shared {
 
     /// Takes the records appended so far and puts the spare buffer in their place. Its
     /// capacity is that of an earlier batch: a new, empty buffer would grow again by doubling
-    /// (each step a reallocation and a copy, on memory faulted in afresh).
+    /// (each step a reallocation and a copy, on memory faulted in afresh). When the spare is
+    /// out (its batch still being written, or set aside by a seal), the new buffer gets the
+    /// capacity of the one taken: appends during a rollover's I/O then fill it without
+    /// growing (the capacity is reserved, not touched, until records are written into it).
     fn take_buf(st: &mut State) -> Vec<u8> {
-        let fresh = std::mem::take(&mut st.spare);
+        let mut fresh = std::mem::take(&mut st.spare);
+        if fresh.capacity() == 0 {
+            fresh = Vec::with_capacity(st.buf.capacity());
+        }
         std::mem::replace(&mut st.buf, fresh)
     }
 
@@ -1224,5 +1230,60 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use std::path::Path;
+
+    use ese_core::fs::{FileSystem, OpenOptions, SimFs};
+
+    use super::*;
+    use crate::header::LogSignature;
+
+    fn state() -> State {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/logs")).unwrap();
+        let file = fs
+            .open(Path::new("/logs/edb.log"), OpenOptions::create())
+            .unwrap();
+        let header = LogFileHeader {
+            generation: 7,
+            sector_size: 512,
+            header_sectors: 8,
+            file_sectors: 2048,
+            page_size: 8192,
+            flags: 0,
+            created_micros: 1,
+            prev_created_micros: 0,
+            signature: LogSignature::generate(),
+            prev_end_offset: 0,
+            checkpoint_at_creation: 0,
+        };
+        new_state(file, &header, Lgpos::MIN)
+    }
+
+    #[test]
+    fn a_buffer_taken_without_a_spare_is_replaced_by_one_as_large() {
+        let mut st = state();
+        st.buf.reserve(1 << 20);
+        st.buf.extend_from_slice(b"records");
+        let cap = st.buf.capacity();
+        // No spare (its batch is being written, or a seal set it aside): the buffer that takes
+        // the appends is as large as the one taken, so they do not grow it by doubling.
+        let taken = Shared::take_buf(&mut st);
+        assert_eq!(taken, b"records");
+        assert!(st.buf.is_empty());
+        assert!(st.buf.capacity() >= cap);
+        // With a spare, the spare is used (and it is no longer spare).
+        st.spare = Vec::with_capacity(4096);
+        let spare_ptr = st.spare.as_ptr();
+        st.buf.extend_from_slice(b"more");
+        let taken = Shared::take_buf(&mut st);
+        assert_eq!(taken, b"more");
+        assert_eq!(st.buf.as_ptr(), spare_ptr);
+        assert_eq!(st.spare.capacity(), 0);
     }
 }
