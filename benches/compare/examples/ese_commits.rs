@@ -18,10 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().map_or(Ok(16), |s| s.parse())?;
     let seconds: u64 = args.next().map_or(Ok(5), |s| s.parse())?;
-    let preload: usize = std::env::var("ESE_COMMITS_PRELOAD")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let preload: usize = common::env_number("ESE_COMMITS_PRELOAD").unwrap_or(100_000);
     let dir = common::work_dir()?;
     let instance = common::builder("commits", dir.path())
         .max_sessions(1024)

@@ -5,9 +5,10 @@
 //! `cargo run --release --manifest-path benches/compare/Cargo.toml --example ese_phases -- N`.
 //! With `ESE_PHASES_READS=1` it then reads every bulk-loaded key twice in a scattered order
 //! (seek + retrieve, one read-only transaction per round), as the harness's read phase, then
-//! reads 10-entry ranges from half as many keys (`ESE_PHASES_RANGE_STEPS=N` entries instead). `ESE_PHASES_INDIVIDUAL=N` runs N individual
-//! durable writes instead of 1,000 (to profile the commit path). `ESE_PHASES_REMOVE=1` ends
-//! with the harness's removal phase (half the bulk-loaded keys, one transaction).
+//! reads 10-entry ranges from half as many keys (`ESE_PHASES_RANGE_STEPS=N` entries instead).
+//! `ESE_PHASES_INDIVIDUAL=N` runs N individual durable writes instead of 1,000 (to profile
+//! the commit path). `ESE_PHASES_REMOVE=1` ends with the harness's removal phase (half the
+//! bulk-loaded keys, one transaction).
 //! `ESE_PHASES_PAUSE_MS=N` sleeps N ms after the bulk load, so that the individual writes can
 //! be timed with the bulk load's write-back done (or not). `ESE_PHASES_KEEP=1` keeps the
 //! database directory (its path is printed) for `esedump space`. `ESE_PHASES_PAGE_SIZE=N`
@@ -56,18 +57,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     session.commit_transaction(CommitGrbit::empty())?;
     common::report_phase(&format!("bulk load {n}"), t, cpu);
     common::perf_phase("bulk", false);
-    if let Some(ms) = std::env::var("ESE_PHASES_PAUSE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(ms) = common::env_number("ESE_PHASES_PAUSE_MS") {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let mut lat = Vec::with_capacity(1000);
     let t = Instant::now();
-    let reps: usize = std::env::var("ESE_PHASES_INDIVIDUAL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
+    let reps = common::env_number("ESE_PHASES_INDIVIDUAL")
+        .unwrap_or(1000usize)
         .max(1);
     common::perf_phase("individual", true);
     for _ in 0..reps {
@@ -130,10 +126,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         common::perf_phase("reads", false);
         common::perf_phase("ranges", true);
-        let steps: usize = std::env::var("ESE_PHASES_RANGE_STEPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10)
+        let steps = common::env_number("ESE_PHASES_RANGE_STEPS")
+            .unwrap_or(10usize)
             .max(1);
         let t = Instant::now();
         session.begin_transaction2(ese::BeginTransactionGrbit::READ_ONLY)?;

@@ -307,10 +307,7 @@ pub(crate) fn segment_len(key: &[u8], spec: SegmentSpec) -> Option<usize> {
         PREFIX_VALUE => {}
         _ => return None,
     }
-    if let Some(n) = fixed_key_len(spec.coltyp) {
-        return (key.len() > n).then_some(n + 1);
-    }
-    if let Some(n) = spec.raw_fixed_binary() {
+    if let Some(n) = fixed_key_len(spec.coltyp).or_else(|| spec.raw_fixed_binary()) {
         return (key.len() > n).then_some(n + 1);
     }
     let mut at = 1;

@@ -19,12 +19,13 @@ pub fn builder(name: &str, dir: &Path) -> InstanceBuilder {
         .log_path(dir.join("logs"))
         .circular_log(true)
         .cache_size_max_bytes(1 << 30)
-        .page_size(
-            std::env::var("ESE_PHASES_PAGE_SIZE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(8192),
-        )
+        .page_size(env_number("ESE_PHASES_PAGE_SIZE").unwrap_or(8192))
+}
+
+/// The number the environment variable `name` holds, or `None` when it is unset or not a
+/// number of type `T`.
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 /// A new temporary directory for an example's files, under `ESE_PHASES_DIR` (default `/tmp`).
