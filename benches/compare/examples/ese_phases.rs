@@ -14,7 +14,8 @@
 //! database directory (its path is printed) for `esedump space`. `ESE_PHASES_PAGE_SIZE=N`
 //! sets the database page size (bytes; default 8192). `ESE_PHASES_COMPACT=1` ends with the
 //! harness's compaction (JetCompact into `compacted.edb` beside the database) and prints both
-//! files' sizes.
+//! files' sizes. `ESE_PHASES_CACHE_MIB=N` gives the instance a cache of N MiB instead of 1 GiB
+//! (a database larger than its cache).
 //! To profile one phase alone: `mkfifo ctl; ESE_PERF_CTL=ctl ESE_PERF_PHASE=batch perf record
 //! --control fifo:ctl -D -1 -g -- ese_phases N` (phases: bulk, individual, batch, reads, ranges,
 //! removals).

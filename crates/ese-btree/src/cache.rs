@@ -21,7 +21,8 @@
 //!   the reading thread holds, then reads and verifies the page outside the mutex; other
 //!   readers of that page find the frame and wait on its latch (one read per page). Dirty
 //!   pages chosen for eviction are written outside the mutex too, then evicted if still
-//!   clean and unpinned.
+//!   clean and unpinned: a miss whose victim is dirty writes back up to 64 dirty pages from
+//!   the cold end with it, in one batch (one log flush, one doublewrite sync).
 //! - **WAL rule.** A dirty page is written only after `Wal::flush(last_lgpos)`.
 //! - **Checkpoint.** The oldest `first_dirty` position among pages that are dirty or written
 //!   but not yet synced; with none, the newest position logged. It only moves forward.
@@ -236,6 +237,9 @@ pub(crate) struct BufferCache {
     dw: Option<DoubleWrite>,
     /// The cached pages' buffers (`pagebuf.rs`).
     slabs: Arc<SlabPool>,
+    /// The thread that runs [`BufferCache::scavenge`] (ESE's buffer scavenging), woken when
+    /// an eviction finds its victim dirty; `None` without one.
+    scavenger: Mutex<Option<std::thread::Thread>>,
 }
 
 impl std::fmt::Debug for BufferCache {
@@ -254,6 +258,13 @@ type WriteTicket = (Lgpos, Pgno, u64);
 /// Fewest pages the cache holds whatever the budget: a split pins the path (at most
 /// `MAX_DEPTH` pages), up to three new pages, a sibling and the space page.
 pub(crate) const MIN_CACHE_PAGES: usize = 64;
+
+/// Most dirty pages one eviction writes back together (see [`BufferCache::choose_victims`]).
+const VICTIM_BATCH_PAGES: usize = 64;
+
+/// How far from the cold end [`BufferCache::scavenge`] looks for dirty pages, in each of
+/// the two queues (at most a quarter of the cache): 8 MiB of 8 KiB pages.
+const SCAVENGE_DEPTH: usize = 1024;
 
 impl BufferCache {
     pub(crate) fn new(
@@ -284,6 +295,7 @@ impl BufferCache {
             has_failed: AtomicBool::new(false),
             dw,
             slabs: SlabPool::new(page_size),
+            scavenger: Mutex::new(None),
         }
     }
 
@@ -474,11 +486,31 @@ impl BufferCache {
 
     /// Makes room for one more frame: evicts clean, unpinned frames at once and returns the
     /// dirty ones chosen (pinned by the returned `Arc`s) to be written outside the mutex.
+    ///
+    /// A dirty victim costs a write-back (a log flush up to its last change, and with the
+    /// doublewrite file a staged copy and its sync) on the thread that needs the frame. So when
+    /// the first victim is dirty, the scan goes on past the frame it needed for more dirty
+    /// pages from the cold end, up to [`BufferCache::victim_batch`] in all, written as one
+    /// batch and evicted together: a cache full of dirty pages (a load larger than the cache,
+    /// in one transaction the checkpoint cannot pass) then pays one flush and one sync per
+    /// batch instead of one per miss, and the next misses find free frames. Clean frames met
+    /// while only gathering are put back where they were.
     fn choose_victims(&self, g: &mut Inner) -> Vec<Arc<Frame>> {
         let mut dirty = Vec::new();
         let mut need = (self.table.len() + 1).saturating_sub(self.budget_pages);
         let mut budget = 2 * (g.probation.len() + g.protected.len()) + 2;
-        while need > 0 && budget > 0 {
+        let batch = self.victim_batch();
+        // Pops left for gathering once `need` is met, and the clean frames passed over then
+        // (with whether they came from probation), put back at the front afterwards.
+        let mut gather = 4 * batch;
+        let mut passed: Vec<(Pgno, bool)> = Vec::new();
+        while budget > 0 {
+            if need == 0 {
+                if dirty.is_empty() || dirty.len() >= batch || gather == 0 {
+                    break;
+                }
+                gather -= 1;
+            }
             budget -= 1;
             let from_probation =
                 g.probation.len() * 4 > self.budget_pages || g.protected.is_empty();
@@ -516,7 +548,11 @@ impl BufferCache {
                     continue;
                 }
                 dirty.push(frame);
-                need -= 1;
+                need = need.saturating_sub(1);
+                continue;
+            }
+            if need == 0 {
+                passed.push((pgno, from_probation));
                 continue;
             }
             // Two strong references as above, unless a reader pinned it since the check.
@@ -527,8 +563,101 @@ impl BufferCache {
                 requeue(g, frame.hot.load(Ordering::Relaxed));
             }
         }
+        for (pgno, probation) in passed.into_iter().rev() {
+            if probation {
+                g.probation.push_front(pgno);
+            } else {
+                g.protected.push_front(pgno);
+            }
+        }
+        if !dirty.is_empty()
+            && let Some(t) = &*self.scavenger.lock()
+        {
+            // The cold end is dirty: the scavenger cleans it ahead of the next evictions.
+            t.unpark();
+        }
         // Everything pinned (or dirty during redo): run over budget rather than fail.
         dirty
+    }
+
+    /// Most dirty victims [`BufferCache::choose_victims`] gathers into one write-back: 64
+    /// pages (512 KiB of 8 KiB pages), and at most a sixteenth of the cache, so a small cache
+    /// is not emptied by one batch.
+    fn victim_batch(&self) -> usize {
+        (self.budget_pages / 16).clamp(1, VICTIM_BATCH_PAGES)
+    }
+
+    /// Sets (or with `None` clears) the thread [`BufferCache::choose_victims`] wakes when an
+    /// eviction finds its victim dirty.
+    pub(crate) fn set_scavenger(&self, thread: Option<std::thread::Thread>) {
+        *self.scavenger.lock() = thread;
+    }
+
+    /// One step of buffer scavenging (ESE's background write-back that keeps clean buffers
+    /// available): when the cache is full, writes back up to [`BufferCache::victim_batch`]
+    /// dirty pages among the next [`SCAVENGE_DEPTH`] each queue's evictions will take (from
+    /// the fronts of the probation FIFO and of the protected CLOCK, not counting pinned pages
+    /// and pages referenced since their last pass, which stay), as one batch: one log flush up to their
+    /// last change (the WAL rule), one doublewrite sync. The pages stay cached, clean, so the
+    /// evictions that reach them take them without I/O. Returns the pages written (0: the
+    /// cache is not full, or the pages the evictions take next are clean).
+    ///
+    /// # Errors
+    /// As [`BufferCache::flush_all`].
+    pub(crate) fn scavenge(&self) -> Result<usize> {
+        self.check_failed()?;
+        if self.recovering.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        let batch = self.victim_batch();
+        let frames: Vec<Arc<Frame>> = {
+            let g = self.inner.lock();
+            if self.table.len() + batch < self.budget_pages {
+                return Ok(0);
+            }
+            let depth = SCAVENGE_DEPTH.min(self.budget_pages / 4).max(batch);
+            let mut found = Vec::with_capacity(batch);
+            for queue in [&g.probation, &g.protected] {
+                // `depth` pages an eviction would take, looked for among at most four times
+                // as many entries (the others are pinned or get a second chance).
+                let mut candidates = 0;
+                for pgno in queue.iter().take(4 * depth) {
+                    if found.len() >= batch || candidates >= depth {
+                        break;
+                    }
+                    let Some(f) = self.table.get(*pgno) else {
+                        continue;
+                    };
+                    // Two strong references: the table's and `f`; any more is a pin.
+                    if Arc::strong_count(&f) > 2
+                        || f.state.load(Ordering::Acquire) != READY
+                        || f.referenced.load(Ordering::Relaxed)
+                    {
+                        continue;
+                    }
+                    candidates += 1;
+                    let m = f.meta.lock();
+                    if m.dirty && !m.writing {
+                        drop(m);
+                        found.push(f);
+                    }
+                }
+            }
+            found
+        };
+        if frames.is_empty() {
+            return Ok(0);
+        }
+        // As `evict_victims`: never wait for a latch (a writer holding one of these pages
+        // may wait for the writer mutex or another latch); a busy page is left for later.
+        let mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)> = frames
+            .iter()
+            .filter_map(|f| Some((&**f, f.latch.try_read()?)))
+            .collect();
+        run.sort_unstable_by_key(|(f, _)| f.pgno);
+        let n = run.len();
+        self.write_run(run)?;
+        Ok(n)
     }
 
     /// Writes the dirty victims (WAL rule first), then evicts those still unpinned and clean.

@@ -520,6 +520,28 @@ impl Database {
         self.shared.cache.write_oldest(limit, max_pages)
     }
 
+    /// One step of buffer scavenging (ESE's background write-back that keeps clean buffers
+    /// available for evictions): when the cache is full, writes back up to 64 dirty pages
+    /// among those the next evictions take (each after the log is durable up to its last
+    /// change; with a doublewrite file, staged and synced there first) and leaves them cached,
+    /// clean. The checkpoint passes them after the next [`Database::sync`]. Returns the pages
+    /// written: 0 when the cache is not full or those pages are clean, so a background
+    /// thread calls it until it returns 0, then waits to be woken
+    /// ([`Database::set_scavenger`]).
+    ///
+    /// # Errors
+    /// As [`Database::flush`].
+    pub fn scavenge(&self) -> Result<usize> {
+        self.shared.cache.scavenge()
+    }
+
+    /// Sets the thread an eviction wakes (`Thread::unpark`) when it finds the page it must
+    /// evict dirty (and writes that page back itself, with others of the cold end): the
+    /// thread that calls [`Database::scavenge`]. `None` clears it.
+    pub fn set_scavenger(&self, thread: Option<std::thread::Thread>) {
+        self.shared.cache.set_scavenger(thread);
+    }
+
     /// Syncs pages already written by eviction, letting the checkpoint pass them.
     ///
     /// # Errors

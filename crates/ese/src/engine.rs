@@ -49,6 +49,10 @@ const CHECKPOINT_PASS_PAGES_MAX: usize = 4096;
 /// 320 per second, 16 per default checkpointer interval.
 const BUSY_FLUSHES_PER_SECOND: u64 = 320;
 
+/// Longest the buffer scavenger sleeps between wake-ups (it is woken when an eviction finds a
+/// dirty page; the timeout only bounds how long a missed wake-up lasts).
+const SCAVENGER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The id of a tree across databases: dbid in the top byte, objid below (ESE's objids stay
 /// below 2^24 here).
 pub(crate) fn tree_id(dbid: u32, objid: ObjId) -> ObjId {
@@ -125,6 +129,9 @@ pub(crate) struct Engine {
     /// nothing holds the log or the databases once term returns.
     background: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
     stopping: std::sync::atomic::AtomicBool,
+    /// The buffer scavenger's thread ([`Engine::spawn_scavenger`]), which every database
+    /// attached wakes when an eviction finds a dirty page.
+    scavenger: parking_lot::Mutex<Option<std::thread::Thread>>,
     /// While an online backup runs, the checkpoint never passes this position, so neither
     /// circular logging nor truncation deletes a generation the backup still has to copy.
     backup_pin: parking_lot::Mutex<Option<Lgpos>>,
@@ -437,6 +444,7 @@ impl Engine {
             writeback: parking_lot::Mutex::new(()),
             background: parking_lot::Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            scavenger: parking_lot::Mutex::new(None),
             catalog_epoch: std::sync::atomic::AtomicU64::new(0),
         };
         for (_, d) in dbs {
@@ -588,6 +596,11 @@ impl Engine {
         }
         let d = Arc::new(d);
         self.dbs.write().insert(d.dbid, Arc::clone(&d));
+        // Read after the insert: a scavenger started meanwhile registers itself with every
+        // database it finds attached, this one included.
+        if let Some(t) = &*self.scavenger.lock() {
+            d.db.set_scavenger(Some(t.clone()));
+        }
         self.write_checkpoint_locked()?;
         Ok(d)
     }
@@ -890,6 +903,65 @@ impl Engine {
         match spawned {
             Ok(h) => engine.background.lock().push(h),
             Err(e) => log::warn!(target: "ese", "no background checkpointer: {e}"),
+        }
+    }
+
+    /// Starts the buffer scavenger (ESE's background write-back that keeps clean buffers
+    /// available): woken by an attached database whose eviction found the page it had to
+    /// evict dirty, it writes back the dirty pages the next evictions of each database will
+    /// take, a batch at a time ([`ese_btree::Database::scavenge`], under the write-back lock),
+    /// until they are clean, so a load larger than the cache (whose pages the checkpoint does
+    /// not write while its transaction is open) does not wait for page writes and syncs on
+    /// its own thread. It waits for the next wake-up when there is nothing to write, and stops
+    /// when the engine is dropped or stopped. A failure makes the instance unavailable
+    /// (fail-stop), as a failed checkpoint write does.
+    pub(crate) fn spawn_scavenger(
+        engine: &Arc<Engine>,
+        inst: std::sync::Weak<crate::instance::InstanceInner>,
+    ) {
+        let weak = Arc::downgrade(engine);
+        let spawned = std::thread::Builder::new()
+            .name("ese-scavenger".into())
+            .spawn(move || {
+                loop {
+                    std::thread::park_timeout(SCAVENGER_IDLE);
+                    loop {
+                        let Some(e) = weak.upgrade() else { return };
+                        if e.log.is_failed()
+                            || e.stopping.load(std::sync::atomic::Ordering::Acquire)
+                        {
+                            return;
+                        }
+                        let mut written = 0;
+                        let pass = e.with_attached(|dbs| {
+                            for d in dbs {
+                                written += d.db.scavenge()?;
+                            }
+                            Ok(())
+                        });
+                        if let Err(err) = pass {
+                            if let Some(i) = inst.upgrade() {
+                                i.fatal(&err);
+                            }
+                            return;
+                        }
+                        if written == 0 {
+                            break;
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(h) => {
+                let t = h.thread().clone();
+                // Set before the attached databases are read (see `attach_common`).
+                *engine.scavenger.lock() = Some(t.clone());
+                for d in engine.dbs.read().values() {
+                    d.db.set_scavenger(Some(t.clone()));
+                }
+                engine.background.lock().push(h);
+            }
+            Err(e) => log::warn!(target: "ese", "no buffer scavenger: {e}"),
         }
     }
 

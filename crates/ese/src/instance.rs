@@ -401,6 +401,7 @@ impl Instance {
             progress,
         )?);
         Engine::spawn_checkpointer(&engine, Arc::downgrade(&self.inner));
+        Engine::spawn_scavenger(&engine, Arc::downgrade(&self.inner));
         if p.cleanup_interval_ms > 0 {
             let weak = Arc::downgrade(&self.inner);
             let cleanup = engine.vs.spawn_cleanup(

@@ -11,14 +11,17 @@ use ese::{
 };
 
 /// An instance named `name` with its files in `dir` (logs in `dir/logs`), circular logging and
-/// a 1 GiB cache, as the harness sets it up; pages of 8 KiB, or of `ESE_PHASES_PAGE_SIZE`
-/// bytes (4096, 8192, 16384 or 32768) for comparing page sizes.
+/// a 1 GiB cache, as the harness sets it up, or a cache of `ESE_PHASES_CACHE_MIB` MiB (a
+/// database larger than its cache); pages of 8 KiB, or of `ESE_PHASES_PAGE_SIZE` bytes (4096,
+/// 8192, 16384 or 32768) for comparing page sizes.
 pub fn builder(name: &str, dir: &Path) -> InstanceBuilder {
     Instance::builder(name)
         .system_path(dir)
         .log_path(dir.join("logs"))
         .circular_log(true)
-        .cache_size_max_bytes(1 << 30)
+        .cache_size_max_bytes(
+            env_number::<u64>("ESE_PHASES_CACHE_MIB").map_or(1 << 30, |m| m << 20),
+        )
         .page_size(env_number("ESE_PHASES_PAGE_SIZE").unwrap_or(8192))
 }
 
