@@ -349,7 +349,7 @@ impl BufferCache {
                 if hit.is_none() {
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     let victims = self.choose_victims(&mut g);
-                    let frame = Frame::new(Page::zeroed_in(&self.slabs, pgno), LOADING);
+                    let frame = Frame::new(Page::unread_in(&self.slabs, pgno), LOADING);
                     let guard = WriteGuard::new(Arc::clone(&frame));
                     self.install(&mut g, &frame)?;
                     drop(g);

@@ -561,12 +561,14 @@ impl Page {
         Ok(p)
     }
 
-    /// A page of zero bytes in a buffer of `slabs` (a cached page's), held by a frame while
-    /// its page is read into it ([`Page::read_in_place`]); not a valid page until then.
-    pub(crate) fn zeroed_in(slabs: &Arc<SlabPool>, pgno: Pgno) -> Page {
+    /// A buffer of `slabs` (a cached page's) for page `pgno`, held by a frame while the page
+    /// is read into it ([`Page::read_in_place`]); not a valid page until then. Not zeroed: the
+    /// read fills every byte or fails (then the frame is dropped unread), and nobody reads
+    /// the frame before (its loader holds the write latch).
+    pub(crate) fn unread_in(slabs: &Arc<SlabPool>, pgno: Pgno) -> Page {
         Page {
             pgno,
-            buf: slabs.zeroed(),
+            buf: slabs.any(),
             hints: Hints::default(),
         }
     }

@@ -276,6 +276,7 @@ impl SlabPool {
     }
 
     /// A zeroed buffer of the pool's page size (see [`SlabPool::copy_of`]).
+    #[cfg(test)]
     pub(crate) fn zeroed(self: &Arc<SlabPool>) -> PageBuf {
         match self.take() {
             Some(mut buf) => {
