@@ -259,6 +259,13 @@ type WriteTicket = (Lgpos, Pgno, u64);
 /// `MAX_DEPTH` pages), up to three new pages, a sibling and the space page.
 pub(crate) const MIN_CACHE_PAGES: usize = 64;
 
+/// Whether `frame`, looked up from the page table for eviction or write-back, is pinned by
+/// someone else (two strong references: the table's and `frame`; any more is a pin) or not
+/// yet ready: such a frame is neither evicted nor taken into a scavenging batch.
+fn busy(frame: &Arc<Frame>) -> bool {
+    Arc::strong_count(frame) > 2 || frame.state.load(Ordering::Acquire) != READY
+}
+
 /// Most dirty pages one eviction writes back together (see [`BufferCache::choose_victims`]).
 const VICTIM_BATCH_PAGES: usize = 64;
 
@@ -532,8 +539,7 @@ impl BufferCache {
                     g.probation.push_back(pgno);
                 }
             };
-            // Two strong references: the map's and `frame`; any more is a pin.
-            if Arc::strong_count(&frame) > 2 || frame.state.load(Ordering::Acquire) != READY {
+            if busy(&frame) {
                 requeue(g, frame.hot.load(Ordering::Relaxed));
                 continue;
             }
@@ -628,11 +634,7 @@ impl BufferCache {
                     let Some(f) = self.table.get(*pgno) else {
                         continue;
                     };
-                    // Two strong references: the table's and `f`; any more is a pin.
-                    if Arc::strong_count(&f) > 2
-                        || f.state.load(Ordering::Acquire) != READY
-                        || f.referenced.load(Ordering::Relaxed)
-                    {
+                    if busy(&f) || f.referenced.load(Ordering::Relaxed) {
                         continue;
                     }
                     candidates += 1;
@@ -648,16 +650,21 @@ impl BufferCache {
         if frames.is_empty() {
             return Ok(0);
         }
-        // As `evict_victims`: never wait for a latch (a writer holding one of these pages
-        // may wait for the writer mutex or another latch); a busy page is left for later.
+        self.write_unwaited(&frames)
+    }
+
+    /// Writes the dirty pages among `frames` as one run ([`BufferCache::write_run`]), taking
+    /// each page's read latch without waiting: the caller may hold latches (a reader coupling
+    /// down the tree, a loading frame other readers wait on), and a writer holding one of these
+    /// pages may wait for one of them (or for the writer mutex); a busy page is left out.
+    /// Returns the pages written.
+    fn write_unwaited(&self, frames: &[Arc<Frame>]) -> Result<usize> {
         let mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)> = frames
             .iter()
             .filter_map(|f| Some((&**f, f.latch.try_read()?)))
             .collect();
         run.sort_unstable_by_key(|(f, _)| f.pgno);
-        let n = run.len();
-        self.write_run(run)?;
-        Ok(n)
+        self.write_run(run)
     }
 
     /// Writes the dirty victims (WAL rule first), then evicts those still unpinned and clean.
@@ -665,16 +672,8 @@ impl BufferCache {
         if victims.is_empty() {
             return Ok(());
         }
-        // Never wait for a latch here: the caller may hold latches (a reader coupling down
-        // the tree, a loading frame other readers wait on), and a writer holding a victim may
-        // wait for one of them. A busy victim stays cached. The dirty ones are written as one
-        // batch, in page order.
-        let mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)> = victims
-            .iter()
-            .filter_map(|f| Some((&**f, f.latch.try_read()?)))
-            .collect();
-        run.sort_unstable_by_key(|(f, _)| f.pgno);
-        let result = self.write_run(run);
+        // A busy victim stays cached.
+        let result = self.write_unwaited(&victims);
         let mut g = self.inner.lock();
         for f in victims {
             let pgno = f.pgno;
@@ -690,13 +689,14 @@ impl BufferCache {
                 }
             }
         }
-        result
+        result.map(|_| ())
     }
 
     /// Writes the dirty pages among `run` (frames in increasing page order, each with its read
     /// latch, which the caller took: no page changes while it is sealed): one log flush up to
     /// the last change of any of them (WAL rule), then [`BufferCache::write_pages`], and moves
-    /// them from dirty to unsynced.
+    /// them from dirty to unsynced. Returns the pages written (those still dirty and not
+    /// being written by another flusher).
     ///
     /// With a doublewrite file the latches are released once the pages are sealed, before any
     /// I/O: writers of these pages do not wait for the copy's sync. A page changed during its
@@ -713,7 +713,7 @@ impl BufferCache {
     /// and taking the ticket later let a second writer slip in after the first write was
     /// synced and the checkpoint had passed the page: a crash then tore that second, unsynced
     /// write of a page no log record after the checkpoint could rebuild.)
-    fn write_run(&self, mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)>) -> Result<()> {
+    fn write_run(&self, mut run: Vec<(&Frame, RwLockReadGuard<'_, Page>)>) -> Result<usize> {
         // The read latches keep `last_lgpos` from changing.
         let last = run
             .iter()
@@ -723,7 +723,7 @@ impl BufferCache {
             })
             .max();
         let Some(last) = last else {
-            return Ok(());
+            return Ok(0);
         };
         self.check_failed()?;
         self.wal.flush(last).map_err(|e| self.latch_failure(e))?;
@@ -783,7 +783,7 @@ impl BufferCache {
             }
         }
         drop(run);
-        Ok(())
+        Ok(pgnos.len())
     }
 
     /// Writes the sealed pages in `buf` (page `pgnos[i]` at `buf[i * page size..]`, in
