@@ -473,7 +473,7 @@ impl Transaction {
             let seq = self.next_seq;
             // Announce the change before any page sees it: readers that skip the version
             // store for trees without versions must not miss it.
-            vs.pin_tree(tree);
+            vs.pin_key(tree, probe.key_hash());
             if new_phys.is_some() && self.first_lgpos.is_none() {
                 // Hold the checkpoint back before the first change reaches the log: a
                 // checkpoint taken between the write and the registration would otherwise pass
@@ -492,7 +492,7 @@ impl Transaction {
                     }
                     Err(e) => {
                         vs.uncharge(charge);
-                        vs.unpin_tree(tree);
+                        vs.unpin_key(tree, probe.key_hash());
                         if self.first_lgpos.is_none() {
                             vs.oldest_lgpos.lock().remove(&self.state.id);
                         }
@@ -600,7 +600,7 @@ impl Transaction {
                     };
                     // Announce the change before any page sees it: readers that skip the version
                     // store for trees without versions must not miss it.
-                    vs.pin_tree(tree);
+                    vs.pin_key(tree, probe.key_hash());
                     if !first_written {
                         // Hold the checkpoint back before the first change reaches the log (see
                         // `change`); the real position replaces this after the write.
@@ -625,7 +625,7 @@ impl Transaction {
                 Err(e) => {
                     if let Some((_, charge)) = taken {
                         vs.uncharge(charge);
-                        vs.unpin_tree(tree);
+                        vs.unpin_key(tree, probe.key_hash());
                         if !first_written {
                             vs.oldest_lgpos.lock().remove(&trx);
                         }

@@ -26,7 +26,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ese_core::{Error, ErrorKind, ObjId, Result, TrxId};
 use parking_lot::{Mutex, MutexGuard};
@@ -454,6 +454,8 @@ struct Tally {
     entries: u64,
     /// Entries dropped per tree (a commit's keys are mostly of one or two trees).
     unpins: Vec<(ObjId, u64)>,
+    /// Entries dropped per key, by the key's hash (for its key slot).
+    key_unpins: Vec<(u64, u32)>,
 }
 
 impl Tally {
@@ -539,6 +541,11 @@ pub struct VersionStore {
     /// Entries per tree slot (trees hashed into [`TREE_SLOTS`] slots): lets readers skip the
     /// version store entirely for trees without versions (see [`VersionStore::may_have_versions`]).
     tree_slots: Box<[AtomicU64]>,
+    /// Entries per key slot (keys hashed into [`KEY_SLOTS`] slots by their version-store
+    /// hash): narrows [`VersionStore::may_have_versions`] to a key, so that a reader of a tree
+    /// another session is changing skips the version store for the keys it does not touch
+    /// (see [`VersionStore::may_have_key_versions`]).
+    key_slots: Box<[AtomicU32]>,
     /// See [`VersionStore::change_epoch`].
     change_epoch: AtomicU64,
 }
@@ -549,6 +556,20 @@ const TREE_SLOTS: usize = 256;
 
 fn tree_slot(tree: ObjId) -> usize {
     (tree.0.wrapping_mul(0x9E37_79B9) >> 24) as usize % TREE_SLOTS
+}
+
+/// Number of per-key entry counters (512 KiB of them; a counter never overflows: fewer than
+/// 2^32 entries, each an allocation of tens of bytes, ever live at once). Keys that share a slot only cost
+/// each other the look-up in the version store, never a wrong answer. A writer committing
+/// 100 keys a millisecond leaves about 10,000 keys with versions between two cleanup passes
+/// (100 ms apart): a key without versions then shares its slot with one of them about one
+/// time in thirteen.
+const KEY_SLOTS: usize = 1 << 17;
+
+/// The key slot of the key whose version-store hash is `hash` (its low bits: the shard
+/// index takes bits 32 and up).
+fn key_slot(hash: u64) -> usize {
+    (hash as usize) & (KEY_SLOTS - 1)
 }
 
 impl std::fmt::Debug for VersionStore {
@@ -593,6 +614,7 @@ impl VersionStore {
             oldest_lgpos: Mutex::new(HashMap::new()),
             undurable: Mutex::new(Vec::new()),
             tree_slots: (0..TREE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            key_slots: (0..KEY_SLOTS).map(|_| AtomicU32::new(0)).collect(),
             change_epoch: AtomicU64::new(0),
         }
     }
@@ -764,18 +786,46 @@ impl VersionStore {
             .is_some_and(|c| c.load(Ordering::SeqCst) != 0)
     }
 
-    /// Announces a change to `tree` before it reaches a page (see
-    /// [`VersionStore::may_have_versions`]).
-    pub(crate) fn pin_tree(&self, tree: ObjId) {
+    /// Whether `key` of `tree` may have versions: [`VersionStore::may_have_versions`] of the
+    /// tree, narrowed to the key's slot (one hash of the key, and only when the tree may hold
+    /// versions). `false` guarantees what `may_have_versions` guarantees, for this key: the
+    /// record as the page store holds it is committed and visible to every snapshot —
+    /// provided the caller read it *before* calling this (a writer counts its entry in the
+    /// key's slot before the change reaches a page, and the count drops only once the entry
+    /// is gone).
+    pub fn may_have_key_versions(&self, tree: ObjId, key: &[u8]) -> bool {
+        self.may_have_versions(tree)
+            && self
+                .key_slots
+                .get(key_slot(self.key_hash(tree, key)))
+                .is_some_and(|c| c.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Announces a change to the key of `tree` whose hash is `hash` before it reaches a page
+    /// (see [`VersionStore::may_have_versions`] and [`VersionStore::may_have_key_versions`]):
+    /// one count for the entry the change adds, in the tree's slot and in the key's.
+    pub(crate) fn pin_key(&self, tree: ObjId, hash: u64) {
+        if let Some(c) = self.key_slots.get(key_slot(hash)) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
             c.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    /// Withdraws one announcement of [`VersionStore::pin_tree`].
-    pub(crate) fn unpin_tree(&self, tree: ObjId) {
+    /// Withdraws one announcement of [`VersionStore::pin_key`].
+    pub(crate) fn unpin_key(&self, tree: ObjId, hash: u64) {
+        self.unpin_key_slot(hash, 1);
         if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
             c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Withdraws `n` counts of the key slot of `hash` (entries of a key that are gone); the
+    /// tree's counts go separately ([`VersionStore::settle`]).
+    fn unpin_key_slot(&self, hash: u64, n: u32) {
+        if let Some(c) = self.key_slots.get(key_slot(hash)) {
+            c.fetch_sub(n, Ordering::SeqCst);
         }
     }
 
@@ -942,7 +992,7 @@ impl VersionStore {
             shard.map.remove(probe as &dyn KeyView);
         }
         for _ in 0..dropped {
-            self.unpin_tree(tree);
+            self.unpin_key(tree, probe.hash);
         }
         self.cleaned.fetch_add(dropped as u64, Ordering::Relaxed);
     }
@@ -964,7 +1014,7 @@ impl VersionStore {
             shard.map.remove(vkey);
         }
         self.release(&rce, 1);
-        self.unpin_tree(vkey.tree());
+        self.unpin_key(vkey.tree(), vkey.hash);
         Some(rce)
     }
 
@@ -986,6 +1036,9 @@ impl VersionStore {
         self.insert_entries
             .fetch_sub(tally.inserts, Ordering::Relaxed);
         self.entries.fetch_sub(tally.entries, Ordering::Relaxed);
+        for (hash, n) in tally.key_unpins {
+            self.unpin_key_slot(hash, n);
+        }
         for (tree, n) in tally.unpins {
             if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
                 c.fetch_sub(n, Ordering::SeqCst);
@@ -1287,6 +1340,13 @@ impl VersionStore {
         for r in removed.iter() {
             tally.add(r, tree);
             n += 1;
+        }
+        if n > 0 {
+            // Fewer than 2^32 entries ever live at once (each is an allocation of tens of
+            // bytes), so neither a chain's count nor a slot's overflows.
+            tally
+                .key_unpins
+                .push((vkey.hash, u32::try_from(n).unwrap_or(u32::MAX)));
         }
         let last_was_delete = removed
             .iter()

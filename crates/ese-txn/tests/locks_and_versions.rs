@@ -349,3 +349,98 @@ fn visible_unless_current_trusts_the_callers_copy_only_without_a_chain() {
         Some(PhysState::Present(b"two".to_vec()))
     );
 }
+
+/// A key of `TREE` that shows no versions now, from `candidates` (keys share a key slot one
+/// time in 2^17, so the first one almost always does).
+fn key_without_versions(vs: &VersionStore, candidates: std::ops::Range<u32>) -> Vec<u8> {
+    candidates
+        .map(key)
+        .find(|k| !vs.may_have_key_versions(TREE, k))
+        .expect("a key of its own slot")
+}
+
+/// A transaction begun now that holds a lock on `key(0)` of `TREE` (committed beforehand):
+/// the tree keeps a version while the keys around it are checked, and its snapshot, newer than
+/// every earlier commit, holds none of their entries back from cleanup.
+fn hold(vs: &Arc<VersionStore>) -> ese_txn::Transaction {
+    let mut t = vs.begin("held".into(), false);
+    t.lock(TREE, &key(0), false).unwrap();
+    t
+}
+
+/// `may_have_key_versions` narrows `may_have_versions` to a key: it answers true for a key
+/// with an entry from the moment the change is made until the entry is gone (rolled back,
+/// cleaned up key by key or by the scan of a large backlog, pruned as a stale lock), and false
+/// for the other keys of the tree meanwhile.
+#[test]
+fn key_versions_follow_each_entry_of_the_key() {
+    let vs = store();
+    committed(&vs, &key(0), b"v");
+    vs.cleanup().unwrap();
+    assert!(!vs.may_have_key_versions(TREE, &key(0)));
+    let mut held = hold(&vs);
+    assert!(vs.may_have_versions(TREE));
+    assert!(vs.may_have_key_versions(TREE, &key(0)));
+    assert!(!vs.may_have_key_versions(OTHER, &key(0)), "other tree");
+    let others = (1..1001)
+        .filter(|&i| vs.may_have_key_versions(TREE, &key(i)))
+        .count();
+    assert!(others <= 3, "{others} of 1,000 other keys show versions");
+
+    // A change rolled back (a nested level, then a whole transaction).
+    let k = key_without_versions(&vs, 1..100);
+    let mut t = vs.begin("t".into(), false);
+    t.begin_level().unwrap();
+    t.insert(TREE, &k, b"x").unwrap();
+    assert!(vs.may_have_key_versions(TREE, &k));
+    t.rollback_level().unwrap();
+    assert!(!vs.may_have_key_versions(TREE, &k), "nested level rolled back");
+    t.insert(TREE, &k, b"x").unwrap();
+    t.rollback_all().unwrap();
+    assert!(!vs.may_have_key_versions(TREE, &k), "transaction rolled back");
+
+    // Committed: versioned until cleanup drops the entries (key by key).
+    let mut t = vs.begin("t".into(), false);
+    t.insert(TREE, &k, b"x").unwrap();
+    t.replace(TREE, &k, b"y").unwrap();
+    t.commit_level(false).unwrap();
+    assert!(vs.may_have_key_versions(TREE, &k), "committed, not cleaned");
+    held.rollback_all().unwrap();
+    let mut held = hold(&vs);
+    vs.cleanup().unwrap();
+    assert!(!vs.may_have_key_versions(TREE, &k), "cleaned up");
+
+    // A backlog large enough to be cleaned by walking the maps.
+    let mut t = vs.begin("bulk".into(), false);
+    for i in 10_000..20_000 {
+        t.insert(TREE, &key(i), b"b").unwrap();
+    }
+    t.commit_level(false).unwrap();
+    assert!(vs.may_have_key_versions(TREE, &key(10_000)));
+    held.rollback_all().unwrap();
+    let mut held = hold(&vs);
+    assert_eq!(vs.cleanup().unwrap(), 10_000);
+    let left = (10_000..20_000)
+        .filter(|&i| vs.may_have_key_versions(TREE, &key(i)))
+        .count();
+    assert!(left <= 3, "{left} of 10,000 cleaned keys still show versions");
+
+    // Stale locks pruned as later ones are taken, then the rest cleaned.
+    let k = key_without_versions(&vs, 100..200);
+    held.rollback_all().unwrap();
+    committed(&vs, &k, b"record");
+    for i in 0..100 {
+        let mut t = vs.begin(format!("locker {i}"), false);
+        t.lock(TREE, &k, false).unwrap();
+        t.commit_level(true).unwrap();
+    }
+    let mut held = hold(&vs);
+    assert!(vs.may_have_key_versions(TREE, &k), "locks not cleaned yet");
+    vs.cleanup().unwrap();
+    assert!(!vs.may_have_key_versions(TREE, &k), "locks pruned and cleaned");
+
+    assert!(vs.may_have_key_versions(TREE, &key(0)), "still held");
+    held.rollback_all().unwrap();
+    assert_empty(&vs);
+    assert!(!vs.may_have_key_versions(TREE, &key(0)));
+}

@@ -465,7 +465,7 @@ impl Session {
         while on {
             let key = c.key().to_vec();
             let node = Some((c.data().to_vec(), c.flags()));
-            let state = if engine.vs.may_have_versions(cat) {
+            let state = if engine.vs.may_have_key_versions(cat, &key) {
                 engine.vs.read(cat, &key, &view)?
             } else {
                 ese_txn::node_state(node)

@@ -139,9 +139,10 @@ fn table_info(engine: &Engine, dbid: u32, def: &TableDef, view: &ReadView) -> Re
     let mut c = t.cursor();
     let mut on = c.move_first()?;
     let mut records = 0u64;
-    let versions = engine.vs.may_have_versions(tree);
     while on {
-        let state = if versions {
+        // Asked of each node after the cursor read it (see `may_have_key_versions`): a
+        // writer that began after the scan did may have changed the pages read since.
+        let state = if engine.vs.may_have_key_versions(tree, c.key()) {
             engine.vs.read(tree, c.key(), view)?
         } else {
             ese_txn::node_state(Some((c.data().to_vec(), c.flags())))

@@ -71,7 +71,10 @@ impl Table {
         if op == SeekOp::Eq
             && self.cur.layout == EntryLayout::Primary
             && !key.end_limit
-            && self.engine.vs.may_have_versions(self.cur.tree)
+            && self
+                .engine
+                .vs
+                .may_have_key_versions(self.cur.tree, &key.bytes)
         {
             self.engine.vs.prefetch_key(self.cur.tree, &key.bytes);
         }

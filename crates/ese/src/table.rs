@@ -902,7 +902,7 @@ impl Table {
         node: Option<(Vec<u8>, NodeFlags)>,
     ) -> Result<Option<Vec<u8>>> {
         let vs = &self.engine.vs;
-        let state = if vs.may_have_versions(tree) {
+        let state = if vs.may_have_key_versions(tree, key) {
             let t = self.engine.store.tree(tree)?;
             vs.visible_with(tree, key, view, || Ok(node_state(t.get_opt(key)?)))?
         } else {
@@ -922,8 +922,8 @@ impl Table {
         tree: ObjId,
         c: &Cursor,
     ) -> Result<Option<Vec<u8>>> {
-        // The check reads the page, before `may_have_versions` is asked (see there).
-        let state = if c.is_current() && !self.engine.vs.may_have_versions(tree) {
+        // The check reads the page, before `may_have_key_versions` is asked (see there).
+        let state = if c.is_current() && !self.engine.vs.may_have_key_versions(tree, c.key()) {
             cursor_state(c)
         } else {
             self.visible_unless_at_cursor(view, tree, c)?
@@ -976,9 +976,9 @@ impl Table {
         let node = c.key();
         if self.cur.layout == EntryLayout::Primary {
             // The node was read by the tree cursor after `epoch` was loaded and before
-            // `may_have_versions` is asked (see there).
+            // `may_have_key_versions` is asked (see there).
             cache.valid = false;
-            if self.engine.vs.may_have_versions(self.cur.tree) {
+            if self.engine.vs.may_have_key_versions(self.cur.tree, node) {
                 match self.visible_unless_at_cursor(view.get(), self.cur.tree, c)? {
                     // The node as the cursor copied it is what the view sees.
                     None if c.flags().contains(NodeFlags::DELETED) => return Ok(None),
@@ -1232,13 +1232,13 @@ impl Table {
                 return Err(e);
             }
         };
-        // The node was read after `epoch` was loaded and before `may_have_versions` is asked
+        // The node was read after `epoch` was loaded and before `may_have_key_versions` is asked
         // (see `Table::examine`).
         if !on
             || cur.layout != EntryLayout::Primary
             || range.is_some()
             || c.flags().contains(NodeFlags::DELETED)
-            || engine.vs.may_have_versions(cur.tree)
+            || engine.vs.may_have_key_versions(cur.tree, c.key())
         {
             return Ok(Step::Moved(on));
         }
