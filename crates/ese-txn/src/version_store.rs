@@ -934,13 +934,17 @@ impl VersionStore {
     }
 
     /// Asks the CPU for the memory where a look-up of `key` of `tree` in the version store
-    /// starts, ahead of the look-up: a caller that will change or read the key's versions
-    /// after other work (a descent of the tree, encoding a record) overlaps the look-up's
-    /// likely cache miss with that work. Changes nothing; costs one hash of the key.
+    /// starts, and for the key's slot count, ahead of the look-up: a caller that will change
+    /// or read the key's versions after other work (a descent of the tree, encoding a record)
+    /// overlaps the look-up's likely cache misses with that work. Changes nothing; costs one
+    /// hash of the key.
     pub fn prefetch_key(&self, tree: ObjId, key: &[u8]) {
         let hash = self.key_hash(tree, key);
         if let Some(h) = self.hints.get(Self::shard_index(hash)) {
             h.prefetch(hash);
+        }
+        if let Some(c) = self.key_slots.get(key_slot(hash)) {
+            ese_core::hint::prefetch(c.as_ptr() as usize);
         }
     }
 

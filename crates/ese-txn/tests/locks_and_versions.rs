@@ -394,10 +394,16 @@ fn key_versions_follow_each_entry_of_the_key() {
     t.insert(TREE, &k, b"x").unwrap();
     assert!(vs.may_have_key_versions(TREE, &k));
     t.rollback_level().unwrap();
-    assert!(!vs.may_have_key_versions(TREE, &k), "nested level rolled back");
+    assert!(
+        !vs.may_have_key_versions(TREE, &k),
+        "nested level rolled back"
+    );
     t.insert(TREE, &k, b"x").unwrap();
     t.rollback_all().unwrap();
-    assert!(!vs.may_have_key_versions(TREE, &k), "transaction rolled back");
+    assert!(
+        !vs.may_have_key_versions(TREE, &k),
+        "transaction rolled back"
+    );
 
     // Committed: versioned until cleanup drops the entries (key by key).
     let mut t = vs.begin("t".into(), false);
@@ -423,7 +429,10 @@ fn key_versions_follow_each_entry_of_the_key() {
     let left = (10_000..20_000)
         .filter(|&i| vs.may_have_key_versions(TREE, &key(i)))
         .count();
-    assert!(left <= 3, "{left} of 10,000 cleaned keys still show versions");
+    assert!(
+        left <= 3,
+        "{left} of 10,000 cleaned keys still show versions"
+    );
 
     // Stale locks pruned as later ones are taken, then the rest cleaned.
     let k = key_without_versions(&vs, 100..200);
@@ -437,7 +446,10 @@ fn key_versions_follow_each_entry_of_the_key() {
     let mut held = hold(&vs);
     assert!(vs.may_have_key_versions(TREE, &k), "locks not cleaned yet");
     vs.cleanup().unwrap();
-    assert!(!vs.may_have_key_versions(TREE, &k), "locks pruned and cleaned");
+    assert!(
+        !vs.may_have_key_versions(TREE, &k),
+        "locks pruned and cleaned"
+    );
 
     assert!(vs.may_have_key_versions(TREE, &key(0)), "still held");
     held.rollback_all().unwrap();

@@ -66,15 +66,13 @@ impl Table {
         // Before the tree cursor reads anything (see `RecordCache`).
         let epoch = self.engine.vs.change_epoch();
         // An equality seek on the primary index lands, if anywhere, on the node of the key
-        // itself, whose versions `land_current` then looks up: that look-up's memory is
-        // fetched while the tree is descended.
+        // itself, whose versions `land_current` then looks up (or, first, their count in the
+        // key's slot): that memory is fetched while the tree is descended. A change of the
+        // record found (a delete) looks the key up again.
         if op == SeekOp::Eq
             && self.cur.layout == EntryLayout::Primary
             && !key.end_limit
-            && self
-                .engine
-                .vs
-                .may_have_key_versions(self.cur.tree, &key.bytes)
+            && self.engine.vs.may_have_versions(self.cur.tree)
         {
             self.engine.vs.prefetch_key(self.cur.tree, &key.bytes);
         }
