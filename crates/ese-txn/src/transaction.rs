@@ -846,6 +846,10 @@ impl Transaction {
             .encode();
             vs.store.write(tree, &key, &state, &clr)?;
         }
+        // The page is as it was before the change: readers may skip the store for the key
+        // again (see `take_rce`). After a failed write the count stays, which only keeps
+        // readers on the full path.
+        vs.unpin_key(tree, hash);
         self.ops.pop();
         Ok(())
     }

@@ -1001,7 +1001,11 @@ impl VersionStore {
         self.cleaned.fetch_add(dropped as u64, Ordering::Relaxed);
     }
 
-    /// Removes the RCE `(trx, seq)` of `vkey` and returns it (rollback).
+    /// Removes the RCE `(trx, seq)` of `vkey` and returns it (rollback). Its count in the
+    /// key's and the tree's slots stays: the caller withdraws it ([`VersionStore::unpin_key`])
+    /// once the page shows the state before the change again. Withdrawn here, a reader that
+    /// skips the version store on a zero count could read the page still changed in between:
+    /// an insert being rolled back, or a delete's flag not yet cleared.
     pub(crate) fn take_rce(
         &self,
         shard: &mut Shard,
@@ -1018,7 +1022,6 @@ impl VersionStore {
             shard.map.remove(vkey);
         }
         self.release(&rce, 1);
-        self.unpin_key(vkey.tree(), vkey.hash);
         Some(rce)
     }
 
