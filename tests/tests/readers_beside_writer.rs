@@ -44,12 +44,20 @@ fn table() -> TableCreate {
             ColumnDef::new("id", ColumnType::Long),
             ColumnDef::new("v", ColumnType::Binary),
         ],
-        indexes: vec![IndexCreate {
-            name: "primary".into(),
-            key: "+id\0\0".into(),
-            grbit: IndexGrbit::PRIMARY | IndexGrbit::UNIQUE,
-            key_most: 0,
-        }],
+        indexes: vec![
+            IndexCreate {
+                name: "primary".into(),
+                key: "+id\0\0".into(),
+                grbit: IndexGrbit::PRIMARY | IndexGrbit::UNIQUE,
+                key_most: 0,
+            },
+            IndexCreate {
+                name: "byv".into(),
+                key: "+v\0\0".into(),
+                grbit: IndexGrbit::empty(),
+                key_most: 0,
+            },
+        ],
     }
 }
 
@@ -102,13 +110,31 @@ fn current(t: &Table) -> (i32, Vec<u8>) {
     (id, c[1].value().unwrap().to_vec())
 }
 
-/// What a reader saw: the value of each key it looked up (or none), and the (id, value) of each
-/// record of its range.
-type Seen = (Vec<Option<Vec<u8>>>, Vec<(i32, Vec<u8>)>);
+/// What a reader saw: the value of each key it looked up (or none), the (id, value) of each
+/// record of its range on the primary index, and of each record of its range on the index of
+/// the values.
+type Seen = (
+    Vec<Option<Vec<u8>>>,
+    Vec<(i32, Vec<u8>)>,
+    Vec<(i32, Vec<u8>)>,
+);
 
-/// What one reader's transaction sees: each of `ids` (its value, or none) and the records of a
-/// 10-step range from `from`.
-fn look(t: &mut Table, ids: &[i32], from: i32) -> Seen {
+/// Up to 10 records from where cursor `t` is, on its current index.
+fn range_from(t: &mut Table) -> Vec<(i32, Vec<u8>)> {
+    let mut range = Vec::new();
+    for _ in 0..10 {
+        range.push(current(t));
+        if t.move_to(Move::Next).is_err() {
+            break;
+        }
+    }
+    range
+}
+
+/// What one reader's transaction sees: each of `ids` (its value, or none), the records of a
+/// 10-step range from `from` on the primary index and from the value `[b'C', by_value]` on
+/// the index of the values.
+fn look(t: &mut Table, ids: &[i32], from: i32, by_value: [u8; 4]) -> Seen {
     let vc = cols(t).1;
     let points = ids
         .iter()
@@ -120,16 +146,18 @@ fn look(t: &mut Table, ids: &[i32], from: i32) -> Seen {
             }
         })
         .collect();
-    let mut range = Vec::new();
-    if t.seek(&[Some(&from.to_le_bytes())], Seek::Ge).is_ok() {
-        for _ in 0..10 {
-            range.push(current(t));
-            if t.move_to(Move::Next).is_err() {
-                break;
-            }
-        }
-    }
-    (points, range)
+    let range = match t.seek(&[Some(&from.to_le_bytes())], Seek::Ge) {
+        Ok(()) => range_from(t),
+        Err(_) => Vec::new(),
+    };
+    t.set_current_index(Some("byv")).unwrap();
+    let start = [&[b'C'][..], &by_value].concat();
+    let by_v = match t.seek(&[Some(&start)], Seek::Ge) {
+        Ok(()) => range_from(t),
+        Err(_) => Vec::new(),
+    };
+    t.set_current_index(None).unwrap();
+    (points, range, by_v)
 }
 
 /// One writer and `READERS` readers for `RACE`; the writer's transactions change 16 records
@@ -139,11 +167,13 @@ fn look(t: &mut Table, ids: &[i32], from: i32) -> Seen {
 fn race(s: &Session, db: ese::DbId) -> (u64, u64) {
     let inst = s.instance();
     let checked = AtomicU64::new(0);
+    let by_value_read = AtomicU64::new(0);
     let deadline = Instant::now() + RACE;
     let txns = std::thread::scope(|scope| {
         for r in 0..READERS {
             let inst = &inst;
             let checked = &checked;
+            let by_value_read = &by_value_read;
             scope.spawn(move || {
                 let s = inst.begin_session().unwrap();
                 s.open_database(DB).unwrap();
@@ -152,16 +182,17 @@ fn race(s: &Session, db: ese::DbId) -> (u64, u64) {
                 while Instant::now() < deadline {
                     let ids: Vec<i32> = (0..32).map(|_| rng.i32(0..ROWS + 400)).collect();
                     let from = rng.i32(0..ROWS);
+                    let by_value = rng.u32(..).to_le_bytes();
                     s.begin_transaction().unwrap();
-                    let first = look(&mut t, &ids, from);
+                    let first = look(&mut t, &ids, from, by_value);
                     std::thread::yield_now();
-                    let second = look(&mut t, &ids, from);
+                    let second = look(&mut t, &ids, from, by_value);
                     s.commit_transaction(CommitGrbit::empty()).unwrap();
                     for v in first
                         .0
                         .iter()
                         .flatten()
-                        .chain(first.1.iter().map(|(_, v)| v))
+                        .chain(first.1.iter().chain(&first.2).map(|(_, v)| v))
                     {
                         assert_eq!(v[0], b'C', "a rolled-back value was read: {v:?}");
                     }
@@ -170,7 +201,9 @@ fn race(s: &Session, db: ese::DbId) -> (u64, u64) {
                         assert_eq!(a, b, "key {} read twice in one snapshot", ids[i]);
                     }
                     assert_eq!(first.1, second.1, "range from {from} read twice");
+                    assert_eq!(first.2, second.2, "range of values read twice");
                     checked.fetch_add(1, Ordering::Relaxed);
+                    by_value_read.fetch_add(first.2.len() as u64, Ordering::Relaxed);
                 }
                 s.end(ese::EndSessionGrbit::empty()).unwrap();
             });
@@ -225,7 +258,12 @@ fn race(s: &Session, db: ese::DbId) -> (u64, u64) {
         }
         u64::from(txn)
     });
-    (checked.load(Ordering::Relaxed), txns)
+    let (checked, by_value_read) = (checked.into_inner(), by_value_read.into_inner());
+    assert!(
+        by_value_read >= checked,
+        "{by_value_read} records read on the index of the values in {checked} snapshots"
+    );
+    (checked, txns)
 }
 
 #[test]
