@@ -8,6 +8,7 @@
 //! would read an uncommitted value (caught: no reader may ever see a value of a transaction
 //! that rolled back) or a value committed after its snapshot (caught: every reader reads its
 //! keys and a range twice in one transaction and must find the same records both times).
+//! The race lasts 1.5 s; `ESE_RACE_SECS=N` makes it last N seconds (a longer campaign).
 
 #![allow(
     clippy::unwrap_used,
@@ -34,8 +35,14 @@ const TABLE: &str = "t";
 /// Rows loaded before the race; the writer also inserts ids from `ROWS` up.
 const ROWS: i32 = 3_000;
 const READERS: usize = 3;
-/// How long the race runs.
-const RACE: Duration = Duration::from_millis(1_500);
+/// How long the race runs: `ESE_RACE_SECS` seconds, 1.5 s by default.
+fn race_time() -> Duration {
+    std::env::var("ESE_RACE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(Duration::from_millis(1_500), Duration::from_secs_f64)
+}
 
 fn table() -> TableCreate {
     TableCreate {
@@ -160,7 +167,7 @@ fn look(t: &mut Table, ids: &[i32], from: i32, by_value: [u8; 4]) -> Seen {
     (points, range, by_v)
 }
 
-/// One writer and `READERS` readers for `RACE`; the writer's transactions change 16 records
+/// One writer and `READERS` readers for [`race_time`]; the writer's transactions change 16 records
 /// each (replaces of loaded rows, inserts of new ones, deletes), yielding between changes so
 /// that readers run while they are open, and one in three rolls back. Returns the snapshots
 /// the readers checked and the writer's transactions.
@@ -168,7 +175,7 @@ fn race(s: &Session, db: ese::DbId) -> (u64, u64) {
     let inst = s.instance();
     let checked = AtomicU64::new(0);
     let by_value_read = AtomicU64::new(0);
-    let deadline = Instant::now() + RACE;
+    let deadline = Instant::now() + race_time();
     let txns = std::thread::scope(|scope| {
         for r in 0..READERS {
             let inst = &inst;
