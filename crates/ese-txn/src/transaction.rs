@@ -472,7 +472,7 @@ impl Transaction {
             };
             let seq = self.next_seq;
             // Announce the change before any page sees it: readers that skip the version
-            // store for trees without versions must not miss it.
+            // store for trees and keys without versions must not miss it.
             vs.pin_key(tree, probe.key_hash());
             if new_phys.is_some() && self.first_lgpos.is_none() {
                 // Hold the checkpoint back before the first change reaches the log: a
@@ -599,7 +599,7 @@ impl Transaction {
                         return Ok(false);
                     };
                     // Announce the change before any page sees it: readers that skip the version
-                    // store for trees without versions must not miss it.
+                    // store for trees and keys without versions must not miss it.
                     vs.pin_key(tree, probe.key_hash());
                     if !first_written {
                         // Hold the checkpoint back before the first change reaches the log (see

@@ -559,11 +559,11 @@ fn tree_slot(tree: ObjId) -> usize {
 }
 
 /// Number of per-key entry counters (512 KiB of them; a counter never overflows: fewer than
-/// 2^32 entries, each an allocation of tens of bytes, ever live at once). Keys that share a slot only cost
-/// each other the look-up in the version store, never a wrong answer. A writer committing
-/// 100 keys a millisecond leaves about 10,000 keys with versions between two cleanup passes
-/// (100 ms apart): a key without versions then shares its slot with one of them about one
-/// time in thirteen.
+/// 2^32 entries, each an allocation of tens of bytes, ever live at once). Keys that share a
+/// slot only cost each other the look-up in the version store, never a wrong answer. A
+/// writer committing 100 keys a millisecond leaves about 10,000 keys with versions between
+/// two cleanup passes (100 ms apart): a key without versions then shares its slot with one
+/// of them about one time in thirteen.
 const KEY_SLOTS: usize = 1 << 17;
 
 /// The key slot of the key whose version-store hash is `hash` (its low bits: the shard
