@@ -2014,12 +2014,12 @@ impl Table {
     /// `UpdateNotPrepared` (-1609); `ColumnNotFound` (-1507); `InvalidGrbit` (-900) for
     /// unknown options, for `APPEND_LV`/`OVERWRITE_LV`/`SIZE_LV` on a column that is not long,
     /// and for `APPEND_LV` with `OVERWRITE_LV` or `SIZE_LV`; `InvalidBufferSize` (-1047) for
-    /// a `SIZE_LV` value that is not 4 bytes, or a fixed-size value of the wrong size; `ColumnNoChunk` (-1502) for an
-    /// `ib_long_value` past the end of the value; `ColumnTooBig` (-1506) when the value would
-    /// be longer than the column's maximum (the message gives both lengths); `NullInvalid`
-    /// (-1504) for null in a NotNULL column; `BadItagSequence` (-1518) as
-    /// [`Table::set_column_itag`]; `LVCorrupted` (-1526) when the value being changed is a
-    /// damaged separated value; the session errors.
+    /// a `SIZE_LV` value that is not 4 bytes, or a fixed-size value of the wrong size;
+    /// `ColumnNoChunk` (-1502) for an `ib_long_value` past the end of the value;
+    /// `ColumnTooBig` (-1506) when the value would be longer than the column's maximum (the
+    /// message gives both lengths); `NullInvalid` (-1504) for null in a NotNULL column;
+    /// `BadItagSequence` (-1518) as [`Table::set_column_itag`]; `LVCorrupted` (-1526) when the
+    /// value being changed is a damaged separated value; the session errors.
     pub fn set_column_with(
         &mut self,
         column: u32,
