@@ -492,7 +492,7 @@ impl Transaction {
                     }
                     Err(e) => {
                         vs.uncharge(charge);
-                        vs.unpin_key(tree, probe.key_hash());
+                        vs.unpin_key(tree, probe.key_hash(), 1);
                         if self.first_lgpos.is_none() {
                             vs.oldest_lgpos.lock().remove(&self.state.id);
                         }
@@ -625,7 +625,7 @@ impl Transaction {
                 Err(e) => {
                     if let Some((_, charge)) = taken {
                         vs.uncharge(charge);
-                        vs.unpin_key(tree, probe.key_hash());
+                        vs.unpin_key(tree, probe.key_hash(), 1);
                         if !first_written {
                             vs.oldest_lgpos.lock().remove(&trx);
                         }
@@ -849,7 +849,7 @@ impl Transaction {
         // The page is as it was before the change: readers may skip the store for the key
         // again (see `take_rce`). After a failed write the count stays, which only keeps
         // readers on the full path.
-        vs.unpin_key(tree, hash);
+        vs.unpin_key(tree, hash, 1);
         self.ops.pop();
         Ok(())
     }

@@ -813,18 +813,23 @@ impl VersionStore {
         }
     }
 
-    /// Withdraws one announcement of [`VersionStore::pin_key`].
-    pub(crate) fn unpin_key(&self, tree: ObjId, hash: u64) {
-        self.unpin_key_slot(hash, 1);
-        if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
-            c.fetch_sub(1, Ordering::SeqCst);
+    /// Withdraws `n` announcements of [`VersionStore::pin_key`] for the key of `tree` whose
+    /// hash is `hash` (entries of it that are gone).
+    pub(crate) fn unpin_key(&self, tree: ObjId, hash: u64, n: u32) {
+        self.unpin_key_slot(hash, n);
+        self.unpin_tree_slot(tree, u64::from(n));
+    }
+
+    /// Withdraws `n` counts of the key slot of `hash`.
+    fn unpin_key_slot(&self, hash: u64, n: u32) {
+        if let Some(c) = self.key_slots.get(key_slot(hash)) {
+            c.fetch_sub(n, Ordering::SeqCst);
         }
     }
 
-    /// Withdraws `n` counts of the key slot of `hash` (entries of a key that are gone); the
-    /// tree's counts go separately ([`VersionStore::settle`]).
-    fn unpin_key_slot(&self, hash: u64, n: u32) {
-        if let Some(c) = self.key_slots.get(key_slot(hash)) {
+    /// Withdraws `n` counts of the slot of `tree`.
+    fn unpin_tree_slot(&self, tree: ObjId, n: u64) {
+        if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
             c.fetch_sub(n, Ordering::SeqCst);
         }
     }
@@ -995,8 +1000,9 @@ impl VersionStore {
         if chain.is_empty() {
             shard.map.remove(probe as &dyn KeyView);
         }
-        for _ in 0..dropped {
-            self.unpin_key(tree, probe.hash);
+        if dropped > 0 {
+            // At most the chain's length: far below 2^32 (see `KEY_SLOTS`).
+            self.unpin_key(tree, probe.hash, u32::try_from(dropped).unwrap_or(u32::MAX));
         }
         self.cleaned.fetch_add(dropped as u64, Ordering::Relaxed);
     }
@@ -1047,9 +1053,7 @@ impl VersionStore {
             self.unpin_key_slot(hash, n);
         }
         for (tree, n) in tally.unpins {
-            if let Some(c) = self.tree_slots.get(tree_slot(tree)) {
-                c.fetch_sub(n, Ordering::SeqCst);
-            }
+            self.unpin_tree_slot(tree, n);
         }
     }
 
