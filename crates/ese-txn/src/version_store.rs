@@ -788,11 +788,12 @@ impl VersionStore {
 
     /// Whether `key` of `tree` may have versions: [`VersionStore::may_have_versions`] of the
     /// tree, narrowed to the key's slot (one hash of the key, and only when the tree may hold
-    /// versions). `false` guarantees what `may_have_versions` guarantees, for this key: the
-    /// record as the page store holds it is committed and visible to every snapshot —
-    /// provided the caller read it *before* calling this (a writer counts its entry in the
-    /// key's slot before the change reaches a page, and the count drops only once the entry
-    /// is gone).
+    /// versions). `false` tells a caller that read the record *before* calling this that the
+    /// record as it read it is committed and visible to every snapshot — provided that the
+    /// page it read has not changed since, checked *after* this answer: a writer counts its
+    /// entry in the key's slot before the change reaches a page, and the count drops once the
+    /// entry is gone, but a rollback restores the page before it withdraws the count, so a
+    /// copy made before the restore (of the change rolled back) can meet a zero count.
     pub fn may_have_key_versions(&self, tree: ObjId, key: &[u8]) -> bool {
         self.may_have_versions(tree)
             && self

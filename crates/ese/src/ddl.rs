@@ -465,10 +465,10 @@ impl Session {
         while on {
             let key = c.key().to_vec();
             let node = Some((c.data().to_vec(), c.flags()));
-            let state = if engine.vs.may_have_key_versions(cat, &key) {
-                engine.vs.read(cat, &key, &view)?
-            } else {
+            let state = if crate::table::node_settled(&engine, cat, &c) {
                 ese_txn::node_state(node)
+            } else {
+                engine.vs.read(cat, &key, &view)?
             };
             if let Some(bytes) = state.value() {
                 names.push(TableDef::decode(bytes)?.name);

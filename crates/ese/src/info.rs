@@ -11,7 +11,7 @@ use crate::database::DbId;
 use crate::engine::{Engine, tree_id};
 use crate::index::IndexGrbit;
 use crate::session::Session;
-use crate::table::{Table, register_trees};
+use crate::table::{Table, node_settled, register_trees};
 
 /// What JetGetTableInfo reports of a table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,12 +140,12 @@ fn table_info(engine: &Engine, dbid: u32, def: &TableDef, view: &ReadView) -> Re
     let mut on = c.move_first()?;
     let mut records = 0u64;
     while on {
-        // Asked of each node after the cursor read it (see `may_have_key_versions`): a
-        // writer that began after the scan did may have changed the pages read since.
-        let state = if engine.vs.may_have_key_versions(tree, c.key()) {
-            engine.vs.read(tree, c.key(), view)?
-        } else {
+        // Asked of each node after the cursor read it (see `node_settled`): a writer that
+        // began after the scan did may have changed the pages read since.
+        let state = if node_settled(engine, tree, &c) {
             ese_txn::node_state(Some((c.data().to_vec(), c.flags())))
+        } else {
+            engine.vs.read(tree, c.key(), view)?
         };
         if state.value().is_some() {
             records += 1;

@@ -156,6 +156,19 @@ impl RetrieveColumn {
 /// Seek operators (ESE's `JET_bitSeek*`).
 pub use ese_btree::SeekOp as Seek;
 
+/// Whether the node tree cursor `c` is on, as the cursor copied it, is what every view sees,
+/// so that the version store need not be asked: `tree` holds no versions
+/// ([`ese_txn::VersionStore::may_have_versions`]), or the node's key has none
+/// ([`ese_txn::VersionStore::may_have_key_versions`]) and the page has not changed since the
+/// cursor read the node ([`Cursor::is_current`]). Asked after the cursor read the node. The
+/// page is checked after the key's count: a rollback restores the page, then withdraws its
+/// count, so a copy made before the restore (the change being rolled back) can meet a zero
+/// count, but no longer an unchanged page.
+pub(crate) fn node_settled(engine: &Engine, tree: ObjId, c: &Cursor) -> bool {
+    let vs = &engine.vs;
+    !vs.may_have_versions(tree) || (!vs.may_have_key_versions(tree, c.key()) && c.is_current())
+}
+
 impl Session {
     /// Runs `f` in the session's transaction, or in an implicit one when none is open (ESE
     /// wraps a level-0 update in its own transaction, committed durably).
@@ -902,7 +915,9 @@ impl Table {
         node: Option<(Vec<u8>, NodeFlags)>,
     ) -> Result<Option<Vec<u8>>> {
         let vs = &self.engine.vs;
-        let state = if vs.may_have_key_versions(tree, key) {
+        // Per tree only: without the cursor's page, the node could not be checked unchanged
+        // after a key's count (see `node_settled`).
+        let state = if vs.may_have_versions(tree) {
             let t = self.engine.store.tree(tree)?;
             vs.visible_with(tree, key, view, || Ok(node_state(t.get_opt(key)?)))?
         } else {
@@ -922,8 +937,9 @@ impl Table {
         tree: ObjId,
         c: &Cursor,
     ) -> Result<Option<Vec<u8>>> {
-        // The check reads the page, before `may_have_key_versions` is asked (see there).
-        let state = if c.is_current() && !self.engine.vs.may_have_key_versions(tree, c.key()) {
+        // The key's count first, then the page unchanged since the cursor read the node (see
+        // `node_settled`).
+        let state = if !self.engine.vs.may_have_key_versions(tree, c.key()) && c.is_current() {
             cursor_state(c)
         } else {
             self.visible_unless_at_cursor(view, tree, c)?
@@ -976,9 +992,15 @@ impl Table {
         let node = c.key();
         if self.cur.layout == EntryLayout::Primary {
             // The node was read by the tree cursor after `epoch` was loaded and before
-            // `may_have_key_versions` is asked (see there).
+            // `node_settled` is asked (see there).
             cache.valid = false;
-            if self.engine.vs.may_have_key_versions(self.cur.tree, node) {
+            if node_settled(&self.engine, self.cur.tree, c) {
+                if c.flags().contains(NodeFlags::DELETED) {
+                    return Ok(None);
+                }
+                // The record is the node as the cursor copied it: no second copy.
+                cache.at_cursor = true;
+            } else {
                 match self.visible_unless_at_cursor(view.get(), self.cur.tree, c)? {
                     // The node as the cursor copied it is what the view sees.
                     None if c.flags().contains(NodeFlags::DELETED) => return Ok(None),
@@ -993,12 +1015,6 @@ impl Table {
                         cache.bookmark.extend_from_slice(node);
                     }
                 }
-            } else {
-                if c.flags().contains(NodeFlags::DELETED) {
-                    return Ok(None);
-                }
-                // The record is the node as the cursor copied it: no second copy.
-                cache.at_cursor = true;
             }
             cache.epoch = epoch;
             cache.valid = true;
@@ -1232,13 +1248,13 @@ impl Table {
                 return Err(e);
             }
         };
-        // The node was read after `epoch` was loaded and before `may_have_key_versions` is asked
-        // (see `Table::examine`).
+        // The node was read after `epoch` was loaded and before `node_settled` is asked (see
+        // `Table::examine`).
         if !on
             || cur.layout != EntryLayout::Primary
             || range.is_some()
             || c.flags().contains(NodeFlags::DELETED)
-            || engine.vs.may_have_key_versions(cur.tree, c.key())
+            || !node_settled(engine, cur.tree, c)
         {
             return Ok(Step::Moved(on));
         }
